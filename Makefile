@@ -1,0 +1,89 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# vmreset top-level Makefile.
+#
+#   make                 module (against KDIR), library and tool, selftests
+#   make KVER=6.12       build against the installed Debian 6.12 headers
+#   make check           run all selftests in a QEMU test VM, per kernel
+#                        (KVERS="6.1 6.12" by default; T=<test> runs one)
+#   make demo            boot the test VM and show the pipeline
+#   make install         module to /lib/modules/<kver>/updates, tools to PREFIX
+#   make uninstall       undo install
+#   make dkms-install    register the sources with DKMS
+#   make deps            install the Debian packages (needs root)
+
+VERSION := 0.1.0
+KVER ?=
+KDIR ?= $(shell scripts/kdir.sh $(KVER))
+KREL := $(shell sed -n "s/.*UTS_RELEASE \"\(.*\)\"/\1/p" $(KDIR)/include/generated/utsrelease.h 2>/dev/null)
+BUILD ?= $(CURDIR)/build
+MODDIR := $(BUILD)/kmod-$(KREL)
+PREFIX ?= /usr/local
+DESTDIR ?=
+KVERS ?= 6.1 6.12
+T ?=
+
+KMOD_SRCS := $(wildcard kmod/*.c kmod/*.h)
+
+.PHONY: all module helper selftests check demo install uninstall \
+	dkms-install dkms-uninstall deps clean help
+
+all: module helper selftests
+
+help:
+	@sed -n '3,15p' Makefile | sed 's/^# \{0,1\}//'
+
+# Each kernel gets its own object tree of symlinks to the sources, so that
+# builds for 6.1 and 6.12 can live side by side.
+module:
+	@test -n "$(KREL)" || { echo "no kernel headers in '$(KDIR)'; run: sudo scripts/deps.sh" >&2; exit 1; }
+	@mkdir -p $(MODDIR)/kmod $(MODDIR)/include/uapi/linux
+	@ln -sf $(CURDIR)/Kbuild $(MODDIR)/Kbuild
+	@for f in $(KMOD_SRCS); do ln -sf $(CURDIR)/$$f $(MODDIR)/$$f; done
+	@ln -sf $(CURDIR)/include/uapi/linux/vmreset.h $(MODDIR)/include/uapi/linux/vmreset.h
+	$(MAKE) -C $(KDIR) M=$(MODDIR) W=1 modules
+	@echo "built $(MODDIR)/vmreset.ko for $(KREL)"
+
+helper:
+	$(MAKE) -C helper
+
+selftests: helper
+	$(MAKE) -C selftests
+
+check:
+	scripts/check.sh $(if $(T),-t "$(T)") $(KVERS)
+
+demo:
+	scripts/demo.sh
+
+install: module helper
+	install -D -m 644 $(MODDIR)/vmreset.ko $(DESTDIR)/lib/modules/$(KREL)/updates/vmreset.ko
+	install -D -m 644 include/uapi/linux/vmreset.h $(DESTDIR)$(PREFIX)/include/linux/vmreset.h
+	$(MAKE) -C helper install PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
+	$(if $(DESTDIR),,depmod -a $(KREL))
+
+uninstall:
+	rm -f $(DESTDIR)/lib/modules/$(KREL)/updates/vmreset.ko
+	rm -f $(DESTDIR)$(PREFIX)/include/linux/vmreset.h
+	$(MAKE) -C helper uninstall PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
+	$(if $(DESTDIR),,depmod -a $(KREL))
+
+DKMS_SRC := /usr/src/vmreset-$(VERSION)
+dkms-install:
+	mkdir -p $(DKMS_SRC)
+	cp -r Kbuild dkms.conf kmod include $(DKMS_SRC)/
+	dkms add -m vmreset -v $(VERSION)
+	dkms build -m vmreset -v $(VERSION)
+	dkms install -m vmreset -v $(VERSION)
+
+dkms-uninstall:
+	dkms remove -m vmreset -v $(VERSION) --all
+	rm -rf $(DKMS_SRC)
+
+deps:
+	scripts/deps.sh
+
+clean:
+	rm -rf $(BUILD)
+	$(MAKE) -C helper clean
+	$(MAKE) -C selftests clean

@@ -1,0 +1,449 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * vmresetctl: manage vmreset memory objects from the command line.
+ *
+ * Exit status: 0 success, 1 the operation failed, 2 bad usage.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "vmreset.h"
+
+static bool json;
+static const char *prog = "vmresetctl";
+
+struct cmd {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *args;
+	const char *help;
+};
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return 2;
+}
+
+static int op_error(const char *what, const char *obj, int err)
+{
+	fprintf(stderr, "%s: %s '%s': %s\n", prog, what, obj, strerror(-err));
+	return 1;
+}
+
+/* "4096", "64k", "2M", "1G", "0x1000" -> bytes. */
+static int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+	int shift = 0;
+
+	errno = 0;
+	v = strtoull(s, &end, 0);
+	if (errno || end == s || *s == '-')
+		return -1;
+	switch (*end) {
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	case 't': case 'T': shift = 40; end++; break;
+	}
+	if (*end == 'i' && shift)
+		end++;
+	if ((*end == 'B' || *end == 'b') && shift)
+		end++;
+	if (*end || (shift && v > (UINT64_MAX >> shift)))
+		return -1;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+static int open_obj(const char *path, int flags)
+{
+	int fd = open(path, flags | O_CLOEXEC);
+	int err;
+
+	if (fd < 0)
+		return op_error("cannot open", path, -errno);
+	err = vmreset_check_fd(fd);
+	if (err) {
+		close(fd);
+		fprintf(stderr, "%s: '%s' is not a vmresetfs file\n", prog, path);
+		return -1;
+	}
+	return fd;
+}
+
+static int need_args(int argc, int want, const char *cmd, const char *args)
+{
+	if (argc == want)
+		return 0;
+	return usage_error("usage: %s %s %s", prog, cmd, args);
+}
+
+static int cmd_features(int argc, char **argv)
+{
+	struct vmreset_features f;
+	int fd, err;
+
+	if (need_args(argc, 2, "features", "FILE"))
+		return 2;
+	fd = open_obj(argv[1], O_RDONLY);
+	if (fd < 0)
+		return 1;
+	err = vmreset_features(fd, &f);
+	close(fd);
+	if (err)
+		return op_error("features of", argv[1], err);
+	if (json)
+		printf("{\"api_version\":%u,\"features\":%" PRIu64
+		       ",\"page_size\":%u,\"max_preserved\":%u,\"max_list\":%u}\n",
+		       f.api_version, (uint64_t)f.features, f.page_size,
+		       f.max_preserved, f.max_list);
+	else
+		printf("api version %u, features %#" PRIx64 ", page size %u, "
+		       "max preserved ranges %u\n", f.api_version,
+		       (uint64_t)f.features, f.page_size, f.max_preserved);
+	return 0;
+}
+
+static int cmd_snapshot(int argc, char **argv)
+{
+	uint64_t dirty;
+	int fd, err;
+
+	if (need_args(argc, 2, "snapshot", "FILE"))
+		return 2;
+	fd = open_obj(argv[1], O_RDWR);
+	if (fd < 0)
+		return 1;
+	err = vmreset_snapshot(fd, &dirty);
+	close(fd);
+	if (err)
+		return op_error("snapshot of", argv[1], err);
+	if (json)
+		printf("{\"dirty_pages\":%" PRIu64 "}\n", dirty);
+	else
+		printf("%s: snapshot taken (%" PRIu64 " dirty pages folded in)\n",
+		       argv[1], dirty);
+	return 0;
+}
+
+static int cmd_revert(int argc, char **argv)
+{
+	uint64_t flags = 0, reverted, kept;
+	int fd, err;
+
+	if (argc == 3 && !strcmp(argv[1], "--dry-run")) {
+		flags = VMRESET_REVERT_F_DRY_RUN;
+		argv++;
+		argc--;
+	}
+	if (need_args(argc, 2, "revert", "[--dry-run] FILE"))
+		return 2;
+	fd = open_obj(argv[1], O_RDWR);
+	if (fd < 0)
+		return 1;
+	err = vmreset_revert(fd, flags, &reverted, &kept);
+	close(fd);
+	if (err == -ENODATA) {
+		fprintf(stderr, "%s: '%s' has no snapshot to revert to\n", prog, argv[1]);
+		return 1;
+	}
+	if (err)
+		return op_error("revert of", argv[1], err);
+	if (json)
+		printf("{\"reverted_pages\":%" PRIu64 ",\"preserved_pages\":%" PRIu64
+		       ",\"dry_run\":%s}\n", reverted, kept, flags ? "true" : "false");
+	else
+		printf("%s: %s%" PRIu64 " pages reverted, %" PRIu64
+		       " preserved pages kept\n", argv[1],
+		       flags ? "(dry run) " : "", reverted, kept);
+	return 0;
+}
+
+static void print_ranges(const struct vmreset_range *r, long n)
+{
+	if (json) {
+		printf("[");
+		for (long i = 0; i < n; i++)
+			printf("%s{\"offset\":%" PRIu64 ",\"length\":%" PRIu64 "}",
+			       i ? "," : "", (uint64_t)r[i].offset,
+			       (uint64_t)r[i].length);
+		printf("]\n");
+		return;
+	}
+	for (long i = 0; i < n; i++)
+		printf("%#" PRIx64 "-%#" PRIx64 " (%" PRIu64 " pages)\n",
+		       (uint64_t)r[i].offset,
+		       (uint64_t)(r[i].offset + r[i].length),
+		       (uint64_t)r[i].length / 4096);
+}
+
+static int cmd_preserve(int argc, char **argv)
+{
+	struct vmreset_range *r;
+	uint64_t off, len;
+	long n;
+	int fd, err;
+
+	if (argc == 3 && !strcmp(argv[1], "list")) {
+		fd = open_obj(argv[2], O_RDONLY);
+		if (fd < 0)
+			return 1;
+		n = vmreset_preserve_list(fd, &r);
+		close(fd);
+		if (n < 0)
+			return op_error("preserved ranges of", argv[2], (int)n);
+		print_ranges(r, n);
+		free(r);
+		return 0;
+	}
+	if (argc != 5 || (strcmp(argv[1], "add") && strcmp(argv[1], "del")))
+		return usage_error("usage: %s preserve add|del FILE OFFSET LENGTH | preserve list FILE",
+				   prog);
+	if (parse_size(argv[3], &off))
+		return usage_error("bad offset '%s'", argv[3]);
+	if (parse_size(argv[4], &len))
+		return usage_error("bad length '%s'", argv[4]);
+	fd = open_obj(argv[2], O_RDWR);
+	if (fd < 0)
+		return 1;
+	err = argv[1][0] == 'a' ? vmreset_preserve_add(fd, off, len)
+				: vmreset_preserve_del(fd, off, len);
+	close(fd);
+	if (err == -EINVAL) {
+		fprintf(stderr, "%s: range '%s' + '%s' must be page-aligned and non-empty\n",
+			prog, argv[3], argv[4]);
+		return 1;
+	}
+	if (err == -ENOSPC) {
+		fprintf(stderr, "%s: '%s' would have more than %d preserved ranges\n",
+			prog, argv[2], VMRESET_MAX_PRESERVED);
+		return 1;
+	}
+	return err ? op_error("preserve on", argv[2], err) : 0;
+}
+
+static int cmd_dirty(int argc, char **argv)
+{
+	struct vmreset_range *r;
+	long n;
+	int fd;
+
+	if (need_args(argc, 2, "dirty", "FILE"))
+		return 2;
+	fd = open_obj(argv[1], O_RDONLY);
+	if (fd < 0)
+		return 1;
+	n = vmreset_dirty_list(fd, &r);
+	close(fd);
+	if (n < 0)
+		return op_error("dirty list of", argv[1], (int)n);
+	print_ranges(r, n);
+	free(r);
+	return 0;
+}
+
+static int cmd_stats(int argc, char **argv)
+{
+	struct vmreset_stats s;
+	int fd, err;
+
+	if (need_args(argc, 2, "stats", "FILE"))
+		return 2;
+	fd = open_obj(argv[1], O_RDONLY);
+	if (fd < 0)
+		return 1;
+	err = vmreset_stats(fd, &s);
+	close(fd);
+	if (err)
+		return op_error("stats of", argv[1], err);
+#define F(x) #x, (uint64_t)s.x
+	if (json)
+		printf("{\"snapshot\":%s,\"%s\":%" PRIu64 ",\"%s\":%" PRIu64
+		       ",\"%s\":%" PRIu64 ",\"%s\":%" PRIu64 ",\"%s\":%" PRIu64
+		       ",\"%s\":%" PRIu64 ",\"%s\":%" PRIu64 ",\"%s\":%" PRIu64
+		       ",\"%s\":%" PRIu64 ",\"%s\":%" PRIu64 ",\"%s\":%" PRIu64
+		       ",\"%s\":%" PRIu64 ",\"%s\":%" PRIu64 "}\n",
+		       s.flags & VMRESET_STATS_F_SNAPSHOT ? "true" : "false",
+		       F(file_size), F(snapshot_size), F(resident_pages),
+		       F(shared_pages), F(undo_pages), F(dirty_pages),
+		       F(preserved_ranges), F(cow_faults), F(faults),
+		       F(snapshots), F(reverts), F(reverted_pages),
+		       "bytes_in_memory", (uint64_t)(s.resident_pages + s.undo_pages) * 4096);
+	else
+		printf("%s:\n"
+		       "  size %" PRIu64 " bytes, snapshot: %s\n"
+		       "  pages: %" PRIu64 " resident (%" PRIu64 " shared), %" PRIu64
+		       " undo, %" PRIu64 " dirty\n"
+		       "  preserved ranges: %" PRIu64 "\n"
+		       "  faults: %" PRIu64 ", copy-on-write: %" PRIu64 "\n"
+		       "  snapshots: %" PRIu64 ", reverts: %" PRIu64
+		       " (%" PRIu64 " pages)\n", argv[1],
+		       (uint64_t)s.file_size,
+		       s.flags & VMRESET_STATS_F_SNAPSHOT ? "yes" : "no",
+		       (uint64_t)s.resident_pages, (uint64_t)s.shared_pages,
+		       (uint64_t)s.undo_pages, (uint64_t)s.dirty_pages,
+		       (uint64_t)s.preserved_ranges, (uint64_t)s.faults,
+		       (uint64_t)s.cow_faults, (uint64_t)s.snapshots,
+		       (uint64_t)s.reverts, (uint64_t)s.reverted_pages);
+#undef F
+	return 0;
+}
+
+static int cmd_clone(int argc, char **argv)
+{
+	int src, dst, err;
+
+	if (need_args(argc, 3, "clone", "SRC DST"))
+		return 2;
+	src = open_obj(argv[1], O_RDONLY);
+	if (src < 0)
+		return 1;
+	dst = open(argv[2], O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (dst < 0) {
+		close(src);
+		return op_error("cannot create", argv[2], -errno);
+	}
+	err = vmreset_clone(dst, src);
+	close(src);
+	close(dst);
+	if (err) {
+		unlink(argv[2]);
+		if (err == -EXDEV)
+			fprintf(stderr, "%s: '%s' and '%s' are not on the same vmresetfs mount\n",
+				prog, argv[1], argv[2]);
+		else
+			op_error("clone into", argv[2], err);
+		return 1;
+	}
+	return 0;
+}
+
+static int cmd_create(int argc, char **argv)
+{
+	uint64_t size;
+	int fd;
+
+	if (need_args(argc, 3, "create", "PATH SIZE"))
+		return 2;
+	if (parse_size(argv[2], &size))
+		return usage_error("bad size '%s'", argv[2]);
+	fd = vmreset_create(argv[1], size);
+	if (fd == -ENOTTY) {
+		fprintf(stderr, "%s: '%s' is not on a vmresetfs mount\n", prog, argv[1]);
+		return 1;
+	}
+	if (fd < 0)
+		return op_error("cannot create", argv[1], fd);
+	close(fd);
+	return 0;
+}
+
+static int cmd_mount(int argc, char **argv)
+{
+	int err;
+
+	if (argc != 2 && argc != 3)
+		return usage_error("usage: %s mount DIR [OPTIONS]", prog);
+	err = vmreset_mount(argv[1], argc == 3 ? argv[2] : NULL);
+	if (err == -ENODEV) {
+		fprintf(stderr, "%s: vmresetfs is not available; is the module installed (modprobe vmreset)?\n",
+			prog);
+		return 1;
+	}
+	return err ? op_error("mount on", argv[1], err) : 0;
+}
+
+static int cmd_help(int argc, char **argv);
+
+static const struct cmd cmds[] = {
+	{ "mount", cmd_mount, "DIR [OPTIONS]", "mount vmresetfs (options: size=, nr_inodes=, mode=, uid=, gid=)" },
+	{ "create", cmd_create, "PATH SIZE", "create a memory object of SIZE bytes (k/M/G suffixes)" },
+	{ "snapshot", cmd_snapshot, "FILE", "make the current content the revert point" },
+	{ "revert", cmd_revert, "[--dry-run] FILE", "give every page written since the snapshot its content back" },
+	{ "preserve", cmd_preserve, "add|del FILE OFFSET LENGTH | list FILE", "ranges that revert leaves alone" },
+	{ "dirty", cmd_dirty, "FILE", "ranges written since the snapshot" },
+	{ "stats", cmd_stats, "FILE", "pages, faults, snapshots and reverts of a file" },
+	{ "clone", cmd_clone, "SRC DST", "create DST as a copy-on-write clone of SRC" },
+	{ "features", cmd_features, "FILE", "API version and features of the kernel module" },
+	{ "help", cmd_help, "[COMMAND]", "show this help" },
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "Usage: %s [-j|--json] COMMAND [ARGS]\n\nCommands:\n", prog);
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		fprintf(f, "  %-9s %-38s %s\n", cmds[i].name, cmds[i].args, cmds[i].help);
+	fprintf(f, "\n%s COMMAND --help shows one command. Exit status: 0 ok, "
+		"1 operation failed, 2 usage error.\n", prog);
+}
+
+static int cmd_help(int argc, char **argv)
+{
+	(void)argv;
+	if (argc > 2)
+		return usage_error("usage: %s help [COMMAND]", prog);
+	if (argc == 2) {
+		for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+			if (!strcmp(cmds[i].name, argv[1])) {
+				printf("Usage: %s %s %s\n  %s\n", prog, cmds[i].name,
+				       cmds[i].args, cmds[i].help);
+				return 0;
+			}
+		return usage_error("unknown command '%s'", argv[1]);
+	}
+	usage(stdout);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	int i = 1;
+
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (!strcmp(argv[i], "-j") || !strcmp(argv[i], "--json")) {
+			json = true;
+		} else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			usage(stdout);
+			return 0;
+		} else if (!strcmp(argv[i], "-V") || !strcmp(argv[i], "--version")) {
+			printf("%s %s\n", prog, vmreset_version());
+			return 0;
+		} else {
+			usage(stderr);
+			return usage_error("unknown option '%s'", argv[i]);
+		}
+	}
+	if (i == argc) {
+		usage(stderr);
+		return 2;
+	}
+	for (size_t c = 0; c < sizeof(cmds) / sizeof(cmds[0]); c++) {
+		if (strcmp(cmds[c].name, argv[i]))
+			continue;
+		if (argc > i + 1 && (!strcmp(argv[i + 1], "--help") ||
+				     !strcmp(argv[i + 1], "-h"))) {
+			printf("Usage: %s %s %s\n  %s\n", prog, cmds[c].name,
+			       cmds[c].args, cmds[c].help);
+			return 0;
+		}
+		return cmds[c].fn(argc - i, argv + i);
+	}
+	return usage_error("unknown command '%s' (try: %s help)", argv[i], prog);
+}

@@ -1,0 +1,192 @@
+/* SPDX-License-Identifier: (GPL-2.0 WITH Linux-syscall-note) OR MIT */
+/*
+ * vmreset: page-level reset of KVM guest memory.
+ *
+ * The module registers a filesystem, "vmresetfs". Its regular files are
+ * memory objects: a VMM maps one MAP_SHARED and hands the mapping to KVM as
+ * a memslot (or uses it as a disk image, or as device state). The ioctls
+ * below act on an open vmresetfs file and form the VMM's fast path.
+ *
+ * Model
+ * -----
+ * Every file has at most one snapshot, its revert point. After SNAPSHOT the
+ * first write to each page - from a KVM guest, from the VMM through its
+ * mapping, from write(2), fallocate(2), truncate(2) or anybody else - saves
+ * the page's snapshot content ("undo") and marks the page dirty. REVERT
+ * gives every dirty page its snapshot content back (a page that was a hole
+ * becomes a hole again), restores the file size, and touches nothing else:
+ * clean pages, their host PTEs and KVM's mappings of them stay in place.
+ * Preserved ranges are left alone by REVERT: their current content becomes
+ * their snapshot content.
+ *
+ * Offsets and lengths are in bytes and must be multiples of the page size
+ * (4096 on x86-64) unless stated otherwise. Every structure has reserved
+ * fields that must be zero and a flags field whose unknown bits are
+ * rejected with EINVAL, so that the ABI can grow.
+ *
+ * Errors common to all ioctls:
+ *   ENOTTY  the fd is not a vmresetfs regular file, or unknown ioctl
+ *   EFAULT  the argument pointer (or a pointer inside it) is bad
+ *   EINVAL  unknown flag, non-zero reserved field, bad size or range
+ *   EBADF   the operation modifies the file and the fd is not open for
+ *           writing (all but FEATURES, PRESERVE_LIST, DIRTY, STATS)
+ *
+ * VMRESET_IOC_FEATURES   struct vmreset_features (out)
+ *   Reports the API version and the supported features and ioctls.
+ *   Callers set @size to sizeof(struct vmreset_features) they know; the
+ *   kernel fills at most that many bytes and sets @size to its own size.
+ *
+ * VMRESET_IOC_SNAPSHOT   struct vmreset_snapshot (in/out)
+ *   Make the current content the revert point. No page is copied: the
+ *   cost is proportional to the pages dirtied since the previous snapshot
+ *   (for the first snapshot of a file, to its mapped pages).
+ *   Out: @dirty_pages, how many dirty pages were folded into the snapshot.
+ *
+ * VMRESET_IOC_REVERT     struct vmreset_revert (in/out)
+ *   Revert every dirty page outside the preserved ranges.
+ *   Out: @reverted_pages, @preserved_pages (dirty pages kept because they
+ *   lie in a preserved range). Errors: ENODATA if the file has no snapshot.
+ *   With VMRESET_REVERT_F_DRY_RUN nothing changes and the counts tell what
+ *   a revert would do.
+ *
+ * VMRESET_IOC_PRESERVE   struct vmreset_preserve (in)
+ *   @op VMRESET_PRESERVE_ADD adds [@offset, @offset + @length) to the
+ *   preserved set (overlapping and adjacent ranges merge);
+ *   VMRESET_PRESERVE_DEL removes it (a range may be split in two).
+ *   Errors: EINVAL (unaligned, zero length, overflow, unknown op),
+ *   ENOSPC (more than VMRESET_MAX_PRESERVED ranges would result).
+ *   Removing a range that is not preserved is not an error.
+ *
+ * VMRESET_IOC_PRESERVE_LIST  struct vmreset_range_list (in/out)
+ * VMRESET_IOC_DIRTY          struct vmreset_range_list (in/out)
+ *   List preserved ranges, or the ranges of pages dirtied since the
+ *   snapshot, in ascending order starting at byte offset @cursor. At most
+ *   @nr ranges are written to the array at @ranges; on return @nr holds
+ *   the number written and @cursor the offset to pass next time, or
+ *   VMRESET_CURSOR_END when the list is complete. Contiguous pages are
+ *   reported as one range. DIRTY on a file without a snapshot returns an
+ *   empty list. Errors: EINVAL (@cursor unaligned, @nr > VMRESET_MAX_LIST).
+ *
+ * VMRESET_IOC_STATS      struct vmreset_stats (out)
+ *   Counters of the file; @size as for FEATURES.
+ *
+ * Copy-on-write clones use the generic FICLONE and FICLONERANGE ioctls
+ * (cp --reflink=always): the destination shares every page of the source
+ * range until either side writes it. Both files must be on the same
+ * vmresetfs mount (EXDEV), FICLONERANGE offsets and length page-aligned
+ * (EINVAL), and a destination range that overlaps a preserved range fails
+ * with EBUSY. Dedupe (FIDEDUPERANGE) is not supported (EOPNOTSUPP).
+ *
+ * Other interfaces and their errors:
+ *   mmap    MAP_SHARED only; MAP_PRIVATE fails with EINVAL.
+ *   truncate, fallocate(FALLOC_FL_PUNCH_HOLE) over a preserved range fail
+ *           with EBUSY; they are tracked like writes otherwise, so REVERT
+ *           brings truncated pages back.
+ *   write, fallocate, page faults beyond the mount's size= limit: ENOSPC
+ *           (SIGBUS for a fault through a mapping, EFAULT from KVM_RUN).
+ */
+#ifndef _UAPI_LINUX_VMRESET_H
+#define _UAPI_LINUX_VMRESET_H
+
+#include <linux/types.h>
+#include <linux/ioctl.h>
+
+#define VMRESET_FS_MAGIC		0x766d7273	/* "vmrs" */
+#define VMRESET_API_VERSION		1
+
+#define VMRESET_FEATURE_SNAPSHOT	(1ULL << 0)
+#define VMRESET_FEATURE_PRESERVE	(1ULL << 1)
+#define VMRESET_FEATURE_DIRTY		(1ULL << 2)
+#define VMRESET_FEATURE_CLONE		(1ULL << 3)
+#define VMRESET_FEATURE_STATS		(1ULL << 4)
+#define VMRESET_FEATURE_ALL		((1ULL << 5) - 1)
+
+#define VMRESET_MAX_PRESERVED		1024
+#define VMRESET_MAX_LIST		65536
+#define VMRESET_CURSOR_END		(~0ULL)
+
+struct vmreset_features {
+	__u32 size;
+	__u32 api_version;
+	__u64 features;
+	__u32 page_size;
+	__u32 max_preserved;
+	__u32 max_list;
+	__u32 __reserved0;
+	__u64 __reserved[4];
+};
+
+struct vmreset_snapshot {
+	__u64 flags;			/* none defined yet */
+	__u64 dirty_pages;		/* out */
+	__u64 __reserved[2];
+};
+#define VMRESET_SNAPSHOT_F_ALL		0ULL
+
+struct vmreset_revert {
+	__u64 flags;
+	__u64 reverted_pages;		/* out */
+	__u64 preserved_pages;		/* out */
+	__u64 __reserved[2];
+};
+#define VMRESET_REVERT_F_DRY_RUN	(1ULL << 0)
+#define VMRESET_REVERT_F_ALL		(VMRESET_REVERT_F_DRY_RUN)
+
+enum vmreset_preserve_op {
+	VMRESET_PRESERVE_ADD = 1,
+	VMRESET_PRESERVE_DEL = 2,
+};
+
+struct vmreset_preserve {
+	__u32 op;			/* enum vmreset_preserve_op */
+	__u32 flags;			/* none defined yet */
+	__u64 offset;
+	__u64 length;
+	__u64 __reserved[2];
+};
+#define VMRESET_PRESERVE_F_ALL		0U
+
+struct vmreset_range {
+	__u64 offset;
+	__u64 length;
+};
+
+struct vmreset_range_list {
+	__u64 ranges;			/* user pointer to struct vmreset_range[] */
+	__u32 nr;			/* in: capacity; out: ranges written */
+	__u32 flags;			/* none defined yet */
+	__u64 cursor;			/* in: start offset; out: next offset */
+	__u64 __reserved[2];
+};
+#define VMRESET_LIST_F_ALL		0U
+
+struct vmreset_stats {
+	__u32 size;
+	__u32 flags;			/* VMRESET_STATS_F_* (out) */
+	__u64 file_size;		/* bytes */
+	__u64 snapshot_size;		/* file size at the snapshot */
+	__u64 resident_pages;		/* pages holding current content */
+	__u64 shared_pages;		/* of those, shared with a clone */
+	__u64 undo_pages;		/* saved snapshot copies */
+	__u64 dirty_pages;		/* pages written since the snapshot */
+	__u64 preserved_ranges;
+	__u64 cow_faults;		/* first writes that copied a page */
+	__u64 snapshots;
+	__u64 reverts;
+	__u64 reverted_pages;		/* summed over all reverts */
+	__u64 faults;			/* pages mapped by the fault handler */
+	__u64 __reserved[7];
+};
+#define VMRESET_STATS_F_SNAPSHOT	(1U << 0)	/* has a snapshot */
+
+#define VMRESET_IOC_MAGIC		0xB9
+
+#define VMRESET_IOC_FEATURES	_IOWR(VMRESET_IOC_MAGIC, 0x00, struct vmreset_features)
+#define VMRESET_IOC_SNAPSHOT	_IOWR(VMRESET_IOC_MAGIC, 0x01, struct vmreset_snapshot)
+#define VMRESET_IOC_REVERT	_IOWR(VMRESET_IOC_MAGIC, 0x02, struct vmreset_revert)
+#define VMRESET_IOC_PRESERVE	_IOW(VMRESET_IOC_MAGIC, 0x03, struct vmreset_preserve)
+#define VMRESET_IOC_PRESERVE_LIST _IOWR(VMRESET_IOC_MAGIC, 0x04, struct vmreset_range_list)
+#define VMRESET_IOC_DIRTY	_IOWR(VMRESET_IOC_MAGIC, 0x05, struct vmreset_range_list)
+#define VMRESET_IOC_STATS	_IOWR(VMRESET_IOC_MAGIC, 0x06, struct vmreset_stats)
+
+#endif /* _UAPI_LINUX_VMRESET_H */

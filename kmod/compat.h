@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Differences between the kernels vmreset supports (Debian's 6.1 and 6.12),
+ * force-included into every object so the rest of the code is written
+ * against one API.
+ */
+#ifndef _VMRESET_COMPAT_H
+#define _VMRESET_COMPAT_H
+
+/* Before any header: printk.h only defines pr_fmt if it is unset. */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/version.h>
+#include <linux/fs.h>
+#include <linux/mm.h>
+
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 1, 0)
+#error "vmreset needs Linux 6.1 or newer"
+#endif
+
+/* 6.3 replaced the user namespace argument of inode operations by an idmap. */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 3, 0)
+#define VMR_IDMAP_T		struct mnt_idmap
+#define VMR_IDMAP_NONE		(&nop_mnt_idmap)
+#else
+#define VMR_IDMAP_T		struct user_namespace
+#define VMR_IDMAP_NONE		(&init_user_ns)
+#endif
+
+/* 6.3 made vm_flags read-only outside its accessors. */
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 3, 0)
+static inline void vm_flags_set(struct vm_area_struct *vma, vm_flags_t flags)
+{
+	vma->vm_flags |= flags;
+}
+#endif
+
+/* 6.5 removed generic_file_splice_read(); copy_splice_read() replaced it. */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 5, 0)
+#define vmr_splice_read		copy_splice_read
+#else
+#define vmr_splice_read		generic_file_splice_read
+#endif
+
+/* 6.6 moved the inode timestamps behind accessors. */
+static inline void vmr_touch_mc(struct inode *inode)
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 6, 0)
+	inode_set_mtime_to_ts(inode, inode_set_ctime_current(inode));
+#else
+	inode->i_mtime = inode->i_ctime = current_time(inode);
+#endif
+}
+
+static inline void vmr_touch_all(struct inode *inode)
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 6, 0)
+	simple_inode_init_ts(inode);
+#else
+	inode->i_atime = inode->i_mtime = inode->i_ctime = current_time(inode);
+#endif
+}
+
+#endif /* _VMRESET_COMPAT_H */

@@ -1,0 +1,407 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * vmresetfs regular files: read/write, mmap with write-notify, truncation,
+ * fallocate and reflink clones. Every path that changes content goes
+ * through vmr_write_begin() or vmr_remove_range(), so REVERT sees it.
+ */
+
+#include <linux/falloc.h>
+#include <linux/highmem.h>
+#include <linux/pagemap.h>
+#include <linux/uio.h>
+#include "vmreset.h"
+
+static inline pgoff_t size_pages(loff_t size)
+{
+	return DIV_ROUND_UP(size, PAGE_SIZE);
+}
+
+static vm_fault_t vmr_fault(struct vm_fault *vmf)
+{
+	struct inode *inode = file_inode(vmf->vma->vm_file);
+	struct vmr_inode *vi = VMR_I(inode);
+	pgoff_t idx = vmf->pgoff;
+	struct page *page;
+
+	if (idx >= size_pages(i_size_read(inode)))
+		return VM_FAULT_SIGBUS;
+	page = vmr_get_page(vi, idx);
+	if (!page) {
+		int err;
+
+		/*
+		 * MAP_SHARED needs a real page even for a read of a hole. For
+		 * a write, record the hole as the snapshot content right away
+		 * rather than copying a zero page in page_mkwrite.
+		 */
+		mutex_lock(&vi->lock);
+		if (vmf->flags & FAULT_FLAG_WRITE) {
+			bool replaced;
+
+			page = vmr_write_begin(vi, idx, &replaced);
+			err = PTR_ERR_OR_ZERO(page);
+			if (!err) {
+				unlock_page(page);
+				put_page(page);
+			}
+		} else {
+			err = vmr_fill_hole(vi, idx);
+		}
+		mutex_unlock(&vi->lock);
+		if (err)
+			return vmf_error(err);
+		page = vmr_get_page(vi, idx);
+		if (!page)
+			return VM_FAULT_NOPAGE;
+	}
+	lock_page(page);
+	if (xa_load(&vi->pages, idx) != page) {
+		/* Reverted, cloned over or truncated meanwhile: fault again. */
+		unlock_page(page);
+		put_page(page);
+		return VM_FAULT_NOPAGE;
+	}
+	atomic64_inc(&vi->faults);
+	vmf->page = page;
+	return VM_FAULT_LOCKED;
+}
+
+/*
+ * The first write through a PTE after the page was mapped or write-
+ * protected: this is where a guest's (or the VMM's) write is caught.
+ */
+static vm_fault_t vmr_page_mkwrite(struct vm_fault *vmf)
+{
+	struct inode *inode = file_inode(vmf->vma->vm_file);
+	struct vmr_inode *vi = VMR_I(inode);
+	pgoff_t idx = vmf->pgoff;
+	struct page *page;
+	bool replaced;
+
+	mutex_lock(&vi->lock);
+	if (xa_load(&vi->pages, idx) != vmf->page ||
+	    idx >= size_pages(i_size_read(inode))) {
+		mutex_unlock(&vi->lock);
+		return VM_FAULT_NOPAGE;
+	}
+	page = vmr_write_begin(vi, idx, &replaced);
+	if (IS_ERR(page)) {
+		mutex_unlock(&vi->lock);
+		return vmf_error(PTR_ERR(page));
+	}
+	if (replaced) {
+		/* A private copy replaced a shared page: map the copy. */
+		unlock_page(page);
+		put_page(page);
+		unmap_mapping_pages(inode->i_mapping, idx, 1, false);
+		mutex_unlock(&vi->lock);
+		return VM_FAULT_NOPAGE;
+	}
+	xa_set_mark(&vi->pages, idx, VMR_MARK_WRITABLE);
+	mutex_unlock(&vi->lock);
+	/* The fault holds its own reference; keep the page lock for it. */
+	put_page(page);
+	return VM_FAULT_LOCKED;
+}
+
+const struct vm_operations_struct vmr_vm_ops = {
+	.fault		= vmr_fault,
+	.page_mkwrite	= vmr_page_mkwrite,
+};
+
+static int vmr_mmap(struct file *file, struct vm_area_struct *vma)
+{
+	/*
+	 * A private mapping would give the guest anonymous copies that no
+	 * snapshot tracks. VM_MAYSHARE, not VM_SHARED: a shared mapping of a
+	 * read-only fd loses VM_SHARED but is still shared.
+	 */
+	if (!(vma->vm_flags & VM_MAYSHARE))
+		return -EINVAL;
+	file_accessed(file);
+	vma->vm_ops = &vmr_vm_ops;
+	return 0;
+}
+
+static ssize_t vmr_read_iter(struct kiocb *iocb, struct iov_iter *to)
+{
+	struct inode *inode = file_inode(iocb->ki_filp);
+	struct vmr_inode *vi = VMR_I(inode);
+	loff_t pos = iocb->ki_pos;
+	ssize_t done = 0;
+
+	while (iov_iter_count(to)) {
+		loff_t size = i_size_read(inode);
+		size_t off = offset_in_page(pos), n, copied;
+		struct page *page;
+
+		if (pos >= size)
+			break;
+		n = min_t(u64, PAGE_SIZE - off, size - pos);
+		n = min(n, iov_iter_count(to));
+		/* No lock held: the buffer may be a mapping of this file. */
+		page = vmr_get_page(vi, pos >> PAGE_SHIFT);
+		if (page) {
+			copied = copy_page_to_iter(page, off, n, to);
+			put_page(page);
+		} else {
+			copied = iov_iter_zero(n, to);
+		}
+		pos += copied;
+		done += copied;
+		if (copied < n) {
+			if (!done)
+				done = -EFAULT;
+			break;
+		}
+		cond_resched();
+	}
+	iocb->ki_pos = pos;
+	file_accessed(iocb->ki_filp);
+	return done;
+}
+
+/* Write @len bytes of @src (NULL: zeros) at @pos; vi->lock held. */
+static int vmr_write_page(struct vmr_inode *vi, loff_t pos, const void *src,
+			  size_t len)
+{
+	bool replaced;
+	struct page *page;
+
+	page = vmr_write_begin(vi, pos >> PAGE_SHIFT, &replaced);
+	if (IS_ERR(page))
+		return PTR_ERR(page);
+	if (src)
+		memcpy_to_page(page, offset_in_page(pos), src, len);
+	else
+		memzero_page(page, offset_in_page(pos), len);
+	unlock_page(page);
+	if (replaced)
+		unmap_mapping_pages(vi->vfs_inode.i_mapping, pos >> PAGE_SHIFT,
+				    1, false);
+	put_page(page);
+	return 0;
+}
+
+static ssize_t vmr_write_iter(struct kiocb *iocb, struct iov_iter *from)
+{
+	struct file *file = iocb->ki_filp;
+	struct inode *inode = file_inode(file);
+	struct vmr_inode *vi = VMR_I(inode);
+	ssize_t done = 0, ret;
+	void *bounce;
+	loff_t pos;
+
+	bounce = (void *)__get_free_page(GFP_KERNEL);
+	if (!bounce)
+		return -ENOMEM;
+	inode_lock(inode);
+	ret = generic_write_checks(iocb, from);
+	if (ret <= 0)
+		goto out;
+	ret = file_remove_privs(file);
+	if (ret)
+		goto out;
+	ret = file_update_time(file);
+	if (ret)
+		goto out;
+	pos = iocb->ki_pos;
+	while (iov_iter_count(from)) {
+		size_t n = min_t(size_t, PAGE_SIZE - offset_in_page(pos),
+				 iov_iter_count(from));
+
+		/*
+		 * Copy in before taking vi->lock: the source may be a
+		 * mapping of this very file, whose faults take vi->lock.
+		 */
+		n = copy_from_iter(bounce, n, from);
+		if (!n) {
+			ret = -EFAULT;
+			break;
+		}
+		mutex_lock(&vi->lock);
+		ret = vmr_write_page(vi, pos, bounce, n);
+		mutex_unlock(&vi->lock);
+		if (ret)
+			break;
+		pos += n;
+		done += n;
+		if (pos > i_size_read(inode))
+			i_size_write(inode, pos);
+		cond_resched();
+	}
+	iocb->ki_pos = pos;
+out:
+	inode_unlock(inode);
+	free_page((unsigned long)bounce);
+	return done ? done : ret;
+}
+
+/* Zero [pos, end) within one page, if that page exists. */
+static int vmr_zero_partial(struct vmr_inode *vi, loff_t pos, loff_t end)
+{
+	if (pos >= end || !xa_load(&vi->pages, pos >> PAGE_SHIFT))
+		return 0;
+	return vmr_write_page(vi, pos, NULL, end - pos);
+}
+
+/* Zero [start, end) byte-wise at the edges, page-wise in between. */
+static int vmr_punch(struct vmr_inode *vi, loff_t start, loff_t end)
+{
+	loff_t first = round_up(start, PAGE_SIZE);
+	loff_t last = round_down(end, PAGE_SIZE);
+	int err;
+
+	if (first > last)	/* within one page */
+		return vmr_zero_partial(vi, start, end);
+	err = vmr_zero_partial(vi, start, first);
+	if (!err)
+		err = vmr_zero_partial(vi, last, end);
+	if (!err)
+		err = vmr_remove_range(vi, first >> PAGE_SHIFT,
+				       last >> PAGE_SHIFT);
+	return err;
+}
+
+/* Called with inode_lock held. */
+int vmr_setsize(struct inode *inode, loff_t newsize)
+{
+	struct vmr_inode *vi = VMR_I(inode);
+	loff_t oldsize = i_size_read(inode);
+	int err = 0;
+
+	if (newsize >= oldsize) {
+		i_size_write(inode, newsize);
+		return 0;
+	}
+	mutex_lock(&vi->lock);
+	if (vmr_range_preserved(vi, newsize >> PAGE_SHIFT, ULONG_MAX)) {
+		err = -EBUSY;
+		goto out;
+	}
+	i_size_write(inode, newsize);
+	/* Bytes past EOF in the last page read as zero when it grows again. */
+	err = vmr_punch(vi, newsize, round_up(oldsize, PAGE_SIZE));
+	if (!err)
+		err = vmr_remove_range(vi, size_pages(oldsize), ULONG_MAX);
+out:
+	mutex_unlock(&vi->lock);
+	return err;
+}
+
+static long vmr_fallocate(struct file *file, int mode, loff_t offset,
+			  loff_t len)
+{
+	struct inode *inode = file_inode(file);
+	struct vmr_inode *vi = VMR_I(inode);
+	loff_t end = offset + len;
+	long err = 0;
+
+	if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE))
+		return -EOPNOTSUPP;
+
+	inode_lock(inode);
+	if (mode & FALLOC_FL_PUNCH_HOLE) {
+		end = min(end, i_size_read(inode));
+		if (offset >= end)
+			goto out;
+		mutex_lock(&vi->lock);
+		if (vmr_range_preserved(vi, offset >> PAGE_SHIFT,
+					size_pages(end)))
+			err = -EBUSY;
+		else
+			err = vmr_punch(vi, offset, end);
+		mutex_unlock(&vi->lock);
+	} else {
+		pgoff_t idx;
+
+		err = inode_newsize_ok(inode, end);
+		if (err)
+			goto out;
+		/* Preallocation adds zero pages: no content changes. */
+		for (idx = offset >> PAGE_SHIFT; idx < size_pages(end); idx++) {
+			mutex_lock(&vi->lock);
+			err = vmr_fill_hole(vi, idx);
+			mutex_unlock(&vi->lock);
+			if (err)
+				break;
+			if (fatal_signal_pending(current)) {
+				err = -EINTR;
+				break;
+			}
+			cond_resched();
+		}
+		if (!err && !(mode & FALLOC_FL_KEEP_SIZE) &&
+		    end > i_size_read(inode))
+			i_size_write(inode, end);
+	}
+	if (!err)
+		vmr_touch_mc(inode);
+out:
+	inode_unlock(inode);
+	return err;
+}
+
+loff_t vmr_remap_file_range(struct file *file_in, loff_t pos_in,
+			    struct file *file_out, loff_t pos_out, loff_t len,
+			    unsigned int remap_flags)
+{
+	struct inode *src = file_inode(file_in), *dst = file_inode(file_out);
+	struct vmr_inode *svi = VMR_I(src), *dvi = VMR_I(dst);
+	struct vmr_inode *first = svi < dvi ? svi : dvi;
+	struct vmr_inode *second = svi < dvi ? dvi : svi;
+	loff_t ret;
+
+	if (remap_flags & REMAP_FILE_DEDUP)
+		return -EOPNOTSUPP;
+	if (remap_flags & ~(REMAP_FILE_CAN_SHORTEN | REMAP_FILE_ADVISORY))
+		return -EINVAL;
+
+	lock_two_nondirectories(src, dst);
+	/* Alignment (s_blocksize is the page size), EOF and overlap checks. */
+	ret = generic_remap_file_range_prep(file_in, pos_in, file_out, pos_out,
+					    &len, remap_flags);
+	if (ret < 0 || len == 0)
+		goto out_unlock;
+
+	mutex_lock(&first->lock);
+	if (second != first)
+		mutex_lock_nested(&second->lock, SINGLE_DEPTH_NESTING);
+	if (vmr_range_preserved(dvi, pos_out >> PAGE_SHIFT,
+				size_pages(pos_out + len))) {
+		ret = -EBUSY;
+	} else {
+		ret = vmr_clone_pages(svi, pos_in >> PAGE_SHIFT, dvi,
+				      pos_out >> PAGE_SHIFT, size_pages(len));
+		if (!ret && pos_out + len > i_size_read(dst))
+			i_size_write(dst, pos_out + len);
+	}
+	if (second != first)
+		mutex_unlock(&second->lock);
+	mutex_unlock(&first->lock);
+	if (!ret)
+		vmr_touch_mc(dst);
+out_unlock:
+	unlock_two_nondirectories(src, dst);
+	return ret < 0 ? ret : len;
+}
+
+const struct file_operations vmr_file_ops = {
+	.owner			= THIS_MODULE,
+	.llseek			= generic_file_llseek,
+	.read_iter		= vmr_read_iter,
+	.write_iter		= vmr_write_iter,
+	.mmap			= vmr_mmap,
+	.fsync			= noop_fsync,
+	.fallocate		= vmr_fallocate,
+	.unlocked_ioctl		= vmr_ioctl,
+	.compat_ioctl		= compat_ptr_ioctl,
+	.remap_file_range	= vmr_remap_file_range,
+	.splice_read		= vmr_splice_read,
+	.splice_write		= iter_file_splice_write,
+};
+
+bool vmr_is_vmr_file(struct file *file)
+{
+	return file->f_op == &vmr_file_ops;
+}

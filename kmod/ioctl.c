@@ -1,0 +1,350 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * ioctls on vmresetfs files: the VMM's fast path. Arguments are copied in
+ * before vi->lock is taken and out after it is dropped: user memory may be
+ * a mapping of the same file, whose faults take vi->lock.
+ */
+
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+#include "vmreset.h"
+
+static bool vmr_all_zero(const void *p, size_t n)
+{
+	return !memchr_inv(p, 0, n);
+}
+
+/* Page-aligned, non-empty, non-wrapping [off, off + len) in pages. */
+static int vmr_byte_range(u64 off, u64 len, pgoff_t *start, pgoff_t *end)
+{
+	if (!len || !PAGE_ALIGNED(off) || !PAGE_ALIGNED(len) ||
+	    off + len < off || off + len > MAX_LFS_FILESIZE)
+		return -EINVAL;
+	*start = off >> PAGE_SHIFT;
+	*end = (off + len) >> PAGE_SHIFT;
+	return 0;
+}
+
+static int vmr_set_preserved(struct vmr_inode *vi, struct vmr_prange *r,
+			     unsigned int n)
+{
+	if (n > VMRESET_MAX_PRESERVED) {
+		kfree(r);
+		return -ENOSPC;
+	}
+	kfree(vi->preserved);
+	vi->preserved = r;
+	vi->nr_preserved = n;
+	return 0;
+}
+
+/* Merge [start, end) into the sorted set; vi->lock held. */
+int vmr_preserve_add(struct vmr_inode *vi, pgoff_t start, pgoff_t end)
+{
+	unsigned int i, n = 0;
+	struct vmr_prange *r;
+	bool placed = false;
+
+	r = kmalloc_array(vi->nr_preserved + 1, sizeof(*r), GFP_KERNEL);
+	if (!r)
+		return -ENOMEM;
+	for (i = 0; i < vi->nr_preserved; i++) {
+		struct vmr_prange cur = vi->preserved[i];
+
+		if (cur.end < start) {
+			r[n++] = cur;
+		} else if (cur.start > end) {
+			if (!placed) {
+				r[n++] = (struct vmr_prange){ start, end };
+				placed = true;
+			}
+			r[n++] = cur;
+		} else {	/* overlapping or adjacent: absorb */
+			start = min(start, cur.start);
+			end = max(end, cur.end);
+		}
+	}
+	if (!placed)
+		r[n++] = (struct vmr_prange){ start, end };
+	return vmr_set_preserved(vi, r, n);
+}
+
+/* Remove [start, end) from the set, splitting ranges; vi->lock held. */
+int vmr_preserve_del(struct vmr_inode *vi, pgoff_t start, pgoff_t end)
+{
+	unsigned int i, n = 0;
+	struct vmr_prange *r;
+
+	if (!vmr_range_preserved(vi, start, end))
+		return 0;
+	r = kmalloc_array(vi->nr_preserved + 1, sizeof(*r), GFP_KERNEL);
+	if (!r)
+		return -ENOMEM;
+	for (i = 0; i < vi->nr_preserved; i++) {
+		struct vmr_prange cur = vi->preserved[i];
+
+		if (cur.end <= start || cur.start >= end) {
+			r[n++] = cur;
+			continue;
+		}
+		if (cur.start < start)
+			r[n++] = (struct vmr_prange){ cur.start, start };
+		if (cur.end > end)
+			r[n++] = (struct vmr_prange){ end, cur.end };
+	}
+	return vmr_set_preserved(vi, r, n);
+}
+
+static long vmr_ioc_features(void __user *argp)
+{
+	struct vmreset_features f;
+	u32 usize;
+
+	if (get_user(usize, (u32 __user *)argp))
+		return -EFAULT;
+	if (usize < offsetofend(struct vmreset_features, features))
+		return -EINVAL;
+	memset(&f, 0, sizeof(f));
+	f.size = sizeof(f);
+	f.api_version = VMRESET_API_VERSION;
+	f.features = VMRESET_FEATURE_ALL;
+	f.page_size = PAGE_SIZE;
+	f.max_preserved = VMRESET_MAX_PRESERVED;
+	f.max_list = VMRESET_MAX_LIST;
+	if (copy_to_user(argp, &f, min_t(size_t, usize, sizeof(f))))
+		return -EFAULT;
+	return 0;
+}
+
+static long vmr_ioc_snapshot(struct vmr_inode *vi, void __user *argp)
+{
+	struct vmreset_snapshot s;
+
+	if (copy_from_user(&s, argp, sizeof(s)))
+		return -EFAULT;
+	if (s.flags & ~VMRESET_SNAPSHOT_F_ALL ||
+	    !vmr_all_zero(s.__reserved, sizeof(s.__reserved)))
+		return -EINVAL;
+	mutex_lock(&vi->lock);
+	s.dirty_pages = vmr_snapshot(vi);
+	mutex_unlock(&vi->lock);
+	return copy_to_user(argp, &s, sizeof(s)) ? -EFAULT : 0;
+}
+
+static long vmr_ioc_revert(struct vmr_inode *vi, void __user *argp)
+{
+	struct inode *inode = &vi->vfs_inode;
+	struct vmreset_revert r;
+	long err;
+
+	if (copy_from_user(&r, argp, sizeof(r)))
+		return -EFAULT;
+	if (r.flags & ~VMRESET_REVERT_F_ALL ||
+	    !vmr_all_zero(r.__reserved, sizeof(r.__reserved)))
+		return -EINVAL;
+	/* The size may change back: hold off writers and truncation. */
+	inode_lock(inode);
+	mutex_lock(&vi->lock);
+	err = vmr_revert(vi, r.flags & VMRESET_REVERT_F_DRY_RUN,
+			 &r.reverted_pages, &r.preserved_pages);
+	mutex_unlock(&vi->lock);
+	inode_unlock(inode);
+	if (err)
+		return err;
+	return copy_to_user(argp, &r, sizeof(r)) ? -EFAULT : 0;
+}
+
+static long vmr_ioc_preserve(struct vmr_inode *vi, void __user *argp)
+{
+	struct vmreset_preserve p;
+	pgoff_t start, end;
+	long err;
+
+	if (copy_from_user(&p, argp, sizeof(p)))
+		return -EFAULT;
+	if (p.flags & ~VMRESET_PRESERVE_F_ALL ||
+	    !vmr_all_zero(p.__reserved, sizeof(p.__reserved)))
+		return -EINVAL;
+	err = vmr_byte_range(p.offset, p.length, &start, &end);
+	if (err)
+		return err;
+	mutex_lock(&vi->lock);
+	switch (p.op) {
+	case VMRESET_PRESERVE_ADD:
+		err = vmr_preserve_add(vi, start, end);
+		break;
+	case VMRESET_PRESERVE_DEL:
+		err = vmr_preserve_del(vi, start, end);
+		break;
+	default:
+		err = -EINVAL;
+	}
+	mutex_unlock(&vi->lock);
+	return err;
+}
+
+#define VMR_LIST_CHUNK	(PAGE_SIZE / sizeof(struct vmreset_range))
+
+/*
+ * Fill up to @max ranges at or after page @idx into @buf; returns how many
+ * and sets *@next to where the next call starts (ULONG_MAX: done).
+ */
+static unsigned int vmr_fill_dirty(struct vmr_inode *vi, pgoff_t idx,
+				   struct vmreset_range *buf, unsigned int max,
+				   pgoff_t *next)
+{
+	unsigned int n = 0;
+
+	if (!vi->has_snap) {
+		*next = ULONG_MAX;
+		return 0;
+	}
+	while (n < max && xa_find(&vi->undo, &idx, ULONG_MAX - 1, XA_PRESENT)) {
+		pgoff_t end = idx + 1;
+
+		while (end < ULONG_MAX && xa_load(&vi->undo, end))
+			end++;
+		buf[n].offset = (u64)idx << PAGE_SHIFT;
+		buf[n].length = (u64)(end - idx) << PAGE_SHIFT;
+		n++;
+		idx = end;
+	}
+	*next = (n == max && xa_find(&vi->undo, &idx, ULONG_MAX - 1, XA_PRESENT))
+		? idx : ULONG_MAX;
+	return n;
+}
+
+static unsigned int vmr_fill_preserved(struct vmr_inode *vi, pgoff_t idx,
+				       struct vmreset_range *buf,
+				       unsigned int max, pgoff_t *next)
+{
+	unsigned int i, n = 0;
+
+	*next = ULONG_MAX;
+	for (i = 0; i < vi->nr_preserved; i++) {
+		struct vmr_prange r = vi->preserved[i];
+
+		if (r.end <= idx)
+			continue;
+		if (n == max) {
+			*next = max(r.start, idx);
+			break;
+		}
+		r.start = max(r.start, idx);
+		buf[n].offset = (u64)r.start << PAGE_SHIFT;
+		buf[n].length = (u64)(r.end - r.start) << PAGE_SHIFT;
+		n++;
+	}
+	return n;
+}
+
+static long vmr_ioc_list(struct vmr_inode *vi, void __user *argp, bool dirty)
+{
+	struct vmreset_range_list l;
+	struct vmreset_range *buf;
+	struct vmreset_range __user *out;
+	unsigned int done = 0;
+	pgoff_t idx, next = ULONG_MAX;
+	long err = 0;
+
+	if (copy_from_user(&l, argp, sizeof(l)))
+		return -EFAULT;
+	if (l.flags & ~VMRESET_LIST_F_ALL ||
+	    !vmr_all_zero(l.__reserved, sizeof(l.__reserved)) ||
+	    l.nr > VMRESET_MAX_LIST)
+		return -EINVAL;
+	if (l.cursor == VMRESET_CURSOR_END) {
+		l.nr = 0;
+		return copy_to_user(argp, &l, sizeof(l)) ? -EFAULT : 0;
+	}
+	if (!PAGE_ALIGNED(l.cursor) || l.cursor > MAX_LFS_FILESIZE)
+		return -EINVAL;
+	out = u64_to_user_ptr(l.ranges);
+	idx = l.cursor >> PAGE_SHIFT;
+	buf = kmalloc_array(VMR_LIST_CHUNK, sizeof(*buf), GFP_KERNEL);
+	if (!buf)
+		return -ENOMEM;
+	/* Chunks keep the kernel buffer small; the list is not atomic. */
+	do {
+		unsigned int want = min_t(unsigned int, l.nr - done,
+					  VMR_LIST_CHUNK);
+		unsigned int n;
+
+		mutex_lock(&vi->lock);
+		if (dirty)
+			n = vmr_fill_dirty(vi, idx, buf, want, &next);
+		else
+			n = vmr_fill_preserved(vi, idx, buf, want, &next);
+		mutex_unlock(&vi->lock);
+		if (n && copy_to_user(out + done, buf, n * sizeof(*buf))) {
+			err = -EFAULT;
+			break;
+		}
+		done += n;
+		idx = next;
+	} while (next != ULONG_MAX && done < l.nr);
+	kfree(buf);
+	if (err)
+		return err;
+	l.nr = done;
+	l.cursor = next == ULONG_MAX ? VMRESET_CURSOR_END
+				     : (u64)next << PAGE_SHIFT;
+	return copy_to_user(argp, &l, sizeof(l)) ? -EFAULT : 0;
+}
+
+static long vmr_ioc_stats(struct vmr_inode *vi, void __user *argp)
+{
+	struct vmreset_stats s;
+	u32 usize;
+
+	if (get_user(usize, (u32 __user *)argp))
+		return -EFAULT;
+	if (usize < offsetofend(struct vmreset_stats, reverted_pages))
+		return -EINVAL;
+	memset(&s, 0, sizeof(s));
+	s.size = sizeof(s);
+	mutex_lock(&vi->lock);
+	if (vi->has_snap)
+		s.flags |= VMRESET_STATS_F_SNAPSHOT;
+	s.file_size = i_size_read(&vi->vfs_inode);
+	s.snapshot_size = vi->snap_size;
+	s.resident_pages = vi->nr_pages;
+	s.shared_pages = vmr_count_shared(vi);
+	s.undo_pages = vi->nr_undo_pages;
+	s.dirty_pages = vi->nr_dirty;
+	s.preserved_ranges = vi->nr_preserved;
+	s.cow_faults = atomic64_read(&vi->cow_faults);
+	s.faults = atomic64_read(&vi->faults);
+	s.snapshots = vi->snapshots;
+	s.reverts = vi->reverts;
+	s.reverted_pages = vi->reverted_pages;
+	mutex_unlock(&vi->lock);
+	if (copy_to_user(argp, &s, min_t(size_t, usize, sizeof(s))))
+		return -EFAULT;
+	return 0;
+}
+
+long vmr_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
+{
+	struct vmr_inode *vi = VMR_I(file_inode(file));
+	void __user *argp = (void __user *)arg;
+	bool writer = file->f_mode & FMODE_WRITE;
+
+	switch (cmd) {
+	case VMRESET_IOC_FEATURES:
+		return vmr_ioc_features(argp);
+	case VMRESET_IOC_SNAPSHOT:
+		return writer ? vmr_ioc_snapshot(vi, argp) : -EBADF;
+	case VMRESET_IOC_REVERT:
+		return writer ? vmr_ioc_revert(vi, argp) : -EBADF;
+	case VMRESET_IOC_PRESERVE:
+		return writer ? vmr_ioc_preserve(vi, argp) : -EBADF;
+	case VMRESET_IOC_PRESERVE_LIST:
+		return vmr_ioc_list(vi, argp, false);
+	case VMRESET_IOC_DIRTY:
+		return vmr_ioc_list(vi, argp, true);
+	case VMRESET_IOC_STATS:
+		return vmr_ioc_stats(vi, argp);
+	}
+	return -ENOTTY;
+}

@@ -1,0 +1,31 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * vmreset: page-level reset of KVM guest memory. See docs/design.md.
+ */
+
+#include <linux/module.h>
+#include "vmreset.h"
+
+static int __init vmr_init(void)
+{
+	int err;
+
+	err = vmr_fs_init();
+	if (err)
+		return err;
+	pr_info("vmresetfs " VMRESET_VERSION " loaded\n");
+	return 0;
+}
+
+static void __exit vmr_exit(void)
+{
+	vmr_fs_exit();
+}
+
+module_init(vmr_init);
+module_exit(vmr_exit);
+
+MODULE_LICENSE("GPL");
+MODULE_VERSION(VMRESET_VERSION);
+MODULE_DESCRIPTION("vmresetfs: copy-on-write snapshots and O(dirty) reset of KVM guest memory");
+MODULE_AUTHOR("The vmreset authors");

@@ -1,0 +1,594 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The page state machine of a vmresetfs file: holes, clean, dirty and shared
+ * pages, and the transitions SNAPSHOT, REVERT, writes, truncation and clones
+ * drive. docs/design.md walks through it.
+ *
+ * Locking: inode_lock (size changes) > vmr_inode.lock (all state changes)
+ * > page lock. An entry of @pages is only replaced or removed while its page
+ * is locked, and the fault handler locks the page and re-checks the entry
+ * before it installs a PTE, so a fault never maps a page that has left the
+ * file. PTEs are removed after the entry changed (or before, with a
+ * page_mapped() re-check under the page lock), and a page is freed only
+ * after its PTEs are gone.
+ */
+
+#include <linux/highmem.h>
+#include <linux/pagemap.h>
+#include <linux/sched.h>
+#include <linux/slab.h>
+#include "vmreset.h"
+
+static inline struct vmr_sb *vi_sb(struct vmr_inode *vi)
+{
+	return VMR_SB(vi->vfs_inode.i_sb);
+}
+
+static inline struct address_space *vi_mapping(struct vmr_inode *vi)
+{
+	return vi->vfs_inode.i_mapping;
+}
+
+/* Remove the PTEs (and so KVM's mappings) of [start, end). */
+static void vmr_unmap(struct vmr_inode *vi, pgoff_t start, pgoff_t end)
+{
+	if (start < end)
+		unmap_mapping_pages(vi_mapping(vi), start, end - start, false);
+}
+
+static void vmr_update_blocks(struct vmr_inode *vi)
+{
+	vi->vfs_inode.i_blocks = (blkcnt_t)(vi->nr_pages + vi->nr_undo_pages)
+				 << (PAGE_SHIFT - 9);
+}
+
+/*
+ * A new page holding zeros, or a copy of @copy_from. page_private() counts
+ * the xarray slots that hold the page; each slot also holds a reference.
+ */
+struct page *vmr_alloc_page(struct vmr_sb *sbi, struct page *copy_from)
+{
+	gfp_t gfp = GFP_HIGHUSER | __GFP_ACCOUNT;
+	struct page *page;
+
+	if (atomic_long_inc_return(&sbi->used_pages) >
+	    (long)READ_ONCE(sbi->max_pages)) {
+		atomic_long_dec(&sbi->used_pages);
+		return ERR_PTR(-ENOSPC);
+	}
+	if (!copy_from)
+		gfp |= __GFP_ZERO;
+	page = alloc_page(gfp);
+	if (!page) {
+		atomic_long_dec(&sbi->used_pages);
+		return ERR_PTR(-ENOMEM);
+	}
+	if (copy_from)
+		copy_highpage(page, copy_from);
+	/*
+	 * Always valid content. 6.1's splice hands our pages to pipes as
+	 * page cache pages, and a pipe reader refuses pages not up to date.
+	 */
+	SetPageUptodate(page);
+	page->mapping = sbi->anchor->i_mapping;
+	page->index = 0;
+	set_page_private(page, 1);
+	return page;
+}
+
+/* Drop one slot's hold on @page; the caller made sure no PTE maps it. */
+void vmr_put_page(struct vmr_sb *sbi, struct page *page)
+{
+	bool last;
+
+	lock_page(page);
+	last = page_private(page) == 1;
+	set_page_private(page, page_private(page) - 1);
+	/* The free path reports "Bad page state" for a page with a mapping. */
+	if (last)
+		page->mapping = NULL;
+	unlock_page(page);
+	if (last)
+		atomic_long_dec(&sbi->used_pages);
+	put_page(page);
+}
+
+/* The current page at @idx with a reference, or NULL for a hole. */
+struct page *vmr_get_page(struct vmr_inode *vi, pgoff_t idx)
+{
+	struct page *page;
+
+	xa_lock(&vi->pages);
+	page = xa_load(&vi->pages, idx);
+	if (page)
+		get_page(page);
+	xa_unlock(&vi->pages);
+	return page;
+}
+
+static inline bool vmr_tracking(struct vmr_inode *vi, pgoff_t idx)
+{
+	return vi->has_snap && !xa_load(&vi->undo, idx);
+}
+
+/* Record @old (a page or VMR_HOLE) as the snapshot content of @idx. */
+static int vmr_save_undo(struct vmr_inode *vi, pgoff_t idx, void *old)
+{
+	int err = xa_err(xa_store(&vi->undo, idx, old, GFP_KERNEL));
+
+	if (err)
+		return err;
+	vi->nr_dirty++;
+	if (!xa_is_value(old))
+		vi->nr_undo_pages++;
+	return 0;
+}
+
+static void vmr_forget_undo(struct vmr_inode *vi, pgoff_t idx, void *old)
+{
+	xa_erase(&vi->undo, idx);
+	vi->nr_dirty--;
+	if (!xa_is_value(old))
+		vi->nr_undo_pages--;
+}
+
+/*
+ * Prepare the page at @idx for a write in place: fill a hole, break sharing
+ * with clones, and save the snapshot content on the first write since the
+ * snapshot. Returns the page locked and with a reference. *@replaced tells
+ * the caller that a new page took the place of one that may still be
+ * mapped: it must unmap @idx.
+ */
+struct page *vmr_write_begin(struct vmr_inode *vi, pgoff_t idx, bool *replaced)
+{
+	struct vmr_sb *sbi = vi_sb(vi);
+	bool track = vmr_tracking(vi, idx);
+	struct page *page, *new;
+	int err;
+
+	lockdep_assert_held(&vi->lock);
+	*replaced = false;
+	page = xa_load(&vi->pages, idx);
+	if (!page) {
+		new = vmr_alloc_page(sbi, NULL);
+		if (IS_ERR(new))
+			return new;
+		if (track) {
+			err = vmr_save_undo(vi, idx, VMR_HOLE);
+			if (err)
+				goto err_put_new;
+		}
+		err = xa_err(xa_store(&vi->pages, idx, new, GFP_KERNEL));
+		if (err) {
+			if (track)
+				vmr_forget_undo(vi, idx, VMR_HOLE);
+			goto err_put_new;
+		}
+		vi->nr_pages++;
+		vmr_update_blocks(vi);
+		get_page(new);
+		lock_page(new);
+		return new;
+	}
+
+	lock_page(page);
+	if (page_private(page) > 1) {
+		/* Shared with a clone: the writer gets a private copy. */
+		new = vmr_alloc_page(sbi, page);
+		if (IS_ERR(new)) {
+			unlock_page(page);
+			return new;
+		}
+		if (track) {
+			err = vmr_save_undo(vi, idx, page);
+			if (err) {
+				unlock_page(page);
+				goto err_put_new;
+			}
+		}
+		/* Replacing a present entry allocates nothing: cannot fail. */
+		xa_store(&vi->pages, idx, new, GFP_KERNEL);
+		xa_clear_mark(&vi->pages, idx, VMR_MARK_WRITABLE);
+		unlock_page(page);
+		/* Still shared, so this never frees it under a stale PTE. */
+		if (!track)
+			vmr_put_page(sbi, page);
+		atomic64_inc(&vi->cow_faults);
+		vmr_update_blocks(vi);
+		*replaced = true;
+		get_page(new);
+		lock_page(new);
+		return new;
+	}
+
+	if (track) {
+		/* Copy before write: the page itself stays mapped. */
+		new = vmr_alloc_page(sbi, page);
+		if (IS_ERR(new)) {
+			unlock_page(page);
+			return new;
+		}
+		err = vmr_save_undo(vi, idx, new);
+		if (err) {
+			unlock_page(page);
+			goto err_put_new;
+		}
+		atomic64_inc(&vi->cow_faults);
+		vmr_update_blocks(vi);
+	}
+	get_page(page);
+	return page;
+
+err_put_new:
+	vmr_put_page(sbi, new);
+	return ERR_PTR(err);
+}
+
+/* Back a hole with a zero page; not a change of content, so not dirty. */
+int vmr_fill_hole(struct vmr_inode *vi, pgoff_t idx)
+{
+	struct page *page;
+	int err;
+
+	lockdep_assert_held(&vi->lock);
+	if (xa_load(&vi->pages, idx))
+		return 0;
+	page = vmr_alloc_page(vi_sb(vi), NULL);
+	if (IS_ERR(page))
+		return PTR_ERR(page);
+	err = xa_err(xa_store(&vi->pages, idx, page, GFP_KERNEL));
+	if (err) {
+		vmr_put_page(vi_sb(vi), page);
+		return err;
+	}
+	vi->nr_pages++;
+	vmr_update_blocks(vi);
+	return 0;
+}
+
+/*
+ * Make [start, end) holes, as truncate and hole punching do. With a
+ * snapshot this is a write like any other: a clean page moves to @undo.
+ */
+int vmr_remove_range(struct vmr_inode *vi, pgoff_t start, pgoff_t end)
+{
+	struct vmr_sb *sbi = vi_sb(vi);
+	struct page *page;
+	unsigned long idx;
+	int err = 0;
+
+	lockdep_assert_held(&vi->lock);
+	if (start >= end)
+		return 0;
+	vmr_unmap(vi, start, end);
+	xa_for_each_range(&vi->pages, idx, page, start, end - 1) {
+		bool track = vmr_tracking(vi, idx);
+
+		if (track) {
+			err = vmr_save_undo(vi, idx, page);
+			if (err)
+				break;
+		}
+		lock_page(page);
+		xa_erase(&vi->pages, idx);
+		/* A fault may have mapped it again since vmr_unmap(). */
+		if (page_mapped(page))
+			unmap_mapping_pages(vi_mapping(vi), idx, 1, false);
+		unlock_page(page);
+		vi->nr_pages--;
+		if (!track)
+			vmr_put_page(sbi, page);
+		cond_resched();
+	}
+	vmr_update_blocks(vi);
+	return err;
+}
+
+/* Free everything; the inode is going away and nothing maps it. */
+void vmr_free_all(struct vmr_inode *vi)
+{
+	struct vmr_sb *sbi = vi_sb(vi);
+	unsigned long idx;
+	void *entry;
+
+	xa_for_each(&vi->pages, idx, entry) {
+		vmr_put_page(sbi, entry);
+		cond_resched();
+	}
+	xa_for_each(&vi->undo, idx, entry) {
+		if (!xa_is_value(entry))
+			vmr_put_page(sbi, entry);
+		cond_resched();
+	}
+	xa_destroy(&vi->pages);
+	xa_destroy(&vi->undo);
+	vi->nr_pages = 0;
+	vi->nr_undo_pages = 0;
+	vi->nr_dirty = 0;
+}
+
+/*
+ * Take away write access from the pages in [start, end) that may have it,
+ * so that the next write to them faults into page_mkwrite again.
+ */
+static void vmr_wrprotect(struct vmr_inode *vi, pgoff_t start, pgoff_t end)
+{
+	pgoff_t run_start = 0, run_end = 0;
+	struct page *page;
+	unsigned long idx;
+
+	if (start >= end)
+		return;
+	for (idx = start;
+	     (page = xa_find(&vi->pages, &idx, end - 1, VMR_MARK_WRITABLE));
+	     idx++) {
+		/*
+		 * A fault that page_mkwrite let through before we took
+		 * vi->lock holds the page lock until its PTE is in place:
+		 * wait for it, or the unmap below could run before it.
+		 */
+		lock_page(page);
+		unlock_page(page);
+		xa_clear_mark(&vi->pages, idx, VMR_MARK_WRITABLE);
+		if (idx != run_end) {
+			vmr_unmap(vi, run_start, run_end);
+			run_start = idx;
+		}
+		run_end = idx + 1;
+		if (idx == end - 1)
+			break;
+	}
+	vmr_unmap(vi, run_start, run_end);
+}
+
+u64 vmr_snapshot(struct vmr_inode *vi)
+{
+	struct vmr_sb *sbi = vi_sb(vi);
+	u64 folded = vi->nr_dirty;
+	unsigned long idx;
+	void *entry;
+
+	lockdep_assert_held(&vi->lock);
+	xa_for_each(&vi->undo, idx, entry) {
+		if (!xa_is_value(entry))
+			vmr_put_page(sbi, entry);
+	}
+	xa_destroy(&vi->undo);
+	vi->nr_dirty = 0;
+	vi->nr_undo_pages = 0;
+	vmr_wrprotect(vi, 0, ULONG_MAX);
+	vi->has_snap = true;
+	vi->snap_size = i_size_read(&vi->vfs_inode);
+	vi->snapshots++;
+	vmr_update_blocks(vi);
+	return folded;
+}
+
+/*
+ * Is @idx preserved? *@next is the first index after @idx where the answer
+ * changes (ULONG_MAX if never).
+ */
+static bool vmr_preserved_at(struct vmr_inode *vi, pgoff_t idx, pgoff_t *next)
+{
+	unsigned int lo = 0, hi = vi->nr_preserved;
+
+	/* First range that ends after idx. */
+	while (lo < hi) {
+		unsigned int mid = lo + (hi - lo) / 2;
+
+		if (vi->preserved[mid].end <= idx)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == vi->nr_preserved) {
+		*next = ULONG_MAX;
+		return false;
+	}
+	if (vi->preserved[lo].start <= idx) {
+		*next = vi->preserved[lo].end;
+		return true;
+	}
+	*next = vi->preserved[lo].start;
+	return false;
+}
+
+bool vmr_range_preserved(struct vmr_inode *vi, pgoff_t start, pgoff_t end)
+{
+	pgoff_t next;
+
+	if (start >= end)
+		return false;
+	return vmr_preserved_at(vi, start, &next) || next < end;
+}
+
+/* Give @idx its snapshot content back. */
+static int vmr_revert_one(struct vmr_inode *vi, pgoff_t idx, void *saved)
+{
+	struct page *page = xa_load(&vi->pages, idx);
+	int err = 0;
+
+	if (page)
+		lock_page(page);
+	if (xa_is_value(saved)) {
+		xa_erase(&vi->pages, idx);
+	} else {
+		/* Only a hole (truncated page) needs a node: may fail. */
+		err = xa_err(xa_store(&vi->pages, idx, saved, GFP_KERNEL));
+		if (!err)
+			xa_clear_mark(&vi->pages, idx, VMR_MARK_WRITABLE);
+	}
+	if (err) {
+		if (page)
+			unlock_page(page);
+		return err;
+	}
+	xa_erase(&vi->undo, idx);
+	vi->nr_dirty--;
+	if (!xa_is_value(saved)) {
+		vi->nr_undo_pages--;
+		vi->nr_pages++;
+	}
+	if (page) {
+		vi->nr_pages--;
+		/* A fault may have mapped it again since the run's unmap. */
+		if (page_mapped(page))
+			unmap_mapping_pages(vi_mapping(vi), idx, 1, false);
+		unlock_page(page);
+		vmr_put_page(vi_sb(vi), page);
+	}
+	return 0;
+}
+
+/* Fold the dirty pages of a preserved run into the snapshot. */
+static void vmr_keep_run(struct vmr_inode *vi, pgoff_t start, pgoff_t end)
+{
+	unsigned long idx;
+	void *saved;
+
+	xa_for_each_range(&vi->undo, idx, saved, start, end - 1) {
+		vmr_forget_undo(vi, idx, saved);
+		if (!xa_is_value(saved))
+			vmr_put_page(vi_sb(vi), saved);
+	}
+	vmr_wrprotect(vi, start, end);
+}
+
+int vmr_revert(struct vmr_inode *vi, bool dry_run, u64 *reverted, u64 *kept)
+{
+	unsigned long idx = 0;
+	int err = 0;
+
+	lockdep_assert_held(&vi->lock);
+	*reverted = 0;
+	*kept = 0;
+	if (!vi->has_snap)
+		return -ENODATA;
+
+	/* Walk runs of consecutive dirty pages, split where preservation changes. */
+	while (xa_find(&vi->undo, &idx, ULONG_MAX - 1, XA_PRESENT)) {
+		pgoff_t start = idx, end = idx + 1, next, i;
+		bool keep;
+
+		while (end < ULONG_MAX && xa_load(&vi->undo, end))
+			end++;
+		keep = vmr_preserved_at(vi, start, &next);
+		end = min(end, next);
+
+		if (keep) {
+			*kept += end - start;
+			if (!dry_run)
+				vmr_keep_run(vi, start, end);
+		} else if (dry_run) {
+			*reverted += end - start;
+		} else {
+			/* One MMU notifier round for the run. */
+			vmr_unmap(vi, start, end);
+			for (i = start; i < end; i++) {
+				err = vmr_revert_one(vi, i, xa_load(&vi->undo, i));
+				if (err)
+					goto out;
+				(*reverted)++;
+			}
+			cond_resched();
+		}
+		idx = end;
+	}
+	if (!dry_run) {
+		loff_t size = vi->snap_size;
+
+		/* Preserved pages beyond the old end of file stay reachable. */
+		if (vi->nr_preserved) {
+			loff_t pend = (loff_t)vi->preserved[vi->nr_preserved - 1].end
+				      << PAGE_SHIFT;
+
+			size = max(size, min(pend, i_size_read(&vi->vfs_inode)));
+		}
+		i_size_write(&vi->vfs_inode, size);
+	}
+out:
+	if (!dry_run) {
+		vi->reverts++;
+		vi->reverted_pages += *reverted;
+		vmr_update_blocks(vi);
+	}
+	return err;
+}
+
+/*
+ * Make [dst, dst + nr) of @dvi share the pages of [src, src + nr) of @svi.
+ * Both locks are held; the caller checked the ranges.
+ */
+int vmr_clone_pages(struct vmr_inode *svi, pgoff_t src, struct vmr_inode *dvi,
+		    pgoff_t dst, pgoff_t nr)
+{
+	struct vmr_sb *sbi = vi_sb(dvi);
+	pgoff_t i;
+	int err = 0;
+
+	vmr_unmap(dvi, dst, dst + nr);
+	for (i = 0; i < nr; i++) {
+		struct page *page = xa_load(&svi->pages, src + i);
+		struct page *old = xa_load(&dvi->pages, dst + i);
+		bool track = vmr_tracking(dvi, dst + i);
+
+		if (page == old)
+			continue;
+		if (track) {
+			err = vmr_save_undo(dvi, dst + i, old ? old : VMR_HOLE);
+			if (err)
+				break;
+		}
+		if (page) {
+			lock_page(page);
+			set_page_private(page, page_private(page) + 1);
+			unlock_page(page);
+			get_page(page);
+		}
+		if (old)
+			lock_page(old);
+		if (page)
+			err = xa_err(xa_store(&dvi->pages, dst + i, page, GFP_KERNEL));
+		else
+			xa_erase(&dvi->pages, dst + i);
+		if (err) {
+			if (old)
+				unlock_page(old);
+			vmr_put_page(sbi, page);
+			if (track)
+				vmr_forget_undo(dvi, dst + i, old ? old : VMR_HOLE);
+			break;
+		}
+		xa_clear_mark(&dvi->pages, dst + i, VMR_MARK_WRITABLE);
+		if (page)
+			dvi->nr_pages++;
+		if (old) {
+			dvi->nr_pages--;
+			if (page_mapped(old))
+				unmap_mapping_pages(vi_mapping(dvi), dst + i, 1, false);
+			unlock_page(old);
+			if (!track)
+				vmr_put_page(sbi, old);
+		}
+		cond_resched();
+	}
+	/*
+	 * The source's pages are shared now: its writable PTEs must go so its
+	 * next write faults and copies. Done after the share counts went up,
+	 * as page_mkwrite decides on them.
+	 */
+	vmr_wrprotect(svi, src, src + nr);
+	vmr_update_blocks(dvi);
+	return err;
+}
+
+unsigned long vmr_count_shared(struct vmr_inode *vi)
+{
+	unsigned long idx, n = 0;
+	struct page *page;
+
+	xa_for_each(&vi->pages, idx, page)
+		if (page_private(page) > 1)
+			n++;
+	return n;
+}

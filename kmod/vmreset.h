@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+#ifndef _VMRESET_H
+#define _VMRESET_H
+
+#include <linux/fs.h>
+#include <linux/mm.h>
+#include <linux/mutex.h>
+#include <linux/xarray.h>
+#include <uapi/linux/vmreset.h>
+
+#define VMRESET_VERSION		"0.1.0"
+
+/* Per-mount state. */
+struct vmr_sb {
+	/*
+	 * Every page of the mount points its ->mapping here rather than at
+	 * the file that holds it: a page shared by reflink clones outlives
+	 * any one of its files, and ->mapping must stay valid for GUP-fast
+	 * and for dirtying through the page tables as long as it is set.
+	 */
+	struct inode *anchor;
+	unsigned long max_pages;
+	unsigned long max_inodes;
+	atomic_long_t used_pages;
+	atomic_long_t used_inodes;
+	umode_t mode;
+	kuid_t uid;
+	kgid_t gid;
+};
+
+struct vmr_prange {
+	pgoff_t start;
+	pgoff_t end;		/* exclusive */
+};
+
+/*
+ * Per-file state. A page index is in one of these states:
+ *   hole      no entry in @pages;
+ *   clean     an entry in @pages, none in @undo;
+ *   dirty     an entry in @undo: the page was written since the snapshot,
+ *             and @undo holds its snapshot content (a page, or VMR_HOLE).
+ * A page in @pages or @undo may be shared with clones (page_private() counts
+ * the slots that hold it); a shared page is never written in place.
+ */
+struct vmr_inode {
+	struct mutex lock;		/* state transitions; outside page lock */
+	struct xarray pages;
+	struct xarray undo;
+	bool has_snap;
+	loff_t snap_size;
+	struct vmr_prange *preserved;	/* sorted, disjoint, non-adjacent */
+	unsigned int nr_preserved;
+	u64 id;
+
+	unsigned long nr_pages;
+	unsigned long nr_undo_pages;
+	unsigned long nr_dirty;
+	atomic64_t cow_faults;
+	atomic64_t faults;
+	u64 snapshots;
+	u64 reverts;
+	u64 reverted_pages;
+
+	struct inode vfs_inode;
+};
+
+/* Mark on @pages: the page may have writable PTEs. */
+#define VMR_MARK_WRITABLE	XA_MARK_0
+#define VMR_HOLE		xa_mk_value(0)
+
+static inline struct vmr_inode *VMR_I(struct inode *inode)
+{
+	return container_of(inode, struct vmr_inode, vfs_inode);
+}
+
+static inline struct vmr_sb *VMR_SB(struct super_block *sb)
+{
+	return sb->s_fs_info;
+}
+
+/* super.c */
+extern const struct file_operations vmr_file_ops;
+extern const struct inode_operations vmr_file_iops;
+bool vmr_is_vmr_file(struct file *file);
+int vmr_fs_init(void);
+void vmr_fs_exit(void);
+
+/* page.c: the page state machine */
+struct page *vmr_alloc_page(struct vmr_sb *sbi, struct page *copy_from);
+void vmr_put_page(struct vmr_sb *sbi, struct page *page);
+struct page *vmr_get_page(struct vmr_inode *vi, pgoff_t idx);
+struct page *vmr_write_begin(struct vmr_inode *vi, pgoff_t idx, bool *replaced);
+int vmr_fill_hole(struct vmr_inode *vi, pgoff_t idx);
+int vmr_remove_range(struct vmr_inode *vi, pgoff_t start, pgoff_t end);
+void vmr_free_all(struct vmr_inode *vi);
+u64 vmr_snapshot(struct vmr_inode *vi);
+int vmr_revert(struct vmr_inode *vi, bool dry_run, u64 *reverted, u64 *kept);
+bool vmr_range_preserved(struct vmr_inode *vi, pgoff_t start, pgoff_t end);
+unsigned long vmr_count_shared(struct vmr_inode *vi);
+int vmr_clone_pages(struct vmr_inode *svi, pgoff_t src, struct vmr_inode *dvi,
+		    pgoff_t dst, pgoff_t nr);
+
+/* file.c */
+extern const struct vm_operations_struct vmr_vm_ops;
+int vmr_setsize(struct inode *inode, loff_t newsize);
+loff_t vmr_remap_file_range(struct file *src, loff_t pos_in, struct file *dst,
+			    loff_t pos_out, loff_t len, unsigned int flags);
+
+/* ioctl.c */
+long vmr_ioctl(struct file *file, unsigned int cmd, unsigned long arg);
+int vmr_preserve_add(struct vmr_inode *vi, pgoff_t start, pgoff_t end);
+int vmr_preserve_del(struct vmr_inode *vi, pgoff_t start, pgoff_t end);
+
+#endif /* _VMRESET_H */

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Run the selftests in the QEMU test VM, once per kernel.
+#
+#   check.sh [-t TEST[/CASE]] [KVER...]     (default kernels: 6.1 6.12)
+#
+# Prints every test case's TAP line prefixed with the kernel, then one line
+# "N passed, N failed, N skipped" over all kernels. Exits non-zero if
+# anything failed: a test case, a test program that crashed or hung, a
+# kernel log with a WARNING/BUG/"Bad page"/lockdep/leak report, or a guest
+# that never reported back.
+set -uo pipefail
+. "$(dirname "$0")/vm.sh"
+
+only=
+while getopts t:h opt; do
+	case $opt in
+	t) only=$OPTARG ;;
+	*) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+	esac
+done
+shift $((OPTIND - 1))
+[ $# -gt 0 ] || set -- 6.1 6.12
+
+mkdir -p "$build"
+if ! make -s -C "$top" helper selftests > "$build/make-user.log" 2>&1; then
+	cat "$build/make-user.log"
+	echo "0 passed, 1 failed"
+	exit 1
+fi
+make -s -C "$top/selftests" list > "$build/tests.list"
+if [ -n "$only" ] && ! grep -qx "${only%%/*}" "$build/tests.list"; then
+	echo "check.sh: no test named '${only%%/*}'; tests: $(tr '\n' ' ' < "$build/tests.list")" >&2
+	exit 2
+fi
+
+pass=0 fail=0 skip=0
+
+report() {	# report ok|fail|skip LINE
+	case $1 in
+	ok) pass=$((pass + 1)) ;;
+	skip) skip=$((skip + 1)) ;;
+	fail) fail=$((fail + 1)) ;;
+	esac
+	echo "$2"
+}
+
+parse() {	# parse KREL RESULTS-FILE CONSOLE-LOG
+	local k=$1 res=$2 con=$3 line cur= cases=0 bad=0 done=0 kmsg_bad=0 rc
+	local -a buf=()
+	while IFS= read -r line; do
+		case "$line" in
+		"vmreset-test-begin "*)
+			cur=${line#vmreset-test-begin } cases=0 bad=0 buf=() ;;
+		"vmreset-test-end "*)
+			rc=${line##* }
+			if [ "$rc" = 137 ]; then
+				report fail "not ok [$k] $cur: timed out"
+				bad=1
+			elif [ "$cases" = 0 ] || { [ "$rc" != 0 ] && [ "$rc" != 4 ] && [ "$bad" = 0 ]; }; then
+				report fail "not ok [$k] $cur: exited with status $rc"
+				bad=1
+			fi
+			[ "$bad" = 0 ] || printf '    %s\n' "${buf[@]}"
+			cur= ;;
+		"vmreset-kmsg-bad "*)
+			kmsg_bad=1
+			echo "# [$k] kernel log: ${line#vmreset-kmsg-bad }" ;;
+		"vmreset-done")
+			done=1 ;;
+		"ok "* | "not ok "*)
+			[ -n "$cur" ] || continue
+			cases=$((cases + 1))
+			local name=${line#not } && name=${name#ok } && name=${name#* }
+			case "$line" in
+			"not ok "*) bad=1; report fail "not ok [$k] $cur: $name" ;;
+			*"# SKIP"* | *"# skip"*) report skip "ok [$k] $cur: $name" ;;
+			*) report ok "ok [$k] $cur: $name" ;;
+			esac ;;
+		*)
+			[ -n "$cur" ] && buf+=("$line") ;;
+		esac
+	done < "$res"
+	if [ -n "$cur" ]; then
+		report fail "not ok [$k] $cur: did not finish (guest crashed or hung)"
+		printf '    %s\n' "${buf[@]}"
+	fi
+	if grep -qE -f "$top/scripts/kmsg-patterns" "$con"; then
+		kmsg_bad=1
+		grep -E -A20 -f "$top/scripts/kmsg-patterns" "$con" | head -60 | sed 's/^/    /'
+	fi
+	if [ "$kmsg_bad" = 0 ]; then
+		report ok "ok [$k] kernel log clean"
+	else
+		report fail "not ok [$k] kernel log clean"
+	fi
+	if [ "$done" = 1 ]; then
+		report ok "ok [$k] guest reported back"
+	else
+		report fail "not ok [$k] guest reported back"
+	fi
+}
+
+for kver in "$@"; do
+	echo "# kernel $kver"
+	if ! vm_prepare "$kver"; then
+		report fail "not ok [$kver] build module and test VM"
+		continue
+	fi
+	start=$(date +%s)
+	vm_boot check "$only"
+	echo "# [$KREL] test VM ran $(( $(date +%s) - start ))s (qemu exit $VM_RC)"
+	before=$fail
+	parse "$KREL" "$RES" "$LOG"
+	[ "$fail" = "$before" ] || echo "# [$KREL] console log: $LOG, test output: $RES"
+done
+
+echo "$pass passed, $fail failed, $skip skipped"
+[ "$fail" = 0 ]

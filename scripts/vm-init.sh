@@ -1,0 +1,64 @@
+#!/bin/sh
+# /init of the vmreset test VM (busybox sh). Loads KVM and vmreset the way
+# a user would, runs the selftests (or the demo), reports on the second
+# serial port, checks the kernel log, and powers off.
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs tmpfs /tmp
+mount -t tmpfs tmpfs /run
+mkdir -p /dev/shm && mount -t tmpfs tmpfs /dev/shm
+[ -d /sys/kernel/debug ] && mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+
+out=/dev/ttyS1
+mode=check
+only=
+for arg in $(cat /proc/cmdline); do
+	case "$arg" in
+	vmrtest.mode=*) mode=${arg#vmrtest.mode=} ;;
+	vmrtest.only=*) only=${arg#vmrtest.only=} ;;
+	esac
+done
+
+say() { echo "$*" > $out; }
+say "vmreset-vm: kernel $(uname -r), $(nproc) cpus, mode $mode"
+
+# KVM for whichever vendor the (virtual) CPU has.
+if grep -qw svm /proc/cpuinfo; then
+	modprobe kvm_amd || say "vmreset-vm: modprobe kvm_amd failed"
+elif grep -qw vmx /proc/cpuinfo; then
+	modprobe kvm_intel || say "vmreset-vm: modprobe kvm_intel failed"
+else
+	say "vmreset-vm: CPU has neither svm nor vmx"
+fi
+modprobe vmreset || say "vmreset-vm: modprobe vmreset failed"
+
+if [ "$mode" = demo ]; then
+	sh /selftests/demo.sh > $out 2>&1
+else
+	for t in $(cat /selftests/list); do
+		name=${t%%/*}
+		case "$only" in
+		"" | "$name" | "$name"/*) ;;
+		*) continue ;;
+		esac
+		args=
+		case "$only" in "$name"/*) args="-t ${only#*/}" ;; esac
+		say "vmreset-test-begin $name"
+		cd /tmp
+		timeout -s KILL 900 /selftests/$name $args > $out 2>&1
+		say "vmreset-test-end $name $?"
+		cd /
+	done
+fi
+
+# Anything the kernel complained about fails the run.
+dmesg > /tmp/kmsg
+if grep -E -f /etc/kmsg-patterns /tmp/kmsg > /tmp/kmsg.bad; then
+	while read -r l; do say "vmreset-kmsg-bad $l"; done < /tmp/kmsg.bad
+	say "vmreset-kmsg-begin"; cat /tmp/kmsg > $out; say "vmreset-kmsg-end"
+fi
+say "vmreset-done"
+sync
+poweroff -f

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Shared by check.sh and demo.sh: build vmreset for one kernel and boot the
+# test VM with it.
+#
+#   vm_prepare KVER      sets KREL, KO, INITRD (build/vm-KREL.cpio.gz)
+#   vm_boot MODE ONLY    boots; console in $LOG, reports in $RES
+
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=${BUILD:-$top/build}
+
+vm_prepare() {
+	local kver=$1 kdir files
+	kdir=$("$top/scripts/kdir.sh" "$kver") || return 1
+	KREL=$(sed -n 's/.*UTS_RELEASE "\(.*\)"/\1/p' "$kdir/include/generated/utsrelease.h")
+	[ -e "/boot/vmlinuz-$KREL" ] || {
+		echo "no /boot/vmlinuz-$KREL; run: sudo scripts/deps.sh" >&2
+		return 1
+	}
+	make -s -C "$top" module KDIR="$kdir" >"$build/make-$KREL.log" 2>&1 || {
+		cat "$build/make-$KREL.log" >&2
+		return 1
+	}
+	if grep -q 'warning:' "$build/make-$KREL.log"; then
+		grep -B2 -A4 'warning:' "$build/make-$KREL.log" >&2
+		echo "module build for $KREL has warnings" >&2
+		return 1
+	fi
+	KO=$build/kmod-$KREL/vmreset.ko
+	INITRD=$build/vm-$KREL.cpio.gz
+	files=("$build/tests.list:/selftests/list")
+	local t
+	for t in $(cat "$build/tests.list"); do
+		files+=("$top/selftests/$t")
+	done
+	for t in "$top"/selftests/demo.sh; do
+		[ -e "$t" ] && files+=("$t:/${t#"$top"/}")
+	done
+	[ -e "$top/helper/vmresetctl" ] && files+=("$top/helper/vmresetctl:/usr/bin/vmresetctl")
+	# GNU cp, for cp --reflink=always (busybox cp has no --reflink).
+	files+=("$(command -v cp):/usr/bin/gnucp")
+	"$top/scripts/mkinitramfs.sh" "$KREL" "$KO" "$INITRD" "${files[@]}"
+}
+
+vm_boot() {
+	local mode=$1 only=$2 accel cpu
+	# Some sandboxes offer a /dev/kvm without VT-x/AMD-V (software
+	# backends like PVM) that cannot boot a stock kernel: ask the CPU too.
+	if [ -w /dev/kvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo; then
+		accel=kvm cpu=host
+	else
+		accel=tcg cpu=EPYC
+	fi
+	accel=${VM_ACCEL:-$accel} cpu=${VM_CPU:-$cpu}
+	LOG=$build/console-$KREL.log
+	RES=$build/results-$KREL.log
+	rm -f "$LOG" "$RES"
+	timeout -s KILL "${VM_TIMEOUT:-2400}" qemu-system-x86_64 \
+		-machine q35 -accel "$accel" -cpu "$cpu" -smp 2 -m "${VM_MEM:-3G}" \
+		-display none -monitor none -no-reboot \
+		-serial "file:$LOG" -serial "file:$RES" \
+		-kernel "/boot/vmlinuz-$KREL" -initrd "$INITRD" \
+		-append "console=ttyS0 loglevel=5 panic=-1 oops=panic vmrtest.mode=$mode vmrtest.only=$only" \
+		2> "$build/qemu-$KREL.log"
+	VM_RC=$?
+	# TCG warns about CPUID bits it cannot emulate: harmless, kept aside.
+	[ "$VM_RC" = 0 ] || cat "$build/qemu-$KREL.log" >&2
+	# The serial line turns \n into \r\n.
+	sed -i 's/\r$//' "$LOG" "$RES" 2>/dev/null
+	return 0
+}

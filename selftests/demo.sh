@@ -1,0 +1,40 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+# The demo, inside the test VM: what an operator and a VMM do with vmreset.
+set -e
+step() { echo; echo "### $*"; }
+run() { echo "\$ $*"; "$@"; }
+
+step "the module is loaded (modprobe vmreset) and registered vmresetfs"
+run sh -c 'lsmod | grep -E "^(vmreset|kvm)"'
+run modinfo -F description vmreset
+run grep vmresetfs /proc/filesystems
+
+step "mount vmresetfs and create 64 MiB of guest RAM"
+run mkdir -p /run/vmreset
+run vmresetctl mount /run/vmreset size=1G,mode=1777
+run vmresetctl create /run/vmreset/vm0.ram 64M
+run vmresetctl features /run/vmreset/vm0.ram
+
+step "boot-time state, then SNAPSHOT"
+run dd if=/dev/urandom of=/run/vmreset/vm0.ram bs=1M count=4 conv=notrunc
+run vmresetctl snapshot /run/vmreset/vm0.ram
+before=$(md5sum < /run/vmreset/vm0.ram)
+
+step "a request dirties a few pages (here with dd; a guest works the same)"
+run dd if=/dev/zero of=/run/vmreset/vm0.ram bs=4096 seek=100 count=3 conv=notrunc
+run dd if=/dev/zero of=/run/vmreset/vm0.ram bs=4096 seek=9000 count=1 conv=notrunc
+run vmresetctl dirty /run/vmreset/vm0.ram
+run vmresetctl stats /run/vmreset/vm0.ram
+
+step "REVERT touches only those pages"
+run vmresetctl revert /run/vmreset/vm0.ram
+after=$(md5sum < /run/vmreset/vm0.ram)
+[ "$before" = "$after" ] && echo "content equals the snapshot: yes"
+
+step "a clone shares every page until written"
+run vmresetctl clone /run/vmreset/vm0.ram /run/vmreset/vm1.ram
+run vmresetctl -j stats /run/vmreset/vm1.ram
+
+step "the same with a real KVM guest writing its RAM (selftest)"
+run /selftests/vmresetfs_kvm -t guest_writes_reverted

@@ -1,0 +1,153 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Helpers for vmresetfs selftests: a scratch mount, files, and thin ioctl
+ * wrappers that return the raw ioctl result (the test asserts on it).
+ */
+#ifndef _VMR_UTIL_H
+#define _VMR_UTIL_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <linux/vmreset.h>
+
+#define PG		4096UL
+
+/* Mount a fresh vmresetfs on a new directory under /tmp. */
+static inline int vmr_mount(char dir[64], const char *opts)
+{
+	strcpy(dir, "/tmp/vmrXXXXXX");
+	if (!mkdtemp(dir))
+		return -1;
+	return mount("none", dir, "vmresetfs", 0, opts);
+}
+
+static inline void vmr_umount(const char *dir)
+{
+	umount2(dir, MNT_DETACH);
+	rmdir(dir);
+}
+
+static inline int vmr_file(const char *dir, const char *name, off_t size)
+{
+	char path[4096];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd >= 0 && ftruncate(fd, size)) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static inline void *vmr_map(int fd, size_t size)
+{
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static inline int vmr_snapshot(int fd, uint64_t *dirty)
+{
+	struct vmreset_snapshot s = { 0 };
+	int ret = ioctl(fd, VMRESET_IOC_SNAPSHOT, &s);
+
+	if (!ret && dirty)
+		*dirty = s.dirty_pages;
+	return ret;
+}
+
+static inline int vmr_revert(int fd, uint64_t *reverted, uint64_t *kept)
+{
+	struct vmreset_revert r = { 0 };
+	int ret = ioctl(fd, VMRESET_IOC_REVERT, &r);
+
+	if (!ret && reverted)
+		*reverted = r.reverted_pages;
+	if (!ret && kept)
+		*kept = r.preserved_pages;
+	return ret;
+}
+
+static inline int vmr_preserve(int fd, uint32_t op, uint64_t off, uint64_t len)
+{
+	struct vmreset_preserve p = { .op = op, .offset = off, .length = len };
+
+	return ioctl(fd, VMRESET_IOC_PRESERVE, &p);
+}
+
+static inline int vmr_stats(int fd, struct vmreset_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->size = sizeof(*st);
+	return ioctl(fd, VMRESET_IOC_STATS, st);
+}
+
+/* List all ranges (DIRTY or PRESERVE_LIST), @per_call at a time. */
+static inline int vmr_list(int fd, unsigned long cmd, struct vmreset_range *out,
+			   unsigned int max, unsigned int per_call)
+{
+	struct vmreset_range_list l = { 0 };
+	unsigned int n = 0;
+
+	do {
+		l.ranges = (uintptr_t)(out + n);
+		l.nr = per_call < max - n ? per_call : max - n;
+		if (ioctl(fd, cmd, &l))
+			return -1;
+		n += l.nr;
+	} while (l.cursor != VMRESET_CURSOR_END && n < max);
+	return n;
+}
+
+/* A /proc/meminfo field in kB, or -1. */
+static inline long meminfo(const char *key)
+{
+	char line[256];
+	size_t klen = strlen(key);
+	long val = -1;
+	FILE *f = fopen("/proc/meminfo", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, klen) && line[klen] == ':') {
+			val = strtol(line + klen + 1, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return val;
+}
+
+/* The pattern a page holds before a test changes it. */
+static inline uint64_t pat(uint64_t seed, uint64_t idx)
+{
+	return (seed * 0x9e3779b97f4a7c15ULL) ^ idx;
+}
+
+static inline void fill_page(void *base, uint64_t idx, uint64_t val)
+{
+	uint64_t *p = (uint64_t *)((char *)base + idx * PG);
+
+	p[0] = val;
+	p[PG / 8 - 1] = ~val;
+}
+
+static inline int page_has(const void *base, uint64_t idx, uint64_t val)
+{
+	const uint64_t *p = (const uint64_t *)((const char *)base + idx * PG);
+
+	return p[0] == val && p[PG / 8 - 1] == ~val;
+}
+
+#endif /* _VMR_UTIL_H */

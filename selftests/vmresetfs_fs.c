@@ -1,0 +1,646 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * vmresetfs without a guest: the VMM's own writes (mapping, pwrite,
+ * truncate, hole punching), preserved ranges, the dirty list, clones,
+ * filesystem limits, bad input, and memory staying flat over many cycles.
+ */
+#define _GNU_SOURCE
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <signal.h>
+#include <sys/sendfile.h>
+#include <sys/statfs.h>
+#include <sys/wait.h>
+#include "harness.h"
+#include "vmr_util.h"
+
+FIXTURE(fs) {
+	char dir[64];
+	int fd;
+	uint8_t *map;
+	size_t size;
+};
+
+FIXTURE_SETUP(fs)
+{
+	self->fd = -1;
+	self->map = NULL;
+	ASSERT_EQ(0, vmr_mount(self->dir, "size=256m,nr_inodes=1k"))
+		TH_LOG("mount vmresetfs: %s", strerror(errno));
+	self->size = 64 * PG;
+	self->fd = vmr_file(self->dir, "mem", self->size);
+	ASSERT_LE(0, self->fd);
+	self->map = vmr_map(self->fd, self->size);
+	ASSERT_NONNULL(self->map);
+}
+
+FIXTURE_TEARDOWN(fs)
+{
+	if (self->map)
+		munmap(self->map, self->size);
+	if (self->fd >= 0)
+		close(self->fd);
+	vmr_umount(self->dir);
+}
+
+/* Pages [0, 32) hold the pattern, [32, 64) are holes. */
+static void fill_half(uint8_t *map)
+{
+	for (uint64_t i = 0; i < 32; i++)
+		fill_page(map, i, pat(1, i));
+}
+
+static int check_half(int fd)
+{
+	static uint8_t buf[64 * PG];
+	int bad = 0;
+
+	if (pread(fd, buf, sizeof(buf), 0) != (ssize_t)sizeof(buf))
+		return -1;
+	for (uint64_t i = 0; i < 64; i++) {
+		if (i < 32 && !page_has(buf, i, pat(1, i)))
+			bad++;
+		if (i >= 32) {
+			for (size_t b = 0; b < PG; b++)
+				if (buf[i * PG + b]) {
+					bad++;
+					break;
+				}
+		}
+	}
+	return bad;
+}
+
+TEST_F(fs, vmm_writes_reverted)
+{
+	struct vmreset_stats st;
+	uint64_t n, kept;
+	char buf[PG];
+
+	fill_half(self->map);
+	ASSERT_EQ(0, vmr_snapshot(self->fd, NULL));
+	ASSERT_EQ(0, vmr_stats(self->fd, &st));
+	ASSERT_EQ(32, st.resident_pages);
+	ASSERT_EQ(0, st.dirty_pages);
+
+	/* Through the mapping: a page with data and a hole. */
+	fill_page(self->map, 1, 0xaaaa);
+	fill_page(self->map, 40, 0xbbbb);
+	/* pwrite: data, hole, and an unaligned write across two pages. */
+	memset(buf, 0x5a, sizeof(buf));
+	ASSERT_EQ((ssize_t)PG, pwrite(self->fd, buf, PG, 2 * PG));
+	ASSERT_EQ((ssize_t)PG, pwrite(self->fd, buf, PG, 50 * PG));
+	ASSERT_EQ(100, pwrite(self->fd, buf, 100, 4 * PG - 50));
+	ASSERT_EQ(0, vmr_stats(self->fd, &st));
+	ASSERT_EQ(6, st.dirty_pages);
+	ASSERT_EQ(34, st.resident_pages);
+	ASSERT_EQ(4, st.undo_pages);	/* holes need no copy */
+
+	ASSERT_EQ(0, vmr_revert(self->fd, &n, &kept));
+	ASSERT_EQ(6, n);
+	ASSERT_EQ(0, kept);
+	ASSERT_EQ(0, check_half(self->fd));
+	/* The mapping sees the reverted content too. */
+	ASSERT_TRUE(page_has(self->map, 1, pat(1, 1)));
+	ASSERT_TRUE(page_has(self->map, 2, pat(1, 2)));
+	ASSERT_EQ(0, vmr_stats(self->fd, &st));
+	ASSERT_EQ(32, st.resident_pages);
+	ASSERT_EQ(0, st.undo_pages);
+	ASSERT_EQ(0, st.dirty_pages);
+	ASSERT_EQ(1, st.reverts);
+	ASSERT_EQ(6, st.reverted_pages);
+
+	/* Reverting a clean file touches nothing. */
+	ASSERT_EQ(0, vmr_revert(self->fd, &n, NULL));
+	ASSERT_EQ(0, n);
+}
+
+TEST_F(fs, truncate_and_punch_reverted)
+{
+	struct stat sb;
+	uint64_t n;
+
+	fill_half(self->map);
+	ASSERT_EQ(0, vmr_snapshot(self->fd, NULL));
+	munmap(self->map, self->size);
+	self->map = NULL;
+
+	/* Shrink into the data, punch a hole, grow and write past the end. */
+	ASSERT_EQ(0, ftruncate(self->fd, 10 * PG + 123));
+	ASSERT_EQ(0, fallocate(self->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			       2 * PG, 3 * PG));
+	ASSERT_EQ(0, ftruncate(self->fd, 100 * PG));
+	ASSERT_EQ(3, pwrite(self->fd, "xyz", 3, 90 * PG));
+
+	ASSERT_EQ(0, vmr_revert(self->fd, &n, NULL));
+	/* pages 10..31 truncated (10 partly), 2..4 punched, 90 written */
+	ASSERT_EQ(22 + 3 + 1, n);
+	ASSERT_EQ(0, fstat(self->fd, &sb));
+	ASSERT_EQ((off_t)self->size, sb.st_size);
+	ASSERT_EQ(0, check_half(self->fd));
+}
+
+TEST_F(fs, preserved_ranges_survive)
+{
+	struct vmreset_range r[8];
+	uint64_t n, kept;
+
+	for (uint64_t i = 0; i < 64; i++)
+		fill_page(self->map, i, pat(1, i));
+	ASSERT_EQ(0, vmr_snapshot(self->fd, NULL));
+	/* [8, 16) as two adjacent adds, merged into one range. */
+	ASSERT_EQ(0, vmr_preserve(self->fd, VMRESET_PRESERVE_ADD, 8 * PG, 4 * PG));
+	ASSERT_EQ(0, vmr_preserve(self->fd, VMRESET_PRESERVE_ADD, 12 * PG, 4 * PG));
+	ASSERT_EQ(0, vmr_preserve(self->fd, VMRESET_PRESERVE_ADD, 40 * PG, PG));
+	ASSERT_EQ(2, vmr_list(self->fd, VMRESET_IOC_PRESERVE_LIST, r, 8, 8));
+	ASSERT_EQ(8 * PG, r[0].offset);
+	ASSERT_EQ(8 * PG, r[0].length);
+	ASSERT_EQ(40 * PG, r[1].offset);
+	ASSERT_EQ(PG, r[1].length);
+
+	for (uint64_t i = 0; i < 64; i++)
+		fill_page(self->map, i, pat(2, i));
+	ASSERT_EQ(0, vmr_revert(self->fd, &n, &kept));
+	ASSERT_EQ(55, n);
+	ASSERT_EQ(9, kept);
+	for (uint64_t i = 0; i < 64; i++) {
+		int preserved = (i >= 8 && i < 16) || i == 40;
+
+		ASSERT_TRUE(page_has(self->map, i, preserved ? pat(2, i) : pat(1, i)))
+			TH_LOG("page %lu", (unsigned long)i);
+	}
+
+	/* Writes after a revert are tracked again, preserved or not. */
+	for (uint64_t i = 0; i < 64; i++)
+		fill_page(self->map, i, pat(3, i));
+	/* Splitting [8, 16) by removing [10, 12). */
+	ASSERT_EQ(0, vmr_preserve(self->fd, VMRESET_PRESERVE_DEL, 10 * PG, 2 * PG));
+	ASSERT_EQ(3, vmr_list(self->fd, VMRESET_IOC_PRESERVE_LIST, r, 8, 1));
+	ASSERT_EQ(0, vmr_revert(self->fd, &n, &kept));
+	ASSERT_EQ(57, n);
+	ASSERT_EQ(7, kept);
+	for (uint64_t i = 0; i < 64; i++) {
+		uint64_t want = pat(1, i);
+
+		if ((i >= 8 && i < 10) || (i >= 12 && i < 16) || i == 40)
+			want = pat(3, i);
+		else if (i >= 10 && i < 12)
+			want = pat(2, i);	/* kept at the first revert */
+		ASSERT_TRUE(page_has(self->map, i, want))
+			TH_LOG("page %lu", (unsigned long)i);
+	}
+
+	/* Truncation and hole punching may not cut into them. */
+	ASSERT_ERRNO(ftruncate(self->fd, 9 * PG), EBUSY);
+	ASSERT_ERRNO(fallocate(self->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			       39 * PG, 2 * PG), EBUSY);
+	ASSERT_EQ(0, ftruncate(self->fd, 41 * PG));
+}
+
+TEST_F(fs, dirty_list_with_cursor)
+{
+	static const uint64_t pages[] = { 1, 2, 3, 10, 20, 21, 22, 23, 24, 25, 63 };
+	struct vmreset_range r[16];
+	struct vmreset_range_list l = { 0 };
+
+	/* No snapshot: nothing is dirty. */
+	fill_page(self->map, 5, 1);
+	ASSERT_EQ(0, vmr_list(self->fd, VMRESET_IOC_DIRTY, r, 16, 16));
+	ASSERT_EQ(0, vmr_snapshot(self->fd, NULL));
+	for (size_t i = 0; i < sizeof(pages) / sizeof(pages[0]); i++)
+		fill_page(self->map, pages[i], 7);
+	ASSERT_EQ(4, vmr_list(self->fd, VMRESET_IOC_DIRTY, r, 16, 1));
+	ASSERT_EQ(1 * PG, r[0].offset);
+	ASSERT_EQ(3 * PG, r[0].length);
+	ASSERT_EQ(10 * PG, r[1].offset);
+	ASSERT_EQ(PG, r[1].length);
+	ASSERT_EQ(20 * PG, r[2].offset);
+	ASSERT_EQ(6 * PG, r[2].length);
+	ASSERT_EQ(63 * PG, r[3].offset);
+
+	/* A cursor in the middle of a run starts there. */
+	l.ranges = (uintptr_t)r;
+	l.nr = 16;
+	l.cursor = 22 * PG;
+	ASSERT_EQ(0, ioctl(self->fd, VMRESET_IOC_DIRTY, &l));
+	ASSERT_EQ(2, l.nr);
+	ASSERT_EQ(22 * PG, r[0].offset);
+	ASSERT_EQ(4 * PG, r[0].length);
+	ASSERT_EQ(VMRESET_CURSOR_END, l.cursor);
+	/* Zero capacity reports where the list goes on. */
+	l.nr = 0;
+	l.cursor = 0;
+	ASSERT_EQ(0, ioctl(self->fd, VMRESET_IOC_DIRTY, &l));
+	ASSERT_EQ(0, l.nr);
+	ASSERT_EQ(1 * PG, l.cursor);
+}
+
+/* sendfile/splice read the file (6.1 passes our pages to the pipe itself). */
+TEST_F(fs, sendfile_and_splice)
+{
+	char buf[3 * PG], out[3 * PG];
+	int tmp, pfd[2];
+	off_t off = 0;
+
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (char)(i * 7);
+	ASSERT_EQ((ssize_t)sizeof(buf), pwrite(self->fd, buf, sizeof(buf), PG));
+	tmp = open("/tmp", O_TMPFILE | O_RDWR, 0600);
+	ASSERT_LE(0, tmp);
+	off = PG;
+	ASSERT_EQ((ssize_t)sizeof(buf), sendfile(tmp, self->fd, &off, sizeof(buf)));
+	ASSERT_EQ((ssize_t)sizeof(out), pread(tmp, out, sizeof(out), 0));
+	ASSERT_EQ(0, memcmp(buf, out, sizeof(buf)));
+	close(tmp);
+
+	ASSERT_EQ(0, pipe(pfd));
+	off = PG + 100;
+	ASSERT_EQ(1000, splice(self->fd, &off, pfd[1], NULL, 1000, 0));
+	ASSERT_EQ(1000, read(pfd[0], out, sizeof(out)));
+	ASSERT_EQ(0, memcmp(buf + 100, out, 1000));
+	/* And into the file from a pipe. */
+	ASSERT_EQ(5, write(pfd[1], "spliz", 5));
+	off = 0;
+	ASSERT_EQ(5, splice(pfd[0], NULL, self->fd, &off, 5, 0));
+	ASSERT_EQ(5, pread(self->fd, out, 5, 0));
+	ASSERT_EQ(0, memcmp("spliz", out, 5));
+	close(pfd[0]);
+	close(pfd[1]);
+}
+
+static long used_pages(const char *dir)
+{
+	struct statfs s;
+
+	if (statfs(dir, &s))
+		return -1;
+	return (long)(s.f_blocks - s.f_bfree);
+}
+
+TEST_F(fs, clones_share_and_isolate)
+{
+	const uint64_t npages = 4096, nclones = 20, dirty = npages / 100;
+	struct file_clone_range fcr = { 0 };
+	struct vmreset_stats st;
+	char path[256], cmd[600], dir2[64];
+	int clones[20], fc, fx;
+	uint8_t *a, *b;
+	int fa, fb;
+	long kb0, kb1;
+
+	fa = vmr_file(self->dir, "a", npages * PG);
+	ASSERT_LE(0, fa);
+	a = vmr_map(fa, npages * PG);
+	ASSERT_NONNULL(a);
+	for (uint64_t i = 0; i < npages; i++)
+		fill_page(a, i, pat(1, i));
+	ASSERT_EQ(npages + 0, (uint64_t)used_pages(self->dir));
+
+	fb = vmr_file(self->dir, "b", 0);
+	ASSERT_LE(0, fb);
+	ASSERT_EQ(0, ioctl(fb, FICLONE, fa));
+	ASSERT_EQ(npages, (uint64_t)used_pages(self->dir));	/* nothing copied */
+	b = vmr_map(fb, npages * PG);
+	ASSERT_NONNULL(b);
+	ASSERT_EQ(0, vmr_stats(fb, &st));
+	ASSERT_EQ(npages, st.shared_pages);
+	ASSERT_EQ(npages * PG, st.file_size);
+
+	/* A write on either side never shows on the other. */
+	fill_page(a, 5, 0xa);
+	ASSERT_EQ((ssize_t)8, pwrite(fb, "12345678", 8, 7 * PG));
+	ASSERT_TRUE(page_has(b, 5, pat(1, 5)));
+	ASSERT_TRUE(page_has(a, 7, pat(1, 7)));
+	ASSERT_EQ(0, memcmp(b + 7 * PG, "12345678", 8));
+	ASSERT_TRUE(page_has(a, 5, 0xa));
+	ASSERT_EQ(0, vmr_stats(fa, &st));
+	ASSERT_EQ(npages - 2, st.shared_pages);
+	ASSERT_EQ(npages + 2, (uint64_t)used_pages(self->dir));
+
+	/* Each side snapshots and reverts on its own. */
+	ASSERT_EQ(0, vmr_snapshot(fb, NULL));
+	fill_page(b, 9, 0xb);
+	fill_page(a, 9, 0xc);
+	ASSERT_EQ(0, vmr_revert(fb, NULL, NULL));
+	ASSERT_TRUE(page_has(b, 9, pat(1, 9)));
+	ASSERT_TRUE(page_has(a, 9, 0xc));
+
+	/* FICLONERANGE of a part, into the middle of another file. */
+	fcr.src_fd = fa;
+	fcr.src_offset = 16 * PG;
+	fcr.src_length = 4 * PG;
+	fcr.dest_offset = 2 * PG;
+	fc = vmr_file(self->dir, "c", 8 * PG);
+	ASSERT_LE(0, fc);
+	if (fc >= 0) {
+		ASSERT_EQ(0, ioctl(fc, FICLONERANGE, &fcr));
+		ASSERT_EQ(0, vmr_stats(fc, &st));
+		ASSERT_EQ(4, st.resident_pages);
+		ASSERT_EQ(4, st.shared_pages);
+		fcr.src_offset = 1;
+		ASSERT_ERRNO(ioctl(fc, FICLONERANGE, &fcr), EINVAL);
+		close(fc);
+	}
+
+	/* Many clones that each dirty 1% cost about that 1% each. */
+	kb0 = meminfo("MemFree");
+	for (uint64_t c = 0; c < nclones; c++) {
+		snprintf(path, sizeof(path), "clone%lu", (unsigned long)c);
+		clones[c] = vmr_file(self->dir, path, 0);
+		ASSERT_LE(0, clones[c]);
+		ASSERT_EQ(0, ioctl(clones[c], FICLONE, fa));
+		for (uint64_t i = 0; i < dirty; i++)
+			ASSERT_EQ(8, pwrite(clones[c], &c, 8, (i * 97 % npages) * PG));
+	}
+	kb1 = meminfo("MemFree");
+	/* + the copies of page 9 made while B had a snapshot */
+	ASSERT_EQ(npages + 3 + nclones * dirty, (uint64_t)used_pages(self->dir));
+	TH_LOG("%lu clones dirtying %lu pages each: MemFree -%ld kB",
+	       (unsigned long)nclones, (unsigned long)dirty, kb0 - kb1);
+	ASSERT_LT(kb0 - kb1, (long)(nclones * dirty * 4 * 2 + 8192));
+	for (uint64_t c = 0; c < nclones; c++)
+		close(clones[c]);
+
+	/* cp --reflink=always goes through the same path (GNU cp if present). */
+	if (!access("/usr/bin/gnucp", X_OK)) {
+		snprintf(cmd, sizeof(cmd),
+			 "/usr/bin/gnucp --reflink=always %s/a %s/reflinked",
+			 self->dir, self->dir);
+		ASSERT_EQ(0, system(cmd));
+		snprintf(path, sizeof(path), "%s/reflinked", self->dir);
+		fb = open(path, O_RDONLY);
+		ASSERT_LE(0, fb);
+		ASSERT_EQ(0, vmr_stats(fb, &st));
+		ASSERT_EQ(npages, st.shared_pages);
+	}
+
+	/* Clones across mounts are refused. */
+	ASSERT_EQ(0, vmr_mount(dir2, "size=1m"));
+	if (dir2[0]) {
+		fx = vmr_file(dir2, "x", 0);
+		ASSERT_LE(0, fx);
+		ASSERT_ERRNO(ioctl(fx, FICLONE, fa), EXDEV);
+		close(fx);
+		vmr_umount(dir2);
+	}
+}
+
+TEST_F(fs, filesystem_limits)
+{
+	struct statfs s;
+	char dir[64], buf[PG], path[256];
+	int fd, i;
+
+	ASSERT_EQ(0, statfs(self->dir, &s));
+	ASSERT_EQ(VMRESET_FS_MAGIC, (unsigned long)s.f_type);
+	ASSERT_EQ(256UL << 20, s.f_blocks * s.f_bsize);
+
+	/* size= bounds the pages, nr_inodes= the files: ENOSPC. */
+	ASSERT_EQ(0, vmr_mount(dir, "size=64k,nr_inodes=4"));
+	fd = vmr_file(dir, "f", 0);
+	ASSERT_LE(0, fd);
+	memset(buf, 1, sizeof(buf));
+	for (i = 0; i < 16; i++)
+		ASSERT_EQ((ssize_t)PG, write(fd, buf, PG));
+	ASSERT_ERRNO(write(fd, buf, PG), ENOSPC);
+	/* Holes read as zeros and cost nothing. */
+	ASSERT_EQ(0, ftruncate(fd, 1 << 30));
+	ASSERT_EQ((ssize_t)PG, pread(fd, buf, PG, 512 << 20));
+	ASSERT_EQ(NULL, memchr(buf, 1, PG));
+	close(fd);
+	for (i = 0; i < 2; i++) {	/* root + "f" + 2 = 4 */
+		snprintf(path, sizeof(path), "g%d", i);
+		fd = vmr_file(dir, path, 0);
+		ASSERT_LE(0, fd);
+		close(fd);
+	}
+	ASSERT_ERRNO(vmr_file(dir, "one-too-many", 0), ENOSPC);
+
+	/* Ordinary file operations. */
+	snprintf(path, sizeof(path), "%s/g0", dir);
+	snprintf(buf, sizeof(buf), "%s/renamed", dir);
+	ASSERT_EQ(0, rename(path, buf));
+	ASSERT_EQ(0, chmod(buf, 0640));
+	ASSERT_EQ(0, chown(buf, 1000, 1000));
+	ASSERT_EQ(0, unlink(buf));
+	vmr_umount(dir);
+
+	/* MAP_PRIVATE would escape the snapshot. */
+	ASSERT_EQ(MAP_FAILED, mmap(NULL, PG, PROT_READ, MAP_PRIVATE, self->fd, 0));
+	ASSERT_EQ(EINVAL, errno);
+	/* O_TMPFILE gives an anonymous memory object. */
+	fd = open(self->dir, O_TMPFILE | O_RDWR, 0600);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, vmr_snapshot(fd, NULL));
+	close(fd);
+}
+
+TEST_F(fs, bad_input)
+{
+	struct vmreset_snapshot s = { 0 };
+	struct vmreset_revert r = { 0 };
+	struct vmreset_preserve p = { 0 };
+	struct vmreset_range_list l = { 0 };
+	struct vmreset_stats st = { 0 };
+	struct vmreset_features f = { 0 };
+	struct {
+		struct file_dedupe_range r;
+		struct file_dedupe_range_info i;
+	} d = { 0 };
+	char path[256];
+	int ro, tmpfd;
+
+	/* Revert before any snapshot. */
+	ASSERT_ERRNO(ioctl(self->fd, VMRESET_IOC_REVERT, &r), ENODATA);
+
+	f.size = sizeof(f);
+	ASSERT_EQ(0, ioctl(self->fd, VMRESET_IOC_FEATURES, &f));
+	ASSERT_EQ(VMRESET_API_VERSION, f.api_version);
+	ASSERT_EQ(VMRESET_FEATURE_ALL, f.features);
+	ASSERT_EQ(PG, f.page_size);
+	f.size = 4;
+	ASSERT_ERRNO(ioctl(self->fd, VMRESET_IOC_FEATURES, &f), EINVAL);
+
+	/* Unknown flags and non-zero reserved fields. */
+	s.flags = 1;
+	ASSERT_ERRNO(ioctl(self->fd, VMRESET_IOC_SNAPSHOT, &s), EINVAL);
+	s.flags = 0;
+	s.__reserved[1] = 1;
+	ASSERT_ERRNO(ioctl(self->fd, VMRESET_IOC_SNAPSHOT, &s), EINVAL);
+	ASSERT_EQ(0, vmr_snapshot(self->fd, NULL));
+	r.flags = 1ULL << 63;
+	ASSERT_ERRNO(ioctl(self->fd, VMRESET_IOC_REVERT, &r), EINVAL);
+	r.flags = 0;
+	r.__reserved[0] = 1;
+	ASSERT_ERRNO(ioctl(self->fd, VMRESET_IOC_REVERT, &r), EINVAL);
+
+	/* Preserve: op, alignment, length, overflow, flags. */
+	p.op = 3;
+	p.length = PG;
+	ASSERT_ERRNO(ioctl(self->fd, VMRESET_IOC_PRESERVE, &p), EINVAL);
+	ASSERT_ERRNO(vmr_preserve(self->fd, VMRESET_PRESERVE_ADD, 1, PG), EINVAL);
+	ASSERT_ERRNO(vmr_preserve(self->fd, VMRESET_PRESERVE_ADD, 0, 100), EINVAL);
+	ASSERT_ERRNO(vmr_preserve(self->fd, VMRESET_PRESERVE_ADD, 0, 0), EINVAL);
+	ASSERT_ERRNO(vmr_preserve(self->fd, VMRESET_PRESERVE_ADD, -PG, 2 * PG), EINVAL);
+	p.op = VMRESET_PRESERVE_ADD;
+	p.flags = 2;
+	ASSERT_ERRNO(ioctl(self->fd, VMRESET_IOC_PRESERVE, &p), EINVAL);
+	/* At most VMRESET_MAX_PRESERVED ranges. */
+	for (uint64_t i = 0; i < VMRESET_MAX_PRESERVED; i++)
+		ASSERT_EQ(0, vmr_preserve(self->fd, VMRESET_PRESERVE_ADD, 2 * i * PG, PG));
+	ASSERT_ERRNO(vmr_preserve(self->fd, VMRESET_PRESERVE_ADD, 1ULL << 40, PG), ENOSPC);
+	/* Splitting one more would exceed it too. */
+	ASSERT_EQ(0, vmr_preserve(self->fd, VMRESET_PRESERVE_DEL,
+				  2 * (VMRESET_MAX_PRESERVED - 1) * PG, PG));
+	ASSERT_EQ(0, vmr_preserve(self->fd, VMRESET_PRESERVE_ADD, 1ULL << 40, 3 * PG));
+	ASSERT_ERRNO(vmr_preserve(self->fd, VMRESET_PRESERVE_DEL,
+				  (1ULL << 40) + PG, PG), ENOSPC);
+	ASSERT_EQ(0, vmr_preserve(self->fd, VMRESET_PRESERVE_DEL, 0, 1ULL << 41));
+
+	/* Lists: capacity, cursor alignment, bad pointers, flags. */
+	l.nr = VMRESET_MAX_LIST + 1;
+	ASSERT_ERRNO(ioctl(self->fd, VMRESET_IOC_DIRTY, &l), EINVAL);
+	l.nr = 1;
+	l.cursor = 1;
+	ASSERT_ERRNO(ioctl(self->fd, VMRESET_IOC_DIRTY, &l), EINVAL);
+	l.cursor = 0;
+	l.flags = 1;
+	ASSERT_ERRNO(ioctl(self->fd, VMRESET_IOC_DIRTY, &l), EINVAL);
+	l.flags = 0;
+	l.ranges = 0x10;	/* unmapped */
+	fill_page(self->map, 0, 1);
+	ASSERT_ERRNO(ioctl(self->fd, VMRESET_IOC_DIRTY, &l), EFAULT);
+	ASSERT_ERRNO(ioctl(self->fd, VMRESET_IOC_SNAPSHOT, (void *)0x10), EFAULT);
+	ASSERT_ERRNO(ioctl(self->fd, VMRESET_IOC_STATS, NULL), EFAULT);
+	st.size = 8;
+	ASSERT_ERRNO(ioctl(self->fd, VMRESET_IOC_STATS, &st), EINVAL);
+	/* Unknown ioctl numbers. */
+	ASSERT_ERRNO(ioctl(self->fd, _IO(VMRESET_IOC_MAGIC, 0x7f), 0), ENOTTY);
+	ASSERT_ERRNO(ioctl(self->fd, _IOWR(VMRESET_IOC_MAGIC, 0x01, int), &ro), ENOTTY);
+
+	/* Changing state needs a writable fd; looking does not. */
+	snprintf(path, sizeof(path), "%s/mem", self->dir);
+	ro = open(path, O_RDONLY);
+	ASSERT_LE(0, ro);
+	ASSERT_ERRNO(ioctl(ro, VMRESET_IOC_SNAPSHOT, &s), EBADF);
+	ASSERT_ERRNO(ioctl(ro, VMRESET_IOC_REVERT, &r), EBADF);
+	ASSERT_ERRNO(vmr_preserve(ro, VMRESET_PRESERVE_ADD, 0, PG), EBADF);
+	ASSERT_EQ(0, vmr_stats(ro, &st));
+	close(ro);
+
+	/* Our ioctls on something that is not vmresetfs. */
+	tmpfd = open("/tmp", O_TMPFILE | O_RDWR, 0600);
+	ASSERT_LE(0, tmpfd);
+	ASSERT_ERRNO(vmr_snapshot(tmpfd, NULL), ENOTTY);
+	ASSERT_ERRNO(vmr_stats(tmpfd, &st), ENOTTY);
+	/* ...and FICLONE from it. */
+	ASSERT_NE(0, ioctl(self->fd, FICLONE, tmpfd));
+	close(tmpfd);
+	/* A directory of ours. */
+	tmpfd = open(self->dir, O_RDONLY | O_DIRECTORY);
+	ASSERT_LE(0, tmpfd);
+	ASSERT_ERRNO(vmr_snapshot(tmpfd, NULL), ENOTTY);
+	close(tmpfd);
+
+	/* Dedupe is not offered. */
+	d.r.src_length = PG;
+	d.r.dest_count = 1;
+	d.i.dest_fd = self->fd;
+	d.i.dest_offset = PG;
+	ASSERT_EQ(0, ioctl(self->fd, FIDEDUPERANGE, &d));
+	ASSERT_EQ(-EOPNOTSUPP, d.i.status);
+	/* Unsupported fallocate modes. */
+	ASSERT_ERRNO(fallocate(self->fd, FALLOC_FL_COLLAPSE_RANGE, 0, PG), EOPNOTSUPP);
+}
+
+/* 10,000 SNAPSHOT/REVERT cycles leave memory and slab flat. */
+TEST_F_TIMEOUT(fs, cycles_leave_memory_flat, 600)
+{
+	long free0 = 0, slab0 = 0, free1, slab1;
+
+	for (uint64_t i = 0; i < 64; i++)
+		fill_page(self->map, i, pat(1, i));
+	for (int pass = 0; pass < 2; pass++) {
+		int cycles = pass ? 10000 : 200;	/* warm-up first */
+
+		for (int c = 0; c < cycles; c++) {
+			for (uint64_t i = 0; i < 4; i++)
+				fill_page(self->map, (c * 7 + i * 13) % 64, c);
+			if (c % 3 == 0)
+				ASSERT_EQ(0, vmr_snapshot(self->fd, NULL));
+			else
+				ASSERT_EQ(0, vmr_revert(self->fd, NULL, NULL));
+		}
+		if (!pass) {
+			free0 = meminfo("MemFree");
+			slab0 = meminfo("SUnreclaim");
+		}
+	}
+	free1 = meminfo("MemFree");
+	slab1 = meminfo("SUnreclaim");
+	TH_LOG("MemFree %+ld kB, SUnreclaim %+ld kB over 10000 cycles",
+	       free1 - free0, slab1 - slab0);
+	/* A leak of one page per cycle would be 40 MB. */
+	ASSERT_LT(free0 - free1, 4096);
+	ASSERT_LT(slab1 - slab0, 1024);
+	/* The last cycle was a snapshot: no undo pages left. */
+	ASSERT_EQ(64, used_pages(self->dir));
+}
+
+/* Memory is charged to the cgroup of the process that faults it in. */
+TEST(memcg_charge)
+{
+	const char *cg = "/sys/fs/cgroup/vmrtest";
+	char dir[64], path[256], buf[64];
+	long before, after;
+	int fd, status;
+	pid_t pid;
+	FILE *f;
+
+	if (access("/sys/fs/cgroup/cgroup.controllers", F_OK) &&
+	    mount("none", "/sys/fs/cgroup", "cgroup2", 0, NULL))
+		SKIP(return, "no cgroup2: %s", strerror(errno));
+	f = fopen("/sys/fs/cgroup/cgroup.subtree_control", "w");
+	if (!f || fputs("+memory", f) < 0 || fclose(f))
+		SKIP(return, "cannot enable the memory controller");
+	mkdir(cg, 0755);
+	snprintf(path, sizeof(path), "%s/memory.current", cg);
+
+	ASSERT_EQ(0, vmr_mount(dir, "size=64m"));
+	fd = vmr_file(dir, "m", 1024 * PG);
+	ASSERT_LE(0, fd);
+	f = fopen(path, "r");
+	ASSERT_NONNULL(f);
+	before = atol(fgets(buf, sizeof(buf), f) ? buf : "0");
+	fclose(f);
+
+	pid = fork();
+	if (!pid) {
+		char procs[256];
+		uint8_t *m;
+
+		snprintf(procs, sizeof(procs), "%s/cgroup.procs", cg);
+		f = fopen(procs, "w");
+		if (!f || fprintf(f, "%d", getpid()) < 0 || fclose(f))
+			_exit(2);
+		m = vmr_map(fd, 1024 * PG);
+		if (!m)
+			_exit(3);
+		for (uint64_t i = 0; i < 1024; i++)
+			m[i * PG] = 1;
+		_exit(0);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_EQ(0, WEXITSTATUS(status));
+	f = fopen(path, "r");
+	ASSERT_NONNULL(f);
+	after = atol(fgets(buf, sizeof(buf), f) ? buf : "0");
+	fclose(f);
+	TH_LOG("memory.current %ld -> %ld", before, after);
+	ASSERT_GE(after - before, (long)(1024 * PG));
+	close(fd);
+	vmr_umount(dir);
+	rmdir(cg);
+}
+
+TEST_HARNESS_MAIN
