@@ -46,6 +46,7 @@ module:
 
 helper:
 	$(MAKE) -C helper
+	$(if $(wildcard store/Makefile),$(MAKE) -C store)
 
 selftests: helper
 	$(MAKE) -C selftests
@@ -60,12 +61,14 @@ install: module helper
 	install -D -m 644 $(MODDIR)/vmreset.ko $(DESTDIR)/lib/modules/$(KREL)/updates/vmreset.ko
 	install -D -m 644 include/uapi/linux/vmreset.h $(DESTDIR)$(PREFIX)/include/linux/vmreset.h
 	$(MAKE) -C helper install PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
+	$(if $(wildcard store/Makefile),$(MAKE) -C store install PREFIX=$(PREFIX) DESTDIR=$(DESTDIR))
 	$(if $(DESTDIR),,depmod -a $(KREL))
 
 uninstall:
 	rm -f $(DESTDIR)/lib/modules/$(KREL)/updates/vmreset.ko
 	rm -f $(DESTDIR)$(PREFIX)/include/linux/vmreset.h
 	$(MAKE) -C helper uninstall PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
+	$(if $(wildcard store/Makefile),$(MAKE) -C store uninstall PREFIX=$(PREFIX) DESTDIR=$(DESTDIR))
 	$(if $(DESTDIR),,depmod -a $(KREL))
 
 DKMS_SRC := /usr/src/vmreset-$(VERSION)
@@ -86,4 +89,5 @@ deps:
 clean:
 	rm -rf $(BUILD)
 	$(MAKE) -C helper clean
+	$(if $(wildcard store/Makefile),$(MAKE) -C store clean)
 	$(MAKE) -C selftests clean

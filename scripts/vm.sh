@@ -36,6 +36,7 @@ vm_prepare() {
 		[ -e "$t" ] && files+=("$t:/${t#"$top"/}")
 	done
 	[ -e "$top/helper/vmresetctl" ] && files+=("$top/helper/vmresetctl:/usr/bin/vmresetctl")
+	[ -e "$top/store/vmreset-store" ] && files+=("$top/store/vmreset-store:/usr/bin/vmreset-store")
 	# GNU cp, for cp --reflink=always (busybox cp has no --reflink).
 	files+=("$(command -v cp):/usr/bin/gnucp")
 	"$top/scripts/mkinitramfs.sh" "$KREL" "$KO" "$INITRD" "${files[@]}"
