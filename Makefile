@@ -41,6 +41,7 @@ module:
 	@ln -sf $(CURDIR)/Kbuild $(MODDIR)/Kbuild
 	@for f in $(KMOD_SRCS); do ln -sf $(CURDIR)/$$f $(MODDIR)/$$f; done
 	@ln -sf $(CURDIR)/include/uapi/linux/vmreset.h $(MODDIR)/include/uapi/linux/vmreset.h
+	@scripts/check-spec.py
 	$(MAKE) -C $(KDIR) M=$(MODDIR) W=1 modules
 	@echo "built $(MODDIR)/vmreset.ko for $(KREL)"
 

@@ -52,6 +52,51 @@ int vmreset_stats(int fd, struct vmreset_stats *st);
 /* Make @dst_fd a copy-on-write clone of all of @src_fd (FICLONE). */
 int vmreset_clone(int dst_fd, int src_fd);
 
+/*
+ * Netlink management (any process, by object ID). The caller needs write
+ * permission on an object's file, or CAP_SYS_ADMIN. Failed requests leave
+ * the kernel's message in vmreset_nl_errmsg().
+ */
+struct vmreset_nl;
+
+struct vmreset_obj {
+	uint64_t id;
+	char path[4096];		/* inside its mount; "" once unlinked */
+	uint32_t dev, uid;
+	uint64_t size, snapshot_size;
+	int has_snapshot;
+	uint64_t resident_pages, shared_pages, undo_pages, dirty_pages;
+	uint64_t cow_faults, faults, snapshots, reverts, reverted_pages;
+	size_t nr_preserved;
+	struct vmreset_range *preserved;	/* vmreset_obj_free() */
+};
+
+struct vmreset_event {
+	uint8_t cmd;			/* VMRESET_CMD_*_NTF */
+	uint64_t id;
+	uint64_t dirty_pages, reverted_pages, kept_pages;
+};
+
+/* Return non-zero to stop the walk (that value is returned). */
+typedef int (*vmreset_obj_fn)(const struct vmreset_obj *obj, void *arg);
+typedef int (*vmreset_event_fn)(const struct vmreset_event *ev, void *arg);
+
+/* NULL with *err = -ENOENT when the module (family) is not loaded. */
+struct vmreset_nl *vmreset_nl_open(int *err);
+void vmreset_nl_close(struct vmreset_nl *nl);
+const char *vmreset_nl_errmsg(const struct vmreset_nl *nl);
+
+int vmreset_nl_get(struct vmreset_nl *nl, uint64_t id, struct vmreset_obj *obj);
+void vmreset_obj_free(struct vmreset_obj *obj);
+int vmreset_nl_list(struct vmreset_nl *nl, vmreset_obj_fn fn, void *arg);
+int vmreset_nl_snapshot(struct vmreset_nl *nl, uint64_t id, uint64_t *dirty_pages);
+int vmreset_nl_revert(struct vmreset_nl *nl, uint64_t id, uint64_t flags,
+		      uint64_t *reverted_pages, uint64_t *kept_pages);
+int vmreset_nl_preserve(struct vmreset_nl *nl, uint64_t id, int add,
+			uint64_t offset, uint64_t length);
+/* Blocks, calling @fn for every event, until @fn returns non-zero. */
+int vmreset_nl_monitor(struct vmreset_nl *nl, vmreset_event_fn fn, void *arg);
+
 #ifdef __cplusplus
 }
 #endif

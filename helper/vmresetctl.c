@@ -88,6 +88,43 @@ static int open_obj(const char *path, int flags)
 	return fd;
 }
 
+/* "id:N" or a bare number that is not an existing file name an object by ID. */
+static bool parse_id(const char *s, uint64_t *id)
+{
+	char *end;
+
+	if (!strncmp(s, "id:", 3))
+		s += 3;
+	else if (!access(s, F_OK))
+		return false;
+	errno = 0;
+	*id = strtoull(s, &end, 10);
+	return !errno && end != s && !*end && *id;
+}
+
+static struct vmreset_nl *nl_open(void)
+{
+	int err = 0;
+	struct vmreset_nl *nl = vmreset_nl_open(&err);
+
+	if (!nl && err == -ENOENT)
+		fprintf(stderr, "%s: the vmreset netlink family is not there; is the module loaded (modprobe vmreset)?\n",
+			prog);
+	else if (!nl)
+		fprintf(stderr, "%s: netlink: %s\n", prog, strerror(-err));
+	return nl;
+}
+
+static int nl_error(struct vmreset_nl *nl, const char *what, const char *obj, int err)
+{
+	const char *msg = vmreset_nl_errmsg(nl);
+
+	fprintf(stderr, "%s: %s '%s': %s%s%s%s\n", prog, what, obj, strerror(-err),
+		*msg ? " (" : "", msg, *msg ? ")" : "");
+	vmreset_nl_close(nl);
+	return 1;
+}
+
 static int need_args(int argc, int want, const char *cmd, const char *args)
 {
 	if (argc == want)
@@ -123,11 +160,22 @@ static int cmd_features(int argc, char **argv)
 
 static int cmd_snapshot(int argc, char **argv)
 {
-	uint64_t dirty;
+	uint64_t dirty, id;
 	int fd, err;
 
-	if (need_args(argc, 2, "snapshot", "FILE"))
+	if (need_args(argc, 2, "snapshot", "FILE|id:ID"))
 		return 2;
+	if (parse_id(argv[1], &id)) {
+		struct vmreset_nl *nl = nl_open();
+
+		if (!nl)
+			return 1;
+		err = vmreset_nl_snapshot(nl, id, &dirty);
+		if (err)
+			return nl_error(nl, "snapshot of", argv[1], err);
+		vmreset_nl_close(nl);
+		goto out;
+	}
 	fd = open_obj(argv[1], O_RDWR);
 	if (fd < 0)
 		return 1;
@@ -135,6 +183,7 @@ static int cmd_snapshot(int argc, char **argv)
 	close(fd);
 	if (err)
 		return op_error("snapshot of", argv[1], err);
+out:
 	if (json)
 		printf("{\"dirty_pages\":%" PRIu64 "}\n", dirty);
 	else
@@ -145,7 +194,7 @@ static int cmd_snapshot(int argc, char **argv)
 
 static int cmd_revert(int argc, char **argv)
 {
-	uint64_t flags = 0, reverted, kept;
+	uint64_t flags = 0, reverted, kept, id;
 	int fd, err;
 
 	if (argc == 3 && !strcmp(argv[1], "--dry-run")) {
@@ -153,13 +202,24 @@ static int cmd_revert(int argc, char **argv)
 		argv++;
 		argc--;
 	}
-	if (need_args(argc, 2, "revert", "[--dry-run] FILE"))
+	if (need_args(argc, 2, "revert", "[--dry-run] FILE|id:ID"))
 		return 2;
-	fd = open_obj(argv[1], O_RDWR);
-	if (fd < 0)
-		return 1;
-	err = vmreset_revert(fd, flags, &reverted, &kept);
-	close(fd);
+	if (parse_id(argv[1], &id)) {
+		struct vmreset_nl *nl = nl_open();
+
+		if (!nl)
+			return 1;
+		err = vmreset_nl_revert(nl, id, flags, &reverted, &kept);
+		if (err)
+			return nl_error(nl, "revert of", argv[1], err);
+		vmreset_nl_close(nl);
+	} else {
+		fd = open_obj(argv[1], O_RDWR);
+		if (fd < 0)
+			return 1;
+		err = vmreset_revert(fd, flags, &reverted, &kept);
+		close(fd);
+	}
 	if (err == -ENODATA) {
 		fprintf(stderr, "%s: '%s' has no snapshot to revert to\n", prog, argv[1]);
 		return 1;
@@ -176,15 +236,20 @@ static int cmd_revert(int argc, char **argv)
 	return 0;
 }
 
+static void print_json_ranges(const struct vmreset_range *r, long n)
+{
+	printf("[");
+	for (long i = 0; i < n; i++)
+		printf("%s{\"offset\":%" PRIu64 ",\"length\":%" PRIu64 "}",
+		       i ? "," : "", (uint64_t)r[i].offset, (uint64_t)r[i].length);
+	printf("]");
+}
+
 static void print_ranges(const struct vmreset_range *r, long n)
 {
 	if (json) {
-		printf("[");
-		for (long i = 0; i < n; i++)
-			printf("%s{\"offset\":%" PRIu64 ",\"length\":%" PRIu64 "}",
-			       i ? "," : "", (uint64_t)r[i].offset,
-			       (uint64_t)r[i].length);
-		printf("]\n");
+		print_json_ranges(r, n);
+		printf("\n");
 		return;
 	}
 	for (long i = 0; i < n; i++)
@@ -197,7 +262,7 @@ static void print_ranges(const struct vmreset_range *r, long n)
 static int cmd_preserve(int argc, char **argv)
 {
 	struct vmreset_range *r;
-	uint64_t off, len;
+	uint64_t off, len, id;
 	long n;
 	int fd, err;
 
@@ -220,6 +285,17 @@ static int cmd_preserve(int argc, char **argv)
 		return usage_error("bad offset '%s'", argv[3]);
 	if (parse_size(argv[4], &len))
 		return usage_error("bad length '%s'", argv[4]);
+	if (parse_id(argv[2], &id)) {
+		struct vmreset_nl *nl = nl_open();
+
+		if (!nl)
+			return 1;
+		err = vmreset_nl_preserve(nl, id, argv[1][0] == 'a', off, len);
+		if (err)
+			return nl_error(nl, "preserve on", argv[2], err);
+		vmreset_nl_close(nl);
+		return 0;
+	}
 	fd = open_obj(argv[2], O_RDWR);
 	if (fd < 0)
 		return 1;
@@ -370,17 +446,176 @@ static int cmd_mount(int argc, char **argv)
 	return err ? op_error("mount on", argv[1], err) : 0;
 }
 
+static void print_obj(const struct vmreset_obj *o, bool one)
+{
+	if (json) {
+		printf("{\"id\":%" PRIu64 ",\"path\":\"%s\",\"dev\":%u,\"uid\":%u,"
+		       "\"size\":%" PRIu64 ",\"snapshot\":%s,\"resident_pages\":%" PRIu64
+		       ",\"shared_pages\":%" PRIu64 ",\"undo_pages\":%" PRIu64
+		       ",\"dirty_pages\":%" PRIu64 ",\"faults\":%" PRIu64
+		       ",\"cow_faults\":%" PRIu64 ",\"snapshots\":%" PRIu64
+		       ",\"reverts\":%" PRIu64 ",\"reverted_pages\":%" PRIu64
+		       ",\"preserved\":", o->id, o->path, o->dev, o->uid, o->size,
+		       o->has_snapshot ? "true" : "false", o->resident_pages,
+		       o->shared_pages, o->undo_pages, o->dirty_pages, o->faults,
+		       o->cow_faults, o->snapshots, o->reverts, o->reverted_pages);
+		print_json_ranges(o->preserved, (long)o->nr_preserved);
+		printf("}");
+		return;
+	}
+	if (!one) {
+		printf("%-6" PRIu64 " %12" PRIu64 " %-4s %9" PRIu64 " %9" PRIu64 " %6u  %s\n",
+		       o->id, o->size, o->has_snapshot ? "yes" : "no",
+		       o->resident_pages, o->dirty_pages, o->uid,
+		       *o->path ? o->path : "(unlinked)");
+		return;
+	}
+	printf("object %" PRIu64 ": %s (dev %u:%u, uid %u)\n"
+	       "  size %" PRIu64 " bytes, snapshot: %s\n"
+	       "  pages: %" PRIu64 " resident (%" PRIu64 " shared), %" PRIu64 " undo, %" PRIu64
+	       " dirty\n  faults: %" PRIu64 ", copy-on-write: %" PRIu64 "\n"
+	       "  snapshots: %" PRIu64 ", reverts: %" PRIu64 " (%" PRIu64 " pages)\n"
+	       "  preserved ranges: %zu\n", o->id, *o->path ? o->path : "(unlinked)",
+	       o->dev >> 20, o->dev & 0xfffff, o->uid, o->size,
+	       o->has_snapshot ? "yes" : "no", o->resident_pages, o->shared_pages,
+	       o->undo_pages, o->dirty_pages, o->faults, o->cow_faults, o->snapshots,
+	       o->reverts, o->reverted_pages, o->nr_preserved);
+	print_ranges(o->preserved, (long)o->nr_preserved);
+}
+
+static int list_one(const struct vmreset_obj *o, void *arg)
+{
+	int *n = arg;
+
+	if (json && (*n)++)
+		printf(",");
+	print_obj(o, false);
+	return 0;
+}
+
+static int cmd_list(int argc, char **argv)
+{
+	struct vmreset_nl *nl;
+	int n = 0, err;
+
+	(void)argv;
+	if (need_args(argc, 1, "list", ""))
+		return 2;
+	nl = nl_open();
+	if (!nl)
+		return 1;
+	if (json)
+		printf("[");
+	else
+		printf("%-6s %12s %-4s %9s %9s %6s  %s\n", "ID", "SIZE", "SNAP",
+		       "RESIDENT", "DIRTY", "UID", "PATH");
+	err = vmreset_nl_list(nl, list_one, &n);
+	if (json)
+		printf("]\n");
+	if (err)
+		return nl_error(nl, "list of", "objects", err);
+	vmreset_nl_close(nl);
+	return 0;
+}
+
+static int cmd_show(int argc, char **argv)
+{
+	struct vmreset_obj o;
+	struct vmreset_stats st;
+	struct vmreset_nl *nl;
+	uint64_t id;
+	int err;
+
+	if (need_args(argc, 2, "show", "FILE|id:ID"))
+		return 2;
+	if (!parse_id(argv[1], &id)) {
+		int fd = open_obj(argv[1], O_RDONLY);
+
+		if (fd < 0)
+			return 1;
+		err = vmreset_stats(fd, &st);
+		close(fd);
+		if (err)
+			return op_error("stats of", argv[1], err);
+		id = st.id;
+	}
+	nl = nl_open();
+	if (!nl)
+		return 1;
+	err = vmreset_nl_get(nl, id, &o);
+	if (err)
+		return nl_error(nl, "show", argv[1], err);
+	print_obj(&o, true);
+	if (json)
+		printf("\n");
+	vmreset_obj_free(&o);
+	vmreset_nl_close(nl);
+	return 0;
+}
+
+static int print_event(const struct vmreset_event *ev, void *arg)
+{
+	static const char *const names[] = {
+		[VMRESET_CMD_SNAPSHOT_NTF] = "snapshot",
+		[VMRESET_CMD_REVERT_NTF] = "revert",
+		[VMRESET_CMD_OBJ_DEL_NTF] = "removed",
+	};
+	const char *name = ev->cmd < sizeof(names) / sizeof(names[0]) &&
+			   names[ev->cmd] ? names[ev->cmd] : "unknown";
+	long *left = arg;
+
+	if (json)
+		printf("{\"event\":\"%s\",\"id\":%" PRIu64 ",\"dirty_pages\":%" PRIu64
+		       ",\"reverted_pages\":%" PRIu64 ",\"kept_pages\":%" PRIu64 "}\n",
+		       name, ev->id, ev->dirty_pages, ev->reverted_pages, ev->kept_pages);
+	else if (ev->cmd == VMRESET_CMD_SNAPSHOT_NTF)
+		printf("snapshot id:%" PRIu64 " dirty_pages %" PRIu64 "\n", ev->id, ev->dirty_pages);
+	else if (ev->cmd == VMRESET_CMD_REVERT_NTF)
+		printf("revert id:%" PRIu64 " reverted_pages %" PRIu64 " kept_pages %" PRIu64 "\n",
+		       ev->id, ev->reverted_pages, ev->kept_pages);
+	else
+		printf("%s id:%" PRIu64 "\n", name, ev->id);
+	fflush(stdout);
+	return *left > 0 && --*left == 0;
+}
+
+static int cmd_monitor(int argc, char **argv)
+{
+	struct vmreset_nl *nl;
+	long count = 0;
+	int err;
+
+	if (argc == 3 && !strcmp(argv[1], "--count")) {
+		count = atol(argv[2]);
+		if (count <= 0)
+			return usage_error("bad count '%s'", argv[2]);
+	} else if (need_args(argc, 1, "monitor", "[--count N]")) {
+		return 2;
+	}
+	nl = nl_open();
+	if (!nl)
+		return 1;
+	err = vmreset_nl_monitor(nl, print_event, &count);
+	if (err)
+		return nl_error(nl, "monitor", "events", err);
+	vmreset_nl_close(nl);
+	return 0;
+}
+
 static int cmd_help(int argc, char **argv);
 
 static const struct cmd cmds[] = {
 	{ "mount", cmd_mount, "DIR [OPTIONS]", "mount vmresetfs (options: size=, nr_inodes=, mode=, uid=, gid=)" },
 	{ "create", cmd_create, "PATH SIZE", "create a memory object of SIZE bytes (k/M/G suffixes)" },
-	{ "snapshot", cmd_snapshot, "FILE", "make the current content the revert point" },
-	{ "revert", cmd_revert, "[--dry-run] FILE", "give every page written since the snapshot its content back" },
-	{ "preserve", cmd_preserve, "add|del FILE OFFSET LENGTH | list FILE", "ranges that revert leaves alone" },
+	{ "snapshot", cmd_snapshot, "FILE|id:ID", "make the current content the revert point" },
+	{ "revert", cmd_revert, "[--dry-run] FILE|id:ID", "give every page written since the snapshot its content back" },
+	{ "preserve", cmd_preserve, "add|del FILE|id:ID OFF LEN | list FILE", "ranges that revert leaves alone" },
 	{ "dirty", cmd_dirty, "FILE", "ranges written since the snapshot" },
 	{ "stats", cmd_stats, "FILE", "pages, faults, snapshots and reverts of a file" },
 	{ "clone", cmd_clone, "SRC DST", "create DST as a copy-on-write clone of SRC" },
+	{ "list", cmd_list, "", "all objects you may manage (netlink)" },
+	{ "show", cmd_show, "FILE|id:ID", "one object in detail (netlink)" },
+	{ "monitor", cmd_monitor, "[--count N]", "print snapshot, revert and removal events" },
 	{ "features", cmd_features, "FILE", "API version and features of the kernel module" },
 	{ "help", cmd_help, "[COMMAND]", "show this help" },
 };

@@ -15,7 +15,7 @@ static bool vmr_all_zero(const void *p, size_t n)
 }
 
 /* Page-aligned, non-empty, non-wrapping [off, off + len) in pages. */
-static int vmr_byte_range(u64 off, u64 len, pgoff_t *start, pgoff_t *end)
+int vmr_byte_range(u64 off, u64 len, pgoff_t *start, pgoff_t *end)
 {
 	if (!len || !PAGE_ALIGNED(off) || !PAGE_ALIGNED(len) ||
 	    off + len < off || off + len > MAX_LFS_FILESIZE)
@@ -116,6 +116,34 @@ static long vmr_ioc_features(void __user *argp)
 	return 0;
 }
 
+/* SNAPSHOT and REVERT for the ioctls and netlink alike. */
+u64 vmr_op_snapshot(struct vmr_inode *vi)
+{
+	u64 dirty;
+
+	mutex_lock(&vi->lock);
+	dirty = vmr_snapshot(vi);
+	mutex_unlock(&vi->lock);
+	vmr_notify_snapshot(vi, dirty);
+	return dirty;
+}
+
+int vmr_op_revert(struct vmr_inode *vi, u64 flags, u64 *reverted, u64 *kept)
+{
+	bool dry_run = flags & VMRESET_REVERT_F_DRY_RUN;
+	int err;
+
+	/* The size may change back: hold off writers and truncation. */
+	inode_lock(&vi->vfs_inode);
+	mutex_lock(&vi->lock);
+	err = vmr_revert(vi, dry_run, reverted, kept);
+	mutex_unlock(&vi->lock);
+	inode_unlock(&vi->vfs_inode);
+	if (!err && !dry_run)
+		vmr_notify_revert(vi, *reverted, *kept);
+	return err;
+}
+
 static long vmr_ioc_snapshot(struct vmr_inode *vi, void __user *argp)
 {
 	struct vmreset_snapshot s;
@@ -125,15 +153,12 @@ static long vmr_ioc_snapshot(struct vmr_inode *vi, void __user *argp)
 	if (s.flags & ~VMRESET_SNAPSHOT_F_ALL ||
 	    !vmr_all_zero(s.__reserved, sizeof(s.__reserved)))
 		return -EINVAL;
-	mutex_lock(&vi->lock);
-	s.dirty_pages = vmr_snapshot(vi);
-	mutex_unlock(&vi->lock);
+	s.dirty_pages = vmr_op_snapshot(vi);
 	return copy_to_user(argp, &s, sizeof(s)) ? -EFAULT : 0;
 }
 
 static long vmr_ioc_revert(struct vmr_inode *vi, void __user *argp)
 {
-	struct inode *inode = &vi->vfs_inode;
 	struct vmreset_revert r;
 	long err;
 
@@ -142,13 +167,7 @@ static long vmr_ioc_revert(struct vmr_inode *vi, void __user *argp)
 	if (r.flags & ~VMRESET_REVERT_F_ALL ||
 	    !vmr_all_zero(r.__reserved, sizeof(r.__reserved)))
 		return -EINVAL;
-	/* The size may change back: hold off writers and truncation. */
-	inode_lock(inode);
-	mutex_lock(&vi->lock);
-	err = vmr_revert(vi, r.flags & VMRESET_REVERT_F_DRY_RUN,
-			 &r.reverted_pages, &r.preserved_pages);
-	mutex_unlock(&vi->lock);
-	inode_unlock(inode);
+	err = vmr_op_revert(vi, r.flags, &r.reverted_pages, &r.preserved_pages);
 	if (err)
 		return err;
 	return copy_to_user(argp, &r, sizeof(r)) ? -EFAULT : 0;
@@ -315,6 +334,7 @@ static long vmr_ioc_stats(struct vmr_inode *vi, void __user *argp)
 	s.preserved_ranges = vi->nr_preserved;
 	s.cow_faults = atomic64_read(&vi->cow_faults);
 	s.faults = atomic64_read(&vi->faults);
+	s.id = vi->id;
 	s.snapshots = vi->snapshots;
 	s.reverts = vi->reverts;
 	s.reverted_pages = vi->reverted_pages;

@@ -4,15 +4,21 @@
  */
 
 #include <linux/module.h>
+#include <net/genetlink.h>
 #include "vmreset.h"
 
 static int __init vmr_init(void)
 {
 	int err;
 
-	err = vmr_fs_init();
+	err = vmr_nl_init();
 	if (err)
 		return err;
+	err = vmr_fs_init();
+	if (err) {
+		vmr_nl_exit();
+		return err;
+	}
 	pr_info("vmresetfs " VMRESET_VERSION " loaded\n");
 	return 0;
 }
@@ -20,6 +26,7 @@ static int __init vmr_init(void)
 static void __exit vmr_exit(void)
 {
 	vmr_fs_exit();
+	vmr_nl_exit();
 }
 
 module_init(vmr_init);
@@ -29,3 +36,4 @@ MODULE_LICENSE("GPL");
 MODULE_VERSION(VMRESET_VERSION);
 MODULE_DESCRIPTION("vmresetfs: copy-on-write snapshots and O(dirty) reset of KVM guest memory");
 MODULE_AUTHOR("The vmreset authors");
+MODULE_ALIAS_GENL_FAMILY(VMRESET_GENL_NAME);

@@ -52,6 +52,11 @@ static struct inode *vmr_get_inode(struct super_block *sb, VMR_IDMAP_T *idmap,
 		inode->i_op = &vmr_file_iops;
 		inode->i_fop = &vmr_file_ops;
 		VMR_I(inode)->id = atomic64_inc_return(&vmr_next_id);
+		if (vmr_obj_register(VMR_I(inode))) {
+			VMR_I(inode)->id = 0;
+			iput(inode);	/* evict_inode gives the inode count back */
+			return ERR_PTR(-ENOMEM);
+		}
 		break;
 	case S_IFDIR:
 		inode->i_op = &vmr_dir_iops;
@@ -177,8 +182,10 @@ static void vmr_evict_inode(struct inode *inode)
 {
 	struct vmr_sb *sbi = VMR_SB(inode->i_sb);
 
-	if (S_ISREG(inode->i_mode))
+	if (S_ISREG(inode->i_mode)) {
+		vmr_obj_unregister(VMR_I(inode));
 		vmr_free_all(VMR_I(inode));
+	}
 	clear_inode(inode);
 	if (inode != sbi->anchor)
 		atomic_long_dec(&sbi->used_inodes);

@@ -108,7 +108,18 @@ loff_t vmr_remap_file_range(struct file *src, loff_t pos_in, struct file *dst,
 
 /* ioctl.c */
 long vmr_ioctl(struct file *file, unsigned int cmd, unsigned long arg);
+int vmr_byte_range(u64 off, u64 len, pgoff_t *start, pgoff_t *end);
+u64 vmr_op_snapshot(struct vmr_inode *vi);
+int vmr_op_revert(struct vmr_inode *vi, u64 flags, u64 *reverted, u64 *kept);
 int vmr_preserve_add(struct vmr_inode *vi, pgoff_t start, pgoff_t end);
 int vmr_preserve_del(struct vmr_inode *vi, pgoff_t start, pgoff_t end);
+
+/* netlink.c */
+int vmr_obj_register(struct vmr_inode *vi);
+void vmr_obj_unregister(struct vmr_inode *vi);
+void vmr_notify_snapshot(struct vmr_inode *vi, u64 dirty);
+void vmr_notify_revert(struct vmr_inode *vi, u64 reverted, u64 kept);
+int vmr_nl_init(void);
+void vmr_nl_exit(void);
 
 #endif /* _VMRESET_H */

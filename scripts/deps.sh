@@ -18,7 +18,7 @@ base_pkgs=(
 	libnl-3-dev libnl-genl-3-dev libnl-route-3-dev
 	libbpf-dev bpftool clang llvm libelf-dev zlib1g-dev
 	libssl-dev openssl
-	python3 gnuplot-nox
+	python3 python3-yaml gnuplot-nox util-linux
 )
 
 missing() {

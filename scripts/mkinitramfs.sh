@@ -19,6 +19,7 @@ moddir=/lib/modules/$krel
 [ -x /bin/busybox ] || { echo "mkinitramfs: busybox missing; run: sudo scripts/deps.sh (busybox-static)" >&2; exit 1; }
 
 root=$(mktemp -d)
+chmod 755 "$root"
 trap 'rm -rf "$root"' EXIT
 mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,lib,lib64,etc,proc,sys,dev,tmp,run,mnt,root,selftests}
 mkdir -p "$root/$moddir/updates"

@@ -32,7 +32,7 @@ contains() {	# contains TEXT COMMAND...
 	shift
 	out=$("$@" 2>&1)
 	echo "$out"
-	echo "$out" | grep -q -- "$text"
+	echo "$out" | grep -qF -- "$text"
 }
 
 setup() {

@@ -175,7 +175,8 @@ struct vmreset_stats {
 	__u64 reverts;
 	__u64 reverted_pages;		/* summed over all reverts */
 	__u64 faults;			/* pages mapped by the fault handler */
-	__u64 __reserved[7];
+	__u64 id;			/* object ID, as in netlink */
+	__u64 __reserved[6];
 };
 #define VMRESET_STATS_F_SNAPSHOT	(1U << 0)	/* has a snapshot */
 
@@ -188,5 +189,91 @@ struct vmreset_stats {
 #define VMRESET_IOC_PRESERVE_LIST _IOWR(VMRESET_IOC_MAGIC, 0x04, struct vmreset_range_list)
 #define VMRESET_IOC_DIRTY	_IOWR(VMRESET_IOC_MAGIC, 0x05, struct vmreset_range_list)
 #define VMRESET_IOC_STATS	_IOWR(VMRESET_IOC_MAGIC, 0x06, struct vmreset_stats)
+
+/*
+ * Generic netlink family "vmreset" (docs/netlink/vmreset.yaml is the spec;
+ * the build checks that it, this header and the kernel's policies agree).
+ *
+ * Every vmresetfs regular file is an object with an ID unique for the
+ * boot. Each request needs write permission on the object's file, or
+ * CAP_SYS_ADMIN; a dump lists the objects the caller may manage. Errors
+ * carry an extack message naming the bad attribute.
+ *
+ * VMRESET_CMD_OBJ_GET
+ *   do:   OBJ_ID -> one object; dump: all objects (NLM_F_DUMP_INTR if the
+ *   set of objects changed during the dump).
+ *   Reply: OBJ_ID, PATH, DEV, UID, SIZE, SNAPSHOT (flag), SNAPSHOT_SIZE,
+ *   RESIDENT_PAGES, SHARED_PAGES, UNDO_PAGES, DIRTY_PAGES, COW_FAULTS,
+ *   FAULTS, SNAPSHOTS, REVERTS, REVERTED_PAGES, PRESERVED (nest of RANGE
+ *   nests of RANGE_OFFSET, RANGE_LENGTH).
+ * VMRESET_CMD_OBJ_SNAPSHOT   OBJ_ID -> OBJ_ID, DIRTY_PAGES
+ * VMRESET_CMD_OBJ_REVERT     OBJ_ID, [FLAGS] -> OBJ_ID, REVERTED_PAGES,
+ *                            KEPT_PAGES; ENODATA without a snapshot
+ * VMRESET_CMD_PRESERVE_ADD   OBJ_ID, OFFSET, LENGTH (as the ioctl)
+ * VMRESET_CMD_PRESERVE_DEL   OBJ_ID, OFFSET, LENGTH
+ *
+ * Notifications on the multicast group "events" (one message each):
+ * VMRESET_CMD_SNAPSHOT_NTF   OBJ_ID, DIRTY_PAGES
+ * VMRESET_CMD_REVERT_NTF     OBJ_ID, REVERTED_PAGES, KEPT_PAGES
+ * VMRESET_CMD_OBJ_DEL_NTF    OBJ_ID (the file is gone)
+ * Snapshots and reverts through the ioctls notify too.
+ */
+#define VMRESET_GENL_NAME		"vmreset"
+#define VMRESET_GENL_VERSION		1
+#define VMRESET_MCGRP_EVENTS		"events"
+
+enum vmreset_cmd {
+	VMRESET_CMD_UNSPEC,
+	VMRESET_CMD_OBJ_GET,
+	VMRESET_CMD_OBJ_SNAPSHOT,
+	VMRESET_CMD_OBJ_REVERT,
+	VMRESET_CMD_PRESERVE_ADD,
+	VMRESET_CMD_PRESERVE_DEL,
+	VMRESET_CMD_SNAPSHOT_NTF,
+	VMRESET_CMD_REVERT_NTF,
+	VMRESET_CMD_OBJ_DEL_NTF,
+
+	__VMRESET_CMD_MAX,
+	VMRESET_CMD_MAX = __VMRESET_CMD_MAX - 1
+};
+
+enum vmreset_a {
+	VMRESET_A_UNSPEC,
+	VMRESET_A_PAD,
+	VMRESET_A_OBJ_ID,		/* u64 */
+	VMRESET_A_PATH,			/* string: path inside its mount */
+	VMRESET_A_DEV,			/* u32: st_dev of the mount */
+	VMRESET_A_UID,			/* u32: owner */
+	VMRESET_A_SIZE,			/* u64 */
+	VMRESET_A_SNAPSHOT,		/* flag: has a snapshot */
+	VMRESET_A_SNAPSHOT_SIZE,	/* u64 */
+	VMRESET_A_RESIDENT_PAGES,	/* u64 */
+	VMRESET_A_SHARED_PAGES,		/* u64 */
+	VMRESET_A_UNDO_PAGES,		/* u64 */
+	VMRESET_A_DIRTY_PAGES,		/* u64 */
+	VMRESET_A_COW_FAULTS,		/* u64 */
+	VMRESET_A_FAULTS,		/* u64 */
+	VMRESET_A_SNAPSHOTS,		/* u64 */
+	VMRESET_A_REVERTS,		/* u64 */
+	VMRESET_A_REVERTED_PAGES,	/* u64 */
+	VMRESET_A_KEPT_PAGES,		/* u64 */
+	VMRESET_A_FLAGS,		/* u64: VMRESET_REVERT_F_* */
+	VMRESET_A_OFFSET,		/* u64 */
+	VMRESET_A_LENGTH,		/* u64 */
+	VMRESET_A_PRESERVED,		/* nest: VMRESET_A_RANGE... */
+
+	__VMRESET_A_MAX,
+	VMRESET_A_MAX = __VMRESET_A_MAX - 1
+};
+
+enum vmreset_a_range {
+	VMRESET_A_RANGE_UNSPEC,
+	VMRESET_A_RANGE,		/* nest: OFFSET, LENGTH */
+	VMRESET_A_RANGE_OFFSET,		/* u64 */
+	VMRESET_A_RANGE_LENGTH,		/* u64 */
+
+	__VMRESET_A_RANGE_MAX,
+	VMRESET_A_RANGE_MAX = __VMRESET_A_RANGE_MAX - 1
+};
 
 #endif /* _UAPI_LINUX_VMRESET_H */

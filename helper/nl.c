@@ -1,0 +1,375 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later OR MIT
+/*
+ * libvmreset: the generic netlink side, on libnl-genl-3.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <linux/netlink.h>
+#include <netlink/genl/ctrl.h>
+#include <netlink/genl/genl.h>
+#include <netlink/netlink.h>
+#include "vmreset.h"
+
+#define VMR_EXPORT __attribute__((visibility("default")))
+
+#ifndef NETLINK_EXT_ACK
+#define NETLINK_EXT_ACK 11
+#endif
+#ifndef NETLINK_CAP_ACK
+#define NETLINK_CAP_ACK 10
+#endif
+
+struct vmreset_nl {
+	struct nl_sock *sk;
+	int family;
+	int mcgrp;
+	int err;		/* errno of the last request */
+	char errmsg[256];	/* its extack message, if any */
+};
+
+VMR_EXPORT struct vmreset_nl *vmreset_nl_open(int *err)
+{
+	struct vmreset_nl *nl = calloc(1, sizeof(*nl));
+	int one = 1, e = -ENOMEM;
+
+	if (!nl)
+		goto fail;
+	nl->sk = nl_socket_alloc();
+	if (!nl->sk)
+		goto fail;
+	e = -ECONNREFUSED;
+	if (genl_connect(nl->sk))
+		goto fail;
+	/* Error messages from the kernel; no copy of our request in acks. */
+	setsockopt(nl_socket_get_fd(nl->sk), SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof(one));
+	setsockopt(nl_socket_get_fd(nl->sk), SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof(one));
+	nl->family = genl_ctrl_resolve(nl->sk, VMRESET_GENL_NAME);
+	e = -ENOENT;	/* module not loaded */
+	if (nl->family < 0)
+		goto fail;
+	nl->mcgrp = genl_ctrl_resolve_grp(nl->sk, VMRESET_GENL_NAME, VMRESET_MCGRP_EVENTS);
+	return nl;
+fail:
+	if (nl && nl->sk)
+		nl_socket_free(nl->sk);
+	free(nl);
+	if (err)
+		*err = e;
+	return NULL;
+}
+
+VMR_EXPORT void vmreset_nl_close(struct vmreset_nl *nl)
+{
+	if (!nl)
+		return;
+	nl_socket_free(nl->sk);
+	free(nl);
+}
+
+VMR_EXPORT const char *vmreset_nl_errmsg(const struct vmreset_nl *nl)
+{
+	return nl->errmsg;
+}
+
+static int on_error(struct sockaddr_nl *who, struct nlmsgerr *e, void *arg)
+{
+	struct vmreset_nl *nl = arg;
+	struct nlmsghdr *nlh = (struct nlmsghdr *)((char *)e - NLMSG_HDRLEN);
+	struct nlattr *tb[NLMSGERR_ATTR_MAX + 1];
+	int off = NLMSG_HDRLEN + sizeof(*e);
+
+	(void)who;
+	nl->err = -e->error;
+	if (!(nlh->nlmsg_flags & NLM_F_CAPPED))
+		off += e->msg.nlmsg_len - NLMSG_HDRLEN;
+	if ((nlh->nlmsg_flags & NLM_F_ACK_TLVS) && (int)nlh->nlmsg_len > off &&
+	    !nla_parse(tb, NLMSGERR_ATTR_MAX, (struct nlattr *)((char *)nlh + off),
+		       nlh->nlmsg_len - off, NULL) && tb[NLMSGERR_ATTR_MSG])
+		snprintf(nl->errmsg, sizeof(nl->errmsg), "%s",
+			 nla_get_string(tb[NLMSGERR_ATTR_MSG]));
+	return NL_STOP;
+}
+
+static int on_ack(struct nl_msg *msg, void *arg)
+{
+	(void)msg;
+	(void)arg;
+	return NL_STOP;
+}
+
+/* Send @msg (consumed) and feed every reply to @fn. */
+static int request(struct vmreset_nl *nl, struct nl_msg *msg,
+		   int (*fn)(struct nl_msg *, void *), void *arg)
+{
+	struct nl_cb *cb = nl_cb_alloc(NL_CB_DEFAULT);
+	int ret;
+
+	nl->err = 0;
+	nl->errmsg[0] = 0;
+	if (!cb) {
+		nlmsg_free(msg);
+		return -ENOMEM;
+	}
+	nl_cb_err(cb, NL_CB_CUSTOM, on_error, nl);
+	nl_cb_set(cb, NL_CB_ACK, NL_CB_CUSTOM, on_ack, nl);
+	if (fn)
+		nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, fn, arg);
+	ret = nl_send_auto(nl->sk, msg);
+	nlmsg_free(msg);
+	if (ret >= 0)
+		ret = nl_recvmsgs(nl->sk, cb);
+	nl_cb_put(cb);
+	if (nl->err)
+		return -nl->err;
+	return ret < 0 ? -EIO : 0;
+}
+
+static struct nl_msg *new_msg(struct vmreset_nl *nl, uint8_t cmd, int flags,
+			      uint64_t id)
+{
+	struct nl_msg *msg = nlmsg_alloc();
+
+	if (!msg)
+		return NULL;
+	if (!genlmsg_put(msg, NL_AUTO_PORT, NL_AUTO_SEQ, nl->family, 0,
+			 flags | NLM_F_ACK, cmd, VMRESET_GENL_VERSION) ||
+	    (id && nla_put_u64(msg, VMRESET_A_OBJ_ID, id))) {
+		nlmsg_free(msg);
+		return NULL;
+	}
+	return msg;
+}
+
+static uint64_t get_u64(struct nlattr **tb, int type)
+{
+	return tb[type] ? nla_get_u64(tb[type]) : 0;
+}
+
+static int parse_obj(struct nl_msg *msg, struct vmreset_obj *o)
+{
+	struct nlattr *tb[VMRESET_A_MAX + 1], *r;
+	int rem;
+
+	memset(o, 0, sizeof(*o));
+	if (genlmsg_parse(nlmsg_hdr(msg), 0, tb, VMRESET_A_MAX, NULL))
+		return -EPROTO;
+	o->id = get_u64(tb, VMRESET_A_OBJ_ID);
+	if (tb[VMRESET_A_PATH])
+		snprintf(o->path, sizeof(o->path), "%s", nla_get_string(tb[VMRESET_A_PATH]));
+	o->dev = tb[VMRESET_A_DEV] ? nla_get_u32(tb[VMRESET_A_DEV]) : 0;
+	o->uid = tb[VMRESET_A_UID] ? nla_get_u32(tb[VMRESET_A_UID]) : 0;
+	o->size = get_u64(tb, VMRESET_A_SIZE);
+	o->has_snapshot = !!tb[VMRESET_A_SNAPSHOT];
+	o->snapshot_size = get_u64(tb, VMRESET_A_SNAPSHOT_SIZE);
+	o->resident_pages = get_u64(tb, VMRESET_A_RESIDENT_PAGES);
+	o->shared_pages = get_u64(tb, VMRESET_A_SHARED_PAGES);
+	o->undo_pages = get_u64(tb, VMRESET_A_UNDO_PAGES);
+	o->dirty_pages = get_u64(tb, VMRESET_A_DIRTY_PAGES);
+	o->cow_faults = get_u64(tb, VMRESET_A_COW_FAULTS);
+	o->faults = get_u64(tb, VMRESET_A_FAULTS);
+	o->snapshots = get_u64(tb, VMRESET_A_SNAPSHOTS);
+	o->reverts = get_u64(tb, VMRESET_A_REVERTS);
+	o->reverted_pages = get_u64(tb, VMRESET_A_REVERTED_PAGES);
+	if (tb[VMRESET_A_PRESERVED]) {
+		nla_for_each_nested(r, tb[VMRESET_A_PRESERVED], rem) {
+			struct nlattr *rt[VMRESET_A_RANGE_MAX + 1];
+			struct vmreset_range *n;
+
+			if (nla_parse_nested(rt, VMRESET_A_RANGE_MAX, r, NULL))
+				return -EPROTO;
+			n = realloc(o->preserved, (o->nr_preserved + 1) * sizeof(*n));
+			if (!n)
+				return -ENOMEM;
+			o->preserved = n;
+			n[o->nr_preserved].offset = get_u64(rt, VMRESET_A_RANGE_OFFSET);
+			n[o->nr_preserved].length = get_u64(rt, VMRESET_A_RANGE_LENGTH);
+			o->nr_preserved++;
+		}
+	}
+	return 0;
+}
+
+VMR_EXPORT void vmreset_obj_free(struct vmreset_obj *o)
+{
+	free(o->preserved);
+	o->preserved = NULL;
+	o->nr_preserved = 0;
+}
+
+static int got_obj(struct nl_msg *msg, void *arg)
+{
+	return parse_obj(msg, arg) ? NL_STOP : NL_OK;
+}
+
+VMR_EXPORT int vmreset_nl_get(struct vmreset_nl *nl, uint64_t id,
+			      struct vmreset_obj *o)
+{
+	struct nl_msg *msg = new_msg(nl, VMRESET_CMD_OBJ_GET, 0, id);
+
+	memset(o, 0, sizeof(*o));
+	return msg ? request(nl, msg, got_obj, o) : -ENOMEM;
+}
+
+struct list_ctx {
+	vmreset_obj_fn fn;
+	void *arg;
+	int ret;
+};
+
+static int got_list_entry(struct nl_msg *msg, void *arg)
+{
+	struct list_ctx *c = arg;
+	struct vmreset_obj o;
+
+	c->ret = parse_obj(msg, &o);
+	if (!c->ret)
+		c->ret = c->fn(&o, c->arg);
+	vmreset_obj_free(&o);
+	return c->ret ? NL_STOP : NL_OK;
+}
+
+VMR_EXPORT int vmreset_nl_list(struct vmreset_nl *nl, vmreset_obj_fn fn, void *arg)
+{
+	struct nl_msg *msg = new_msg(nl, VMRESET_CMD_OBJ_GET, NLM_F_DUMP, 0);
+	struct list_ctx c = { fn, arg, 0 };
+	int ret;
+
+	if (!msg)
+		return -ENOMEM;
+	ret = request(nl, msg, got_list_entry, &c);
+	return ret ? ret : c.ret;
+}
+
+struct counts {
+	uint64_t a, b;
+	int a_type, b_type;
+};
+
+static int got_counts(struct nl_msg *msg, void *arg)
+{
+	struct nlattr *tb[VMRESET_A_MAX + 1];
+	struct counts *c = arg;
+
+	if (genlmsg_parse(nlmsg_hdr(msg), 0, tb, VMRESET_A_MAX, NULL))
+		return NL_STOP;
+	c->a = get_u64(tb, c->a_type);
+	if (c->b_type)
+		c->b = get_u64(tb, c->b_type);
+	return NL_OK;
+}
+
+VMR_EXPORT int vmreset_nl_snapshot(struct vmreset_nl *nl, uint64_t id,
+				   uint64_t *dirty_pages)
+{
+	struct nl_msg *msg = new_msg(nl, VMRESET_CMD_OBJ_SNAPSHOT, 0, id);
+	struct counts c = { .a_type = VMRESET_A_DIRTY_PAGES };
+	int ret;
+
+	if (!msg)
+		return -ENOMEM;
+	ret = request(nl, msg, got_counts, &c);
+	if (!ret && dirty_pages)
+		*dirty_pages = c.a;
+	return ret;
+}
+
+VMR_EXPORT int vmreset_nl_revert(struct vmreset_nl *nl, uint64_t id,
+				 uint64_t flags, uint64_t *reverted,
+				 uint64_t *kept)
+{
+	struct nl_msg *msg = new_msg(nl, VMRESET_CMD_OBJ_REVERT, 0, id);
+	struct counts c = { .a_type = VMRESET_A_REVERTED_PAGES,
+			    .b_type = VMRESET_A_KEPT_PAGES };
+	int ret;
+
+	if (!msg)
+		return -ENOMEM;
+	if (flags && nla_put_u64(msg, VMRESET_A_FLAGS, flags)) {
+		nlmsg_free(msg);
+		return -ENOMEM;
+	}
+	ret = request(nl, msg, got_counts, &c);
+	if (!ret && reverted)
+		*reverted = c.a;
+	if (!ret && kept)
+		*kept = c.b;
+	return ret;
+}
+
+VMR_EXPORT int vmreset_nl_preserve(struct vmreset_nl *nl, uint64_t id, int add,
+				   uint64_t offset, uint64_t length)
+{
+	struct nl_msg *msg = new_msg(nl, add ? VMRESET_CMD_PRESERVE_ADD
+					     : VMRESET_CMD_PRESERVE_DEL, 0, id);
+
+	if (!msg)
+		return -ENOMEM;
+	if (nla_put_u64(msg, VMRESET_A_OFFSET, offset) ||
+	    nla_put_u64(msg, VMRESET_A_LENGTH, length)) {
+		nlmsg_free(msg);
+		return -ENOMEM;
+	}
+	return request(nl, msg, NULL, NULL);
+}
+
+struct mon_ctx {
+	vmreset_event_fn fn;
+	void *arg;
+	int ret;
+};
+
+static int got_event(struct nl_msg *msg, void *arg)
+{
+	struct nlattr *tb[VMRESET_A_MAX + 1];
+	struct mon_ctx *m = arg;
+	struct vmreset_event ev = { 0 };
+
+	if (genlmsg_parse(nlmsg_hdr(msg), 0, tb, VMRESET_A_MAX, NULL))
+		return NL_SKIP;
+	ev.cmd = ((struct genlmsghdr *)nlmsg_data(nlmsg_hdr(msg)))->cmd;
+	ev.id = get_u64(tb, VMRESET_A_OBJ_ID);
+	ev.dirty_pages = get_u64(tb, VMRESET_A_DIRTY_PAGES);
+	ev.reverted_pages = get_u64(tb, VMRESET_A_REVERTED_PAGES);
+	ev.kept_pages = get_u64(tb, VMRESET_A_KEPT_PAGES);
+	m->ret = m->fn(&ev, m->arg);
+	return m->ret ? NL_STOP : NL_OK;
+}
+
+static int any_seq(struct nl_msg *msg, void *arg)
+{
+	(void)msg;
+	(void)arg;
+	return NL_OK;
+}
+
+VMR_EXPORT int vmreset_nl_monitor(struct vmreset_nl *nl, vmreset_event_fn fn,
+				  void *arg)
+{
+	struct mon_ctx m = { fn, arg, 0 };
+	struct nl_cb *cb;
+	int ret;
+
+	if (nl->mcgrp < 0)
+		return -ENOENT;
+	ret = nl_socket_add_membership(nl->sk, nl->mcgrp);
+	if (ret)
+		return -EPERM;
+	cb = nl_cb_alloc(NL_CB_DEFAULT);
+	if (!cb)
+		return -ENOMEM;
+	/* Events are not replies: they carry no sequence number of ours. */
+	nl_cb_set(cb, NL_CB_SEQ_CHECK, NL_CB_CUSTOM, any_seq, NULL);
+	nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, got_event, &m);
+	while (!m.ret) {
+		ret = nl_recvmsgs(nl->sk, cb);
+		if (ret < 0 && ret != -NLE_INTR && ret != -NLE_AGAIN) {
+			snprintf(nl->errmsg, sizeof(nl->errmsg), "%s", nl_geterror(ret));
+			m.ret = -EIO;
+		}
+	}
+	nl_cb_put(cb);
+	return m.ret > 0 ? 0 : m.ret;
+}

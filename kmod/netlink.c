@@ -1,0 +1,456 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The generic netlink family "vmreset": manage vmresetfs files by object ID
+ * from any process, and hear about snapshots, reverts and removals.
+ * docs/netlink/vmreset.yaml is the spec; scripts/check-spec.py keeps this
+ * file's policies in line with it.
+ */
+#include <linux/capability.h>
+#include <linux/dcache.h>
+#include <linux/slab.h>
+#include <net/genetlink.h>
+#include "vmreset.h"
+
+static DEFINE_XARRAY(vmr_objects);
+/* Bumped when the set of objects changes: dumps report NLM_F_DUMP_INTR. */
+static atomic_t vmr_objects_gen = ATOMIC_INIT(1);
+
+static struct genl_family vmr_genl_family;
+
+enum { VMR_MCGRP_EVENTS };
+
+static const struct genl_multicast_group vmr_mcgrps[] = {
+	[VMR_MCGRP_EVENTS] = { .name = VMRESET_MCGRP_EVENTS },
+};
+
+int vmr_obj_register(struct vmr_inode *vi)
+{
+	int err = xa_err(xa_store(&vmr_objects, vi->id, vi, GFP_KERNEL));
+
+	if (!err)
+		atomic_inc(&vmr_objects_gen);
+	return err;
+}
+
+static void vmr_notify(struct vmr_inode *vi, u8 cmd, u64 a, u64 b);
+
+void vmr_obj_unregister(struct vmr_inode *vi)
+{
+	if (!vi->id || xa_erase(&vmr_objects, vi->id) != vi)
+		return;
+	atomic_inc(&vmr_objects_gen);
+	vmr_notify(vi, VMRESET_CMD_OBJ_DEL_NTF, 0, 0);
+}
+
+/*
+ * The object with @id, with a reference on its inode and on its mount's
+ * superblock (so that an unmount cannot find the inode busy), or NULL.
+ */
+static struct vmr_inode *vmr_obj_get(u64 id)
+{
+	struct vmr_inode *vi;
+	struct super_block *sb;
+
+	rcu_read_lock();
+	vi = xa_load(&vmr_objects, id);
+	if (vi) {
+		sb = vi->vfs_inode.i_sb;
+		if (!atomic_inc_not_zero(&sb->s_active)) {
+			vi = NULL;
+		} else if (!igrab(&vi->vfs_inode)) {
+			atomic_dec(&sb->s_active);	/* cannot be the last */
+			vi = NULL;
+		}
+	}
+	rcu_read_unlock();
+	return vi;
+}
+
+static void vmr_obj_put(struct vmr_inode *vi)
+{
+	struct super_block *sb = vi->vfs_inode.i_sb;
+
+	iput(&vi->vfs_inode);
+	deactivate_super(sb);
+}
+
+static bool vmr_may_manage(struct vmr_inode *vi)
+{
+	return capable(CAP_SYS_ADMIN) ||
+	       !inode_permission(VMR_IDMAP_NONE, &vi->vfs_inode, MAY_WRITE);
+}
+
+/* The object named by VMRESET_A_OBJ_ID, checked for the caller's rights. */
+static struct vmr_inode *vmr_obj_from_info(struct genl_info *info)
+{
+	struct vmr_inode *vi;
+
+	if (GENL_REQ_ATTR_CHECK(info, VMRESET_A_OBJ_ID))
+		return ERR_PTR(-EINVAL);
+	vi = vmr_obj_get(nla_get_u64(info->attrs[VMRESET_A_OBJ_ID]));
+	if (!vi) {
+		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[VMRESET_A_OBJ_ID],
+				    "no such object");
+		return ERR_PTR(-ENOENT);
+	}
+	if (!vmr_may_manage(vi)) {
+		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[VMRESET_A_OBJ_ID],
+				    "no write permission on the object");
+		vmr_obj_put(vi);
+		return ERR_PTR(-EACCES);
+	}
+	return vi;
+}
+
+static int vmr_put_path(struct sk_buff *skb, struct vmr_inode *vi)
+{
+	struct dentry *d = d_find_alias(&vi->vfs_inode);
+	char *buf, *path;
+	int err = 0;
+
+	if (!d)		/* unlinked */
+		return 0;
+	buf = kmalloc(PATH_MAX, GFP_KERNEL);
+	if (buf) {
+		path = dentry_path_raw(d, buf, PATH_MAX);
+		if (!IS_ERR(path))
+			err = nla_put_string(skb, VMRESET_A_PATH, path);
+		kfree(buf);
+	}
+	dput(d);
+	return err;
+}
+
+static int vmr_put_obj(struct sk_buff *skb, struct vmr_inode *vi)
+{
+	struct inode *inode = &vi->vfs_inode;
+	struct nlattr *nest, *range;
+	unsigned int i;
+	int err = 0;
+
+	mutex_lock(&vi->lock);
+	if (nla_put_u64_64bit(skb, VMRESET_A_OBJ_ID, vi->id, VMRESET_A_PAD) ||
+	    nla_put_u32(skb, VMRESET_A_DEV, new_encode_dev(inode->i_sb->s_dev)) ||
+	    nla_put_u32(skb, VMRESET_A_UID,
+			from_kuid_munged(&init_user_ns, inode->i_uid)) ||
+	    nla_put_u64_64bit(skb, VMRESET_A_SIZE, i_size_read(inode), VMRESET_A_PAD) ||
+	    (vi->has_snap && nla_put_flag(skb, VMRESET_A_SNAPSHOT)) ||
+	    nla_put_u64_64bit(skb, VMRESET_A_SNAPSHOT_SIZE, vi->snap_size, VMRESET_A_PAD) ||
+	    nla_put_u64_64bit(skb, VMRESET_A_RESIDENT_PAGES, vi->nr_pages, VMRESET_A_PAD) ||
+	    nla_put_u64_64bit(skb, VMRESET_A_SHARED_PAGES, vmr_count_shared(vi),
+			      VMRESET_A_PAD) ||
+	    nla_put_u64_64bit(skb, VMRESET_A_UNDO_PAGES, vi->nr_undo_pages, VMRESET_A_PAD) ||
+	    nla_put_u64_64bit(skb, VMRESET_A_DIRTY_PAGES, vi->nr_dirty, VMRESET_A_PAD) ||
+	    nla_put_u64_64bit(skb, VMRESET_A_COW_FAULTS,
+			      atomic64_read(&vi->cow_faults), VMRESET_A_PAD) ||
+	    nla_put_u64_64bit(skb, VMRESET_A_FAULTS, atomic64_read(&vi->faults),
+			      VMRESET_A_PAD) ||
+	    nla_put_u64_64bit(skb, VMRESET_A_SNAPSHOTS, vi->snapshots, VMRESET_A_PAD) ||
+	    nla_put_u64_64bit(skb, VMRESET_A_REVERTS, vi->reverts, VMRESET_A_PAD) ||
+	    nla_put_u64_64bit(skb, VMRESET_A_REVERTED_PAGES, vi->reverted_pages,
+			      VMRESET_A_PAD)) {
+		err = -EMSGSIZE;
+		goto out;
+	}
+	nest = nla_nest_start(skb, VMRESET_A_PRESERVED);
+	if (!nest) {
+		err = -EMSGSIZE;
+		goto out;
+	}
+	for (i = 0; i < vi->nr_preserved; i++) {
+		range = nla_nest_start(skb, VMRESET_A_RANGE);
+		if (!range ||
+		    nla_put_u64_64bit(skb, VMRESET_A_RANGE_OFFSET,
+				      (u64)vi->preserved[i].start << PAGE_SHIFT, 0) ||
+		    nla_put_u64_64bit(skb, VMRESET_A_RANGE_LENGTH,
+				      (u64)(vi->preserved[i].end - vi->preserved[i].start)
+				      << PAGE_SHIFT, 0)) {
+			err = -EMSGSIZE;
+			goto out;
+		}
+		nla_nest_end(skb, range);
+	}
+	nla_nest_end(skb, nest);
+out:
+	mutex_unlock(&vi->lock);
+	/* Outside vi->lock: d_find_alias() must not nest in it. */
+	return err ?: vmr_put_path(skb, vi);
+}
+
+static int vmr_nl_obj_get_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	struct vmr_inode *vi = vmr_obj_from_info(info);
+	struct sk_buff *msg;
+	void *hdr;
+	int err;
+
+	if (IS_ERR(vi))
+		return PTR_ERR(vi);
+	err = -ENOMEM;
+	/* Each preserved range takes a nest and two u64 attributes. */
+	msg = genlmsg_new(NLMSG_GOODSIZE + READ_ONCE(vi->nr_preserved) * 32,
+			  GFP_KERNEL);
+	if (!msg)
+		goto out;
+	hdr = genlmsg_put_reply(msg, info, &vmr_genl_family, 0,
+				VMRESET_CMD_OBJ_GET);
+	err = -EMSGSIZE;
+	if (!hdr || vmr_put_obj(msg, vi)) {
+		nlmsg_free(msg);
+		goto out;
+	}
+	genlmsg_end(msg, hdr);
+	err = genlmsg_reply(msg, info);
+out:
+	vmr_obj_put(vi);
+	return err;
+}
+
+static int vmr_nl_obj_get_dumpit(struct sk_buff *skb, struct netlink_callback *cb)
+{
+	unsigned long id = cb->args[0];
+	struct vmr_inode *vi;
+	void *hdr;
+	int err = 0;
+
+	cb->seq = atomic_read(&vmr_objects_gen);
+	for (;;) {
+		rcu_read_lock();
+		vi = xa_find(&vmr_objects, &id, ULONG_MAX, XA_PRESENT);
+		rcu_read_unlock();
+		if (!vi)
+			break;
+		vi = vmr_obj_get(id);
+		if (!vi) {
+			id++;
+			continue;
+		}
+		if (!vmr_may_manage(vi)) {
+			vmr_obj_put(vi);
+			id++;
+			continue;
+		}
+		hdr = genlmsg_put(skb, NETLINK_CB(cb->skb).portid,
+				  cb->nlh->nlmsg_seq, &vmr_genl_family,
+				  NLM_F_MULTI, VMRESET_CMD_OBJ_GET);
+		if (!hdr) {
+			err = -EMSGSIZE;
+		} else {
+			genl_dump_check_consistent(cb, hdr);
+			err = vmr_put_obj(skb, vi);
+			if (err)
+				genlmsg_cancel(skb, hdr);
+			else
+				genlmsg_end(skb, hdr);
+		}
+		vmr_obj_put(vi);
+		if (err)
+			break;
+		id++;
+	}
+	cb->args[0] = id;
+	/* A full skb ends this round; the dump goes on in the next. */
+	if (err == -EMSGSIZE && skb->len)
+		return skb->len;
+	return err ?: skb->len;
+}
+
+/* Reply to @info with OBJ_ID and two counters. */
+static int vmr_nl_reply(struct genl_info *info, u8 cmd, struct vmr_inode *vi,
+			int a_type, u64 a, int b_type, u64 b)
+{
+	struct sk_buff *msg = genlmsg_new(NLMSG_GOODSIZE, GFP_KERNEL);
+	void *hdr;
+
+	if (!msg)
+		return -ENOMEM;
+	hdr = genlmsg_put_reply(msg, info, &vmr_genl_family, 0, cmd);
+	if (!hdr ||
+	    nla_put_u64_64bit(msg, VMRESET_A_OBJ_ID, vi->id, VMRESET_A_PAD) ||
+	    nla_put_u64_64bit(msg, a_type, a, VMRESET_A_PAD) ||
+	    (b_type && nla_put_u64_64bit(msg, b_type, b, VMRESET_A_PAD))) {
+		nlmsg_free(msg);
+		return -EMSGSIZE;
+	}
+	genlmsg_end(msg, hdr);
+	return genlmsg_reply(msg, info);
+}
+
+static int vmr_nl_snapshot_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	struct vmr_inode *vi = vmr_obj_from_info(info);
+	u64 dirty;
+	int err;
+
+	if (IS_ERR(vi))
+		return PTR_ERR(vi);
+	dirty = vmr_op_snapshot(vi);
+	err = vmr_nl_reply(info, VMRESET_CMD_OBJ_SNAPSHOT, vi,
+			   VMRESET_A_DIRTY_PAGES, dirty, 0, 0);
+	vmr_obj_put(vi);
+	return err;
+}
+
+static int vmr_nl_revert_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	struct nlattr *fa = info->attrs[VMRESET_A_FLAGS];
+	u64 flags = fa ? nla_get_u64(fa) : 0, reverted, kept;
+	struct vmr_inode *vi;
+	int err;
+
+	if (flags & ~VMRESET_REVERT_F_ALL) {
+		NL_SET_ERR_MSG_ATTR(info->extack, fa, "unknown flags");
+		return -EINVAL;
+	}
+	vi = vmr_obj_from_info(info);
+	if (IS_ERR(vi))
+		return PTR_ERR(vi);
+	err = vmr_op_revert(vi, flags, &reverted, &kept);
+	if (err == -ENODATA)
+		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[VMRESET_A_OBJ_ID],
+				    "object has no snapshot");
+	if (!err)
+		err = vmr_nl_reply(info, VMRESET_CMD_OBJ_REVERT, vi,
+				   VMRESET_A_REVERTED_PAGES, reverted,
+				   VMRESET_A_KEPT_PAGES, kept);
+	vmr_obj_put(vi);
+	return err;
+}
+
+static int vmr_nl_preserve_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	bool add = info->genlhdr->cmd == VMRESET_CMD_PRESERVE_ADD;
+	struct vmr_inode *vi;
+	pgoff_t start, end;
+	u64 off, len;
+	int err;
+
+	if (GENL_REQ_ATTR_CHECK(info, VMRESET_A_OFFSET) ||
+	    GENL_REQ_ATTR_CHECK(info, VMRESET_A_LENGTH))
+		return -EINVAL;
+	off = nla_get_u64(info->attrs[VMRESET_A_OFFSET]);
+	len = nla_get_u64(info->attrs[VMRESET_A_LENGTH]);
+	if (vmr_byte_range(off, len, &start, &end)) {
+		NL_SET_ERR_MSG_ATTR(info->extack,
+				    PAGE_ALIGNED(off) ? info->attrs[VMRESET_A_LENGTH]
+						      : info->attrs[VMRESET_A_OFFSET],
+				    "range must be page-aligned, non-empty and not wrap");
+		return -EINVAL;
+	}
+	vi = vmr_obj_from_info(info);
+	if (IS_ERR(vi))
+		return PTR_ERR(vi);
+	mutex_lock(&vi->lock);
+	err = add ? vmr_preserve_add(vi, start, end) : vmr_preserve_del(vi, start, end);
+	mutex_unlock(&vi->lock);
+	if (err == -ENOSPC)
+		NL_SET_ERR_MSG(info->extack, "too many preserved ranges");
+	vmr_obj_put(vi);
+	return err;
+}
+
+static const struct nla_policy vmr_obj_id_policy[VMRESET_A_OBJ_ID + 1] = {
+	[VMRESET_A_OBJ_ID] = { .type = NLA_U64 },
+};
+
+static const struct nla_policy vmr_revert_policy[VMRESET_A_FLAGS + 1] = {
+	[VMRESET_A_OBJ_ID] = { .type = NLA_U64 },
+	[VMRESET_A_FLAGS] = { .type = NLA_U64 },
+};
+
+static const struct nla_policy vmr_preserve_policy[VMRESET_A_LENGTH + 1] = {
+	[VMRESET_A_OBJ_ID] = { .type = NLA_U64 },
+	[VMRESET_A_OFFSET] = { .type = NLA_U64 },
+	[VMRESET_A_LENGTH] = { .type = NLA_U64 },
+};
+
+static const struct genl_ops vmr_genl_ops[] = {
+	{
+		.cmd = VMRESET_CMD_OBJ_GET,
+		.doit = vmr_nl_obj_get_doit,
+		.dumpit = vmr_nl_obj_get_dumpit,
+		.policy = vmr_obj_id_policy,
+		.maxattr = ARRAY_SIZE(vmr_obj_id_policy) - 1,
+	},
+	{
+		.cmd = VMRESET_CMD_OBJ_SNAPSHOT,
+		.doit = vmr_nl_snapshot_doit,
+		.policy = vmr_obj_id_policy,
+		.maxattr = ARRAY_SIZE(vmr_obj_id_policy) - 1,
+	},
+	{
+		.cmd = VMRESET_CMD_OBJ_REVERT,
+		.doit = vmr_nl_revert_doit,
+		.policy = vmr_revert_policy,
+		.maxattr = ARRAY_SIZE(vmr_revert_policy) - 1,
+	},
+	{
+		.cmd = VMRESET_CMD_PRESERVE_ADD,
+		.doit = vmr_nl_preserve_doit,
+		.policy = vmr_preserve_policy,
+		.maxattr = ARRAY_SIZE(vmr_preserve_policy) - 1,
+	},
+	{
+		.cmd = VMRESET_CMD_PRESERVE_DEL,
+		.doit = vmr_nl_preserve_doit,
+		.policy = vmr_preserve_policy,
+		.maxattr = ARRAY_SIZE(vmr_preserve_policy) - 1,
+	},
+};
+
+static struct genl_family vmr_genl_family __ro_after_init = {
+	.name		= VMRESET_GENL_NAME,
+	.version	= VMRESET_GENL_VERSION,
+	.module		= THIS_MODULE,
+	.ops		= vmr_genl_ops,
+	.n_ops		= ARRAY_SIZE(vmr_genl_ops),
+	.resv_start_op	= VMRESET_CMD_MAX + 1,
+	.mcgrps		= vmr_mcgrps,
+	.n_mcgrps	= ARRAY_SIZE(vmr_mcgrps),
+};
+
+/* Multicast an event; cheap when nobody listens. */
+static void vmr_notify(struct vmr_inode *vi, u8 cmd, u64 a, u64 b)
+{
+	struct sk_buff *msg;
+	void *hdr;
+
+	if (!genl_has_listeners(&vmr_genl_family, &init_net, VMR_MCGRP_EVENTS))
+		return;
+	msg = genlmsg_new(NLMSG_GOODSIZE, GFP_KERNEL);
+	if (!msg)
+		return;
+	hdr = genlmsg_put(msg, 0, 0, &vmr_genl_family, 0, cmd);
+	if (!hdr ||
+	    nla_put_u64_64bit(msg, VMRESET_A_OBJ_ID, vi->id, VMRESET_A_PAD) ||
+	    (cmd == VMRESET_CMD_SNAPSHOT_NTF &&
+	     nla_put_u64_64bit(msg, VMRESET_A_DIRTY_PAGES, a, VMRESET_A_PAD)) ||
+	    (cmd == VMRESET_CMD_REVERT_NTF &&
+	     (nla_put_u64_64bit(msg, VMRESET_A_REVERTED_PAGES, a, VMRESET_A_PAD) ||
+	      nla_put_u64_64bit(msg, VMRESET_A_KEPT_PAGES, b, VMRESET_A_PAD)))) {
+		nlmsg_free(msg);
+		return;
+	}
+	genlmsg_end(msg, hdr);
+	genlmsg_multicast(&vmr_genl_family, msg, 0, VMR_MCGRP_EVENTS, GFP_KERNEL);
+}
+
+void vmr_notify_snapshot(struct vmr_inode *vi, u64 dirty)
+{
+	vmr_notify(vi, VMRESET_CMD_SNAPSHOT_NTF, dirty, 0);
+}
+
+void vmr_notify_revert(struct vmr_inode *vi, u64 reverted, u64 kept)
+{
+	vmr_notify(vi, VMRESET_CMD_REVERT_NTF, reverted, kept);
+}
+
+int __init vmr_nl_init(void)
+{
+	return genl_register_family(&vmr_genl_family);
+}
+
+void vmr_nl_exit(void)
+{
+	genl_unregister_family(&vmr_genl_family);
+}
