@@ -279,11 +279,11 @@ static long used_pages(const char *dir)
 
 TEST_F(fs, clones_share_and_isolate)
 {
-	const uint64_t npages = 4096, nclones = 20, dirty = npages / 100;
+	const uint64_t npages = 4096, nclones = 100, dirty = npages / 100;
 	struct file_clone_range fcr = { 0 };
 	struct vmreset_stats st;
 	char path[256], cmd[600], dir2[64];
-	int clones[20], fc, fx;
+	int clones[100], fc, fx;
 	uint8_t *a, *b;
 	int fa, fb;
 	long kb0, kb1;
@@ -360,6 +360,12 @@ TEST_F(fs, clones_share_and_isolate)
 	ASSERT_LT(kb0 - kb1, (long)(nclones * dirty * 4 * 2 + 8192));
 	for (uint64_t c = 0; c < nclones; c++)
 		close(clones[c]);
+	/* Removing the clones gives their private pages back. */
+	for (uint64_t c = 0; c < nclones; c++) {
+		snprintf(path, sizeof(path), "%s/clone%lu", self->dir, (unsigned long)c);
+		ASSERT_EQ(0, unlink(path));
+	}
+	ASSERT_EQ(npages + 3, (uint64_t)used_pages(self->dir));
 
 	/* cp --reflink=always goes through the same path (GNU cp if present). */
 	if (!access("/usr/bin/gnucp", X_OK)) {
