@@ -32,7 +32,7 @@ vm_prepare() {
 	for t in $(cat "$build/tests.list"); do
 		files+=("$top/selftests/$t")
 	done
-	for t in "$top"/selftests/demo.sh; do
+	for t in "$top"/selftests/demo.sh "$top"/selftests/tap.sh; do
 		[ -e "$t" ] && files+=("$t:/${t#"$top"/}")
 	done
 	[ -e "$top/helper/vmresetctl" ] && files+=("$top/helper/vmresetctl:/usr/bin/vmresetctl")

@@ -2,19 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 # The module loads, autoloads on mount, refuses to unload while in use,
 # unloads without a trace, and describes itself in modinfo.
-n=0 fails=0
-tap() {	# tap DESCRIPTION COMMAND...
-	desc=$1
-	shift
-	n=$((n + 1))
-	if "$@" > /tmp/tap.out 2>&1; then
-		echo "ok $n $desc"
-	else
-		echo "not ok $n $desc"
-		sed 's/^/# /' /tmp/tap.out
-		fails=$((fails + 1))
-	fi
-}
+. "$(dirname "$0")/tap.sh"
 loaded() { grep -q '^vmreset ' /proc/modules; }
 not_loaded() { ! loaded; }
 has_fs() { grep -qw vmresetfs /proc/filesystems; }

@@ -2,19 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 # vmresetctl against the real module: every command, its output and JSON,
 # its errors and exit codes.
-n=0 fails=0
-tap() {	# tap DESCRIPTION COMMAND...
-	desc=$1
-	shift
-	n=$((n + 1))
-	if "$@" > /tmp/tap.out 2>&1; then
-		echo "ok $n $desc"
-	else
-		echo "not ok $n $desc"
-		sed 's/^/# /' /tmp/tap.out
-		fails=$((fails + 1))
-	fi
-}
+. "$(dirname "$0")/tap.sh"
 ctl=vmresetctl
 d=/tmp/ctl
 f=$d/mem
@@ -26,13 +14,6 @@ exit_is() {
 	"$@"
 	rc=$?
 	[ $rc = "$want" ] || { echo "exit status $rc, wanted $want"; return 1; }
-}
-contains() {	# contains TEXT COMMAND...
-	text=$1
-	shift
-	out=$("$@" 2>&1)
-	echo "$out"
-	echo "$out" | grep -qF -- "$text"
 }
 
 setup() {

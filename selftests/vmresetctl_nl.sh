@@ -2,29 +2,10 @@
 # SPDX-License-Identifier: GPL-2.0
 # The netlink family through vmresetctl: list, show, snapshot/revert and
 # preserve by ID, events, permissions, and extack messages in errors.
-n=0 fails=0
-tap() {	# tap DESCRIPTION COMMAND...
-	desc=$1
-	shift
-	n=$((n + 1))
-	if "$@" > /tmp/tap.out 2>&1; then
-		echo "ok $n $desc"
-	else
-		echo "not ok $n $desc"
-		sed 's/^/# /' /tmp/tap.out
-		fails=$((fails + 1))
-	fi
-}
+. "$(dirname "$0")/tap.sh"
 ctl=vmresetctl
 d=/tmp/nl
 f=$d/mem
-contains() {	# contains TEXT COMMAND...
-	text=$1
-	shift
-	out=$("$@" 2>&1)
-	echo "$out"
-	echo "$out" | grep -qF -- "$text"
-}
 as_user() { util-setpriv --reuid 1000 --regid 1000 --clear-groups "$@"; }
 id_of() { $ctl -j show "$1" | sed 's/^{"id":\([0-9]*\),.*/\1/'; }
 
