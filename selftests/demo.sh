@@ -32,6 +32,10 @@ run vmresetctl revert /run/vmreset/vm0.ram
 after=$(md5sum < /run/vmreset/vm0.ram)
 [ "$before" = "$after" ] && echo "content equals the snapshot: yes"
 
+step "any process manages objects by ID over netlink"
+run vmresetctl list
+run vmresetctl show /run/vmreset/vm0.ram
+
 step "a clone shares every page until written"
 run vmresetctl clone /run/vmreset/vm0.ram /run/vmreset/vm1.ram
 run vmresetctl -j stats /run/vmreset/vm1.ram
