@@ -43,6 +43,9 @@ static vm_fault_t vmr_fault(struct vm_fault *vmf)
 			if (!err) {
 				unlock_page(page);
 				put_page(page);
+				/* Filled meanwhile and shared: others map the old page. */
+				if (replaced)
+					unmap_mapping_pages(inode->i_mapping, idx, 1, false);
 			}
 		} else {
 			err = vmr_fill_hole(vi, idx);
