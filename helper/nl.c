@@ -4,6 +4,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -27,6 +28,7 @@ struct vmreset_nl {
 	int family;
 	int mcgrp;
 	int err;		/* errno of the last request */
+	bool done;		/* its ack, error or end of dump arrived */
 	char errmsg[256];	/* its extack message, if any */
 };
 
@@ -74,6 +76,7 @@ VMR_EXPORT const char *vmreset_nl_errmsg(const struct vmreset_nl *nl)
 	return nl->errmsg;
 }
 
+/* An error, an ack or the end of a dump ends a request. */
 static int on_error(struct sockaddr_nl *who, struct nlmsgerr *e, void *arg)
 {
 	struct vmreset_nl *nl = arg;
@@ -82,6 +85,7 @@ static int on_error(struct sockaddr_nl *who, struct nlmsgerr *e, void *arg)
 	int off = NLMSG_HDRLEN + sizeof(*e);
 
 	(void)who;
+	nl->done = true;
 	nl->err = -e->error;
 	if (!(nlh->nlmsg_flags & NLM_F_CAPPED))
 		off += e->msg.nlmsg_len - NLMSG_HDRLEN;
@@ -93,10 +97,12 @@ static int on_error(struct sockaddr_nl *who, struct nlmsgerr *e, void *arg)
 	return NL_STOP;
 }
 
-static int on_ack(struct nl_msg *msg, void *arg)
+static int on_done(struct nl_msg *msg, void *arg)
 {
+	struct vmreset_nl *nl = arg;
+
 	(void)msg;
-	(void)arg;
+	nl->done = true;
 	return NL_STOP;
 }
 
@@ -114,12 +120,19 @@ static int request(struct vmreset_nl *nl, struct nl_msg *msg,
 		return -ENOMEM;
 	}
 	nl_cb_err(cb, NL_CB_CUSTOM, on_error, nl);
-	nl_cb_set(cb, NL_CB_ACK, NL_CB_CUSTOM, on_ack, nl);
+	nl_cb_set(cb, NL_CB_ACK, NL_CB_CUSTOM, on_done, nl);
+	nl_cb_set(cb, NL_CB_FINISH, NL_CB_CUSTOM, on_done, nl);
 	if (fn)
 		nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, fn, arg);
+	nl->done = false;
 	ret = nl_send_auto(nl->sk, msg);
 	nlmsg_free(msg);
-	if (ret >= 0)
+	/*
+	 * nl_recvmsgs() returns after one datagram that is not part of a
+	 * dump: a reply and its ack take two calls, or the ack would be
+	 * read as the answer to the next request.
+	 */
+	while (ret >= 0 && !nl->done)
 		ret = nl_recvmsgs(nl->sk, cb);
 	nl_cb_put(cb);
 	if (nl->err)

@@ -11,6 +11,7 @@
 #include <time.h>
 #include "harness.h"
 #include "vmr_guest.h"
+#include "vmreset.h"	/* libvmreset, for the netlink REVERT */
 
 #define NPAGES		16384UL		/* 64 MiB of guest RAM */
 
@@ -148,6 +149,40 @@ TEST_TIMEOUT(revert_vs_dirty_log, 900)
 	TH_LOG("REVERT: fixed %.1f us, %.2f us per dirty page; dirty log+copy: fixed %.1f us, %.2f us per page",
 	       med_vr[0], (med_vr[4] - med_vr[1]) / 4095, med_dl[0],
 	       (med_dl[4] - med_dl[1]) / 4095);
+
+	/* The same REVERT through netlink, from the same process. */
+	{
+		struct vmreset_stats st;
+		struct vmreset_nl *nl = vmreset_nl_open(NULL);
+		static const uint64_t nds[] = { 0, 16, 256 };
+
+		ASSERT_NONNULL(nl);
+		ASSERT_EQ(0, vmr_stats(fd, &st));
+		for (int k = 0; k < 3; k++) {
+			uint64_t d = nds[k], reverted;
+
+			for (uint64_t i = 0; i < d; i++)
+				params[i] = i * (NPAGES / 256);
+			for (int it = 0; it < 21; it++) {
+				double t0;
+
+				dirty(&vr, d);
+				t0 = now_us();
+				ASSERT_EQ(0, vmreset_nl_revert(nl, st.id, 0, &reverted, NULL));
+				t_vr[it] = now_us() - t0;
+				ASSERT_EQ(d, reverted);
+				dirty(&vr, d);
+				t0 = now_us();
+				ASSERT_EQ(0, vmr_revert(fd, &reverted, NULL));
+				t_dl[it] = now_us() - t0;
+				ASSERT_EQ(d, reverted);
+			}
+			TH_LOG("D=%5lu scattered  netlink REVERT %9.1f us   ioctl REVERT %9.1f us",
+			       (unsigned long)d, median(t_vr, 21), median(t_dl, 21));
+		}
+		ASSERT_EQ(0, memcmp(vr.ram, snap, NPAGES * PG));
+		vmreset_nl_close(nl);
+	}
 
 	vm_free(vr.vm);
 	vm_free(dl.vm);
