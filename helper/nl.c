@@ -328,6 +328,176 @@ VMR_EXPORT int vmreset_nl_preserve(struct vmreset_nl *nl, uint64_t id, int add,
 	return request(nl, msg, NULL, NULL);
 }
 
+static struct nl_msg *new_vm_msg(struct vmreset_nl *nl, uint8_t cmd, int flags,
+				 uint32_t vm_id)
+{
+	struct nl_msg *msg = new_msg(nl, cmd, flags, 0);
+
+	if (msg && vm_id && nla_put_u32(msg, VMRESET_A_VM_ID, vm_id)) {
+		nlmsg_free(msg);
+		return NULL;
+	}
+	return msg;
+}
+
+static int got_vm_id(struct nl_msg *msg, void *arg)
+{
+	struct nlattr *tb[VMRESET_A_MAX + 1];
+
+	if (!genlmsg_parse(nlmsg_hdr(msg), 0, tb, VMRESET_A_MAX, NULL) &&
+	    tb[VMRESET_A_VM_ID])
+		*(uint32_t *)arg = nla_get_u32(tb[VMRESET_A_VM_ID]);
+	return NL_OK;
+}
+
+VMR_EXPORT int vmreset_nl_vm_attach(struct vmreset_nl *nl, int vm_fd,
+				    uint32_t *vm_id)
+{
+	struct nl_msg *msg = new_msg(nl, VMRESET_CMD_VM_ATTACH, 0, 0);
+	uint32_t id = 0;
+	int ret;
+
+	if (!msg)
+		return -ENOMEM;
+	if (nla_put_u32(msg, VMRESET_A_VM_FD, (uint32_t)vm_fd)) {
+		nlmsg_free(msg);
+		return -ENOMEM;
+	}
+	ret = request(nl, msg, got_vm_id, &id);
+	if (!ret && vm_id)
+		*vm_id = id;
+	return ret;
+}
+
+VMR_EXPORT int vmreset_nl_vm_detach(struct vmreset_nl *nl, uint32_t vm_id)
+{
+	struct nl_msg *msg = new_vm_msg(nl, VMRESET_CMD_VM_DETACH, 0, vm_id);
+
+	return msg ? request(nl, msg, NULL, NULL) : -ENOMEM;
+}
+
+VMR_EXPORT void vmreset_vm_free(struct vmreset_vm *vm)
+{
+	free(vm->slots);
+	vm->slots = NULL;
+	vm->nr_slots = 0;
+}
+
+struct vm_list_ctx {
+	vmreset_vm_fn fn;
+	void *arg;
+	int ret;
+};
+
+static int got_vm(struct nl_msg *msg, void *arg)
+{
+	struct nlattr *tb[VMRESET_A_MAX + 1], *sl;
+	struct vm_list_ctx *c = arg;
+	struct vmreset_vm vm = { 0 };
+	int rem;
+
+	if (genlmsg_parse(nlmsg_hdr(msg), 0, tb, VMRESET_A_MAX, NULL)) {
+		c->ret = -EPROTO;
+		return NL_STOP;
+	}
+	vm.id = tb[VMRESET_A_VM_ID] ? nla_get_u32(tb[VMRESET_A_VM_ID]) : 0;
+	vm.pid = tb[VMRESET_A_PID] ? nla_get_u32(tb[VMRESET_A_PID]) : 0;
+	vm.uid = tb[VMRESET_A_UID] ? nla_get_u32(tb[VMRESET_A_UID]) : 0;
+	vm.snapshots = get_u64(tb, VMRESET_A_SNAPSHOTS);
+	vm.reverts = get_u64(tb, VMRESET_A_REVERTS);
+	vm.reverted_pages = get_u64(tb, VMRESET_A_REVERTED_PAGES);
+	if (tb[VMRESET_A_SLOTS]) {
+		nla_for_each_nested(sl, tb[VMRESET_A_SLOTS], rem) {
+			struct nlattr *st[VMRESET_A_SLOT_MAX + 1];
+			struct vmreset_vm_slot *n;
+
+			if (nla_parse_nested(st, VMRESET_A_SLOT_MAX, sl, NULL))
+				continue;
+			n = realloc(vm.slots, (vm.nr_slots + 1) * sizeof(*n));
+			if (!n) {
+				c->ret = -ENOMEM;
+				break;
+			}
+			vm.slots = n;
+			n[vm.nr_slots].gpa = get_u64(st, VMRESET_A_SLOT_GPA);
+			n[vm.nr_slots].size = get_u64(st, VMRESET_A_SLOT_SIZE);
+			n[vm.nr_slots].obj_id = get_u64(st, VMRESET_A_SLOT_OBJ_ID);
+			n[vm.nr_slots].offset = get_u64(st, VMRESET_A_SLOT_OFFSET);
+			vm.nr_slots++;
+		}
+	}
+	if (!c->ret)
+		c->ret = c->fn(&vm, c->arg);
+	vmreset_vm_free(&vm);
+	return c->ret ? NL_STOP : NL_OK;
+}
+
+VMR_EXPORT int vmreset_nl_vm_list(struct vmreset_nl *nl, vmreset_vm_fn fn, void *arg)
+{
+	struct nl_msg *msg = new_vm_msg(nl, VMRESET_CMD_VM_GET, NLM_F_DUMP, 0);
+	struct vm_list_ctx c = { fn, arg, 0 };
+	int ret;
+
+	if (!msg)
+		return -ENOMEM;
+	ret = request(nl, msg, got_vm, &c);
+	return ret ? ret : c.ret;
+}
+
+VMR_EXPORT int vmreset_nl_vm_snapshot(struct vmreset_nl *nl, uint32_t vm_id,
+				      uint64_t *dirty_pages)
+{
+	struct nl_msg *msg = new_vm_msg(nl, VMRESET_CMD_VM_SNAPSHOT, 0, vm_id);
+	struct counts c = { .a_type = VMRESET_A_DIRTY_PAGES };
+	int ret;
+
+	if (!msg)
+		return -ENOMEM;
+	ret = request(nl, msg, got_counts, &c);
+	if (!ret && dirty_pages)
+		*dirty_pages = c.a;
+	return ret;
+}
+
+VMR_EXPORT int vmreset_nl_vm_revert(struct vmreset_nl *nl, uint32_t vm_id,
+				    uint64_t flags, uint64_t *reverted,
+				    uint64_t *kept)
+{
+	struct nl_msg *msg = new_vm_msg(nl, VMRESET_CMD_VM_REVERT, 0, vm_id);
+	struct counts c = { .a_type = VMRESET_A_REVERTED_PAGES,
+			    .b_type = VMRESET_A_KEPT_PAGES };
+	int ret;
+
+	if (!msg)
+		return -ENOMEM;
+	if (flags && nla_put_u64(msg, VMRESET_A_FLAGS, flags)) {
+		nlmsg_free(msg);
+		return -ENOMEM;
+	}
+	ret = request(nl, msg, got_counts, &c);
+	if (!ret && reverted)
+		*reverted = c.a;
+	if (!ret && kept)
+		*kept = c.b;
+	return ret;
+}
+
+VMR_EXPORT int vmreset_nl_vm_preserve(struct vmreset_nl *nl, uint32_t vm_id,
+				      int add, uint64_t gpa, uint64_t length)
+{
+	struct nl_msg *msg = new_vm_msg(nl, add ? VMRESET_CMD_VM_PRESERVE_ADD
+						: VMRESET_CMD_VM_PRESERVE_DEL, 0, vm_id);
+
+	if (!msg)
+		return -ENOMEM;
+	if (nla_put_u64(msg, VMRESET_A_OFFSET, gpa) ||
+	    nla_put_u64(msg, VMRESET_A_LENGTH, length)) {
+		nlmsg_free(msg);
+		return -ENOMEM;
+	}
+	return request(nl, msg, NULL, NULL);
+}
+
 struct mon_ctx {
 	vmreset_event_fn fn;
 	void *arg;
@@ -347,6 +517,8 @@ static int got_event(struct nl_msg *msg, void *arg)
 	ev.dirty_pages = get_u64(tb, VMRESET_A_DIRTY_PAGES);
 	ev.reverted_pages = get_u64(tb, VMRESET_A_REVERTED_PAGES);
 	ev.kept_pages = get_u64(tb, VMRESET_A_KEPT_PAGES);
+	ev.vm_id = tb[VMRESET_A_VM_ID] ? nla_get_u32(tb[VMRESET_A_VM_ID]) : 0;
+	ev.pid = tb[VMRESET_A_PID] ? nla_get_u32(tb[VMRESET_A_PID]) : 0;
 	m->ret = m->fn(&ev, m->arg);
 	return m->ret ? NL_STOP : NL_OK;
 }

@@ -73,7 +73,8 @@ struct vmreset_obj {
 
 struct vmreset_event {
 	uint8_t cmd;			/* VMRESET_CMD_*_NTF */
-	uint64_t id;
+	uint64_t id;			/* object events */
+	uint32_t vm_id, pid;		/* VM events */
 	uint64_t dirty_pages, reverted_pages, kept_pages;
 };
 
@@ -94,6 +95,32 @@ int vmreset_nl_revert(struct vmreset_nl *nl, uint64_t id, uint64_t flags,
 		      uint64_t *reverted_pages, uint64_t *kept_pages);
 int vmreset_nl_preserve(struct vmreset_nl *nl, uint64_t id, int add,
 			uint64_t offset, uint64_t length);
+/* KVM VMs: attach the VM whose fd @vm_fd this process holds. */
+struct vmreset_vm_slot {
+	uint64_t gpa, size, obj_id, offset;
+};
+
+struct vmreset_vm {
+	uint32_t id, pid, uid;
+	uint64_t snapshots, reverts, reverted_pages;
+	size_t nr_slots;
+	struct vmreset_vm_slot *slots;	/* vmreset_vm_free() */
+};
+
+typedef int (*vmreset_vm_fn)(const struct vmreset_vm *vm, void *arg);
+
+int vmreset_nl_vm_attach(struct vmreset_nl *nl, int vm_fd, uint32_t *vm_id);
+int vmreset_nl_vm_detach(struct vmreset_nl *nl, uint32_t vm_id);
+int vmreset_nl_vm_list(struct vmreset_nl *nl, vmreset_vm_fn fn, void *arg);
+void vmreset_vm_free(struct vmreset_vm *vm);
+int vmreset_nl_vm_snapshot(struct vmreset_nl *nl, uint32_t vm_id,
+			   uint64_t *dirty_pages);
+int vmreset_nl_vm_revert(struct vmreset_nl *nl, uint32_t vm_id, uint64_t flags,
+			 uint64_t *reverted_pages, uint64_t *kept_pages);
+/* @gpa and @length: guest-physical, page-aligned. */
+int vmreset_nl_vm_preserve(struct vmreset_nl *nl, uint32_t vm_id, int add,
+			   uint64_t gpa, uint64_t length);
+
 /* Blocks, calling @fn for every event, until @fn returns non-zero. */
 int vmreset_nl_monitor(struct vmreset_nl *nl, vmreset_event_fn fn, void *arg);
 

@@ -15,7 +15,6 @@ static DEFINE_XARRAY(vmr_objects);
 /* Bumped when the set of objects changes: dumps report NLM_F_DUMP_INTR. */
 static atomic_t vmr_objects_gen = ATOMIC_INIT(1);
 
-static struct genl_family vmr_genl_family;
 
 enum { VMR_MCGRP_EVENTS };
 
@@ -74,7 +73,7 @@ static void vmr_obj_put(struct vmr_inode *vi)
 	deactivate_super(sb);
 }
 
-static bool vmr_may_manage(struct vmr_inode *vi)
+bool vmr_may_manage(struct vmr_inode *vi)
 {
 	return capable(CAP_SYS_ADMIN) ||
 	       !inode_permission(VMR_IDMAP_NONE, &vi->vfs_inode, MAY_WRITE);
@@ -276,6 +275,26 @@ static int vmr_nl_reply(struct genl_info *info, u8 cmd, struct vmr_inode *vi,
 	return genlmsg_reply(msg, info);
 }
 
+/* Reply with VM_ID and up to two u64 counters. */
+int vmr_nl_reply_u64(struct genl_info *info, u8 cmd, u32 vm_id, int a_type,
+		     u64 a, int b_type, u64 b)
+{
+	struct sk_buff *msg = genlmsg_new(NLMSG_GOODSIZE, GFP_KERNEL);
+	void *hdr;
+
+	if (!msg)
+		return -ENOMEM;
+	hdr = genlmsg_put_reply(msg, info, &vmr_genl_family, 0, cmd);
+	if (!hdr || nla_put_u32(msg, VMRESET_A_VM_ID, vm_id) ||
+	    (a_type && nla_put_u64_64bit(msg, a_type, a, VMRESET_A_PAD)) ||
+	    (b_type && nla_put_u64_64bit(msg, b_type, b, VMRESET_A_PAD))) {
+		nlmsg_free(msg);
+		return -EMSGSIZE;
+	}
+	genlmsg_end(msg, hdr);
+	return genlmsg_reply(msg, info);
+}
+
 static int vmr_nl_snapshot_doit(struct sk_buff *skb, struct genl_info *info)
 {
 	struct vmr_inode *vi = vmr_obj_from_info(info);
@@ -364,6 +383,25 @@ static const struct nla_policy vmr_preserve_policy[VMRESET_A_LENGTH + 1] = {
 	[VMRESET_A_LENGTH] = { .type = NLA_U64 },
 };
 
+static const struct nla_policy vmr_vm_attach_policy[VMRESET_A_VM_FD + 1] = {
+	[VMRESET_A_VM_FD] = { .type = NLA_U32 },
+};
+
+static const struct nla_policy vmr_vm_id_policy[VMRESET_A_VM_ID + 1] = {
+	[VMRESET_A_VM_ID] = { .type = NLA_U32 },
+};
+
+static const struct nla_policy vmr_vm_revert_policy[VMRESET_A_VM_ID + 1] = {
+	[VMRESET_A_VM_ID] = { .type = NLA_U32 },
+	[VMRESET_A_FLAGS] = { .type = NLA_U64 },
+};
+
+static const struct nla_policy vmr_vm_preserve_policy[VMRESET_A_VM_ID + 1] = {
+	[VMRESET_A_VM_ID] = { .type = NLA_U32 },
+	[VMRESET_A_OFFSET] = { .type = NLA_U64 },
+	[VMRESET_A_LENGTH] = { .type = NLA_U64 },
+};
+
 static const struct genl_ops vmr_genl_ops[] = {
 	{
 		.cmd = VMRESET_CMD_OBJ_GET,
@@ -396,9 +434,52 @@ static const struct genl_ops vmr_genl_ops[] = {
 		.policy = vmr_preserve_policy,
 		.maxattr = ARRAY_SIZE(vmr_preserve_policy) - 1,
 	},
+	{
+		.cmd = VMRESET_CMD_VM_ATTACH,
+		.doit = vmr_nl_vm_attach_doit,
+		.policy = vmr_vm_attach_policy,
+		.maxattr = ARRAY_SIZE(vmr_vm_attach_policy) - 1,
+	},
+	{
+		.cmd = VMRESET_CMD_VM_DETACH,
+		.doit = vmr_nl_vm_detach_doit,
+		.policy = vmr_vm_id_policy,
+		.maxattr = ARRAY_SIZE(vmr_vm_id_policy) - 1,
+	},
+	{
+		.cmd = VMRESET_CMD_VM_GET,
+		.doit = vmr_nl_vm_get_doit,
+		.dumpit = vmr_nl_vm_get_dumpit,
+		.policy = vmr_vm_id_policy,
+		.maxattr = ARRAY_SIZE(vmr_vm_id_policy) - 1,
+	},
+	{
+		.cmd = VMRESET_CMD_VM_SNAPSHOT,
+		.doit = vmr_nl_vm_snapshot_doit,
+		.policy = vmr_vm_id_policy,
+		.maxattr = ARRAY_SIZE(vmr_vm_id_policy) - 1,
+	},
+	{
+		.cmd = VMRESET_CMD_VM_REVERT,
+		.doit = vmr_nl_vm_revert_doit,
+		.policy = vmr_vm_revert_policy,
+		.maxattr = ARRAY_SIZE(vmr_vm_revert_policy) - 1,
+	},
+	{
+		.cmd = VMRESET_CMD_VM_PRESERVE_ADD,
+		.doit = vmr_nl_vm_preserve_doit,
+		.policy = vmr_vm_preserve_policy,
+		.maxattr = ARRAY_SIZE(vmr_vm_preserve_policy) - 1,
+	},
+	{
+		.cmd = VMRESET_CMD_VM_PRESERVE_DEL,
+		.doit = vmr_nl_vm_preserve_doit,
+		.policy = vmr_vm_preserve_policy,
+		.maxattr = ARRAY_SIZE(vmr_vm_preserve_policy) - 1,
+	},
 };
 
-static struct genl_family vmr_genl_family __ro_after_init = {
+struct genl_family vmr_genl_family __ro_after_init = {
 	.name		= VMRESET_GENL_NAME,
 	.version	= VMRESET_GENL_VERSION,
 	.module		= THIS_MODULE,
@@ -428,6 +509,26 @@ static void vmr_notify(struct vmr_inode *vi, u8 cmd, u64 a, u64 b)
 	    (cmd == VMRESET_CMD_REVERT_NTF &&
 	     (nla_put_u64_64bit(msg, VMRESET_A_REVERTED_PAGES, a, VMRESET_A_PAD) ||
 	      nla_put_u64_64bit(msg, VMRESET_A_KEPT_PAGES, b, VMRESET_A_PAD)))) {
+		nlmsg_free(msg);
+		return;
+	}
+	genlmsg_end(msg, hdr);
+	genlmsg_multicast(&vmr_genl_family, msg, 0, VMR_MCGRP_EVENTS, GFP_KERNEL);
+}
+
+void vmr_notify_vm(u8 cmd, u32 vm_id, u32 pid)
+{
+	struct sk_buff *msg;
+	void *hdr;
+
+	if (!genl_has_listeners(&vmr_genl_family, &init_net, VMR_MCGRP_EVENTS))
+		return;
+	msg = genlmsg_new(NLMSG_GOODSIZE, GFP_KERNEL);
+	if (!msg)
+		return;
+	hdr = genlmsg_put(msg, 0, 0, &vmr_genl_family, 0, cmd);
+	if (!hdr || nla_put_u32(msg, VMRESET_A_VM_ID, vm_id) ||
+	    nla_put_u32(msg, VMRESET_A_PID, pid)) {
 		nlmsg_free(msg);
 		return;
 	}

@@ -115,11 +115,31 @@ int vmr_preserve_add(struct vmr_inode *vi, pgoff_t start, pgoff_t end);
 int vmr_preserve_del(struct vmr_inode *vi, pgoff_t start, pgoff_t end);
 
 /* netlink.c */
+struct genl_family;
+struct genl_info;
+struct netlink_callback;
+struct sk_buff;
+extern struct genl_family vmr_genl_family;
+bool vmr_may_manage(struct vmr_inode *vi);
+int vmr_nl_reply_u64(struct genl_info *info, u8 cmd, u32 vm_id, int a_type,
+		     u64 a, int b_type, u64 b);
+void vmr_notify_vm(u8 cmd, u32 vm_id, u32 pid);
 int vmr_obj_register(struct vmr_inode *vi);
 void vmr_obj_unregister(struct vmr_inode *vi);
 void vmr_notify_snapshot(struct vmr_inode *vi, u64 dirty);
 void vmr_notify_revert(struct vmr_inode *vi, u64 reverted, u64 kept);
 int vmr_nl_init(void);
 void vmr_nl_exit(void);
+
+/* vm.c */
+int vmr_vm_init(void);
+void vmr_vm_exit(void);
+int vmr_nl_vm_attach_doit(struct sk_buff *skb, struct genl_info *info);
+int vmr_nl_vm_detach_doit(struct sk_buff *skb, struct genl_info *info);
+int vmr_nl_vm_get_doit(struct sk_buff *skb, struct genl_info *info);
+int vmr_nl_vm_get_dumpit(struct sk_buff *skb, struct netlink_callback *cb);
+int vmr_nl_vm_snapshot_doit(struct sk_buff *skb, struct genl_info *info);
+int vmr_nl_vm_revert_doit(struct sk_buff *skb, struct genl_info *info);
+int vmr_nl_vm_preserve_doit(struct sk_buff *skb, struct genl_info *info);
 
 #endif /* _VMRESET_H */

@@ -60,6 +60,7 @@ def check_enum(enum_name, prefix, names):
 sets = {s["name"]: s for s in spec["attribute-sets"]}
 check_enum("vmreset_a", "VMRESET_A_", [a["name"] for a in sets["vmreset"]["attributes"]])
 check_enum("vmreset_a_range", "VMRESET_A_", [a["name"] for a in sets["range"]["attributes"]])
+check_enum("vmreset_a_slot", "VMRESET_A_", [a["name"] for a in sets["slot"]["attributes"]])
 ops = spec["operations"]["list"]
 check_enum("vmreset_cmd", "VMRESET_CMD_", [o["name"] for o in ops])
 

@@ -212,10 +212,33 @@ struct vmreset_stats {
  * VMRESET_CMD_PRESERVE_ADD   OBJ_ID, OFFSET, LENGTH (as the ioctl)
  * VMRESET_CMD_PRESERVE_DEL   OBJ_ID, OFFSET, LENGTH
  *
+ * KVM VMs: a VMM (or anyone holding the VM fd) attaches its VM; the module
+ * then finds the memslots backed by vmresetfs files whenever it acts, so
+ * memslot changes need no update. An attachment holds a reference on the
+ * VM and ends with VM_DETACH or when the VMM's address space goes away.
+ * Only the attaching user (or CAP_SYS_ADMIN) manages a VM, and VM-level
+ * operations also need write permission on each file.
+ * VMRESET_CMD_VM_ATTACH      VM_FD -> VM_ID; EINVAL if not a KVM VM fd,
+ *                            EEXIST if already attached
+ * VMRESET_CMD_VM_DETACH      VM_ID
+ * VMRESET_CMD_VM_GET         do: VM_ID; dump: all -> VM_ID, PID, UID,
+ *                            SNAPSHOTS, REVERTS, REVERTED_PAGES, SLOTS (nest
+ *                            of SLOT nests: SLOT_GPA, SLOT_SIZE, SLOT_OBJ_ID,
+ *                            SLOT_OFFSET)
+ * VMRESET_CMD_VM_SNAPSHOT    VM_ID -> VM_ID, DIRTY_PAGES (all its files)
+ * VMRESET_CMD_VM_REVERT      VM_ID, [FLAGS] -> VM_ID, REVERTED_PAGES,
+ *                            KEPT_PAGES; ENODATA if a file has no snapshot
+ * VMRESET_CMD_VM_PRESERVE_ADD, VMRESET_CMD_VM_PRESERVE_DEL
+ *                            VM_ID, OFFSET, LENGTH as guest-physical
+ *                            addresses; EINVAL if no vmresetfs memslot
+ *                            overlaps
+ *
  * Notifications on the multicast group "events" (one message each):
  * VMRESET_CMD_SNAPSHOT_NTF   OBJ_ID, DIRTY_PAGES
  * VMRESET_CMD_REVERT_NTF     OBJ_ID, REVERTED_PAGES, KEPT_PAGES
  * VMRESET_CMD_OBJ_DEL_NTF    OBJ_ID (the file is gone)
+ * VMRESET_CMD_VM_ATTACH_NTF  VM_ID, PID
+ * VMRESET_CMD_VM_DETACH_NTF  VM_ID, PID
  * Snapshots and reverts through the ioctls notify too.
  */
 #define VMRESET_GENL_NAME		"vmreset"
@@ -232,6 +255,15 @@ enum vmreset_cmd {
 	VMRESET_CMD_SNAPSHOT_NTF,
 	VMRESET_CMD_REVERT_NTF,
 	VMRESET_CMD_OBJ_DEL_NTF,
+	VMRESET_CMD_VM_ATTACH,
+	VMRESET_CMD_VM_DETACH,
+	VMRESET_CMD_VM_GET,
+	VMRESET_CMD_VM_SNAPSHOT,
+	VMRESET_CMD_VM_REVERT,
+	VMRESET_CMD_VM_PRESERVE_ADD,
+	VMRESET_CMD_VM_PRESERVE_DEL,
+	VMRESET_CMD_VM_ATTACH_NTF,
+	VMRESET_CMD_VM_DETACH_NTF,
 
 	__VMRESET_CMD_MAX,
 	VMRESET_CMD_MAX = __VMRESET_CMD_MAX - 1
@@ -261,6 +293,10 @@ enum vmreset_a {
 	VMRESET_A_OFFSET,		/* u64 */
 	VMRESET_A_LENGTH,		/* u64 */
 	VMRESET_A_PRESERVED,		/* nest: VMRESET_A_RANGE... */
+	VMRESET_A_VM_FD,		/* u32: the caller's KVM VM fd */
+	VMRESET_A_VM_ID,		/* u32 */
+	VMRESET_A_PID,			/* u32: the attaching process */
+	VMRESET_A_SLOTS,		/* nest: VMRESET_A_SLOT... */
 
 	__VMRESET_A_MAX,
 	VMRESET_A_MAX = __VMRESET_A_MAX - 1
@@ -274,6 +310,18 @@ enum vmreset_a_range {
 
 	__VMRESET_A_RANGE_MAX,
 	VMRESET_A_RANGE_MAX = __VMRESET_A_RANGE_MAX - 1
+};
+
+enum vmreset_a_slot {
+	VMRESET_A_SLOT_UNSPEC,
+	VMRESET_A_SLOT,			/* nest: the attributes below */
+	VMRESET_A_SLOT_GPA,		/* u64 */
+	VMRESET_A_SLOT_SIZE,		/* u64: bytes */
+	VMRESET_A_SLOT_OBJ_ID,		/* u64 */
+	VMRESET_A_SLOT_OFFSET,		/* u64: offset in the file */
+
+	__VMRESET_A_SLOT_MAX,
+	VMRESET_A_SLOT_MAX = __VMRESET_A_SLOT_MAX - 1
 };
 
 #endif /* _UAPI_LINUX_VMRESET_H */

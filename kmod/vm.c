@@ -1,0 +1,535 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * KVM VMs attached over netlink: VM-level SNAPSHOT, REVERT and preserved
+ * guest-physical ranges act on every vmresetfs file behind the VM's
+ * memslots. The memslots are looked up at each operation, so the VM → files
+ * map is always current; an attachment ends with VM_DETACH or when the
+ * VMM's address space is torn down (an MMU notifier's ->release).
+ */
+#include <linux/kvm_host.h>
+#include <linux/mmu_notifier.h>
+#include <linux/sched/mm.h>
+#include <linux/slab.h>
+#include <net/genetlink.h>
+#include "vmreset.h"
+
+struct vmr_vm {
+	u32 id;
+	pid_t pid;
+	kuid_t uid;
+	struct kvm *kvm;
+	struct mm_struct *mm;
+	struct mmu_notifier mn;
+	struct work_struct release_work;
+	bool detaching;			/* under vmr_vms_lock */
+	u64 snapshots, reverts, reverted_pages;
+};
+
+/* A vmresetfs file behind a memslot, with a reference on its inode. */
+struct vmr_slot {
+	struct vmr_inode *vi;
+	u64 gpa;
+	pgoff_t start, nr;		/* file pages */
+};
+
+static DEFINE_XARRAY_ALLOC1(vmr_vms);
+static DEFINE_MUTEX(vmr_vms_lock);
+static struct workqueue_struct *vmr_wq;
+
+static void vmr_vm_free(struct vmr_vm *vm)
+{
+	/* After ->release the subscription is unhashed: this only syncs. */
+	mmu_notifier_unregister(&vm->mn, vm->mm);
+	kvm_put_kvm(vm->kvm);
+	kfree(vm);
+}
+
+static void vmr_vm_release_work(struct work_struct *work)
+{
+	struct vmr_vm *vm = container_of(work, struct vmr_vm, release_work);
+	bool mine;
+
+	mutex_lock(&vmr_vms_lock);
+	mine = !vm->detaching && xa_erase(&vmr_vms, vm->id) == vm;
+	WRITE_ONCE(vm->detaching, true);
+	mutex_unlock(&vmr_vms_lock);
+	if (!mine)
+		return;		/* VM_DETACH owns the teardown */
+	vmr_notify_vm(VMRESET_CMD_VM_DETACH_NTF, vm->id, vm->pid);
+	vmr_vm_free(vm);
+}
+
+/* The VMM's address space is going away: so is its VM. */
+static void vmr_mn_release(struct mmu_notifier *mn, struct mm_struct *mm)
+{
+	struct vmr_vm *vm = container_of(mn, struct vmr_vm, mn);
+
+	/*
+	 * Exit calls ->release before it unhashes the subscription, so the
+	 * teardown's mmu_notifier_unregister() may call it again: by then
+	 * detaching is set, and the work must not be queued on a dying vm.
+	 */
+	if (!READ_ONCE(vm->detaching))
+		queue_work(vmr_wq, &vm->release_work);
+}
+
+static const struct mmu_notifier_ops vmr_mn_ops = {
+	.release = vmr_mn_release,
+};
+
+static bool vmr_may_manage_vm(struct vmr_vm *vm)
+{
+	return uid_eq(current_fsuid(), vm->uid) || capable(CAP_SYS_ADMIN);
+}
+
+static struct vmr_vm *vmr_vm_from_info(struct genl_info *info)
+{
+	struct vmr_vm *vm;
+
+	if (GENL_REQ_ATTR_CHECK(info, VMRESET_A_VM_ID))
+		return ERR_PTR(-EINVAL);
+	vm = xa_load(&vmr_vms, nla_get_u32(info->attrs[VMRESET_A_VM_ID]));
+	if (!vm || vm->detaching) {
+		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[VMRESET_A_VM_ID],
+				    "no such VM");
+		return ERR_PTR(-ENOENT);
+	}
+	if (!vmr_may_manage_vm(vm)) {
+		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[VMRESET_A_VM_ID],
+				    "VM attached by another user");
+		return ERR_PTR(-EPERM);
+	}
+	return vm;
+}
+
+int vmr_nl_vm_attach_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	struct vmr_vm *vm, *other;
+	unsigned long idx;
+	struct file *file;
+	struct kvm *kvm;
+	u32 id;
+	int err;
+
+	if (GENL_REQ_ATTR_CHECK(info, VMRESET_A_VM_FD))
+		return -EINVAL;
+	file = fget(nla_get_u32(info->attrs[VMRESET_A_VM_FD]));
+	if (!file) {
+		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[VMRESET_A_VM_FD],
+				    "not an open file descriptor");
+		return -EBADF;
+	}
+	err = -EINVAL;
+	if (!file_is_kvm(file)) {
+		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[VMRESET_A_VM_FD],
+				    "not a KVM VM file descriptor");
+		goto err_fput;
+	}
+	kvm = file->private_data;
+	err = -ENOENT;
+	if (!kvm_get_kvm_safe(kvm))
+		goto err_fput;
+	err = -ENOMEM;
+	vm = kzalloc(sizeof(*vm), GFP_KERNEL);
+	if (!vm)
+		goto err_put_kvm;
+	vm->kvm = kvm;
+	vm->mm = kvm->mm;
+	vm->pid = task_tgid_vnr(current);
+	vm->uid = current_fsuid();
+	vm->mn.ops = &vmr_mn_ops;
+	INIT_WORK(&vm->release_work, vmr_vm_release_work);
+
+	mutex_lock(&vmr_vms_lock);
+	xa_for_each(&vmr_vms, idx, other) {
+		if (other->kvm == kvm && !other->detaching) {
+			NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[VMRESET_A_VM_FD],
+					    "VM already attached");
+			err = -EEXIST;
+			goto err_unlock;
+		}
+	}
+	err = -ESRCH;
+	if (!mmget_not_zero(vm->mm))
+		goto err_unlock;
+	err = mmu_notifier_register(&vm->mn, vm->mm);
+	mmput(vm->mm);
+	if (err)
+		goto err_unlock;
+	err = xa_alloc(&vmr_vms, &id, vm, xa_limit_31b, GFP_KERNEL);
+	if (err) {
+		vm->detaching = true;
+		mutex_unlock(&vmr_vms_lock);
+		vmr_vm_free(vm);	/* puts kvm */
+		fput(file);
+		return err;
+	}
+	vm->id = id;
+	mutex_unlock(&vmr_vms_lock);
+	fput(file);
+	vmr_notify_vm(VMRESET_CMD_VM_ATTACH_NTF, vm->id, vm->pid);
+	return vmr_nl_reply_u64(info, VMRESET_CMD_VM_ATTACH, vm->id, 0, 0, 0, 0);
+
+err_unlock:
+	mutex_unlock(&vmr_vms_lock);
+	kfree(vm);
+err_put_kvm:
+	kvm_put_kvm(kvm);
+err_fput:
+	fput(file);
+	return err;
+}
+
+static int vmr_vm_detach(struct vmr_vm *vm)
+{
+	mutex_lock(&vmr_vms_lock);
+	if (vm->detaching || xa_erase(&vmr_vms, vm->id) != vm) {
+		mutex_unlock(&vmr_vms_lock);
+		return -ENOENT;
+	}
+	WRITE_ONCE(vm->detaching, true);
+	mutex_unlock(&vmr_vms_lock);
+	/* Unregistering may run ->release: it sees detaching. */
+	mmu_notifier_unregister(&vm->mn, vm->mm);
+	cancel_work_sync(&vm->release_work);
+	vmr_notify_vm(VMRESET_CMD_VM_DETACH_NTF, vm->id, vm->pid);
+	kvm_put_kvm(vm->kvm);
+	kfree(vm);
+	return 0;
+}
+
+int vmr_nl_vm_detach_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	struct vmr_vm *vm;
+
+	mutex_lock(&vmr_vms_lock);	/* keeps @vm from a concurrent teardown */
+	vm = vmr_vm_from_info(info);
+	mutex_unlock(&vmr_vms_lock);
+	if (IS_ERR(vm))
+		return PTR_ERR(vm);
+	return vmr_vm_detach(vm);
+}
+
+/*
+ * The vmresetfs files behind the VM's memslots (address space 0). Returns
+ * how many, or a negative errno; vmr_put_slots() releases them.
+ */
+static int vmr_vm_slots(struct vmr_vm *vm, struct vmr_slot **out)
+{
+	struct kvm_memory_slot *slot;
+	struct kvm_memslots *slots;
+	struct vmr_slot *s = NULL, *ns;
+	int n = 0, bkt, idx, err = 0;
+
+	if (!mmget_not_zero(vm->mm))
+		return -ESRCH;
+	mmap_read_lock(vm->mm);
+	idx = srcu_read_lock(&vm->kvm->srcu);
+	slots = __kvm_memslots(vm->kvm, 0);
+	kvm_for_each_memslot(slot, bkt, slots) {
+		unsigned long hva = slot->userspace_addr;
+		struct vm_area_struct *vma = vma_lookup(vm->mm, hva);
+		struct inode *inode;
+		pgoff_t nr;
+
+		if (!vma || !vma->vm_file || !vmr_is_vmr_file(vma->vm_file))
+			continue;
+		inode = igrab(file_inode(vma->vm_file));
+		if (!inode)
+			continue;
+		ns = krealloc(s, (n + 1) * sizeof(*s), GFP_KERNEL);
+		if (!ns) {
+			iput(inode);
+			err = -ENOMEM;
+			break;
+		}
+		s = ns;
+		nr = min_t(u64, slot->npages, (vma->vm_end - hva) >> PAGE_SHIFT);
+		s[n].vi = VMR_I(inode);
+		s[n].gpa = (u64)slot->base_gfn << PAGE_SHIFT;
+		s[n].start = vma->vm_pgoff + ((hva - vma->vm_start) >> PAGE_SHIFT);
+		s[n].nr = nr;
+		n++;
+	}
+	srcu_read_unlock(&vm->kvm->srcu, idx);
+	mmap_read_unlock(vm->mm);
+	mmput(vm->mm);
+	*out = s;
+	return err ?: n;
+}
+
+static void vmr_put_slots(struct vmr_slot *s, int n)
+{
+	while (n--)
+		iput(&s[n].vi->vfs_inode);
+	kfree(s);
+}
+
+/* Is s[i]'s file also behind an earlier slot? (Act on each file once.) */
+static bool vmr_seen(struct vmr_slot *s, int i)
+{
+	int j;
+
+	for (j = 0; j < i; j++)
+		if (s[j].vi == s[i].vi)
+			return true;
+	return false;
+}
+
+/* Resolve the VM and its files, checking the caller's rights on each. */
+static int vmr_vm_prepare(struct genl_info *info, struct vmr_vm **vmp,
+			  struct vmr_slot **sp)
+{
+	struct vmr_vm *vm;
+	int n, i;
+
+	mutex_lock(&vmr_vms_lock);
+	vm = vmr_vm_from_info(info);
+	if (IS_ERR(vm)) {
+		mutex_unlock(&vmr_vms_lock);
+		return PTR_ERR(vm);
+	}
+	n = vmr_vm_slots(vm, sp);
+	if (n < 0) {
+		mutex_unlock(&vmr_vms_lock);
+		return n;
+	}
+	for (i = 0; i < n; i++) {
+		if (!vmr_may_manage((*sp)[i].vi)) {
+			NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[VMRESET_A_VM_ID],
+					    "no write permission on a file of the VM");
+			vmr_put_slots(*sp, n);
+			mutex_unlock(&vmr_vms_lock);
+			return -EACCES;
+		}
+	}
+	*vmp = vm;
+	return n;	/* with vmr_vms_lock held: the VM cannot go away */
+}
+
+int vmr_nl_vm_snapshot_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	struct vmr_slot *s;
+	struct vmr_vm *vm;
+	u64 dirty = 0;
+	int n, i;
+
+	n = vmr_vm_prepare(info, &vm, &s);
+	if (n < 0)
+		return n;
+	for (i = 0; i < n; i++)
+		if (!vmr_seen(s, i))
+			dirty += vmr_op_snapshot(s[i].vi);
+	vm->snapshots++;
+	mutex_unlock(&vmr_vms_lock);
+	vmr_put_slots(s, n);
+	return vmr_nl_reply_u64(info, VMRESET_CMD_VM_SNAPSHOT, vm->id,
+				VMRESET_A_DIRTY_PAGES, dirty, 0, 0);
+}
+
+int vmr_nl_vm_revert_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	struct nlattr *fa = info->attrs[VMRESET_A_FLAGS];
+	u64 flags = fa ? nla_get_u64(fa) : 0, reverted = 0, kept = 0, r, k;
+	struct vmr_slot *s;
+	struct vmr_vm *vm;
+	int n, i, err = 0;
+	u32 id;
+
+	if (flags & ~VMRESET_REVERT_F_ALL) {
+		NL_SET_ERR_MSG_ATTR(info->extack, fa, "unknown flags");
+		return -EINVAL;
+	}
+	n = vmr_vm_prepare(info, &vm, &s);
+	if (n < 0)
+		return n;
+	/* All or nothing: no file may lack a snapshot. */
+	for (i = 0; i < n; i++)
+		if (!READ_ONCE(s[i].vi->has_snap)) {
+			NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[VMRESET_A_VM_ID],
+					    "a file of the VM has no snapshot");
+			err = -ENODATA;
+			goto out;
+		}
+	for (i = 0; i < n && !err; i++) {
+		if (vmr_seen(s, i))
+			continue;
+		err = vmr_op_revert(s[i].vi, flags, &r, &k);
+		reverted += r;
+		kept += k;
+	}
+	if (!err && !(flags & VMRESET_REVERT_F_DRY_RUN)) {
+		vm->reverts++;
+		vm->reverted_pages += reverted;
+	}
+out:
+	id = vm->id;
+	mutex_unlock(&vmr_vms_lock);
+	vmr_put_slots(s, n);
+	if (err)
+		return err;
+	return vmr_nl_reply_u64(info, VMRESET_CMD_VM_REVERT, id,
+				VMRESET_A_REVERTED_PAGES, reverted,
+				VMRESET_A_KEPT_PAGES, kept);
+}
+
+int vmr_nl_vm_preserve_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	bool add = info->genlhdr->cmd == VMRESET_CMD_VM_PRESERVE_ADD;
+	u64 gpa, len, end, lo, hi;
+	pgoff_t start, stop;
+	struct vmr_slot *s;
+	struct vmr_vm *vm;
+	int n, i, hit = 0, err = 0;
+
+	if (GENL_REQ_ATTR_CHECK(info, VMRESET_A_OFFSET) ||
+	    GENL_REQ_ATTR_CHECK(info, VMRESET_A_LENGTH))
+		return -EINVAL;
+	gpa = nla_get_u64(info->attrs[VMRESET_A_OFFSET]);
+	len = nla_get_u64(info->attrs[VMRESET_A_LENGTH]);
+	if (vmr_byte_range(gpa, len, &start, &stop)) {
+		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[VMRESET_A_OFFSET],
+				    "range must be page-aligned, non-empty and not wrap");
+		return -EINVAL;
+	}
+	end = gpa + len;
+	n = vmr_vm_prepare(info, &vm, &s);
+	if (n < 0)
+		return n;
+	for (i = 0; i < n && !err; i++) {
+		u64 sgpa = s[i].gpa, send = sgpa + ((u64)s[i].nr << PAGE_SHIFT);
+
+		lo = max(gpa, sgpa);
+		hi = min(end, send);
+		if (lo >= hi)
+			continue;
+		hit++;
+		start = s[i].start + ((lo - sgpa) >> PAGE_SHIFT);
+		stop = s[i].start + ((hi - sgpa) >> PAGE_SHIFT);
+		mutex_lock(&s[i].vi->lock);
+		err = add ? vmr_preserve_add(s[i].vi, start, stop)
+			  : vmr_preserve_del(s[i].vi, start, stop);
+		mutex_unlock(&s[i].vi->lock);
+	}
+	mutex_unlock(&vmr_vms_lock);
+	vmr_put_slots(s, n);
+	if (!err && !hit) {
+		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[VMRESET_A_OFFSET],
+				    "no vmresetfs memory at these guest addresses");
+		err = -EINVAL;
+	}
+	return err;
+}
+
+static int vmr_put_vm(struct sk_buff *skb, struct vmr_vm *vm)
+{
+	struct nlattr *nest, *one;
+	struct vmr_slot *s;
+	int n, i, err = -EMSGSIZE;
+
+	if (nla_put_u32(skb, VMRESET_A_VM_ID, vm->id) ||
+	    nla_put_u32(skb, VMRESET_A_PID, vm->pid) ||
+	    nla_put_u32(skb, VMRESET_A_UID, from_kuid_munged(&init_user_ns, vm->uid)) ||
+	    nla_put_u64_64bit(skb, VMRESET_A_SNAPSHOTS, vm->snapshots, VMRESET_A_PAD) ||
+	    nla_put_u64_64bit(skb, VMRESET_A_REVERTS, vm->reverts, VMRESET_A_PAD) ||
+	    nla_put_u64_64bit(skb, VMRESET_A_REVERTED_PAGES, vm->reverted_pages,
+			      VMRESET_A_PAD))
+		return -EMSGSIZE;
+	n = vmr_vm_slots(vm, &s);
+	if (n < 0)
+		return 0;	/* the VMM is exiting: no memslots to show */
+	nest = nla_nest_start(skb, VMRESET_A_SLOTS);
+	if (!nest)
+		goto out;
+	for (i = 0; i < n; i++) {
+		one = nla_nest_start(skb, VMRESET_A_SLOT);
+		if (!one ||
+		    nla_put_u64_64bit(skb, VMRESET_A_SLOT_GPA, s[i].gpa, 0) ||
+		    nla_put_u64_64bit(skb, VMRESET_A_SLOT_SIZE,
+				      (u64)s[i].nr << PAGE_SHIFT, 0) ||
+		    nla_put_u64_64bit(skb, VMRESET_A_SLOT_OBJ_ID, s[i].vi->id, 0) ||
+		    nla_put_u64_64bit(skb, VMRESET_A_SLOT_OFFSET,
+				      (u64)s[i].start << PAGE_SHIFT, 0))
+			goto out;
+		nla_nest_end(skb, one);
+	}
+	nla_nest_end(skb, nest);
+	err = 0;
+out:
+	vmr_put_slots(s, n);
+	return err;
+}
+
+int vmr_nl_vm_get_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	struct sk_buff *msg;
+	struct vmr_vm *vm;
+	void *hdr;
+	int err;
+
+	msg = genlmsg_new(NLMSG_GOODSIZE, GFP_KERNEL);
+	if (!msg)
+		return -ENOMEM;
+	mutex_lock(&vmr_vms_lock);
+	vm = vmr_vm_from_info(info);
+	err = PTR_ERR_OR_ZERO(vm);
+	if (!err) {
+		hdr = genlmsg_put_reply(msg, info, &vmr_genl_family, 0,
+					VMRESET_CMD_VM_GET);
+		err = hdr ? vmr_put_vm(msg, vm) : -EMSGSIZE;
+		if (!err)
+			genlmsg_end(msg, hdr);
+	}
+	mutex_unlock(&vmr_vms_lock);
+	if (err) {
+		nlmsg_free(msg);
+		return err;
+	}
+	return genlmsg_reply(msg, info);
+}
+
+int vmr_nl_vm_get_dumpit(struct sk_buff *skb, struct netlink_callback *cb)
+{
+	unsigned long id = cb->args[0];
+	struct vmr_vm *vm;
+	void *hdr;
+	int err = 0;
+
+	mutex_lock(&vmr_vms_lock);
+	for (; (vm = xa_find(&vmr_vms, &id, ULONG_MAX, XA_PRESENT)); id++) {
+		if (vm->detaching || !vmr_may_manage_vm(vm))
+			continue;
+		hdr = genlmsg_put(skb, NETLINK_CB(cb->skb).portid,
+				  cb->nlh->nlmsg_seq, &vmr_genl_family,
+				  NLM_F_MULTI, VMRESET_CMD_VM_GET);
+		err = hdr ? vmr_put_vm(skb, vm) : -EMSGSIZE;
+		if (err) {
+			if (hdr)
+				genlmsg_cancel(skb, hdr);
+			break;
+		}
+		genlmsg_end(skb, hdr);
+	}
+	mutex_unlock(&vmr_vms_lock);
+	cb->args[0] = id;
+	if (err == -EMSGSIZE && skb->len)
+		return skb->len;
+	return err ?: skb->len;
+}
+
+int __init vmr_vm_init(void)
+{
+	vmr_wq = alloc_workqueue("vmreset", 0, 0);
+	return vmr_wq ? 0 : -ENOMEM;
+}
+
+/* Module unload: let go of every VM. */
+void vmr_vm_exit(void)
+{
+	struct vmr_vm *vm;
+	unsigned long id;
+
+	xa_for_each(&vmr_vms, id, vm)
+		vmr_vm_detach(vm);
+	destroy_workqueue(vmr_wq);
+}
