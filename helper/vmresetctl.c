@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include "vmreset.h"
 
@@ -559,20 +560,25 @@ static int print_event(const struct vmreset_event *ev, void *arg)
 		[VMRESET_CMD_SNAPSHOT_NTF] = "snapshot",
 		[VMRESET_CMD_REVERT_NTF] = "revert",
 		[VMRESET_CMD_OBJ_DEL_NTF] = "removed",
+		[VMRESET_CMD_VM_ATTACH_NTF] = "vm-attach",
+		[VMRESET_CMD_VM_DETACH_NTF] = "vm-detach",
 	};
 	const char *name = ev->cmd < sizeof(names) / sizeof(names[0]) &&
 			   names[ev->cmd] ? names[ev->cmd] : "unknown";
 	long *left = arg;
 
 	if (json)
-		printf("{\"event\":\"%s\",\"id\":%" PRIu64 ",\"dirty_pages\":%" PRIu64
-		       ",\"reverted_pages\":%" PRIu64 ",\"kept_pages\":%" PRIu64 "}\n",
-		       name, ev->id, ev->dirty_pages, ev->reverted_pages, ev->kept_pages);
+		printf("{\"event\":\"%s\",\"id\":%" PRIu64 ",\"vm_id\":%u,\"pid\":%u,"
+		       "\"dirty_pages\":%" PRIu64 ",\"reverted_pages\":%" PRIu64
+		       ",\"kept_pages\":%" PRIu64 "}\n", name, ev->id, ev->vm_id, ev->pid,
+		       ev->dirty_pages, ev->reverted_pages, ev->kept_pages);
 	else if (ev->cmd == VMRESET_CMD_SNAPSHOT_NTF)
 		printf("snapshot id:%" PRIu64 " dirty_pages %" PRIu64 "\n", ev->id, ev->dirty_pages);
 	else if (ev->cmd == VMRESET_CMD_REVERT_NTF)
 		printf("revert id:%" PRIu64 " reverted_pages %" PRIu64 " kept_pages %" PRIu64 "\n",
 		       ev->id, ev->reverted_pages, ev->kept_pages);
+	else if (ev->cmd == VMRESET_CMD_VM_ATTACH_NTF || ev->cmd == VMRESET_CMD_VM_DETACH_NTF)
+		printf("%s vm:%u pid %u\n", name, ev->vm_id, ev->pid);
 	else
 		printf("%s id:%" PRIu64 "\n", name, ev->id);
 	fflush(stdout);
@@ -602,6 +608,150 @@ static int cmd_monitor(int argc, char **argv)
 	return 0;
 }
 
+static int print_vm(const struct vmreset_vm *vm, void *arg)
+{
+	int *n = arg;
+
+	if (json) {
+		printf("%s{\"id\":%u,\"pid\":%u,\"uid\":%u,\"snapshots\":%" PRIu64
+		       ",\"reverts\":%" PRIu64 ",\"reverted_pages\":%" PRIu64 ",\"slots\":[",
+		       (*n)++ ? "," : "", vm->id, vm->pid, vm->uid, vm->snapshots,
+		       vm->reverts, vm->reverted_pages);
+		for (size_t i = 0; i < vm->nr_slots; i++)
+			printf("%s{\"gpa\":%" PRIu64 ",\"size\":%" PRIu64 ",\"obj_id\":%" PRIu64
+			       ",\"offset\":%" PRIu64 "}", i ? "," : "", vm->slots[i].gpa,
+			       vm->slots[i].size, vm->slots[i].obj_id, vm->slots[i].offset);
+		printf("]}");
+		return 0;
+	}
+	printf("vm %u: pid %u, uid %u, %" PRIu64 " snapshots, %" PRIu64 " reverts (%" PRIu64
+	       " pages)\n", vm->id, vm->pid, vm->uid, vm->snapshots, vm->reverts,
+	       vm->reverted_pages);
+	for (size_t i = 0; i < vm->nr_slots; i++)
+		printf("  gpa %#" PRIx64 "-%#" PRIx64 " -> object id:%" PRIu64 " at %#" PRIx64 "\n",
+		       vm->slots[i].gpa, vm->slots[i].gpa + vm->slots[i].size,
+		       vm->slots[i].obj_id, vm->slots[i].offset);
+	return 0;
+}
+
+static bool parse_u32(const char *s, uint32_t *v)
+{
+	char *end;
+	unsigned long x;
+
+	errno = 0;
+	x = strtoul(s, &end, 10);
+	if (errno || end == s || *end || x > UINT32_MAX)
+		return false;
+	*v = (uint32_t)x;
+	return true;
+}
+
+/* A copy of another process's fd (needs ptrace rights over it). */
+static int grab_fd(uint32_t pid, uint32_t fd)
+{
+	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0), ret;
+
+	if (pidfd < 0)
+		return -errno;
+	ret = (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0);
+	if (ret < 0)
+		ret = -errno;
+	close(pidfd);
+	return ret;
+}
+
+static int cmd_vm(int argc, char **argv)
+{
+	const char *sub = argc > 1 ? argv[1] : "";
+	uint64_t a = 0, b = 0, flags = 0, gpa, len;
+	struct vmreset_nl *nl;
+	uint32_t id, pid, fd;
+	int err = 0, n = 0, vfd;
+
+	if (!strcmp(sub, "list") && argc == 2) {
+		nl = nl_open();
+		if (!nl)
+			return 1;
+		if (json)
+			printf("[");
+		err = vmreset_nl_vm_list(nl, print_vm, &n);
+		if (json)
+			printf("]\n");
+		if (err)
+			return nl_error(nl, "list of", "VMs", err);
+		vmreset_nl_close(nl);
+		return 0;
+	}
+	if (!strcmp(sub, "attach") && argc == 4) {
+		if (!parse_u32(argv[2], &pid) || !parse_u32(argv[3], &fd))
+			return usage_error("bad PID '%s' or FD '%s'", argv[2], argv[3]);
+		vfd = grab_fd(pid, fd);
+		if (vfd < 0)
+			return op_error("cannot get fd of", argv[2], vfd);
+		nl = nl_open();
+		if (!nl)
+			return 1;
+		err = vmreset_nl_vm_attach(nl, vfd, &id);
+		close(vfd);
+		if (err)
+			return nl_error(nl, "attach of VM fd", argv[3], err);
+		vmreset_nl_close(nl);
+		printf(json ? "{\"id\":%u}\n" : "vm %u attached\n", id);
+		return 0;
+	}
+	if (!strcmp(sub, "revert") && argc == 4 && !strcmp(argv[2], "--dry-run")) {
+		flags = VMRESET_REVERT_F_DRY_RUN;
+		argv++;
+		argc--;
+	}
+	if ((!strcmp(sub, "detach") || !strcmp(sub, "snapshot") ||
+	     !strcmp(sub, "revert")) && argc == 3) {
+		if (!parse_u32(argv[2], &id))
+			return usage_error("bad VM id '%s'", argv[2]);
+		nl = nl_open();
+		if (!nl)
+			return 1;
+		if (sub[0] == 'd')
+			err = vmreset_nl_vm_detach(nl, id);
+		else if (sub[0] == 's')
+			err = vmreset_nl_vm_snapshot(nl, id, &a);
+		else
+			err = vmreset_nl_vm_revert(nl, id, flags, &a, &b);
+		if (err)
+			return nl_error(nl, sub, argv[2], err);
+		vmreset_nl_close(nl);
+		if (sub[0] == 's' && json)
+			printf("{\"dirty_pages\":%" PRIu64 "}\n", a);
+		else if (sub[0] == 's')
+			printf("vm %s: snapshot taken (%" PRIu64 " dirty pages folded in)\n",
+			       argv[2], a);
+		else if (sub[0] == 'r' && json)
+			printf("{\"reverted_pages\":%" PRIu64 ",\"preserved_pages\":%" PRIu64 "}\n", a, b);
+		else if (sub[0] == 'r')
+			printf("vm %s: %" PRIu64 " pages reverted, %" PRIu64 " preserved pages kept\n",
+			       argv[2], a, b);
+		return 0;
+	}
+	if (!strcmp(sub, "preserve") && argc == 6 &&
+	    (!strcmp(argv[2], "add") || !strcmp(argv[2], "del"))) {
+		if (!parse_u32(argv[3], &id))
+			return usage_error("bad VM id '%s'", argv[3]);
+		if (parse_size(argv[4], &gpa) || parse_size(argv[5], &len))
+			return usage_error("bad guest range '%s' + '%s'", argv[4], argv[5]);
+		nl = nl_open();
+		if (!nl)
+			return 1;
+		err = vmreset_nl_vm_preserve(nl, id, argv[2][0] == 'a', gpa, len);
+		if (err)
+			return nl_error(nl, "preserve on VM", argv[3], err);
+		vmreset_nl_close(nl);
+		return 0;
+	}
+	return usage_error("usage: %s vm list | attach PID FD | detach ID | snapshot ID | "
+			   "revert [--dry-run] ID | preserve add|del ID GPA LEN", prog);
+}
+
 static int cmd_help(int argc, char **argv);
 
 static const struct cmd cmds[] = {
@@ -615,6 +765,7 @@ static const struct cmd cmds[] = {
 	{ "clone", cmd_clone, "SRC DST", "create DST as a copy-on-write clone of SRC" },
 	{ "list", cmd_list, "", "all objects you may manage (netlink)" },
 	{ "show", cmd_show, "FILE|id:ID", "one object in detail (netlink)" },
+	{ "vm", cmd_vm, "list|attach PID FD|detach|snapshot|revert|preserve ...", "KVM VMs: attach by another process's fd, act on all their memory" },
 	{ "monitor", cmd_monitor, "[--count N]", "print snapshot, revert and removal events" },
 	{ "features", cmd_features, "FILE", "API version and features of the kernel module" },
 	{ "help", cmd_help, "[COMMAND]", "show this help" },

@@ -135,7 +135,8 @@ int vmr_nl_vm_attach_doit(struct sk_buff *skb, struct genl_info *info)
 		goto err_put_kvm;
 	vm->kvm = kvm;
 	vm->mm = kvm->mm;
-	vm->pid = task_tgid_vnr(current);
+	/* The VMM that created the VM, whoever attaches it. */
+	vm->pid = kvm->userspace_pid;
 	vm->uid = current_fsuid();
 	vm->mn.ops = &vmr_mn_ops;
 	INIT_WORK(&vm->release_work, vmr_vm_release_work);

@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <stdarg.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -154,6 +155,54 @@ TEST_F(vm, revert_across_two_memslots)
 	ASSERT_EQ(0, vmreset_nl_vm_detach(self->nl, id));
 	ASSERT_EQ(-ENOENT, vmreset_nl_vm_detach(self->nl, id));
 	ASSERT_EQ(-ENOENT, vmreset_nl_vm_revert(self->nl, id, 0, NULL, NULL));
+}
+
+/* Run a shell command; its output (stdout and stderr) lands in @out. */
+static int run(char *out, size_t len, const char *fmt, ...)
+{
+	char cmd[512];
+	size_t n = 0, got;
+	va_list ap;
+	FILE *p;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd) - 8, fmt, ap);
+	va_end(ap);
+	strcat(cmd, " 2>&1");
+	p = popen(cmd, "r");
+	if (!p)
+		return -1;
+	while (n + 1 < len && (got = fread(out + n, 1, len - 1 - n, p)) > 0)
+		n += got;
+	out[n] = 0;
+	return pclose(p);
+}
+
+/* The same through vmresetctl, which borrows our VM fd with pidfd_getfd(). */
+TEST_F(vm, vmresetctl_vm_commands)
+{
+	char out[4096], want[64];
+	uint32_t id;
+
+	ASSERT_EQ(0, run(out, sizeof(out), "vmresetctl -j vm attach %d %d",
+			 getpid(), self->vm->fd)) TH_LOG("%s", out);
+	ASSERT_EQ(1, sscanf(out, "{\"id\":%u}", &id)) TH_LOG("%s", out);
+	ASSERT_EQ(0, run(out, sizeof(out), "vmresetctl vm list"));
+	snprintf(want, sizeof(want), "vm %u: pid %d", id, getpid());
+	ASSERT_NONNULL(strstr(out, want)) TH_LOG("%s", out);
+	ASSERT_NONNULL(strstr(out, "gpa 0x40000000-0x40400000 -> object")) TH_LOG("%s", out);
+	ASSERT_EQ(0, run(out, sizeof(out), "vmresetctl vm snapshot %u", id));
+	guest_writes(self->vcpu, self->params, VM_TEST_GPA, 4, 0);
+	guest_writes(self->vcpu, self->params, GPA_B, 2, 0);
+	ASSERT_EQ(0, run(out, sizeof(out), "vmresetctl vm preserve add %u %llu 4k",
+			 id, (unsigned long long)GPA_B));
+	ASSERT_EQ(0, run(out, sizeof(out), "vmresetctl -j vm revert %u", id));
+	ASSERT_NONNULL(strstr(out, "{\"reverted_pages\":5,\"preserved_pages\":1}"))
+		TH_LOG("%s", out);
+	ASSERT_EQ(1 << 8, run(out, sizeof(out), "vmresetctl vm revert 9999"));
+	ASSERT_NONNULL(strstr(out, "(no such VM)")) TH_LOG("%s", out);
+	ASSERT_EQ(2 << 8, run(out, sizeof(out), "vmresetctl vm attach x 1"));
+	ASSERT_EQ(0, run(out, sizeof(out), "vmresetctl vm detach %u", id));
 }
 
 struct watch {

@@ -295,7 +295,7 @@ enum vmreset_a {
 	VMRESET_A_PRESERVED,		/* nest: VMRESET_A_RANGE... */
 	VMRESET_A_VM_FD,		/* u32: the caller's KVM VM fd */
 	VMRESET_A_VM_ID,		/* u32 */
-	VMRESET_A_PID,			/* u32: the attaching process */
+	VMRESET_A_PID,			/* u32: the VMM that created the VM */
 	VMRESET_A_SLOTS,		/* nest: VMRESET_A_SLOT... */
 
 	__VMRESET_A_MAX,
