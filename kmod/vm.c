@@ -34,6 +34,8 @@ struct vmr_slot {
 
 static DEFINE_XARRAY_ALLOC1(vmr_vms);
 static DEFINE_MUTEX(vmr_vms_lock);
+/* Bumped under vmr_vms_lock when VMs come or go: dumps see NLM_F_DUMP_INTR. */
+static unsigned int vmr_vms_gen = 1;
 static struct workqueue_struct *vmr_wq;
 
 static void vmr_vm_free(struct vmr_vm *vm)
@@ -52,6 +54,7 @@ static void vmr_vm_release_work(struct work_struct *work)
 	mutex_lock(&vmr_vms_lock);
 	mine = !vm->detaching && xa_erase(&vmr_vms, vm->id) == vm;
 	WRITE_ONCE(vm->detaching, true);
+	vmr_vms_gen++;
 	mutex_unlock(&vmr_vms_lock);
 	if (!mine)
 		return;		/* VM_DETACH owns the teardown */
@@ -166,6 +169,7 @@ int vmr_nl_vm_attach_doit(struct sk_buff *skb, struct genl_info *info)
 		return err;
 	}
 	vm->id = id;
+	vmr_vms_gen++;
 	mutex_unlock(&vmr_vms_lock);
 	fput(file);
 	vmr_notify_vm(VMRESET_CMD_VM_ATTACH_NTF, vm->id, vm->pid);
@@ -189,6 +193,7 @@ static int vmr_vm_detach(struct vmr_vm *vm)
 		return -ENOENT;
 	}
 	WRITE_ONCE(vm->detaching, true);
+	vmr_vms_gen++;
 	mutex_unlock(&vmr_vms_lock);
 	/* Unregistering may run ->release: it sees detaching. */
 	mmu_notifier_unregister(&vm->mn, vm->mm);
@@ -497,12 +502,15 @@ int vmr_nl_vm_get_dumpit(struct sk_buff *skb, struct netlink_callback *cb)
 	int err = 0;
 
 	mutex_lock(&vmr_vms_lock);
+	cb->seq = vmr_vms_gen;
 	for (; (vm = xa_find(&vmr_vms, &id, ULONG_MAX, XA_PRESENT)); id++) {
 		if (vm->detaching || !vmr_may_manage_vm(vm))
 			continue;
 		hdr = genlmsg_put(skb, NETLINK_CB(cb->skb).portid,
 				  cb->nlh->nlmsg_seq, &vmr_genl_family,
 				  NLM_F_MULTI, VMRESET_CMD_VM_GET);
+		if (hdr)
+			genl_dump_check_consistent(cb, hdr);
 		err = hdr ? vmr_put_vm(skb, vm) : -EMSGSIZE;
 		if (err) {
 			if (hdr)

@@ -51,7 +51,10 @@ vm_boot() {
 	if [ -w /dev/kvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo; then
 		accel=kvm cpu=host
 	else
-		accel=tcg cpu=EPYC
+		# One host thread for all vCPUs: with multi-threaded TCG a vCPU
+		# can run a stale translation of code the kernel just patched
+		# (static keys, as KVM flips them), hitting a stray int3 Oops.
+		accel=tcg,thread=single cpu=EPYC
 	fi
 	accel=${VM_ACCEL:-$accel} cpu=${VM_CPU:-$cpu}
 	LOG=$build/console-$KREL.log

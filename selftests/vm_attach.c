@@ -152,6 +152,19 @@ TEST_F(vm, revert_across_two_memslots)
 	ASSERT_TRUE(page_has(self->b, 17, pat(2, 17)));
 	ASSERT_TRUE(page_has(self->a, 1, pat(1, 1)));
 
+	/* Memslot changes need no update: the next operation sees them. */
+	vm_remove_slot(self->vm, 2);
+	memset(&f, 0, sizeof(f));
+	f.id = id;
+	ASSERT_EQ(0, vmreset_nl_vm_list(self->nl, find_vm, &f));
+	ASSERT_EQ(1, f.vm.nr_slots);
+	ASSERT_EQ(VM_TEST_GPA, f.vm.slots[0].gpa);
+	free(f.vm.slots);
+	guest_writes(self->vcpu, self->params, VM_TEST_GPA, 2, 0);
+	ASSERT_EQ(0, vmreset_nl_vm_revert(self->nl, id, 0, &reverted, &kept));
+	ASSERT_EQ(2, reverted);
+	ASSERT_EQ(0, kept);
+
 	ASSERT_EQ(0, vmreset_nl_vm_detach(self->nl, id));
 	ASSERT_EQ(-ENOENT, vmreset_nl_vm_detach(self->nl, id));
 	ASSERT_EQ(-ENOENT, vmreset_nl_vm_revert(self->nl, id, 0, NULL, NULL));
