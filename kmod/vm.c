@@ -3,8 +3,9 @@
  * KVM VMs attached over netlink: VM-level SNAPSHOT, REVERT and preserved
  * guest-physical ranges act on every vmresetfs file behind the VM's
  * memslots. The memslots are looked up at each operation, so the VM → files
- * map is always current; an attachment ends with VM_DETACH or when the
- * VMM's address space is torn down (an MMU notifier's ->release).
+ * map is always current; an attachment ends with VM_DETACH, when the
+ * VMM's address space is torn down (an MMU notifier's ->release), or when
+ * ours is the last reference to the VM (polled: KVM has no destroy hook).
  */
 #include <linux/kvm_host.h>
 #include <linux/mmu_notifier.h>
@@ -20,8 +21,10 @@ struct vmr_vm {
 	struct kvm *kvm;
 	struct mm_struct *mm;
 	struct mmu_notifier mn;
-	struct work_struct release_work;
+	struct delayed_work poll;
+	bool mm_gone;
 	bool detaching;			/* under vmr_vms_lock */
+	struct list_head exit_link;			/* under vmr_vms_lock */
 	u64 snapshots, reverts, reverted_pages;
 };
 
@@ -38,28 +41,53 @@ static DEFINE_MUTEX(vmr_vms_lock);
 static unsigned int vmr_vms_gen = 1;
 static struct workqueue_struct *vmr_wq;
 
-static void vmr_vm_free(struct vmr_vm *vm)
+#define VMR_POLL_INTERVAL	HZ
+
+/*
+ * One delayed work watches an attachment: every VMR_POLL_INTERVAL, and at
+ * once when the VMM's mm goes (->release), it checks whether the VM is
+ * still used by anybody but us; if not, it detaches.
+ */
+/* With vmr_vms_lock held: true if the caller now owns @vm's teardown. */
+static bool vmr_vm_unlink(struct vmr_vm *vm)
 {
-	/* After ->release the subscription is unhashed: this only syncs. */
+	if (vm->detaching)
+		return false;
+	xa_erase(&vmr_vms, vm->id);
+	WRITE_ONCE(vm->detaching, true);
+	vmr_vms_gen++;
+	return true;
+}
+
+static void vmr_vm_teardown(struct vmr_vm *vm, bool from_poll)
+{
+	vmr_notify_vm(VMRESET_CMD_VM_DETACH_NTF, vm->id, vm->pid);
+	/* Waits out a ->release in flight, which may have requeued the poll. */
 	mmu_notifier_unregister(&vm->mn, vm->mm);
+	if (from_poll)
+		cancel_delayed_work(&vm->poll);	/* not ourselves: a requeue */
+	else
+		cancel_delayed_work_sync(&vm->poll);
 	kvm_put_kvm(vm->kvm);
 	kfree(vm);
 }
 
-static void vmr_vm_release_work(struct work_struct *work)
+static void vmr_vm_poll(struct work_struct *work)
 {
-	struct vmr_vm *vm = container_of(work, struct vmr_vm, release_work);
-	bool mine;
+	struct vmr_vm *vm = container_of(to_delayed_work(work), struct vmr_vm, poll);
+	bool own = false;
 
 	mutex_lock(&vmr_vms_lock);
-	mine = !vm->detaching && xa_erase(&vmr_vms, vm->id) == vm;
-	WRITE_ONCE(vm->detaching, true);
-	vmr_vms_gen++;
+	if (!vm->detaching) {
+		if (READ_ONCE(vm->mm_gone) ||
+		    refcount_read(&vm->kvm->users_count) == 1)
+			own = vmr_vm_unlink(vm);
+		else
+			queue_delayed_work(vmr_wq, &vm->poll, VMR_POLL_INTERVAL);
+	}
 	mutex_unlock(&vmr_vms_lock);
-	if (!mine)
-		return;		/* VM_DETACH owns the teardown */
-	vmr_notify_vm(VMRESET_CMD_VM_DETACH_NTF, vm->id, vm->pid);
-	vmr_vm_free(vm);
+	if (own)
+		vmr_vm_teardown(vm, true);
 }
 
 /* The VMM's address space is going away: so is its VM. */
@@ -67,13 +95,9 @@ static void vmr_mn_release(struct mmu_notifier *mn, struct mm_struct *mm)
 {
 	struct vmr_vm *vm = container_of(mn, struct vmr_vm, mn);
 
-	/*
-	 * Exit calls ->release before it unhashes the subscription, so the
-	 * teardown's mmu_notifier_unregister() may call it again: by then
-	 * detaching is set, and the work must not be queued on a dying vm.
-	 */
+	WRITE_ONCE(vm->mm_gone, true);
 	if (!READ_ONCE(vm->detaching))
-		queue_work(vmr_wq, &vm->release_work);
+		mod_delayed_work(vmr_wq, &vm->poll, 0);
 }
 
 static const struct mmu_notifier_ops vmr_mn_ops = {
@@ -111,7 +135,7 @@ int vmr_nl_vm_attach_doit(struct sk_buff *skb, struct genl_info *info)
 	unsigned long idx;
 	struct file *file;
 	struct kvm *kvm;
-	u32 id;
+	u32 id, pid;
 	int err;
 
 	if (GENL_REQ_ATTR_CHECK(info, VMRESET_A_VM_FD))
@@ -142,7 +166,7 @@ int vmr_nl_vm_attach_doit(struct sk_buff *skb, struct genl_info *info)
 	vm->pid = kvm->userspace_pid;
 	vm->uid = current_fsuid();
 	vm->mn.ops = &vmr_mn_ops;
-	INIT_WORK(&vm->release_work, vmr_vm_release_work);
+	INIT_DELAYED_WORK(&vm->poll, vmr_vm_poll);
 
 	mutex_lock(&vmr_vms_lock);
 	xa_for_each(&vmr_vms, idx, other) {
@@ -164,16 +188,19 @@ int vmr_nl_vm_attach_doit(struct sk_buff *skb, struct genl_info *info)
 	if (err) {
 		vm->detaching = true;
 		mutex_unlock(&vmr_vms_lock);
-		vmr_vm_free(vm);	/* puts kvm */
-		fput(file);
-		return err;
+		mmu_notifier_unregister(&vm->mn, vm->mm);
+		kfree(vm);
+		goto err_put_kvm;
 	}
 	vm->id = id;
+	pid = vm->pid;
 	vmr_vms_gen++;
+	queue_delayed_work(vmr_wq, &vm->poll, VMR_POLL_INTERVAL);
+	/* From here on a poll may tear @vm down: use the copies. */
 	mutex_unlock(&vmr_vms_lock);
 	fput(file);
-	vmr_notify_vm(VMRESET_CMD_VM_ATTACH_NTF, vm->id, vm->pid);
-	return vmr_nl_reply_u64(info, VMRESET_CMD_VM_ATTACH, vm->id, 0, 0, 0, 0);
+	vmr_notify_vm(VMRESET_CMD_VM_ATTACH_NTF, id, pid);
+	return vmr_nl_reply_u64(info, VMRESET_CMD_VM_ATTACH, id, 0, 0, 0, 0);
 
 err_unlock:
 	mutex_unlock(&vmr_vms_lock);
@@ -185,35 +212,21 @@ err_fput:
 	return err;
 }
 
-static int vmr_vm_detach(struct vmr_vm *vm)
-{
-	mutex_lock(&vmr_vms_lock);
-	if (vm->detaching || xa_erase(&vmr_vms, vm->id) != vm) {
-		mutex_unlock(&vmr_vms_lock);
-		return -ENOENT;
-	}
-	WRITE_ONCE(vm->detaching, true);
-	vmr_vms_gen++;
-	mutex_unlock(&vmr_vms_lock);
-	/* Unregistering may run ->release: it sees detaching. */
-	mmu_notifier_unregister(&vm->mn, vm->mm);
-	cancel_work_sync(&vm->release_work);
-	vmr_notify_vm(VMRESET_CMD_VM_DETACH_NTF, vm->id, vm->pid);
-	kvm_put_kvm(vm->kvm);
-	kfree(vm);
-	return 0;
-}
-
 int vmr_nl_vm_detach_doit(struct sk_buff *skb, struct genl_info *info)
 {
 	struct vmr_vm *vm;
+	bool own = false;
 
-	mutex_lock(&vmr_vms_lock);	/* keeps @vm from a concurrent teardown */
+	mutex_lock(&vmr_vms_lock);
 	vm = vmr_vm_from_info(info);
+	if (!IS_ERR(vm))
+		own = vmr_vm_unlink(vm);
 	mutex_unlock(&vmr_vms_lock);
 	if (IS_ERR(vm))
 		return PTR_ERR(vm);
-	return vmr_vm_detach(vm);
+	if (own)
+		vmr_vm_teardown(vm, false);
+	return 0;
 }
 
 /*
@@ -319,6 +332,7 @@ int vmr_nl_vm_snapshot_doit(struct sk_buff *skb, struct genl_info *info)
 	struct vmr_vm *vm;
 	u64 dirty = 0;
 	int n, i;
+	u32 id;
 
 	n = vmr_vm_prepare(info, &vm, &s);
 	if (n < 0)
@@ -327,9 +341,10 @@ int vmr_nl_vm_snapshot_doit(struct sk_buff *skb, struct genl_info *info)
 		if (!vmr_seen(s, i))
 			dirty += vmr_op_snapshot(s[i].vi);
 	vm->snapshots++;
+	id = vm->id;
 	mutex_unlock(&vmr_vms_lock);
 	vmr_put_slots(s, n);
-	return vmr_nl_reply_u64(info, VMRESET_CMD_VM_SNAPSHOT, vm->id,
+	return vmr_nl_reply_u64(info, VMRESET_CMD_VM_SNAPSHOT, id,
 				VMRESET_A_DIRTY_PAGES, dirty, 0, 0);
 }
 
@@ -532,13 +547,23 @@ int __init vmr_vm_init(void)
 	return vmr_wq ? 0 : -ENOMEM;
 }
 
-/* Module unload: let go of every VM. */
+/* Module unload (no netlink requests any more): let go of every VM. */
 void vmr_vm_exit(void)
 {
 	struct vmr_vm *vm;
 	unsigned long id;
+	LIST_HEAD(gone);
 
+	mutex_lock(&vmr_vms_lock);
 	xa_for_each(&vmr_vms, id, vm)
-		vmr_vm_detach(vm);
+		if (vmr_vm_unlink(vm))
+			list_add(&vm->exit_link, &gone);
+	mutex_unlock(&vmr_vms_lock);
+	while (!list_empty(&gone)) {
+		vm = list_first_entry(&gone, struct vmr_vm, exit_link);
+		list_del(&vm->exit_link);
+		vmr_vm_teardown(vm, false);
+	}
+	/* Polls that are tearing down a VM of their own finish here. */
 	destroy_workqueue(vmr_wq);
 }

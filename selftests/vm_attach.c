@@ -293,4 +293,26 @@ TEST_F(vm, killed_vmm_is_detached)
 	ASSERT_FALSE(f.found);
 }
 
+/* A VM closed by its VMM (which lives on) is not kept alive by us. */
+TEST_F(vm, closed_vm_is_detached)
+{
+	struct find f = { 0 };
+	uint32_t id;
+	int tries;
+
+	ASSERT_EQ(0, vmreset_nl_vm_attach(self->nl, self->vm->fd, &id));
+	vm_free(self->vm);
+	self->vm = NULL;
+	f.id = id;
+	for (tries = 0; tries < 50; tries++) {
+		f.found = 0;
+		ASSERT_EQ(0, vmreset_nl_vm_list(self->nl, find_vm, &f));
+		if (!f.found)
+			break;
+		free(f.vm.slots);
+		usleep(100000);
+	}
+	ASSERT_FALSE(f.found) TH_LOG("VM %u still attached after 5 s", id);
+}
+
 TEST_HARNESS_MAIN
