@@ -1,0 +1,69 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# bench.sh - native numbers for docs/store.md: save/load throughput per
+# thread count, and stored bytes against block size for (a) a second save
+# after 1% of the pages changed and (b) ten clones that each changed 1%.
+#
+#   store/bench.sh [DIR] [SIZE_MIB] [all|throughput|blocks]
+#   (DIR on tmpfs measures CPU, not disk)
+set -euo pipefail
+tool=${VMRESET_STORE:-$(dirname "$0")/vmreset-store}
+dir=${1:-/dev/shm/vmrs-bench}
+mib=${2:-256}
+what=${3:-all}
+rm -rf "$dir"; mkdir -p "$dir"
+trap 'rm -rf "$dir"' EXIT
+key=$dir/key
+"$tool" keygen "$key"
+obj=$dir/obj
+head -c $((mib << 20)) /dev/urandom > "$obj"
+
+secs() { /usr/bin/time -f %e "$@" 2>&1 >/dev/null | tail -1; }
+
+if [ "$what" != blocks ]; then
+echo "# throughput, $mib MiB of random data, store in $dir"
+for t in 1 2; do
+	rm -rf "$dir/s"; "$tool" init "$dir/s" >/dev/null
+	s=$(secs "$tool" save "$obj" "$dir/s" --key "$key" --name o -t $t)
+	l=$(secs "$tool" load "$dir/s" o "$dir/out" --key "$key" -t $t)
+	cmp "$obj" "$dir/out"
+	echo "threads $t: save $s s ($(echo "scale=3; $mib / 1024 / $s" | bc) GB/s)," \
+	     "load $l s ($(echo "scale=3; $mib / 1024 / $l" | bc) GB/s)"
+done
+fi
+[ "$what" = throughput ] && exit 0
+
+# 1% of the 4 KiB pages of a clone, at random (scattered: the worst case
+# for big blocks; guests' dirty pages cluster).
+mutate() {
+	python3 - "$1" "$2" <<'PY'
+import os, random, sys
+f, seed = sys.argv[1], int(sys.argv[2])
+r = random.Random(seed)
+n = os.path.getsize(f) // 4096
+with open(f, 'r+b') as fh:
+	for p in r.sample(range(n), n // 100):
+		fh.seek(p * 4096); fh.write(os.urandom(4096))
+PY
+}
+
+echo "# block size trade-off, $mib MiB object; bytes = blocks + manifests"
+printf "%8s %14s %14s %14s %10s %10s\n" block first "(a)+1%" "(b)10x1%" "(a)/obj" "(b)/obj"
+for bs in 4k 16k 64k 128k 256k 512k; do
+	rm -rf "$dir/s"; "$tool" init "$dir/s" --block-size $bs >/dev/null
+	used() { du -sb --apparent-size "$dir/s/blocks" "$dir/s/manifests" | awk '{s+=$1} END {printf "%d\n", s}'; }
+	"$tool" save "$obj" "$dir/s" --key "$key" --name base >/dev/null
+	u0=$(used)
+	cp "$obj" "$dir/c"; mutate "$dir/c" 1
+	"$tool" save "$dir/c" "$dir/s" --key "$key" --name a >/dev/null
+	ua=$(( $(used) - u0 ))
+	for i in $(seq 1 10); do
+		cp "$obj" "$dir/c"; mutate "$dir/c" $((100 + i))
+		"$tool" save "$dir/c" "$dir/s" --key "$key" --name clone$i >/dev/null
+	done
+	ub=$(( $(used) - u0 - ua ))
+	printf "%8s %14d %14d %14d %9.2f%% %9.2f%%\n" $bs $u0 $ua $ub \
+		"$(echo "100 * $ua / ($mib * 1048576)" | bc -l)" \
+		"$(echo "100 * $ub / ($mib * 1048576)" | bc -l)"
+done

@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+#ifndef VMRS_CMD_H
+#define VMRS_CMD_H
+
+#include <stdbool.h>
+
+struct vmrs_opts {
+	const char *key_file;
+	const char *name;
+	const char *base;
+	const char *dirty_file;
+	const char *selector;
+	bool partial;
+	bool json;
+	int threads;
+};
+
+int cmd_save(const char *file, const char *store, const struct vmrs_opts *o);
+int cmd_load(const char *store, const char *name, const char *file,
+	     const struct vmrs_opts *o);
+int cmd_verify(const char *store, const char *name, const struct vmrs_opts *o);
+int cmd_gc(const char *store, const struct vmrs_opts *o);
+int cmd_list(const char *store, const struct vmrs_opts *o);
+
+#endif

@@ -1,0 +1,182 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * vmreset-store - convergent-encrypted, deduplicated snapshot store
+ *
+ * Exit codes: 0 ok, 1 failed, 2 usage.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cmd.h"
+#include "store.h"
+
+struct subcmd {
+	const char *name;
+	const char *usage;
+	int nargs_min, nargs_max;
+};
+
+static const struct subcmd cmds[] = {
+	{ "init", "init STORE [--block-size N] [--copies R] [--salt user|time|location|mix]", 1, 1 },
+	{ "keygen", "keygen KEYFILE", 1, 1 },
+	{ "save", "save FILE STORE --key KEYFILE [--name N] [--base NAME [--dirty FILE]] [--selector S] [-t THREADS]", 2, 2 },
+	{ "load", "load STORE NAME FILE --key KEYFILE [--partial] [-t THREADS]", 3, 3 },
+	{ "list", "list STORE [-j]", 1, 1 },
+	{ "verify", "verify STORE [NAME] [--key KEYFILE] [-t THREADS]", 1, 2 },
+	{ "gc", "gc STORE", 1, 1 },
+	{ NULL, NULL, 0, 0 },
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: vmreset-store COMMAND [ARGS]\n\n");
+	for (const struct subcmd *c = cmds; c->name; c++)
+		fprintf(f, "  vmreset-store %s\n", c->usage);
+	fprintf(f, "\nSee docs/store.md. Exit codes: 0 ok, 1 failed, 2 usage.\n");
+}
+
+static int parse_size(const char *s, unsigned long long *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtoull(s, &end, 0);
+	if (errno || end == s)
+		return -1;
+	if (*end == 'k' || *end == 'K')
+		*out <<= 10, end++;
+	else if (*end == 'm' || *end == 'M')
+		*out <<= 20, end++;
+	return *end ? -1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "block-size", required_argument, NULL, 'b' },
+		{ "copies", required_argument, NULL, 'r' },
+		{ "salt", required_argument, NULL, 's' },
+		{ "key", required_argument, NULL, 'k' },
+		{ "name", required_argument, NULL, 'n' },
+		{ "base", required_argument, NULL, 'B' },
+		{ "dirty", required_argument, NULL, 'd' },
+		{ "selector", required_argument, NULL, 'S' },
+		{ "partial", no_argument, NULL, 'p' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "threads", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct vmrs_opts o = { .threads = 2 };
+	unsigned long long bs = VMRS_DEFAULT_BLOCK, copies = 1, v;
+	int mode = SALT_MIX, c, nargs;
+	const struct subcmd *cmd;
+	char **args;
+
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+	    !strcmp(argv[1], "help")) {
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	for (cmd = cmds; cmd->name && strcmp(cmd->name, argv[1]); cmd++)
+		;
+	if (!cmd->name) {
+		vmrs_err("unknown command '%s'", argv[1]);
+		usage(stderr);
+		return 2;
+	}
+	argv++;
+	argc--;
+	while ((c = getopt_long(argc, argv, "jpht:k:n:", lo, NULL)) != -1) {
+		switch (c) {
+		case 'b':
+			if (parse_size(optarg, &bs) || bs < VMRS_MIN_BLOCK ||
+			    bs > VMRS_MAX_BLOCK || (bs & (bs - 1))) {
+				vmrs_err("bad block size '%s' (a power of two, 4k to 512k)", optarg);
+				return 2;
+			}
+			break;
+		case 'r':
+			if (parse_size(optarg, &copies) || !copies || copies > VMRS_MAX_COPIES) {
+				vmrs_err("bad copies '%s' (1 to %d)", optarg, VMRS_MAX_COPIES);
+				return 2;
+			}
+			break;
+		case 's':
+			for (mode = 0; vmrs_salt_names[mode] &&
+			     strcmp(vmrs_salt_names[mode], optarg); mode++)
+				;
+			if (!vmrs_salt_names[mode]) {
+				vmrs_err("bad salt mode '%s' (user, time, location or mix)", optarg);
+				return 2;
+			}
+			break;
+		case 'k': o.key_file = optarg; break;
+		case 'n': o.name = optarg; break;
+		case 'B': o.base = optarg; break;
+		case 'd': o.dirty_file = optarg; break;
+		case 'S': o.selector = optarg; break;
+		case 'p': o.partial = true; break;
+		case 'j': o.json = true; break;
+		case 't':
+			if (parse_size(optarg, &v) || !v || v > 64) {
+				vmrs_err("bad thread count '%s'", optarg);
+				return 2;
+			}
+			o.threads = (int)v;
+			break;
+		case 'h':
+			printf("usage: vmreset-store %s\n", cmd->usage);
+			return 0;
+		default:
+			fprintf(stderr, "usage: vmreset-store %s\n", cmd->usage);
+			return 2;
+		}
+	}
+	args = argv + optind;
+	nargs = argc - optind;
+	if (nargs < cmd->nargs_min || nargs > cmd->nargs_max) {
+		fprintf(stderr, "usage: vmreset-store %s\n", cmd->usage);
+		return 2;
+	}
+	if ((!strcmp(cmd->name, "save") || !strcmp(cmd->name, "load")) && !o.key_file) {
+		vmrs_err("%s needs --key KEYFILE", cmd->name);
+		return 2;
+	}
+	if (o.dirty_file && !o.base) {
+		vmrs_err("--dirty needs --base");
+		return 2;
+	}
+	if (!strcmp(cmd->name, "init")) {
+		int ret = vmrs_store_init(args[0], (uint32_t)bs, (uint32_t)copies, mode);
+
+		if (ret) {
+			vmrs_err("init '%s': %s", args[0],
+				 ret == -EEXIST ? "already a store" : strerror(-ret));
+			return 1;
+		}
+		printf("store '%s': block size %llu, copies %llu, salt %s\n", args[0], bs,
+		       copies, vmrs_salt_names[mode]);
+		return 0;
+	}
+	if (!strcmp(cmd->name, "keygen")) {
+		int ret = vmrs_key_create(args[0]);
+
+		if (ret)
+			vmrs_err("keygen '%s': %s", args[0], strerror(-ret));
+		return ret ? 1 : 0;
+	}
+	if (!strcmp(cmd->name, "save"))
+		return cmd_save(args[0], args[1], &o);
+	if (!strcmp(cmd->name, "load"))
+		return cmd_load(args[0], args[1], args[2], &o);
+	if (!strcmp(cmd->name, "list"))
+		return cmd_list(args[0], &o);
+	if (!strcmp(cmd->name, "verify"))
+		return cmd_verify(args[0], nargs > 1 ? args[1] : NULL, &o);
+	return cmd_gc(args[0], &o);
+}
