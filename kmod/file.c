@@ -287,6 +287,13 @@ int vmr_setsize(struct inode *inode, loff_t newsize)
 	err = vmr_punch(vi, newsize, round_up(oldsize, PAGE_SIZE));
 	if (!err)
 		err = vmr_remove_range(vi, size_pages(oldsize), ULONG_MAX);
+	/*
+	 * Only an allocation fails, part way: keep the old size, so that no
+	 * page is left beyond EOF. The pages already removed are holes now
+	 * (and, under a snapshot, tracked like any write).
+	 */
+	if (err)
+		i_size_write(inode, oldsize);
 out:
 	mutex_unlock(&vi->lock);
 	return err;
@@ -366,6 +373,14 @@ loff_t vmr_remap_file_range(struct file *file_in, loff_t pos_in,
 					    &len, remap_flags);
 	if (ret < 0 || len == 0)
 		goto out_unlock;
+	/*
+	 * A clone to the source's EOF may end mid-page; sharing that page
+	 * would replace the destination's bytes after pos_out + len.
+	 */
+	ret = -EINVAL;
+	if (!PAGE_ALIGNED(len) && pos_out + len < i_size_read(dst))
+		goto out_unlock;
+	ret = 0;
 
 	mutex_lock(&first->lock);
 	if (second != first)

@@ -526,6 +526,12 @@ int vmr_clone_pages(struct vmr_inode *svi, pgoff_t src, struct vmr_inode *dvi,
 	pgoff_t i;
 	int err = 0;
 
+	/*
+	 * The source's pages are about to be shared: take write access away
+	 * first, so that no write lands on a page a clone already sees. New
+	 * write access needs page_mkwrite, which waits for svi->lock.
+	 */
+	vmr_wrprotect(svi, src, src + nr);
 	vmr_unmap(dvi, dst, dst + nr);
 	for (i = 0; i < nr; i++) {
 		struct page *page = xa_load(&svi->pages, src + i);
@@ -572,12 +578,6 @@ int vmr_clone_pages(struct vmr_inode *svi, pgoff_t src, struct vmr_inode *dvi,
 		}
 		cond_resched();
 	}
-	/*
-	 * The source's pages are shared now: its writable PTEs must go so its
-	 * next write faults and copies. Done after the share counts went up,
-	 * as page_mkwrite decides on them.
-	 */
-	vmr_wrprotect(svi, src, src + nr);
 	vmr_update_blocks(dvi);
 	return err;
 }

@@ -189,6 +189,8 @@ int vmr_nl_vm_attach_doit(struct sk_buff *skb, struct genl_info *info)
 		vm->detaching = true;
 		mutex_unlock(&vmr_vms_lock);
 		mmu_notifier_unregister(&vm->mn, vm->mm);
+		/* A ->release that ran before detaching was set queued the poll. */
+		cancel_delayed_work_sync(&vm->poll);
 		kfree(vm);
 		goto err_put_kvm;
 	}
@@ -372,10 +374,16 @@ int vmr_nl_vm_revert_doit(struct sk_buff *skb, struct genl_info *info)
 			err = -ENODATA;
 			goto out;
 		}
-	for (i = 0; i < n && !err; i++) {
+	for (i = 0; i < n; i++) {
 		if (vmr_seen(s, i))
 			continue;
 		err = vmr_op_revert(s[i].vi, flags, &r, &k);
+		if (err) {
+			/* Only an allocation can fail; earlier files are reverted. */
+			NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[VMRESET_A_VM_ID],
+					    "revert failed part way: revert again");
+			break;
+		}
 		reverted += r;
 		kept += k;
 	}

@@ -453,6 +453,7 @@ TEST_F(fs, bad_input)
 		struct file_dedupe_range r;
 		struct file_dedupe_range_info i;
 	} d = { 0 };
+	struct file_clone_range fcr = { 0 };
 	char path[256];
 	int ro, tmpfd;
 
@@ -555,6 +556,12 @@ TEST_F(fs, bad_input)
 	d.i.dest_offset = PG;
 	ASSERT_EQ(0, ioctl(self->fd, FIDEDUPERANGE, &d));
 	ASSERT_EQ(-EOPNOTSUPP, d.i.status);
+	/* A clone that ends mid-page inside the destination would clobber it. */
+	ro = vmr_file(self->dir, "short", PG + 100);
+	ASSERT_LE(0, ro);
+	fcr.src_fd = ro;
+	ASSERT_ERRNO(ioctl(self->fd, FICLONERANGE, &fcr), EINVAL);
+	close(ro);
 	/* Unsupported fallocate modes. */
 	ASSERT_ERRNO(fallocate(self->fd, FALLOC_FL_COLLAPSE_RANGE, 0, PG), EOPNOTSUPP);
 }
