@@ -274,10 +274,10 @@ static int got_counts(struct nl_msg *msg, void *arg)
 	return NL_OK;
 }
 
-VMR_EXPORT int vmreset_nl_snapshot(struct vmreset_nl *nl, uint64_t id,
-				   uint64_t *dirty_pages)
+/* The requests shared by objects and VMs; each consumes @msg. */
+static int do_snapshot(struct vmreset_nl *nl, struct nl_msg *msg,
+		       uint64_t *dirty_pages)
 {
-	struct nl_msg *msg = new_msg(nl, VMRESET_CMD_OBJ_SNAPSHOT, 0, id);
 	struct counts c = { .a_type = VMRESET_A_DIRTY_PAGES };
 	int ret;
 
@@ -289,11 +289,9 @@ VMR_EXPORT int vmreset_nl_snapshot(struct vmreset_nl *nl, uint64_t id,
 	return ret;
 }
 
-VMR_EXPORT int vmreset_nl_revert(struct vmreset_nl *nl, uint64_t id,
-				 uint64_t flags, uint64_t *reverted,
-				 uint64_t *kept)
+static int do_revert(struct vmreset_nl *nl, struct nl_msg *msg, uint64_t flags,
+		     uint64_t *reverted, uint64_t *kept)
 {
-	struct nl_msg *msg = new_msg(nl, VMRESET_CMD_OBJ_REVERT, 0, id);
 	struct counts c = { .a_type = VMRESET_A_REVERTED_PAGES,
 			    .b_type = VMRESET_A_KEPT_PAGES };
 	int ret;
@@ -312,12 +310,9 @@ VMR_EXPORT int vmreset_nl_revert(struct vmreset_nl *nl, uint64_t id,
 	return ret;
 }
 
-VMR_EXPORT int vmreset_nl_preserve(struct vmreset_nl *nl, uint64_t id, int add,
-				   uint64_t offset, uint64_t length)
+static int do_preserve(struct vmreset_nl *nl, struct nl_msg *msg,
+		       uint64_t offset, uint64_t length)
 {
-	struct nl_msg *msg = new_msg(nl, add ? VMRESET_CMD_PRESERVE_ADD
-					     : VMRESET_CMD_PRESERVE_DEL, 0, id);
-
 	if (!msg)
 		return -ENOMEM;
 	if (nla_put_u64(msg, VMRESET_A_OFFSET, offset) ||
@@ -326,6 +321,29 @@ VMR_EXPORT int vmreset_nl_preserve(struct vmreset_nl *nl, uint64_t id, int add,
 		return -ENOMEM;
 	}
 	return request(nl, msg, NULL, NULL);
+}
+
+VMR_EXPORT int vmreset_nl_snapshot(struct vmreset_nl *nl, uint64_t id,
+				   uint64_t *dirty_pages)
+{
+	return do_snapshot(nl, new_msg(nl, VMRESET_CMD_OBJ_SNAPSHOT, 0, id),
+			   dirty_pages);
+}
+
+VMR_EXPORT int vmreset_nl_revert(struct vmreset_nl *nl, uint64_t id,
+				 uint64_t flags, uint64_t *reverted,
+				 uint64_t *kept)
+{
+	return do_revert(nl, new_msg(nl, VMRESET_CMD_OBJ_REVERT, 0, id), flags,
+			 reverted, kept);
+}
+
+VMR_EXPORT int vmreset_nl_preserve(struct vmreset_nl *nl, uint64_t id, int add,
+				   uint64_t offset, uint64_t length)
+{
+	return do_preserve(nl, new_msg(nl, add ? VMRESET_CMD_PRESERVE_ADD
+					       : VMRESET_CMD_PRESERVE_DEL, 0, id),
+			   offset, length);
 }
 
 static struct nl_msg *new_vm_msg(struct vmreset_nl *nl, uint8_t cmd, int flags,
@@ -447,55 +465,24 @@ VMR_EXPORT int vmreset_nl_vm_list(struct vmreset_nl *nl, vmreset_vm_fn fn, void 
 VMR_EXPORT int vmreset_nl_vm_snapshot(struct vmreset_nl *nl, uint32_t vm_id,
 				      uint64_t *dirty_pages)
 {
-	struct nl_msg *msg = new_vm_msg(nl, VMRESET_CMD_VM_SNAPSHOT, 0, vm_id);
-	struct counts c = { .a_type = VMRESET_A_DIRTY_PAGES };
-	int ret;
-
-	if (!msg)
-		return -ENOMEM;
-	ret = request(nl, msg, got_counts, &c);
-	if (!ret && dirty_pages)
-		*dirty_pages = c.a;
-	return ret;
+	return do_snapshot(nl, new_vm_msg(nl, VMRESET_CMD_VM_SNAPSHOT, 0, vm_id),
+			   dirty_pages);
 }
 
 VMR_EXPORT int vmreset_nl_vm_revert(struct vmreset_nl *nl, uint32_t vm_id,
 				    uint64_t flags, uint64_t *reverted,
 				    uint64_t *kept)
 {
-	struct nl_msg *msg = new_vm_msg(nl, VMRESET_CMD_VM_REVERT, 0, vm_id);
-	struct counts c = { .a_type = VMRESET_A_REVERTED_PAGES,
-			    .b_type = VMRESET_A_KEPT_PAGES };
-	int ret;
-
-	if (!msg)
-		return -ENOMEM;
-	if (flags && nla_put_u64(msg, VMRESET_A_FLAGS, flags)) {
-		nlmsg_free(msg);
-		return -ENOMEM;
-	}
-	ret = request(nl, msg, got_counts, &c);
-	if (!ret && reverted)
-		*reverted = c.a;
-	if (!ret && kept)
-		*kept = c.b;
-	return ret;
+	return do_revert(nl, new_vm_msg(nl, VMRESET_CMD_VM_REVERT, 0, vm_id),
+			 flags, reverted, kept);
 }
 
 VMR_EXPORT int vmreset_nl_vm_preserve(struct vmreset_nl *nl, uint32_t vm_id,
 				      int add, uint64_t gpa, uint64_t length)
 {
-	struct nl_msg *msg = new_vm_msg(nl, add ? VMRESET_CMD_VM_PRESERVE_ADD
-						: VMRESET_CMD_VM_PRESERVE_DEL, 0, vm_id);
-
-	if (!msg)
-		return -ENOMEM;
-	if (nla_put_u64(msg, VMRESET_A_OFFSET, gpa) ||
-	    nla_put_u64(msg, VMRESET_A_LENGTH, length)) {
-		nlmsg_free(msg);
-		return -ENOMEM;
-	}
-	return request(nl, msg, NULL, NULL);
+	return do_preserve(nl, new_vm_msg(nl, add ? VMRESET_CMD_VM_PRESERVE_ADD
+						  : VMRESET_CMD_VM_PRESERVE_DEL,
+					  0, vm_id), gpa, length);
 }
 
 struct mon_ctx {
