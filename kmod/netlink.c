@@ -254,9 +254,12 @@ static int vmr_nl_obj_get_dumpit(struct sk_buff *skb, struct netlink_callback *c
 	return err ?: skb->len;
 }
 
-/* Reply to @info with OBJ_ID and two counters. */
-static int vmr_nl_reply(struct genl_info *info, u8 cmd, struct vmr_inode *vi,
-			int a_type, u64 a, int b_type, u64 b)
+/*
+ * Reply to @info with the object's or VM's ID (@id_type: VMRESET_A_OBJ_ID,
+ * a u64, or VMRESET_A_VM_ID, a u32) and up to two u64 counters.
+ */
+int vmr_nl_reply(struct genl_info *info, u8 cmd, int id_type, u64 id,
+		 int a_type, u64 a, int b_type, u64 b)
 {
 	struct sk_buff *msg = genlmsg_new(NLMSG_GOODSIZE, GFP_KERNEL);
 	void *hdr;
@@ -265,27 +268,8 @@ static int vmr_nl_reply(struct genl_info *info, u8 cmd, struct vmr_inode *vi,
 		return -ENOMEM;
 	hdr = genlmsg_put_reply(msg, info, &vmr_genl_family, 0, cmd);
 	if (!hdr ||
-	    nla_put_u64_64bit(msg, VMRESET_A_OBJ_ID, vi->id, VMRESET_A_PAD) ||
-	    nla_put_u64_64bit(msg, a_type, a, VMRESET_A_PAD) ||
-	    (b_type && nla_put_u64_64bit(msg, b_type, b, VMRESET_A_PAD))) {
-		nlmsg_free(msg);
-		return -EMSGSIZE;
-	}
-	genlmsg_end(msg, hdr);
-	return genlmsg_reply(msg, info);
-}
-
-/* Reply with VM_ID and up to two u64 counters. */
-int vmr_nl_reply_u64(struct genl_info *info, u8 cmd, u32 vm_id, int a_type,
-		     u64 a, int b_type, u64 b)
-{
-	struct sk_buff *msg = genlmsg_new(NLMSG_GOODSIZE, GFP_KERNEL);
-	void *hdr;
-
-	if (!msg)
-		return -ENOMEM;
-	hdr = genlmsg_put_reply(msg, info, &vmr_genl_family, 0, cmd);
-	if (!hdr || nla_put_u32(msg, VMRESET_A_VM_ID, vm_id) ||
+	    (id_type == VMRESET_A_VM_ID ? nla_put_u32(msg, id_type, id)
+		: nla_put_u64_64bit(msg, id_type, id, VMRESET_A_PAD)) ||
 	    (a_type && nla_put_u64_64bit(msg, a_type, a, VMRESET_A_PAD)) ||
 	    (b_type && nla_put_u64_64bit(msg, b_type, b, VMRESET_A_PAD))) {
 		nlmsg_free(msg);
@@ -304,8 +288,8 @@ static int vmr_nl_snapshot_doit(struct sk_buff *skb, struct genl_info *info)
 	if (IS_ERR(vi))
 		return PTR_ERR(vi);
 	dirty = vmr_op_snapshot(vi);
-	err = vmr_nl_reply(info, VMRESET_CMD_OBJ_SNAPSHOT, vi,
-			   VMRESET_A_DIRTY_PAGES, dirty, 0, 0);
+	err = vmr_nl_reply(info, VMRESET_CMD_OBJ_SNAPSHOT, VMRESET_A_OBJ_ID,
+			   vi->id, VMRESET_A_DIRTY_PAGES, dirty, 0, 0);
 	vmr_obj_put(vi);
 	return err;
 }
@@ -329,8 +313,8 @@ static int vmr_nl_revert_doit(struct sk_buff *skb, struct genl_info *info)
 		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[VMRESET_A_OBJ_ID],
 				    "object has no snapshot");
 	if (!err)
-		err = vmr_nl_reply(info, VMRESET_CMD_OBJ_REVERT, vi,
-				   VMRESET_A_REVERTED_PAGES, reverted,
+		err = vmr_nl_reply(info, VMRESET_CMD_OBJ_REVERT, VMRESET_A_OBJ_ID,
+				   vi->id, VMRESET_A_REVERTED_PAGES, reverted,
 				   VMRESET_A_KEPT_PAGES, kept);
 	vmr_obj_put(vi);
 	return err;

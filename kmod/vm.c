@@ -202,7 +202,7 @@ int vmr_nl_vm_attach_doit(struct sk_buff *skb, struct genl_info *info)
 	mutex_unlock(&vmr_vms_lock);
 	fput(file);
 	vmr_notify_vm(VMRESET_CMD_VM_ATTACH_NTF, id, pid);
-	return vmr_nl_reply_u64(info, VMRESET_CMD_VM_ATTACH, id, 0, 0, 0, 0);
+	return vmr_nl_reply(info, VMRESET_CMD_VM_ATTACH, VMRESET_A_VM_ID, id, 0, 0, 0, 0);
 
 err_unlock:
 	mutex_unlock(&vmr_vms_lock);
@@ -346,7 +346,7 @@ int vmr_nl_vm_snapshot_doit(struct sk_buff *skb, struct genl_info *info)
 	id = vm->id;
 	mutex_unlock(&vmr_vms_lock);
 	vmr_put_slots(s, n);
-	return vmr_nl_reply_u64(info, VMRESET_CMD_VM_SNAPSHOT, id,
+	return vmr_nl_reply(info, VMRESET_CMD_VM_SNAPSHOT, VMRESET_A_VM_ID, id,
 				VMRESET_A_DIRTY_PAGES, dirty, 0, 0);
 }
 
@@ -397,7 +397,7 @@ out:
 	vmr_put_slots(s, n);
 	if (err)
 		return err;
-	return vmr_nl_reply_u64(info, VMRESET_CMD_VM_REVERT, id,
+	return vmr_nl_reply(info, VMRESET_CMD_VM_REVERT, VMRESET_A_VM_ID, id,
 				VMRESET_A_REVERTED_PAGES, reverted,
 				VMRESET_A_KEPT_PAGES, kept);
 }

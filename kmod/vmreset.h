@@ -121,8 +121,8 @@ struct netlink_callback;
 struct sk_buff;
 extern struct genl_family vmr_genl_family;
 bool vmr_may_manage(struct vmr_inode *vi);
-int vmr_nl_reply_u64(struct genl_info *info, u8 cmd, u32 vm_id, int a_type,
-		     u64 a, int b_type, u64 b);
+int vmr_nl_reply(struct genl_info *info, u8 cmd, int id_type, u64 id,
+		 int a_type, u64 a, int b_type, u64 b);
 void vmr_notify_vm(u8 cmd, u32 vm_id, u32 pid);
 int vmr_obj_register(struct vmr_inode *vi);
 void vmr_obj_unregister(struct vmr_inode *vi);
