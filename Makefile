@@ -7,6 +7,9 @@
 #   make check           run all selftests in a QEMU test VM, per kernel
 #                        (KVERS="6.1 6.12" by default; T=<test> runs one)
 #   make demo            boot the test VM and show the pipeline
+#   make bench           benchmark vmreset against the baselines in the test
+#                        VM (KVER=6.12 by default), write docs/benchmarks.md
+#                        (BENCH_ARGS=--quick: a fast run; BENCH_FLAGS=-n: no docs)
 #   make install         module to /lib/modules/<kver>/updates, tools to PREFIX
 #   make uninstall       undo install
 #   make dkms-install    register the sources with DKMS
@@ -25,13 +28,13 @@ T ?=
 
 KMOD_SRCS := $(wildcard kmod/*.c kmod/*.h)
 
-.PHONY: all module helper selftests check demo install uninstall \
+.PHONY: all module helper selftests bench check demo install uninstall \
 	dkms-install dkms-uninstall deps clean help
 
 all: module helper selftests
 
 help:
-	@sed -n '3,15p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,16p' Makefile | sed 's/^# \{0,1\}//'
 
 # Each kernel gets its own object tree of symlinks to the sources, so that
 # builds for 6.1 and 6.12 can live side by side.
@@ -57,6 +60,10 @@ check:
 
 demo:
 	scripts/demo.sh
+
+BENCH_KVER ?= $(if $(KVER),$(KVER),6.12)
+bench:
+	scripts/bench.sh -k $(BENCH_KVER) $(BENCH_FLAGS) -- $(BENCH_ARGS)
 
 install: module helper
 	install -D -m 644 $(MODDIR)/vmreset.ko $(DESTDIR)/lib/modules/$(KREL)/updates/vmreset.ko
@@ -92,3 +99,4 @@ clean:
 	$(MAKE) -C helper clean
 	$(if $(wildcard store/Makefile),$(MAKE) -C store clean)
 	$(MAKE) -C selftests clean
+	$(MAKE) -C bench clean

@@ -22,7 +22,8 @@ shift $((OPTIND - 1))
 [ $# -gt 0 ] || set -- 6.1 6.12
 
 mkdir -p "$build"
-if ! make -s -C "$top" helper selftests > "$build/make-user.log" 2>&1; then
+if ! make -s -C "$top" helper selftests > "$build/make-user.log" 2>&1 ||
+   ! make -s -C "$top/bench" O="$build/bench" >> "$build/make-user.log" 2>&1; then
 	cat "$build/make-user.log"
 	echo "0 passed, 1 failed"
 	exit 1
@@ -33,6 +34,8 @@ if [ -n "$only" ] && ! grep -qx "${only%%/*}" "$build/tests.list"; then
 	exit 2
 fi
 
+# bench_quick.sh runs the benchmark program's quick mode.
+VM_FILES=("$build/bench/vmreset_bench:/bench/vmreset_bench")
 pass=0 fail=0 skip=0
 
 report() {	# report ok|fail|skip LINE

@@ -36,6 +36,17 @@ modprobe vmreset || say "vmreset-vm: modprobe vmreset failed"
 
 if [ "$mode" = demo ]; then
 	sh /selftests/demo.sh > $out 2>&1
+elif [ "$mode" = bench ]; then
+	# Progress on the console (the host follows it), results on ttyS1.
+	cd /tmp
+	/bench/vmreset_bench -o /tmp/bench.json $(cat /bench/args) > /dev/console 2>&1
+	say "vmreset-bench-exit $?"
+	if [ -s /tmp/bench.json ]; then
+		say "vmreset-bench-json-begin"
+		cat /tmp/bench.json > $out
+		say "vmreset-bench-json-end"
+	fi
+	cd /
 else
 	for t in $(cat /selftests/list); do
 		name=${t%%/*}

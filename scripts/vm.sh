@@ -35,6 +35,8 @@ vm_prepare() {
 	for t in "$top"/selftests/demo.sh "$top"/selftests/tap.sh; do
 		[ -e "$t" ] && files+=("$t:/${t#"$top"/}")
 	done
+	# Callers add their own files (SRC:DST) in VM_FILES.
+	files+=(${VM_FILES[@]+"${VM_FILES[@]}"})
 	[ -e "$top/helper/vmresetctl" ] && files+=("$top/helper/vmresetctl:/usr/bin/vmresetctl")
 	[ -e "$top/store/vmreset-store" ] && files+=("$top/store/vmreset-store:/usr/bin/vmreset-store")
 	# GNU cp, for cp --reflink=always (busybox cp has no --reflink).
