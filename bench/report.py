@@ -245,7 +245,7 @@ set xrange [{xs[0] / 1.6}:{xs[-1] * 1.6}]
 set xtics ({tics})
 set grid
 set key outside right top
-set format y '%.0s%c'
+set format y '%g'
 plot {', '.join(plots)}
 """
     run_gnuplot(script, data)

@@ -8,7 +8,8 @@
 #   BENCH-OPTIONS go to vmreset_bench (see: bench/vmreset_bench --help)
 #
 # Writes build/bench/results.json, the plots and report.md next to it and,
-# unless -n, copies them to docs/bench/ and docs/benchmarks.md.
+# for a full default run without -n, copies them to docs/bench/ and
+# docs/benchmarks.md (runs with BENCH-OPTIONS never replace those).
 set -euo pipefail
 . "$(dirname "$0")/vm.sh"
 
@@ -31,7 +32,11 @@ make -s -C "$top" helper selftests > "$build/make-user.log" 2>&1 &&
 }
 make -s -C "$top/selftests" list > "$build/tests.list"
 # Check the options here, where a typo costs a second, not a VM boot.
-"$out/vmreset_bench" --help > /dev/null
+for a in "$@"; do
+	case $a in -o* | --output*) echo "bench.sh: the VM chooses the output file; drop $a" >&2; exit 2 ;; esac
+done
+"$out/vmreset_bench" "$@" --help > /dev/null
+[ $# = 0 ] || publish=0
 printf '%s ' "$@" > "$out/args"
 VM_FILES=("$out/vmreset_bench:/bench/vmreset_bench" "$out/args:/bench/args")
 vm_prepare "$kver"
@@ -46,7 +51,9 @@ echo "# benchmark on $KREL, VM memory $VM_MEM; progress:"
 start=$(date +%s)
 log=$build/console-$KREL.log
 rm -f "$log"
-vm_boot bench "" &
+# A subshell without errexit, so that a QEMU killed by the timeout still
+# leaves its logs behind.
+(set +e; vm_boot bench "") &
 vm=$!
 until [ -e "$log" ] || ! kill -0 "$vm" 2>/dev/null; do sleep 1; done
 # -f, not -F: vm_boot rewrites the log when QEMU is done.
@@ -55,6 +62,10 @@ wait "$vm" || true
 secs=$(( $(date +%s) - start ))
 res=$build/results-$KREL.log
 
+if [ ! -s "$res" ]; then
+	echo "bench: the test VM reported nothing (timed out after ${VM_TIMEOUT}s?); see $log and $build/qemu-$KREL.log" >&2
+	exit 1
+fi
 if grep -q '^vmreset-kmsg-bad' "$res"; then
 	sed -n 's/^vmreset-kmsg-bad /kernel log: /p' "$res"
 	echo "bench: the kernel complained during the run; console log: $log" >&2
@@ -67,6 +78,7 @@ if [ "$rc" != 0 ]; then
 fi
 sed -n '/^vmreset-bench-json-begin$/,/^vmreset-bench-json-end$/p' "$res" |
 	sed '1d;$d' > "$out/raw.json"
+[ -s "$out/raw.json" ] || { echo "bench: no results from the VM; console log: $log" >&2; exit 1; }
 
 if grep -qwE 'vmx|svm' /proc/cpuinfo && [ -w /dev/kvm ]; then accel=kvm; else accel=tcg; fi
 accel=${VM_ACCEL:-$accel}
