@@ -4,6 +4,8 @@
 # the snapshot by the benchmark itself (it fails on any difference), and the
 # results it reports for VMM-side writes and instance memory.
 . "$(dirname "$0")/tap.sh"
+# busybox has no JSON parser: the greps below follow the key order and
+# spacing of the fprintf() formats in bench/vmreset_bench.c.
 bench=/bench/vmreset_bench
 json=/tmp/bench-quick.json
 
