@@ -413,12 +413,12 @@ static void setup(struct inst *in, enum method m, uint64_t npages,
 		break;
 	case VMR:
 	case VMR_NL: {
-		char path[128];
+		char name[16];
 
-		snprintf(path, sizeof(path), "%s/ram-%d", mnt, m);
-		in->fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-		if (in->fd < 0 || ftruncate(in->fd, in->size))
-			die("%s: %s", path, strerror(errno));
+		snprintf(name, sizeof(name), "ram-%d", m);
+		in->fd = vmr_file(mnt, name, in->size);
+		if (in->fd < 0)
+			die("%s/%s: %s", mnt, name, strerror(errno));
 		in->ram = map_shared(in->fd, in->size, MAP_SHARED);
 		fill(in->ram, npages);
 		break;
@@ -809,8 +809,8 @@ static void clones(uint64_t mib, int n, const char *mnt)
 
 	before = used_kb("vmreset", mnt);
 	snprintf(path, sizeof(path), "%s/clone-src", mnt);
-	src = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (src < 0 || ftruncate(src, size))
+	src = vmr_file(mnt, "clone-src", size);
+	if (src < 0)
 		die("%s: %s", path, strerror(errno));
 	snap = map_shared(src, size, MAP_SHARED);
 	fill(snap, npages);
@@ -818,10 +818,10 @@ static void clones(uint64_t mib, int n, const char *mnt)
 	if (vmr_snapshot(src, NULL))
 		die("snapshot %s: %s", path, strerror(errno));
 	for (int i = 0; i < n; i++) {
-		snprintf(path, sizeof(path), "%s/clone-%d", mnt, i);
-		fds[i] = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		snprintf(path, sizeof(path), "clone-%d", i);
+		fds[i] = vmr_file(mnt, path, 0);
 		if (fds[i] < 0 || ioctl(fds[i], FICLONE, src) || vmr_snapshot(fds[i], NULL))
-			die("clone %s: %s", path, strerror(errno));
+			die("clone %s/%s: %s", mnt, path, strerror(errno));
 		map[i] = map_shared(fds[i], size, MAP_SHARED);
 		dirty_instance(map[i], npages, each);
 	}
