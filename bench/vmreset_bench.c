@@ -131,14 +131,6 @@ static struct {
 static uint8_t zero[PG];
 static double t_start;
 
-static double now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
 static void __attribute__((noreturn, format(printf, 1, 2))) die(const char *fmt, ...)
 {
 	va_list ap;
@@ -590,13 +582,6 @@ static void pick_pages(struct inst *in, uint64_t d, enum layout l)
 	in->nread = l == READ_WS ? cfg.read_ws : 0;
 	for (uint64_t i = 0; i < in->nread; i++)
 		in->params[RLIST_OFF + i] = i * (n / in->nread) + 1;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
 }
 
 static void json_stat(FILE *f, const char *key, double *v, int n)

@@ -16,6 +16,7 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <linux/vmreset.h>
 
@@ -148,6 +149,23 @@ static inline int page_has(const void *base, uint64_t idx, uint64_t val)
 	const uint64_t *p = (const uint64_t *)((const char *)base + idx * PG);
 
 	return p[0] == val && p[PG / 8 - 1] == ~val;
+}
+
+/* For timing: microseconds on CLOCK_MONOTONIC. */
+static inline double now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+/* qsort() comparator for doubles, for medians. */
+static inline int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
 }
 
 #endif /* _VMR_UTIL_H */
