@@ -7,9 +7,10 @@
 #   -n        leave docs/ alone; results stay in build/bench/
 #   BENCH-OPTIONS go to vmreset_bench (see: bench/vmreset_bench --help)
 #
-# Writes build/bench/results.json, the plots and report.md next to it and,
-# for a full default run without -n, copies them to docs/bench/ and
-# docs/benchmarks.md (runs with BENCH-OPTIONS never replace those).
+# Writes build/bench/results.json and report.md, and the plots next to
+# them; a full default run without -n puts the plots and results.json in
+# docs/bench/ and the report into docs/benchmarks.md instead (runs with
+# BENCH-OPTIONS never replace those).
 set -euo pipefail
 . "$(dirname "$0")/vm.sh"
 
@@ -93,18 +94,21 @@ r["env"].update(accel=accel, host_cpu=host_cpu, vm_wall_s=int(secs),
                 command=("make bench" + (" BENCH_ARGS='" + args + "'" if args else "")))
 json.dump(r, open(dst, "w"), indent=1)
 EOF
-"$top/bench/report.py" "$out/results.json" "$out" --md "$out/report.md"
-echo "# benchmark done in ${secs}s: $out/report.md"
-
-[ "$publish" = 1 ] || exit 0
+if [ "$publish" = 0 ]; then
+	"$top/bench/report.py" "$out/results.json" "$out" --md "$out/report.md"
+	echo "# benchmark done in ${secs}s: $out/report.md"
+	exit 0
+fi
+# The plots go straight to docs/bench/, linked from docs/benchmarks.md.
 mkdir -p "$top/docs/bench"
 rm -f "$top"/docs/bench/*.png
 cp "$out/results.json" "$top/docs/bench/"
 "$top/bench/report.py" "$out/results.json" "$top/docs/bench" \
-	--md "$out/report-docs.md" --img-prefix bench/
+	--md "$out/report.md" --img-prefix bench/
+echo "# benchmark done in ${secs}s"
 # docs/benchmarks.md: the prose stays, the generated part between the
 # markers is replaced.
-python3 - "$top/docs/benchmarks.md" "$out/report-docs.md" <<'EOF'
+python3 - "$top/docs/benchmarks.md" "$out/report.md" <<'EOF'
 import sys
 doc, gen = sys.argv[1:]
 text = open(doc).read()
