@@ -4,6 +4,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,11 +41,18 @@ VMR_EXPORT int vmreset_check_fd(int fd)
 	return s.f_type == VMRESET_FS_MAGIC ? 0 : -ENOTTY;
 }
 
-VMR_EXPORT int vmreset_create(const char *path, uint64_t size)
+VMR_EXPORT int vmreset_create_flags(const char *path, uint64_t size, unsigned int flags)
 {
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	int err;
+	bool existing = flags & VMRESET_CREATE_F_EXISTING;
+	int fd, err;
 
+	if (flags & ~VMRESET_CREATE_F_EXISTING)
+		return -EINVAL;
+	if (size > INT64_MAX)
+		return -EFBIG;
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | (existing ? 0 : O_EXCL), 0600);
+	if (fd < 0 && errno == EEXIST)
+		return -EEXIST;
 	if (fd < 0)
 		return -errno;
 	err = vmreset_check_fd(fd);
@@ -52,9 +60,17 @@ VMR_EXPORT int vmreset_create(const char *path, uint64_t size)
 		err = -errno;
 	if (err) {
 		close(fd);
+		/* Not ours to remove if it was there before. */
+		if (!existing)
+			unlink(path);
 		return err;
 	}
 	return fd;
+}
+
+VMR_EXPORT int vmreset_create(const char *path, uint64_t size)
+{
+	return vmreset_create_flags(path, size, 0);
 }
 
 VMR_EXPORT int vmreset_features(int fd, struct vmreset_features *f)

@@ -23,11 +23,18 @@ const char *vmreset_version(void);
 int vmreset_mount(const char *dir, const char *opts);
 
 /*
- * Create (or open) a memory object at @path with @size bytes and return
- * its fd (O_RDWR | O_CLOEXEC). Fails with -ENOTTY if @path is not on
- * vmresetfs.
+ * Create a memory object at @path with @size bytes and return its fd
+ * (O_RDWR | O_CLOEXEC). Fails with -EEXIST if @path exists (so that a
+ * typo cannot shrink a VM's memory) and with -ENOTTY if @path is not on
+ * vmresetfs (then nothing is left behind).
  */
 int vmreset_create(const char *path, uint64_t size);
+
+/* Also open an existing object and set its size (what is past it is lost). */
+#define VMRESET_CREATE_F_EXISTING	(1U << 0)
+
+/* vmreset_create() with VMRESET_CREATE_F_* @flags. */
+int vmreset_create_flags(const char *path, uint64_t size, unsigned int flags);
 
 /* 0 if @fd is a vmresetfs file, else a negative errno (-ENOTTY). */
 int vmreset_check_fd(int fd);

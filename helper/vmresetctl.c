@@ -15,9 +15,13 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <sys/sysmacros.h>
+#include <json-c/json.h>
+#include "util.h"
 #include "vmreset.h"
 
 static bool json;
+static bool write_failed;
 static const char *prog = "vmresetctl";
 
 struct cmd {
@@ -46,61 +50,93 @@ static int op_error(const char *what, const char *obj, int err)
 	return 1;
 }
 
-/* "4096", "64k", "2M", "1G", "0x1000" -> bytes. */
-static int parse_size(const char *s, uint64_t *out)
+static void __attribute__((noreturn)) out_of_memory(void)
 {
-	char *end;
-	unsigned long long v;
-	int shift = 0;
+	fprintf(stderr, "%s: out of memory\n", prog);
+	exit(1);
+}
 
-	errno = 0;
-	v = strtoull(s, &end, 0);
-	if (errno || end == s || *s == '-')
-		return -1;
-	switch (*end) {
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	case 't': case 'T': shift = 40; end++; break;
-	}
-	if (*end == 'i' && shift)
-		end++;
-	if ((*end == 'B' || *end == 'b') && shift)
-		end++;
-	if (*end || (shift && v > (UINT64_MAX >> shift)))
-		return -1;
-	*out = (uint64_t)v << shift;
+/*
+ * JSON goes through json-c, so that any path (quotes, newlines, control
+ * characters) comes out as a string a parser accepts.
+ */
+static struct json_object *jobj(void)
+{
+	struct json_object *o = json_object_new_object();
+
+	if (!o)
+		out_of_memory();
+	return o;
+}
+
+static struct json_object *jarr(void)
+{
+	struct json_object *a = json_object_new_array();
+
+	if (!a)
+		out_of_memory();
+	return a;
+}
+
+static void ju64(struct json_object *o, const char *key, uint64_t v)
+{
+	json_object_object_add(o, key, json_object_new_uint64(v));
+}
+
+static void jbool(struct json_object *o, const char *key, bool v)
+{
+	json_object_object_add(o, key, json_object_new_boolean(v));
+}
+
+static void jstr(struct json_object *o, const char *key, const char *v)
+{
+	json_object_object_add(o, key, json_object_new_string(v));
+}
+
+/* Print @o as one line and free it. */
+static void emit(struct json_object *o)
+{
+	const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+							  JSON_C_TO_STRING_NOSLASHESCAPE);
+
+	if (!s)
+		out_of_memory();
+	puts(s);
+	json_object_put(o);
+}
+
+/* A number where the user gave one, or a usage error naming it. */
+static int parse_size_arg(const char *what, const char *s, uint64_t *v)
+{
+	int err = vmr_parse_size(s, v);
+
+	if (err == -ERANGE)
+		return usage_error("%s '%s' is too large", what, s);
+	if (err)
+		return usage_error("bad %s '%s' (a number of bytes, 0x for hex, suffixes k, M, G, T)",
+				   what, s);
 	return 0;
 }
 
-static int open_obj(const char *path, int flags)
+static int parse_u32_arg(const char *what, const char *s, uint32_t *v)
 {
-	int fd = open(path, flags | O_CLOEXEC);
-	int err;
-
-	if (fd < 0)
-		return op_error("cannot open", path, -errno);
-	err = vmreset_check_fd(fd);
-	if (err) {
-		close(fd);
-		fprintf(stderr, "%s: '%s' is not a vmresetfs file\n", prog, path);
-		return -1;
-	}
-	return fd;
+	if (vmr_parse_u32(s, v))
+		return usage_error("bad %s '%s' (a number up to %u)", what, s, UINT32_MAX);
+	return 0;
 }
 
-/* "id:N" or a bare number that is not an existing file name an object by ID. */
-static bool parse_id(const char *s, uint64_t *id)
+/*
+ * The naming rule, the same for every command that takes an OBJECT:
+ * "id:N" is the object with ID N (as `list` shows it); anything else is a
+ * path. Returns 1 for an ID, 0 for a path, 2 (usage error) for a bad ID.
+ */
+static int object_id(const char *s, uint64_t *id)
 {
-	char *end;
-
-	if (!strncmp(s, "id:", 3))
-		s += 3;
-	else if (!access(s, F_OK))
-		return false;
-	errno = 0;
-	*id = strtoull(s, &end, 10);
-	return !errno && end != s && !*end && *id;
+	if (strncmp(s, "id:", 3))
+		return 0;
+	if (vmr_parse_u64(s + 3, id) || !*id)
+		return usage_error("bad object ID '%s' (id:N with N from '%s list')", s, prog);
+	return 1;
 }
 
 static struct vmreset_nl *nl_open(void)
@@ -126,6 +162,129 @@ static int nl_error(struct vmreset_nl *nl, const char *what, const char *obj, in
 	return 1;
 }
 
+/* Undo the octal escapes (\040 for a space) of /proc/self/mountinfo. */
+static void unescape(char *s)
+{
+	char *d = s;
+
+	for (; *s; s++, d++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' &&
+		    s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
+			*d = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+			s += 3;
+		} else {
+			*d = *s;
+		}
+	}
+	*d = 0;
+}
+
+/*
+ * Open object @id through a mount of its filesystem that this process
+ * sees: netlink knows its device and its path inside the filesystem.
+ * Returns the fd, or -1 after printing why not.
+ */
+static int open_by_id(const char *name, uint64_t id, int flags)
+{
+	struct vmreset_stats st;
+	struct vmreset_obj o;
+	struct vmreset_nl *nl;
+	char *line = NULL, path[8192];
+	size_t cap = 0;
+	int err, fd = -1;
+	FILE *mi;
+
+	nl = nl_open();
+	if (!nl)
+		return -1;
+	err = vmreset_nl_get(nl, id, &o);
+	if (err) {
+		nl_error(nl, "cannot find", name, err);
+		return -1;
+	}
+	vmreset_nl_close(nl);
+	vmreset_obj_free(&o);
+	if (!*o.path) {
+		fprintf(stderr, "%s: '%s' has been unlinked; only snapshot, revert, preserve add|del and show take it by ID now\n",
+			prog, name);
+		return -1;
+	}
+	mi = fopen("/proc/self/mountinfo", "re");
+	if (!mi) {
+		op_error("cannot read", "/proc/self/mountinfo", -errno);
+		return -1;
+	}
+	/* ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [TAGS] - FSTYPE SOURCE SUPER */
+	while (fd < 0 && getline(&line, &cap, mi) > 0) {
+		char *f[5], *sep = strstr(line, " - "), *save = NULL, *t = line;
+		unsigned int maj, min;
+		size_t rl;
+		int i;
+
+		if (!sep || strncmp(sep + 3, "vmresetfs ", 10))
+			continue;
+		for (i = 0; i < 5 && (f[i] = strtok_r(t, " ", &save)); i++)
+			t = NULL;
+		if (i < 5 || sscanf(f[2], "%u:%u", &maj, &min) != 2 ||
+		    makedev(maj, min) != makedev(major(o.dev), minor(o.dev)))
+			continue;
+		unescape(f[3]);
+		unescape(f[4]);
+		/* A bind mount of a subdirectory shows only what is under it. */
+		rl = strcmp(f[3], "/") ? strlen(f[3]) : 0;
+		if (strncmp(o.path, f[3], rl) || (o.path[rl] != '/' && o.path[rl]))
+			continue;
+		if (snprintf(path, sizeof(path), "%s%s", f[4], o.path + rl) >= (int)sizeof(path))
+			continue;
+		fd = open(path, flags | O_CLOEXEC);
+		/* Another object may have taken the name since. */
+		if (fd >= 0 && (vmreset_stats(fd, &st) || st.id != id)) {
+			close(fd);
+			fd = -1;
+		}
+	}
+	free(line);
+	fclose(mi);
+	if (fd < 0)
+		fprintf(stderr, "%s: '%s' (%s on device %u:%u) is on no vmresetfs mount this process sees\n",
+			prog, name, o.path, major(o.dev), minor(o.dev));
+	return fd;
+}
+
+/* An OBJECT (see object_id()) opened; -1 after printing why not, -2 on bad usage. */
+static int open_obj(const char *name, int flags)
+{
+	uint64_t id;
+	int fd, err, r = object_id(name, &id);
+
+	if (r == 2)
+		return -2;
+	if (r)
+		return open_by_id(name, id, flags);
+	fd = open(name, flags | O_CLOEXEC);
+	if (fd < 0) {
+		err = -errno;
+		op_error("cannot open", name, err);
+		if (err == -ENOENT && !vmr_parse_u64(name, &id))
+			fprintf(stderr, "%s: (to name object %s by its ID, write id:%s)\n",
+				prog, name, name);
+		return -1;
+	}
+	err = vmreset_check_fd(fd);
+	if (err) {
+		close(fd);
+		fprintf(stderr, "%s: '%s' is not a vmresetfs file\n", prog, name);
+		return -1;
+	}
+	return fd;
+}
+
+/* Exit status for an open_obj() failure. */
+static int open_failed(int fd)
+{
+	return fd == -2 ? 2 : 1;
+}
+
 static int need_args(int argc, int want, const char *cmd, const char *args)
 {
 	if (argc == want)
@@ -138,35 +297,43 @@ static int cmd_features(int argc, char **argv)
 	struct vmreset_features f;
 	int fd, err;
 
-	if (need_args(argc, 2, "features", "FILE"))
+	if (need_args(argc, 2, "features", "OBJECT"))
 		return 2;
 	fd = open_obj(argv[1], O_RDONLY);
 	if (fd < 0)
-		return 1;
+		return open_failed(fd);
 	err = vmreset_features(fd, &f);
 	close(fd);
 	if (err)
 		return op_error("features of", argv[1], err);
-	if (json)
-		printf("{\"api_version\":%u,\"features\":%" PRIu64
-		       ",\"page_size\":%u,\"max_preserved\":%u,\"max_list\":%u}\n",
-		       f.api_version, (uint64_t)f.features, f.page_size,
-		       f.max_preserved, f.max_list);
-	else
+	if (json) {
+		struct json_object *o = jobj();
+
+		ju64(o, "api_version", f.api_version);
+		ju64(o, "features", f.features);
+		ju64(o, "page_size", f.page_size);
+		ju64(o, "max_preserved", f.max_preserved);
+		ju64(o, "max_list", f.max_list);
+		emit(o);
+	} else {
 		printf("api version %u, features %#" PRIx64 ", page size %u, "
 		       "max preserved ranges %u\n", f.api_version,
 		       (uint64_t)f.features, f.page_size, f.max_preserved);
+	}
 	return 0;
 }
 
 static int cmd_snapshot(int argc, char **argv)
 {
 	uint64_t dirty, id;
-	int fd, err;
+	int fd, err, r;
 
-	if (need_args(argc, 2, "snapshot", "FILE|id:ID"))
+	if (need_args(argc, 2, "snapshot", "OBJECT"))
 		return 2;
-	if (parse_id(argv[1], &id)) {
+	r = object_id(argv[1], &id);
+	if (r == 2)
+		return 2;
+	if (r) {
 		struct vmreset_nl *nl = nl_open();
 
 		if (!nl)
@@ -175,37 +342,59 @@ static int cmd_snapshot(int argc, char **argv)
 		if (err)
 			return nl_error(nl, "snapshot of", argv[1], err);
 		vmreset_nl_close(nl);
-		goto out;
+	} else {
+		fd = open_obj(argv[1], O_RDWR);
+		if (fd < 0)
+			return open_failed(fd);
+		err = vmreset_snapshot(fd, &dirty);
+		close(fd);
+		if (err)
+			return op_error("snapshot of", argv[1], err);
 	}
-	fd = open_obj(argv[1], O_RDWR);
-	if (fd < 0)
-		return 1;
-	err = vmreset_snapshot(fd, &dirty);
-	close(fd);
-	if (err)
-		return op_error("snapshot of", argv[1], err);
-out:
-	if (json)
-		printf("{\"dirty_pages\":%" PRIu64 "}\n", dirty);
-	else
+	if (json) {
+		struct json_object *o = jobj();
+
+		ju64(o, "dirty_pages", dirty);
+		emit(o);
+	} else {
 		printf("%s: snapshot taken (%" PRIu64 " dirty pages folded in)\n",
 		       argv[1], dirty);
+	}
 	return 0;
+}
+
+static void print_revert(const char *what, uint64_t reverted, uint64_t kept, bool dry)
+{
+	if (json) {
+		struct json_object *o = jobj();
+
+		ju64(o, "reverted_pages", reverted);
+		ju64(o, "preserved_pages", kept);
+		jbool(o, "dry_run", dry);
+		emit(o);
+	} else {
+		printf("%s: %s%" PRIu64 " pages reverted, %" PRIu64
+		       " preserved pages kept\n", what,
+		       dry ? "(dry run) " : "", reverted, kept);
+	}
 }
 
 static int cmd_revert(int argc, char **argv)
 {
 	uint64_t flags = 0, reverted, kept, id;
-	int fd, err;
+	int fd, err, r;
 
 	if (argc == 3 && !strcmp(argv[1], "--dry-run")) {
 		flags = VMRESET_REVERT_F_DRY_RUN;
 		argv++;
 		argc--;
 	}
-	if (need_args(argc, 2, "revert", "[--dry-run] FILE|id:ID"))
+	if (need_args(argc, 2, "revert", "[--dry-run] OBJECT"))
 		return 2;
-	if (parse_id(argv[1], &id)) {
+	r = object_id(argv[1], &id);
+	if (r == 2)
+		return 2;
+	if (r) {
 		struct vmreset_nl *nl = nl_open();
 
 		if (!nl)
@@ -217,7 +406,7 @@ static int cmd_revert(int argc, char **argv)
 	} else {
 		fd = open_obj(argv[1], O_RDWR);
 		if (fd < 0)
-			return 1;
+			return open_failed(fd);
 		err = vmreset_revert(fd, flags, &reverted, &kept);
 		close(fd);
 	}
@@ -227,33 +416,31 @@ static int cmd_revert(int argc, char **argv)
 	}
 	if (err)
 		return op_error("revert of", argv[1], err);
-	if (json)
-		printf("{\"reverted_pages\":%" PRIu64 ",\"preserved_pages\":%" PRIu64
-		       ",\"dry_run\":%s}\n", reverted, kept, flags ? "true" : "false");
-	else
-		printf("%s: %s%" PRIu64 " pages reverted, %" PRIu64
-		       " preserved pages kept\n", argv[1],
-		       flags ? "(dry run) " : "", reverted, kept);
+	print_revert(argv[1], reverted, kept, flags);
 	return 0;
 }
 
-static void print_json_ranges(const struct vmreset_range *r, long n)
+static struct json_object *json_ranges(const struct vmreset_range *r, size_t n)
 {
-	printf("[");
-	for (long i = 0; i < n; i++)
-		printf("%s{\"offset\":%" PRIu64 ",\"length\":%" PRIu64 "}",
-		       i ? "," : "", (uint64_t)r[i].offset, (uint64_t)r[i].length);
-	printf("]");
+	struct json_object *a = jarr();
+
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *o = jobj();
+
+		ju64(o, "offset", r[i].offset);
+		ju64(o, "length", r[i].length);
+		json_object_array_add(a, o);
+	}
+	return a;
 }
 
-static void print_ranges(const struct vmreset_range *r, long n)
+static void print_ranges(const struct vmreset_range *r, size_t n)
 {
 	if (json) {
-		print_json_ranges(r, n);
-		printf("\n");
+		emit(json_ranges(r, n));
 		return;
 	}
-	for (long i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++)
 		printf("%#" PRIx64 "-%#" PRIx64 " (%" PRIu64 " pages)\n",
 		       (uint64_t)r[i].offset,
 		       (uint64_t)(r[i].offset + r[i].length),
@@ -265,28 +452,29 @@ static int cmd_preserve(int argc, char **argv)
 	struct vmreset_range *r;
 	uint64_t off, len, id;
 	long n;
-	int fd, err;
+	int fd, err, idr;
 
 	if (argc == 3 && !strcmp(argv[1], "list")) {
 		fd = open_obj(argv[2], O_RDONLY);
 		if (fd < 0)
-			return 1;
+			return open_failed(fd);
 		n = vmreset_preserve_list(fd, &r);
 		close(fd);
 		if (n < 0)
 			return op_error("preserved ranges of", argv[2], (int)n);
-		print_ranges(r, n);
+		print_ranges(r, (size_t)n);
 		free(r);
 		return 0;
 	}
 	if (argc != 5 || (strcmp(argv[1], "add") && strcmp(argv[1], "del")))
-		return usage_error("usage: %s preserve add|del FILE OFFSET LENGTH | preserve list FILE",
+		return usage_error("usage: %s preserve add|del OBJECT OFFSET LENGTH | preserve list OBJECT",
 				   prog);
-	if (parse_size(argv[3], &off))
-		return usage_error("bad offset '%s'", argv[3]);
-	if (parse_size(argv[4], &len))
-		return usage_error("bad length '%s'", argv[4]);
-	if (parse_id(argv[2], &id)) {
+	if (parse_size_arg("offset", argv[3], &off) || parse_size_arg("length", argv[4], &len))
+		return 2;
+	idr = object_id(argv[2], &id);
+	if (idr == 2)
+		return 2;
+	if (idr) {
 		struct vmreset_nl *nl = nl_open();
 
 		if (!nl)
@@ -299,7 +487,7 @@ static int cmd_preserve(int argc, char **argv)
 	}
 	fd = open_obj(argv[2], O_RDWR);
 	if (fd < 0)
-		return 1;
+		return open_failed(fd);
 	err = argv[1][0] == 'a' ? vmreset_preserve_add(fd, off, len)
 				: vmreset_preserve_del(fd, off, len);
 	close(fd);
@@ -322,16 +510,16 @@ static int cmd_dirty(int argc, char **argv)
 	long n;
 	int fd;
 
-	if (need_args(argc, 2, "dirty", "FILE"))
+	if (need_args(argc, 2, "dirty", "OBJECT"))
 		return 2;
 	fd = open_obj(argv[1], O_RDONLY);
 	if (fd < 0)
-		return 1;
+		return open_failed(fd);
 	n = vmreset_dirty_list(fd, &r);
 	close(fd);
 	if (n < 0)
 		return op_error("dirty list of", argv[1], (int)n);
-	print_ranges(r, n);
+	print_ranges(r, (size_t)n);
 	free(r);
 	return 0;
 }
@@ -341,29 +529,37 @@ static int cmd_stats(int argc, char **argv)
 	struct vmreset_stats s;
 	int fd, err;
 
-	if (need_args(argc, 2, "stats", "FILE"))
+	if (need_args(argc, 2, "stats", "OBJECT"))
 		return 2;
 	fd = open_obj(argv[1], O_RDONLY);
 	if (fd < 0)
-		return 1;
+		return open_failed(fd);
 	err = vmreset_stats(fd, &s);
 	close(fd);
 	if (err)
 		return op_error("stats of", argv[1], err);
-#define F(x) #x, (uint64_t)s.x
-	if (json)
-		printf("{\"snapshot\":%s,\"%s\":%" PRIu64 ",\"%s\":%" PRIu64
-		       ",\"%s\":%" PRIu64 ",\"%s\":%" PRIu64 ",\"%s\":%" PRIu64
-		       ",\"%s\":%" PRIu64 ",\"%s\":%" PRIu64 ",\"%s\":%" PRIu64
-		       ",\"%s\":%" PRIu64 ",\"%s\":%" PRIu64 ",\"%s\":%" PRIu64
-		       ",\"%s\":%" PRIu64 ",\"%s\":%" PRIu64 "}\n",
-		       s.flags & VMRESET_STATS_F_SNAPSHOT ? "true" : "false",
-		       F(file_size), F(snapshot_size), F(resident_pages),
-		       F(shared_pages), F(undo_pages), F(dirty_pages),
-		       F(preserved_ranges), F(cow_faults), F(faults),
-		       F(snapshots), F(reverts), F(reverted_pages),
-		       "bytes_in_memory", (uint64_t)(s.resident_pages + s.undo_pages) * 4096);
-	else
+	if (json) {
+		struct json_object *o = jobj();
+
+#define F(x) ju64(o, #x, s.x)
+		jbool(o, "snapshot", s.flags & VMRESET_STATS_F_SNAPSHOT);
+		F(id);
+		F(file_size);
+		F(snapshot_size);
+		F(resident_pages);
+		F(shared_pages);
+		F(undo_pages);
+		F(dirty_pages);
+		F(preserved_ranges);
+		F(cow_faults);
+		F(faults);
+		F(snapshots);
+		F(reverts);
+		F(reverted_pages);
+#undef F
+		ju64(o, "bytes_in_memory", (uint64_t)(s.resident_pages + s.undo_pages) * 4096);
+		emit(o);
+	} else {
 		printf("%s:\n"
 		       "  size %" PRIu64 " bytes, snapshot: %s\n"
 		       "  pages: %" PRIu64 " resident (%" PRIu64 " shared), %" PRIu64
@@ -379,7 +575,7 @@ static int cmd_stats(int argc, char **argv)
 		       (uint64_t)s.preserved_ranges, (uint64_t)s.faults,
 		       (uint64_t)s.cow_faults, (uint64_t)s.snapshots,
 		       (uint64_t)s.reverts, (uint64_t)s.reverted_pages);
-#undef F
+	}
 	return 0;
 }
 
@@ -387,11 +583,11 @@ static int cmd_clone(int argc, char **argv)
 {
 	int src, dst, err;
 
-	if (need_args(argc, 3, "clone", "SRC DST"))
+	if (need_args(argc, 3, "clone", "OBJECT DST"))
 		return 2;
 	src = open_obj(argv[1], O_RDONLY);
 	if (src < 0)
-		return 1;
+		return open_failed(src);
 	dst = open(argv[2], O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (dst < 0) {
 		close(src);
@@ -414,16 +610,27 @@ static int cmd_clone(int argc, char **argv)
 
 static int cmd_create(int argc, char **argv)
 {
+	unsigned int flags = 0;
 	uint64_t size;
 	int fd;
 
-	if (need_args(argc, 3, "create", "PATH SIZE"))
+	if (argc == 4 && (!strcmp(argv[1], "-f") || !strcmp(argv[1], "--force"))) {
+		flags = VMRESET_CREATE_F_EXISTING;
+		argv++;
+		argc--;
+	}
+	if (need_args(argc, 3, "create", "[-f|--force] PATH SIZE"))
 		return 2;
-	if (parse_size(argv[2], &size))
-		return usage_error("bad size '%s'", argv[2]);
-	fd = vmreset_create(argv[1], size);
+	if (parse_size_arg("size", argv[2], &size))
+		return 2;
+	fd = vmreset_create_flags(argv[1], size, flags);
 	if (fd == -ENOTTY) {
 		fprintf(stderr, "%s: '%s' is not on a vmresetfs mount\n", prog, argv[1]);
+		return 1;
+	}
+	if (fd == -EEXIST) {
+		fprintf(stderr, "%s: '%s' exists; --force resizes it to %s (and loses what is past that)\n",
+			prog, argv[1], argv[2]);
 		return 1;
 	}
 	if (fd < 0)
@@ -447,57 +654,53 @@ static int cmd_mount(int argc, char **argv)
 	return err ? op_error("mount on", argv[1], err) : 0;
 }
 
-static void print_obj(const struct vmreset_obj *o, bool one)
+static struct json_object *json_obj(const struct vmreset_obj *o)
 {
-	if (json) {
-		printf("{\"id\":%" PRIu64 ",\"path\":\"%s\",\"dev\":%u,\"uid\":%u,"
-		       "\"size\":%" PRIu64 ",\"snapshot\":%s,\"resident_pages\":%" PRIu64
-		       ",\"shared_pages\":%" PRIu64 ",\"undo_pages\":%" PRIu64
-		       ",\"dirty_pages\":%" PRIu64 ",\"faults\":%" PRIu64
-		       ",\"cow_faults\":%" PRIu64 ",\"snapshots\":%" PRIu64
-		       ",\"reverts\":%" PRIu64 ",\"reverted_pages\":%" PRIu64
-		       ",\"preserved\":", o->id, o->path, o->dev, o->uid, o->size,
-		       o->has_snapshot ? "true" : "false", o->resident_pages,
-		       o->shared_pages, o->undo_pages, o->dirty_pages, o->faults,
-		       o->cow_faults, o->snapshots, o->reverts, o->reverted_pages);
-		print_json_ranges(o->preserved, (long)o->nr_preserved);
-		printf("}");
-		return;
-	}
-	if (!one) {
-		printf("%-6" PRIu64 " %12" PRIu64 " %-4s %9" PRIu64 " %9" PRIu64 " %6u  %s\n",
-		       o->id, o->size, o->has_snapshot ? "yes" : "no",
-		       o->resident_pages, o->dirty_pages, o->uid,
-		       *o->path ? o->path : "(unlinked)");
-		return;
-	}
-	printf("object %" PRIu64 ": %s (dev %u:%u, uid %u)\n"
-	       "  size %" PRIu64 " bytes, snapshot: %s\n"
-	       "  pages: %" PRIu64 " resident (%" PRIu64 " shared), %" PRIu64 " undo, %" PRIu64
-	       " dirty\n  faults: %" PRIu64 ", copy-on-write: %" PRIu64 "\n"
-	       "  snapshots: %" PRIu64 ", reverts: %" PRIu64 " (%" PRIu64 " pages)\n"
-	       "  preserved ranges: %zu\n", o->id, *o->path ? o->path : "(unlinked)",
-	       o->dev >> 20, o->dev & 0xfffff, o->uid, o->size,
-	       o->has_snapshot ? "yes" : "no", o->resident_pages, o->shared_pages,
-	       o->undo_pages, o->dirty_pages, o->faults, o->cow_faults, o->snapshots,
-	       o->reverts, o->reverted_pages, o->nr_preserved);
-	print_ranges(o->preserved, (long)o->nr_preserved);
+	struct json_object *j = jobj();
+
+	ju64(j, "id", o->id);
+	jstr(j, "path", o->path);
+	ju64(j, "dev", o->dev);
+	ju64(j, "uid", o->uid);
+	ju64(j, "size", o->size);
+	jbool(j, "snapshot", o->has_snapshot);
+	ju64(j, "resident_pages", o->resident_pages);
+	ju64(j, "shared_pages", o->shared_pages);
+	ju64(j, "undo_pages", o->undo_pages);
+	ju64(j, "dirty_pages", o->dirty_pages);
+	ju64(j, "faults", o->faults);
+	ju64(j, "cow_faults", o->cow_faults);
+	ju64(j, "snapshots", o->snapshots);
+	ju64(j, "reverts", o->reverts);
+	ju64(j, "reverted_pages", o->reverted_pages);
+	json_object_object_add(j, "preserved", json_ranges(o->preserved, o->nr_preserved));
+	return j;
+}
+
+static void print_obj_line(const struct vmreset_obj *o)
+{
+	printf("%-6" PRIu64 " %12" PRIu64 " %-4s %9" PRIu64 " %9" PRIu64 " %6u  %s\n",
+	       o->id, o->size, o->has_snapshot ? "yes" : "no",
+	       o->resident_pages, o->dirty_pages, o->uid,
+	       *o->path ? o->path : "(unlinked)");
 }
 
 static int list_one(const struct vmreset_obj *o, void *arg)
 {
-	int *n = arg;
+	struct json_object *all = arg;
 
-	if (json && (*n)++)
-		printf(",");
-	print_obj(o, false);
+	if (all)
+		json_object_array_add(all, json_obj(o));
+	else
+		print_obj_line(o);
 	return 0;
 }
 
 static int cmd_list(int argc, char **argv)
 {
+	struct json_object *all = NULL;
 	struct vmreset_nl *nl;
-	int n = 0, err;
+	int err;
 
 	(void)argv;
 	if (need_args(argc, 1, "list", ""))
@@ -506,15 +709,17 @@ static int cmd_list(int argc, char **argv)
 	if (!nl)
 		return 1;
 	if (json)
-		printf("[");
+		all = jarr();
 	else
 		printf("%-6s %12s %-4s %9s %9s %6s  %s\n", "ID", "SIZE", "SNAP",
 		       "RESIDENT", "DIRTY", "UID", "PATH");
-	err = vmreset_nl_list(nl, list_one, &n);
-	if (json)
-		printf("]\n");
-	if (err)
+	err = vmreset_nl_list(nl, list_one, all);
+	if (err) {
+		json_object_put(all);
 		return nl_error(nl, "list of", "objects", err);
+	}
+	if (all)
+		emit(all);
 	vmreset_nl_close(nl);
 	return 0;
 }
@@ -525,15 +730,18 @@ static int cmd_show(int argc, char **argv)
 	struct vmreset_stats st;
 	struct vmreset_nl *nl;
 	uint64_t id;
-	int err;
+	int err, r;
 
-	if (need_args(argc, 2, "show", "FILE|id:ID"))
+	if (need_args(argc, 2, "show", "OBJECT"))
 		return 2;
-	if (!parse_id(argv[1], &id)) {
+	r = object_id(argv[1], &id);
+	if (r == 2)
+		return 2;
+	if (!r) {
 		int fd = open_obj(argv[1], O_RDONLY);
 
 		if (fd < 0)
-			return 1;
+			return open_failed(fd);
 		err = vmreset_stats(fd, &st);
 		close(fd);
 		if (err)
@@ -546,9 +754,21 @@ static int cmd_show(int argc, char **argv)
 	err = vmreset_nl_get(nl, id, &o);
 	if (err)
 		return nl_error(nl, "show", argv[1], err);
-	print_obj(&o, true);
-	if (json)
-		printf("\n");
+	if (json) {
+		emit(json_obj(&o));
+	} else {
+		printf("object %" PRIu64 ": %s (dev %u:%u, uid %u)\n"
+		       "  size %" PRIu64 " bytes, snapshot: %s\n"
+		       "  pages: %" PRIu64 " resident (%" PRIu64 " shared), %" PRIu64 " undo, %" PRIu64
+		       " dirty\n  faults: %" PRIu64 ", copy-on-write: %" PRIu64 "\n"
+		       "  snapshots: %" PRIu64 ", reverts: %" PRIu64 " (%" PRIu64 " pages)\n"
+		       "  preserved ranges: %zu\n", o.id, *o.path ? o.path : "(unlinked)",
+		       major(o.dev), minor(o.dev), o.uid, o.size,
+		       o.has_snapshot ? "yes" : "no", o.resident_pages, o.shared_pages,
+		       o.undo_pages, o.dirty_pages, o.faults, o.cow_faults, o.snapshots,
+		       o.reverts, o.reverted_pages, o.nr_preserved);
+		print_ranges(o.preserved, o.nr_preserved);
+	}
 	vmreset_obj_free(&o);
 	vmreset_nl_close(nl);
 	return 0;
@@ -565,36 +785,46 @@ static int print_event(const struct vmreset_event *ev, void *arg)
 	};
 	const char *name = ev->cmd < sizeof(names) / sizeof(names[0]) &&
 			   names[ev->cmd] ? names[ev->cmd] : "unknown";
-	long *left = arg;
+	uint64_t *left = arg;
 
-	if (json)
-		printf("{\"event\":\"%s\",\"id\":%" PRIu64 ",\"vm_id\":%u,\"pid\":%u,"
-		       "\"dirty_pages\":%" PRIu64 ",\"reverted_pages\":%" PRIu64
-		       ",\"kept_pages\":%" PRIu64 "}\n", name, ev->id, ev->vm_id, ev->pid,
-		       ev->dirty_pages, ev->reverted_pages, ev->kept_pages);
-	else if (ev->cmd == VMRESET_CMD_SNAPSHOT_NTF)
+	if (json) {
+		struct json_object *o = jobj();
+
+		jstr(o, "event", name);
+		ju64(o, "id", ev->id);
+		ju64(o, "vm_id", ev->vm_id);
+		ju64(o, "pid", ev->pid);
+		ju64(o, "dirty_pages", ev->dirty_pages);
+		ju64(o, "reverted_pages", ev->reverted_pages);
+		ju64(o, "kept_pages", ev->kept_pages);
+		emit(o);
+	} else if (ev->cmd == VMRESET_CMD_SNAPSHOT_NTF) {
 		printf("snapshot id:%" PRIu64 " dirty_pages %" PRIu64 "\n", ev->id, ev->dirty_pages);
-	else if (ev->cmd == VMRESET_CMD_REVERT_NTF)
+	} else if (ev->cmd == VMRESET_CMD_REVERT_NTF) {
 		printf("revert id:%" PRIu64 " reverted_pages %" PRIu64 " kept_pages %" PRIu64 "\n",
 		       ev->id, ev->reverted_pages, ev->kept_pages);
-	else if (ev->cmd == VMRESET_CMD_VM_ATTACH_NTF || ev->cmd == VMRESET_CMD_VM_DETACH_NTF)
+	} else if (ev->cmd == VMRESET_CMD_VM_ATTACH_NTF || ev->cmd == VMRESET_CMD_VM_DETACH_NTF) {
 		printf("%s vm:%u pid %u\n", name, ev->vm_id, ev->pid);
-	else
+	} else {
 		printf("%s id:%" PRIu64 "\n", name, ev->id);
-	fflush(stdout);
+	}
+	/* Whoever reads us should see each event as it happens, or we stop. */
+	if (fflush(stdout) || ferror(stdout)) {
+		write_failed = true;
+		return -EIO;
+	}
 	return *left > 0 && --*left == 0;
 }
 
 static int cmd_monitor(int argc, char **argv)
 {
 	struct vmreset_nl *nl;
-	long count = 0;
+	uint64_t count = 0;
 	int err;
 
 	if (argc == 3 && !strcmp(argv[1], "--count")) {
-		count = atol(argv[2]);
-		if (count <= 0)
-			return usage_error("bad count '%s'", argv[2]);
+		if (vmr_parse_u64(argv[2], &count) || !count)
+			return usage_error("bad count '%s' (a number of events, 1 or more)", argv[2]);
 	} else if (need_args(argc, 1, "monitor", "[--count N]")) {
 		return 2;
 	}
@@ -602,26 +832,45 @@ static int cmd_monitor(int argc, char **argv)
 	if (!nl)
 		return 1;
 	err = vmreset_nl_monitor(nl, print_event, &count);
+	if (err && write_failed) {
+		vmreset_nl_close(nl);
+		return 1;	/* main() says why */
+	}
 	if (err)
 		return nl_error(nl, "monitor", "events", err);
 	vmreset_nl_close(nl);
 	return 0;
 }
 
+static struct json_object *json_vm(const struct vmreset_vm *vm)
+{
+	struct json_object *j = jobj(), *slots = jarr();
+
+	ju64(j, "id", vm->id);
+	ju64(j, "pid", vm->pid);
+	ju64(j, "uid", vm->uid);
+	ju64(j, "snapshots", vm->snapshots);
+	ju64(j, "reverts", vm->reverts);
+	ju64(j, "reverted_pages", vm->reverted_pages);
+	for (size_t i = 0; i < vm->nr_slots; i++) {
+		struct json_object *s = jobj();
+
+		ju64(s, "gpa", vm->slots[i].gpa);
+		ju64(s, "size", vm->slots[i].size);
+		ju64(s, "obj_id", vm->slots[i].obj_id);
+		ju64(s, "offset", vm->slots[i].offset);
+		json_object_array_add(slots, s);
+	}
+	json_object_object_add(j, "slots", slots);
+	return j;
+}
+
 static int print_vm(const struct vmreset_vm *vm, void *arg)
 {
-	int *n = arg;
+	struct json_object *all = arg;
 
-	if (json) {
-		printf("%s{\"id\":%u,\"pid\":%u,\"uid\":%u,\"snapshots\":%" PRIu64
-		       ",\"reverts\":%" PRIu64 ",\"reverted_pages\":%" PRIu64 ",\"slots\":[",
-		       (*n)++ ? "," : "", vm->id, vm->pid, vm->uid, vm->snapshots,
-		       vm->reverts, vm->reverted_pages);
-		for (size_t i = 0; i < vm->nr_slots; i++)
-			printf("%s{\"gpa\":%" PRIu64 ",\"size\":%" PRIu64 ",\"obj_id\":%" PRIu64
-			       ",\"offset\":%" PRIu64 "}", i ? "," : "", vm->slots[i].gpa,
-			       vm->slots[i].size, vm->slots[i].obj_id, vm->slots[i].offset);
-		printf("]}");
+	if (all) {
+		json_object_array_add(all, json_vm(vm));
 		return 0;
 	}
 	printf("vm %u: pid %u, uid %u, %" PRIu64 " snapshots, %" PRIu64 " reverts (%" PRIu64
@@ -632,19 +881,6 @@ static int print_vm(const struct vmreset_vm *vm, void *arg)
 		       vm->slots[i].gpa, vm->slots[i].gpa + vm->slots[i].size,
 		       vm->slots[i].obj_id, vm->slots[i].offset);
 	return 0;
-}
-
-static bool parse_u32(const char *s, uint32_t *v)
-{
-	char *end;
-	unsigned long x;
-
-	errno = 0;
-	x = strtoul(s, &end, 10);
-	if (errno || end == s || *end || x > UINT32_MAX)
-		return false;
-	*v = (uint32_t)x;
-	return true;
 }
 
 /* A copy of another process's fd (needs ptrace rights over it). */
@@ -665,39 +901,51 @@ static int cmd_vm(int argc, char **argv)
 {
 	const char *sub = argc > 1 ? argv[1] : "";
 	uint64_t a = 0, b = 0, flags = 0, gpa, len;
+	struct json_object *all = NULL;
 	struct vmreset_nl *nl;
 	uint32_t id, pid, fd;
-	int err = 0, n = 0, vfd;
+	int err = 0, vfd;
 
 	if (!strcmp(sub, "list") && argc == 2) {
 		nl = nl_open();
 		if (!nl)
 			return 1;
 		if (json)
-			printf("[");
-		err = vmreset_nl_vm_list(nl, print_vm, &n);
-		if (json)
-			printf("]\n");
-		if (err)
+			all = jarr();
+		err = vmreset_nl_vm_list(nl, print_vm, all);
+		if (err) {
+			json_object_put(all);
 			return nl_error(nl, "list of", "VMs", err);
+		}
+		if (all)
+			emit(all);
 		vmreset_nl_close(nl);
 		return 0;
 	}
 	if (!strcmp(sub, "attach") && argc == 4) {
-		if (!parse_u32(argv[2], &pid) || !parse_u32(argv[3], &fd))
-			return usage_error("bad PID '%s' or FD '%s'", argv[2], argv[3]);
+		if (parse_u32_arg("PID", argv[2], &pid) || parse_u32_arg("FD", argv[3], &fd))
+			return 2;
 		vfd = grab_fd(pid, fd);
 		if (vfd < 0)
 			return op_error("cannot get fd of", argv[2], vfd);
 		nl = nl_open();
-		if (!nl)
+		if (!nl) {
+			close(vfd);
 			return 1;
+		}
 		err = vmreset_nl_vm_attach(nl, vfd, &id);
 		close(vfd);
 		if (err)
 			return nl_error(nl, "attach of VM fd", argv[3], err);
 		vmreset_nl_close(nl);
-		printf(json ? "{\"id\":%u}\n" : "vm %u attached\n", id);
+		if (json) {
+			struct json_object *o = jobj();
+
+			ju64(o, "id", id);
+			emit(o);
+		} else {
+			printf("vm %u attached\n", id);
+		}
 		return 0;
 	}
 	if (!strcmp(sub, "revert") && argc == 4 && !strcmp(argv[2], "--dry-run")) {
@@ -707,8 +955,8 @@ static int cmd_vm(int argc, char **argv)
 	}
 	if ((!strcmp(sub, "detach") || !strcmp(sub, "snapshot") ||
 	     !strcmp(sub, "revert")) && argc == 3) {
-		if (!parse_u32(argv[2], &id))
-			return usage_error("bad VM id '%s'", argv[2]);
+		if (parse_u32_arg("VM ID", argv[2], &id))
+			return 2;
 		nl = nl_open();
 		if (!nl)
 			return 1;
@@ -721,24 +969,28 @@ static int cmd_vm(int argc, char **argv)
 		if (err)
 			return nl_error(nl, sub, argv[2], err);
 		vmreset_nl_close(nl);
-		if (sub[0] == 's' && json)
-			printf("{\"dirty_pages\":%" PRIu64 "}\n", a);
-		else if (sub[0] == 's')
+		if (sub[0] == 's' && json) {
+			struct json_object *o = jobj();
+
+			ju64(o, "dirty_pages", a);
+			emit(o);
+		} else if (sub[0] == 's') {
 			printf("vm %s: snapshot taken (%" PRIu64 " dirty pages folded in)\n",
 			       argv[2], a);
-		else if (sub[0] == 'r' && json)
-			printf("{\"reverted_pages\":%" PRIu64 ",\"preserved_pages\":%" PRIu64 "}\n", a, b);
-		else if (sub[0] == 'r')
-			printf("vm %s: %" PRIu64 " pages reverted, %" PRIu64 " preserved pages kept\n",
-			       argv[2], a, b);
+		} else if (sub[0] == 'r') {
+			char what[32];
+
+			snprintf(what, sizeof(what), "vm %u", id);
+			print_revert(what, a, b, flags);
+		}
 		return 0;
 	}
 	if (!strcmp(sub, "preserve") && argc == 6 &&
 	    (!strcmp(argv[2], "add") || !strcmp(argv[2], "del"))) {
-		if (!parse_u32(argv[3], &id))
-			return usage_error("bad VM id '%s'", argv[3]);
-		if (parse_size(argv[4], &gpa) || parse_size(argv[5], &len))
-			return usage_error("bad guest range '%s' + '%s'", argv[4], argv[5]);
+		if (parse_u32_arg("VM ID", argv[3], &id) ||
+		    parse_size_arg("guest-physical address", argv[4], &gpa) ||
+		    parse_size_arg("length", argv[5], &len))
+			return 2;
 		nl = nl_open();
 		if (!nl)
 			return 1;
@@ -756,18 +1008,18 @@ static int cmd_help(int argc, char **argv);
 
 static const struct cmd cmds[] = {
 	{ "mount", cmd_mount, "DIR [OPTIONS]", "mount vmresetfs (options: size=, nr_inodes=, mode=, uid=, gid=)" },
-	{ "create", cmd_create, "PATH SIZE", "create a memory object of SIZE bytes (k/M/G suffixes)" },
-	{ "snapshot", cmd_snapshot, "FILE|id:ID", "make the current content the revert point" },
-	{ "revert", cmd_revert, "[--dry-run] FILE|id:ID", "give every page written since the snapshot its content back" },
-	{ "preserve", cmd_preserve, "add|del FILE|id:ID OFF LEN | list FILE", "ranges that revert leaves alone" },
-	{ "dirty", cmd_dirty, "FILE", "ranges written since the snapshot" },
-	{ "stats", cmd_stats, "FILE", "pages, faults, snapshots and reverts of a file" },
-	{ "clone", cmd_clone, "SRC DST", "create DST as a copy-on-write clone of SRC" },
+	{ "create", cmd_create, "[-f|--force] PATH SIZE", "create a memory object of SIZE bytes (refuses an existing PATH unless -f)" },
+	{ "snapshot", cmd_snapshot, "OBJECT", "make the current content the revert point" },
+	{ "revert", cmd_revert, "[--dry-run] OBJECT", "give every page written since the snapshot its content back" },
+	{ "preserve", cmd_preserve, "add|del OBJECT OFF LEN | list OBJECT", "ranges that revert leaves alone" },
+	{ "dirty", cmd_dirty, "OBJECT", "ranges written since the snapshot" },
+	{ "stats", cmd_stats, "OBJECT", "pages, faults, snapshots and reverts of an object" },
+	{ "clone", cmd_clone, "OBJECT DST", "create the file DST as a copy-on-write clone of OBJECT" },
 	{ "list", cmd_list, "", "all objects you may manage (netlink)" },
-	{ "show", cmd_show, "FILE|id:ID", "one object in detail (netlink)" },
+	{ "show", cmd_show, "OBJECT", "one object in detail (netlink)" },
 	{ "vm", cmd_vm, "list|attach PID FD|detach|snapshot|revert|preserve ...", "KVM VMs: attach by another process's fd, act on all their memory" },
 	{ "monitor", cmd_monitor, "[--count N]", "print snapshot, revert and removal events" },
-	{ "features", cmd_features, "FILE", "API version and features of the kernel module" },
+	{ "features", cmd_features, "OBJECT", "API version and features of the kernel module" },
 	{ "help", cmd_help, "[COMMAND]", "show this help" },
 };
 
@@ -776,13 +1028,14 @@ static void usage(FILE *f)
 	fprintf(f, "Usage: %s [-j|--json] COMMAND [ARGS]\n\nCommands:\n", prog);
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		fprintf(f, "  %-9s %-38s %s\n", cmds[i].name, cmds[i].args, cmds[i].help);
-	fprintf(f, "\n%s COMMAND --help shows one command. Exit status: 0 ok, "
+	fprintf(f, "\nAn OBJECT is a path of a file on vmresetfs, or id:N for the object with\n"
+		"ID N (see list). Sizes and offsets: bytes, 0x for hex, suffixes k, M, G, T.\n"
+		"%s COMMAND --help shows one command. Exit status: 0 ok, "
 		"1 operation failed, 2 usage error.\n", prog);
 }
 
 static int cmd_help(int argc, char **argv)
 {
-	(void)argv;
 	if (argc > 2)
 		return usage_error("usage: %s help [COMMAND]", prog);
 	if (argc == 2) {
@@ -798,7 +1051,7 @@ static int cmd_help(int argc, char **argv)
 	return 0;
 }
 
-int main(int argc, char **argv)
+static int run(int argc, char **argv)
 {
 	int i = 1;
 
@@ -832,4 +1085,22 @@ int main(int argc, char **argv)
 		return cmds[c].fn(argc - i, argv + i);
 	}
 	return usage_error("unknown command '%s' (try: %s help)", argv[i], prog);
+}
+
+int main(int argc, char **argv)
+{
+	int ret = run(argc, argv);
+	/*
+	 * What we printed is the result: if it did not all get out (a full
+	 * disk, a closed pipe), the command failed.
+	 */
+	bool failed = ferror(stdout);
+
+	errno = 0;
+	if (fclose(stdout) || failed || write_failed) {
+		fprintf(stderr, "%s: cannot write the output: %s\n", prog,
+			errno ? strerror(errno) : "write error");
+		return 1;
+	}
+	return ret;
 }
