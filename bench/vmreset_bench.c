@@ -1,40 +1,41 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * vmreset_bench - reset and cycle cost of vmreset against what VMMs and KVM
- * fuzzers do today, side by side in one run, on the same guest code.
+ * fuzzers do today, each at its best, side by side in one run, on the same
+ * guest code.
  *
- * For each guest RAM size and each number D of 4 KiB pages the guest
- * dirties, every method runs the same loop:
+ * For each guest RAM size, workload, vCPU count and number D of 4 KiB pages
+ * the guest dirties, every method runs the same loop:
  *
  *	guest run (dirties D pages) | reset | verify | guest run | reset | ...
  *
  * "reset" is timed from the guest's stop to memory equal to the snapshot;
- * "cycle" is a reset plus the next guest run, so that the refaults a method
- * causes are counted. Methods:
+ * "cycle" is a reset plus the next guest run, so that the faults a method
+ * causes on the next run are counted. Workloads: "steady" dirties the same
+ * D pages every run, "drift" keeps half of them and picks the other half at
+ * random every run, "random" picks all D at random every run. The methods
+ * are listed in methods[] below and in docs/benchmarks.md.
  *
- *	M1	 memcpy of the whole snapshot into anonymous guest RAM
- *	M2	 guest RAM is a MAP_PRIVATE mapping of a memfd that holds the
- *		 snapshot (Firecracker); reset = MADV_DONTNEED over it
- *	M3	 KVM dirty log (manual protect): GET_DIRTY_LOG, copy each dirty
- *		 page back, CLEAR_DIRTY_LOG (wtf, Snapchange)
- *	M4	 memfd registered uffd-wp-async; PAGEMAP_SCAN reports and
- *		 write-protects written pages, copy them back (Linux 6.7+)
- *	vmreset	 REVERT ioctl on a vmresetfs file
- *	vmreset-nl VM-level REVERT through the netlink family
- *
- * Results go to a JSON file (bench/report.py turns it into Markdown and
- * plots); progress goes to stdout.
+ * Every user-space copy uses the fastest of the routines in copy.c, timed
+ * at startup on random pages. Results go to a JSON file (json-c; one entry
+ * a line, which selftests/bench_quick.sh relies on); bench/report.py turns
+ * it into Markdown and plots. Progress goes to stdout.
  */
 #define _GNU_SOURCE
 #include <getopt.h>
+#include <json-c/json.h>
 #include <linux/fs.h>
 #include <linux/userfaultfd.h>
+#include <pthread.h>
+#include <sched.h>
+#include <semaphore.h>
 #include <stdarg.h>
 #include <sys/syscall.h>
 #include <sys/statvfs.h>
 #include <sys/utsname.h>
 #include <time.h>
 
+#include "copy.h"
 #include "vmr_guest.h"
 #include "vmreset.h"
 
@@ -60,6 +61,9 @@ struct pm_scan_arg {
 #ifndef UFFD_FEATURE_WP_HUGETLBFS_SHMEM
 #define UFFD_FEATURE_WP_HUGETLBFS_SHMEM	(1 << 12)
 #endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE	23
+#endif
 
 /* Beyond the largest guest RAM (4 GiB at VM_TEST_GPA), inside the 64 GiB map. */
 #define BPARAM_GPA	(32ULL << 30)
@@ -69,21 +73,31 @@ struct pm_scan_arg {
 #define MAX_ITERS	64
 #define VMM_PAGES	16
 #define RLIST_OFF	65536			/* read list, in params[] */
+#define NR_VCPUS	2
+#define RING_BYTES	(1U << 20)		/* 65536 entries a vCPU */
+#define LEARN_CYCLES	8			/* runs the kernel sees before timing */
 
-enum layout { SCATTERED, CONTIGUOUS, READ_WS };
-static const char *const layouts[] = { "scattered", "contiguous", "scattered+reads" };
+enum workload { STEADY, DRIFT, RANDOM, NR_WL };
+static const char *const workloads[NR_WL] = { "steady", "drift", "random" };
 
-enum method { M1, M2, M3, M4, VMR, VMR_NL, NR_METHODS };
+enum method { M1, M2, M2D, M3, M3R, M4, VMR, VMR_HOT, VMR_LEARN, VMR_NL, NR_METHODS };
 
 static const struct {
 	const char *name, *label;
+	bool baseline;		/* candidate for the best baseline of a cell */
+	bool copies;		/* restores pages with a user-space copy */
+	bool vmr;		/* a vmresetfs file */
 } methods[NR_METHODS] = {
-	[M1] = { "M1", "memcpy of the whole snapshot" },
-	[M2] = { "M2", "MAP_PRIVATE memfd + MADV_DONTNEED" },
-	[M3] = { "M3", "KVM dirty log + copy" },
-	[M4] = { "M4", "PAGEMAP_SCAN uffd-wp + copy" },
-	[VMR] = { "vmreset", "vmresetfs REVERT ioctl" },
-	[VMR_NL] = { "vmreset-nl", "VM-level netlink REVERT" },
+	[M1] = { "M1", "memcpy of the whole snapshot", true, true },
+	[M2] = { "M2", "MAP_PRIVATE memfd + MADV_DONTNEED of all RAM", true },
+	[M2D] = { "M2-dirty", "MAP_PRIVATE memfd + dirty log, MADV_DONTNEED of the dirty runs", true },
+	[M3] = { "M3", "KVM dirty log (bitmap, manual protect) + copy", true, true },
+	[M3R] = { "M3-ring", "KVM dirty ring (acquire/release) + copy", true, true },
+	[M4] = { "M4", "PAGEMAP_SCAN uffd-wp + copy, re-protect what was written", true, true },
+	[VMR] = { "vmreset", "vmresetfs REVERT ioctl, hot set off", .vmr = true },
+	[VMR_HOT] = { "vmreset-hot", "REVERT ioctl, hot set given", .vmr = true },
+	[VMR_LEARN] = { "vmreset-learn", "REVERT ioctl, hot set learned", .vmr = true },
+	[VMR_NL] = { "vmreset-nl", "VM-level netlink REVERT, hot set off", .vmr = true },
 };
 
 struct inst {
@@ -91,18 +105,29 @@ struct inst {
 	uint64_t npages;
 	size_t size;
 	uint8_t *ram;		/* what KVM maps and the VMM writes */
-	uint8_t *snap;		/* M1, M3, M4: the snapshot copy */
+	uint8_t *snap;		/* copying methods: the snapshot copy */
 	uint8_t *alias;		/* M4: a second, unregistered view of the memfd */
-	int fd;			/* memfd (M2, M4) or vmresetfs file */
-	int uffd, pagemap;	/* M4 */
-	unsigned long *bitmap;	/* M3 */
+	int fd;			/* memfd (M2, M2-dirty, M4) or vmresetfs file */
+	int uffd, pagemap;	/* M4; pagemap also M2, M2-dirty */
+	unsigned long *bitmap;	/* M2-dirty, M3 */
 	struct page_region *vec; /* M4 */
+	struct kvm_dirty_gfn *ring[NR_VCPUS];	/* M3-ring */
+	uint32_t ring_fetch[NR_VCPUS], ring_entries;
+	uint64_t *harvest;	/* M3-ring: dirty pages found in the rings */
+	uint8_t *seen;		/* M3-ring: one byte a page, to drop duplicates */
 	struct vmreset_nl *nl;	/* vmreset-nl */
 	uint32_t vm_id;
 	struct kvm_vm *vm;
-	struct kvm_vcpu *vcpu;
-	uint64_t *params;
-	uint64_t nread;		/* pages the guest reads before it writes */
+	struct kvm_vcpu *vcpu[NR_VCPUS];
+	pthread_t worker;
+	sem_t go, done;
+	bool stop;
+	uint64_t worker_ret;
+	int nvcpu;		/* vCPUs the current series runs */
+	uint64_t *params;	/* in guest memory: write list, then read list */
+	uint64_t d, nread;
+	uint32_t *mark, gen;	/* for picking distinct random pages */
+	uint64_t rng;
 	double snapshot_us;
 };
 
@@ -112,24 +137,37 @@ static struct {
 	uint64_t d[8];
 	int nr_d;
 	bool want[NR_METHODS];
+	bool wl[NR_WL];
+	uint64_t vcpus[NR_VCPUS];
+	int nr_vcpus;
 	double budget_s;
 	int max_iters;
 	uint64_t clone_mib;
 	int clones;
 	uint64_t read_ws;
+	uint64_t snap_mib;
+	int copy_pages, copy_rounds;
 	const char *out;
-	const char *mnt;
 	bool quick;
 } cfg = {
-	.ram_mib = { 64, 1024, 4096 }, .nr_ram = 3,
-	.d = { 1, 16, 256, 4096, 65536 }, .nr_d = 5,
-	.want = { true, true, true, true, true, true },
-	.budget_s = 5, .max_iters = 15, .clone_mib = 256, .clones = 16, .read_ws = 2048,
+	.ram_mib = { 64, 1024 }, .nr_ram = 2,
+	.d = { 1, 16, 256, 4096 }, .nr_d = 4,
+	.want = { true, true, true, true, true, true, true, true, true, true },
+	.wl = { true, true, true },
+	.vcpus = { 1, 2 }, .nr_vcpus = 2,
+	.budget_s = 3, .max_iters = 11, .clone_mib = 256, .clones = 16, .read_ws = 2048,
+	.snap_mib = 4096, .copy_pages = 1024, .copy_rounds = 7,
 	.out = "vmreset-bench.json",
 };
 
 static uint8_t zero[PG];
 static double t_start;
+static const struct copy_routine *best_copy;
+static char cpu_flags[4096];
+static bool hot_ok;		/* the module has hot pages */
+static double wakeup_us;	/* a thread woken on another CPU, round trip */
+static bool one_cpu;		/* vCPU threads share one CPU (see main()) */
+static struct json_object *j_copy, *j_series, *j_snapshot, *j_vmm, *j_clones, *j_skipped;
 
 static void __attribute__((noreturn, format(printf, 1, 2))) die(const char *fmt, ...)
 {
@@ -156,6 +194,81 @@ static void __attribute__((format(printf, 1, 2))) say(const char *fmt, ...)
 	fflush(stdout);
 }
 
+/* ---------------------------------------------------------------------
+ * JSON (json-c)
+ */
+
+static void jset(struct json_object *o, const char *key, struct json_object *v)
+{
+	if (!v || json_object_object_add(o, key, v))
+		die("out of memory building JSON");
+}
+
+static void jint(struct json_object *o, const char *key, int64_t v)
+{
+	jset(o, key, json_object_new_int64(v));
+}
+
+static void jstr(struct json_object *o, const char *key, const char *v)
+{
+	jset(o, key, json_object_new_string(v));
+}
+
+/* A double printed as @fmt rather than json-c's 17 digits. */
+static void jdbl(struct json_object *o, const char *key, double v, const char *fmt)
+{
+	char buf[64];
+
+	snprintf(buf, sizeof(buf), fmt, v);
+	jset(o, key, json_object_new_double_s(v, buf));
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, n, sizeof(*v), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* {"median", "min", "max"} of @v (sorted in place). */
+static void jstat(struct json_object *o, const char *key, double *v, int n)
+{
+	struct json_object *s = json_object_new_object();
+	double med = median(v, n);
+
+	jdbl(s, "median", med, "%.2f");
+	jdbl(s, "min", v[0], "%.2f");
+	jdbl(s, "max", v[n - 1], "%.2f");
+	jset(o, key, s);
+}
+
+static struct json_object *item(struct json_object *arr)
+{
+	struct json_object *o = json_object_new_object();
+
+	if (!o || json_object_array_add(arr, o))
+		die("out of memory building JSON");
+	return o;
+}
+
+static void __attribute__((format(printf, 2, 3))) skipped(const char *what,
+							   const char *fmt, ...)
+{
+	struct json_object *o = item(j_skipped);
+	char why[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	jstr(o, "what", what);
+	jstr(o, "why", why);
+	say("skipped %s: %s", what, why);
+}
+
+/* ---------------------------------------------------------------------
+ * Memory, pages, content
+ */
+
 /*
  * The guest's request: read @nr pages (its read working set), then write
  * the first and last word of @n pages. Returns @n.
@@ -181,6 +294,13 @@ static void *map_anon(size_t size)
 	/* 4 KiB pages for every method: memfds and vmresetfs have no THP. */
 	madvise(p, size, MADV_NOHUGEPAGE);
 	return p;
+}
+
+/* A copy target that takes no first-touch faults while it is timed. */
+static void populate(void *p, size_t size)
+{
+	if (madvise(p, size, MADV_POPULATE_WRITE))
+		die("MADV_POPULATE_WRITE: %s", strerror(errno));
 }
 
 static void fill(uint8_t *ram, uint64_t npages)
@@ -210,16 +330,19 @@ static bool page_ok_quiet(const struct inst *in, uint64_t i)
 	static uint8_t buf[PG];
 	uint64_t ent;
 
+	if (methods[in->m].vmr) {
+		if (pread(in->fd, buf, PG, i * PG) != PG)
+			die("pread page %lu: %s", (unsigned long)i, strerror(errno));
+		return content_ok(buf, i);
+	}
 	switch (in->m) {
 	case M2:
+	case M2D:
 		/* Not mapped: the guest would see the memory file. */
 		if (pread(in->pagemap, &ent, 8, ((uintptr_t)in->ram / PG + i) * 8) != 8)
 			die("pagemap: %s", strerror(errno));
 		if (ent >> 63)
 			return page_ok(in->ram, i);
-		/* fall through */
-	case VMR:
-	case VMR_NL:
 		if (pread(in->fd, buf, PG, i * PG) != PG)
 			die("pread page %lu: %s", (unsigned long)i, strerror(errno));
 		return content_ok(buf, i);
@@ -232,7 +355,7 @@ static bool page_ok_quiet(const struct inst *in, uint64_t i)
 
 /* Pages that differ from the snapshot: all of them, or the D written
  * pages, the page after each and a fixed sample (see the report). */
-static uint64_t verify(const struct inst *in, uint64_t d, bool full)
+static uint64_t verify(const struct inst *in, bool full)
 {
 	uint64_t bad = 0, n = in->npages;
 
@@ -241,7 +364,7 @@ static uint64_t verify(const struct inst *in, uint64_t d, bool full)
 			bad += !page_ok(in->ram, i);
 		return bad;
 	}
-	for (uint64_t k = 0; k < d; k++) {
+	for (uint64_t k = 0; k < in->d; k++) {
 		uint64_t p = in->params[k];
 
 		bad += !page_ok_quiet(in, p);
@@ -251,6 +374,104 @@ static uint64_t verify(const struct inst *in, uint64_t d, bool full)
 	for (uint64_t k = 0; k < NR_SAMPLES; k++)
 		bad += !page_ok_quiet(in, (k * 0x9e3779b1ULL) % n);
 	return bad;
+}
+
+/* ---------------------------------------------------------------------
+ * The copy routine every copying method uses
+ */
+
+static void read_cpu_flags(void)
+{
+	char line[4096];
+	FILE *f = fopen("/proc/cpuinfo", "r");
+
+	while (f && fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, "flags", 5) && strchr(line, ':')) {
+			snprintf(cpu_flags, sizeof(cpu_flags), "%s", strchr(line, ':') + 2);
+			cpu_flags[strcspn(cpu_flags, "\n")] = 0;
+			break;
+		}
+	}
+	if (f)
+		fclose(f);
+}
+
+/*
+ * Times every usable routine on the same random 4 KiB pages of two
+ * populated buffers, the rounds interleaved so that a slow phase of the
+ * host hits all alike; the lowest median per page wins.
+ */
+static void calibrate_copy(void)
+{
+	uint64_t npages = 16384, n = cfg.copy_pages, *idx = calloc(n, 8), x = SEED;
+	uint8_t *src = map_anon(npages * PG), *dst = map_anon(npages * PG);
+	double t[8][MAX_ITERS], best = 0;
+	struct json_object *arr = json_object_new_array(), *flags;
+	const char *f;
+	char *save, *s;
+
+	populate(src, npages * PG);
+	populate(dst, npages * PG);
+	fill(src, npages);
+	for (uint64_t i = 0; i < n; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		idx[i] = x % npages;
+	}
+	for (int r = 0; r < cfg.copy_rounds; r++) {
+		for (int k = 0; k < nr_copy_routines; k++) {
+			const struct copy_routine *c = &copy_routines[k];
+			double t0;
+
+			if (!c->usable())
+				continue;
+			t0 = now_us();
+			for (uint64_t i = 0; i < n; i++)
+				c->fn(dst + idx[i] * PG, src + idx[i] * PG, PG);
+			t[k][r] = (now_us() - t0) / n;
+		}
+	}
+	for (uint64_t i = 0; i < npages; i++)
+		if (!page_ok(dst, i) && memcmp(dst + i * PG, zero, PG))
+			die("copy routines: page %lu holds neither the source nor zeroes",
+			    (unsigned long)i);
+	for (int k = 0; k < nr_copy_routines; k++) {
+		const struct copy_routine *c = &copy_routines[k];
+		struct json_object *o;
+		double med;
+
+		if (!c->usable())
+			continue;
+		o = item(arr);
+		jstr(o, "name", c->name);
+		jstr(o, "what", c->what);
+		jstat(o, "us_per_page", t[k], cfg.copy_rounds);
+		med = median(t[k], cfg.copy_rounds);
+		say("copy routine %-10s %.2f us per random 4 KiB page", c->name, med);
+		if (!best_copy || med < best) {
+			best_copy = c;
+			best = med;
+		}
+	}
+	j_copy = json_object_new_object();
+	jint(j_copy, "pages", n);
+	jint(j_copy, "rounds", cfg.copy_rounds);
+	jset(j_copy, "routines", arr);
+	jstr(j_copy, "chosen", best_copy->name);
+	flags = json_object_new_array();
+	s = strdup(cpu_flags);
+	for (f = strtok_r(s, " ", &save); f; f = strtok_r(NULL, " ", &save))
+		json_object_array_add(flags, json_object_new_string(f));
+	free(s);
+	jset(j_copy, "cpu_flags", flags);
+	say("copying methods use %s", best_copy->name);
+	munmap(src, npages * PG);
+	munmap(dst, npages * PG);
+	free(idx);
+}
+
+static void copy(void *dst, const void *src, size_t len)
+{
+	best_copy->fn(dst, src, len);
 }
 
 /* ---------------------------------------------------------------------
@@ -275,15 +496,29 @@ static void *map_shared(int fd, size_t size, int flags)
 	return p;
 }
 
-static void m4_scan_arm(struct inst *in, uint64_t *pages, bool copy)
+static int open_pagemap(void)
 {
-	uint64_t start = (uintptr_t)in->ram, end = start + in->size;
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 
-	*pages = 0;
+	if (fd < 0)
+		die("/proc/self/pagemap: %s", strerror(errno));
+	return fd;
+}
+
+/*
+ * M4: find the written ranges without write-protecting anything (a scan
+ * with PM_SCAN_WP_MATCHING invalidates the whole range in the MMU
+ * notifier, so KVM would drop every mapping of guest RAM), copy them back
+ * through the alias, then write-protect just those ranges.
+ */
+static uint64_t m4_reset(struct inst *in, bool restore)
+{
+	uint64_t start = (uintptr_t)in->ram, end = start + in->size, pages = 0;
+
 	while (start < end) {
 		struct pm_scan_arg a = {
 			.size = sizeof(a),
-			.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+			.flags = PM_SCAN_CHECK_WPASYNC,
 			.start = start, .end = end,
 			.vec = (uintptr_t)in->vec, .vec_len = 512,
 			.category_mask = PAGE_IS_WRITTEN,
@@ -296,15 +531,22 @@ static void m4_scan_arm(struct inst *in, uint64_t *pages, bool copy)
 		for (long r = 0; r < n; r++) {
 			uint64_t off = in->vec[r].start - (uintptr_t)in->ram;
 			uint64_t len = in->vec[r].end - in->vec[r].start;
+			struct uffdio_writeprotect wp = {
+				.range = { .start = in->vec[r].start, .len = len },
+				.mode = UFFDIO_WRITEPROTECT_MODE_WP,
+			};
 
 			/* Through the alias: writing through the registered
 			 * view would mark the pages written again. */
-			if (copy)
-				memcpy(in->alias + off, in->snap + off, len);
-			*pages += len / PG;
+			if (restore)
+				copy(in->alias + off, in->snap + off, len);
+			if (ioctl(in->uffd, UFFDIO_WRITEPROTECT, &wp))
+				die("UFFDIO_WRITEPROTECT: %s", strerror(errno));
+			pages += len / PG;
 		}
 		start = a.walk_end;
 	}
+	return pages;
 }
 
 static void m4_setup(struct inst *in)
@@ -315,7 +557,7 @@ static void m4_setup(struct inst *in)
 			    UFFD_FEATURE_WP_HUGETLBFS_SHMEM,
 	};
 	struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_WP };
-	uint64_t pages;
+	struct uffdio_writeprotect wp = { .mode = UFFDIO_WRITEPROTECT_MODE_WP };
 
 	in->uffd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
 	if (in->uffd < 0)
@@ -326,11 +568,12 @@ static void m4_setup(struct inst *in)
 	reg.range.len = in->size;
 	if (ioctl(in->uffd, UFFDIO_REGISTER, &reg))
 		die("UFFDIO_REGISTER WP: %s", strerror(errno));
-	in->pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-	if (in->pagemap < 0)
-		die("/proc/self/pagemap: %s", strerror(errno));
+	in->pagemap = open_pagemap();
 	in->vec = calloc(512, sizeof(*in->vec));
-	m4_scan_arm(in, &pages, false);
+	/* Arm: every page write-protected once. */
+	wp.range = reg.range;
+	if (ioctl(in->uffd, UFFDIO_WRITEPROTECT, &wp))
+		die("UFFDIO_WRITEPROTECT: %s", strerror(errno));
 }
 
 static bool m4_supported(const char **why)
@@ -349,8 +592,166 @@ static bool m4_supported(const char **why)
 	return ok;
 }
 
-static void setup(struct inst *in, enum method m, uint64_t npages,
-		  const char *mnt)
+/* The dirty ring's capability: the acquire/release one where KVM has it. */
+static int ring_cap(int vm_fd, int *bytes)
+{
+	static const int caps[] = { KVM_CAP_DIRTY_LOG_RING_ACQ_REL, KVM_CAP_DIRTY_LOG_RING };
+
+	for (int i = 0; i < 2; i++) {
+		int max = ioctl(vm_fd, KVM_CHECK_EXTENSION, caps[i]);
+
+		if (max > 0) {
+			*bytes = max < (int)RING_BYTES ? max : (int)RING_BYTES;
+			return caps[i];
+		}
+	}
+	return 0;
+}
+
+static bool ring_supported(const char **why)
+{
+	struct kvm_vm *vm = vm_create();
+	int bytes = 0, cap = ring_cap(vm->fd, &bytes);
+
+	vm_free(vm);
+	*why = "KVM has no dirty ring (KVM_CAP_DIRTY_LOG_RING_ACQ_REL)";
+	return cap != 0;
+}
+
+static void *pong(void *arg)
+{
+	sem_t *s = arg;
+
+	for (int i = 0; i < 16; i++) {
+		sem_wait(&s[0]);
+		sem_post(&s[1]);
+	}
+	return NULL;
+}
+
+/*
+ * Round trip of a wakeup to a thread on another CPU and back: what the
+ * 2-vCPU runs pay to start and join the second vCPU's thread.
+ */
+static double cross_cpu_wakeup(void)
+{
+	double t[16], t0;
+	sem_t s[2];
+	pthread_t th;
+	cpu_set_t a, b;
+
+	if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
+		return 0;
+	CPU_ZERO(&a);
+	CPU_SET(0, &a);
+	CPU_ZERO(&b);
+	CPU_SET(1, &b);
+	if (sem_init(&s[0], 0, 0) || sem_init(&s[1], 0, 0) ||
+	    pthread_create(&th, NULL, pong, s))
+		die("wakeup test: %s", strerror(errno));
+	pthread_setaffinity_np(pthread_self(), sizeof(a), &a);
+	pthread_setaffinity_np(th, sizeof(b), &b);
+	for (int i = 0; i < 16; i++) {
+		t0 = now_us();
+		sem_post(&s[0]);
+		sem_wait(&s[1]);
+		t[i] = now_us() - t0;
+	}
+	pthread_join(th, NULL);
+	CPU_ZERO(&a);
+	for (int i = 0; i < CPU_SETSIZE && i < sysconf(_SC_NPROCESSORS_ONLN); i++)
+		CPU_SET(i, &a);
+	pthread_setaffinity_np(pthread_self(), sizeof(a), &a);
+	sem_destroy(&s[0]);
+	sem_destroy(&s[1]);
+	return median(t, 16);
+}
+
+#ifdef VMRESET_IOC_HOT_CONFIG
+#define HAVE_HOT 1
+#else
+#define HAVE_HOT 0
+#endif
+
+/* The hot-set rows need the hot-set API, in the headers and the module. */
+static bool hot_supported(const char *mnt, const char **why)
+{
+	struct vmreset_features f = { .size = sizeof(f) };
+	char path[128];
+	int fd;
+
+	*why = "this build's UAPI header has no hot-set API";
+	if (!HAVE_HOT)
+		return false;
+	*why = "the loaded module does not offer VMRESET_FEATURE_HOT";
+	fd = vmr_file(mnt, "probe", PG);
+	if (fd < 0)
+		die("%s/probe: %s", mnt, strerror(errno));
+	if (ioctl(fd, VMRESET_IOC_FEATURES, &f))
+		die("VMRESET_IOC_FEATURES: %s", strerror(errno));
+	close(fd);
+	snprintf(path, sizeof(path), "%s/probe", mnt);
+	unlink(path);
+#if HAVE_HOT
+	return f.features & VMRESET_FEATURE_HOT;
+#else
+	return false;
+#endif
+}
+
+/* The file's hot-set mode: off, explicit or learned. */
+static void hot_mode(struct inst *in)
+{
+#if HAVE_HOT
+	struct vmreset_hot_config c = {
+		.flags = VMRESET_HOT_CFG_MODE,
+		.mode = in->m == VMR_HOT ? VMRESET_HOT_EXPLICIT :
+			in->m == VMR_LEARN ? VMRESET_HOT_LEARN : VMRESET_HOT_OFF,
+	};
+
+	if (!hot_ok)
+		return;
+	if (vmreset_hot_config(in->fd, &c))
+		die("VMRESET_IOC_HOT_CONFIG mode %u: %s", c.mode, strerror(errno));
+#else
+	(void)in;
+#endif
+}
+
+/* vmreset-hot: the hot set is the pages in params[0..n). */
+static void hot_set(struct inst *in, uint64_t n, const uint64_t *extra, uint64_t nx)
+{
+#if HAVE_HOT
+	struct vmreset_range *r = calloc(n + nx + 1, sizeof(*r));
+
+	for (uint64_t i = 0; i < n; i++)
+		r[i] = (struct vmreset_range){ .offset = in->params[i] * PG, .length = PG };
+	for (uint64_t i = 0; i < nx; i++)
+		r[n + i] = (struct vmreset_range){ .offset = extra[i] * PG, .length = PG };
+	if (vmreset_hot_set(in->fd, r, n + nx))
+		die("VMRESET_IOC_HOT set of %lu pages: %s", (unsigned long)(n + nx),
+		    strerror(errno));
+	free(r);
+#else
+	(void)in, (void)n, (void)extra, (void)nx;
+#endif
+}
+
+/* Runs vCPU 1 for the main thread, which runs vCPU 0. */
+static void *worker(void *arg)
+{
+	struct inst *in = arg;
+
+	for (;;) {
+		sem_wait(&in->go);
+		if (in->stop)
+			return NULL;
+		in->worker_ret = vcpu_run_to_done(in->vcpu[1]);
+		sem_post(&in->done);
+	}
+}
+
+static void setup(struct inst *in, enum method m, uint64_t npages, const char *mnt)
 {
 	uint32_t flags = 0;
 	uint8_t *src;
@@ -361,18 +762,22 @@ static void setup(struct inst *in, enum method m, uint64_t npages,
 	in->npages = npages;
 	in->size = npages * PG;
 	in->fd = in->uffd = in->pagemap = -1;
+	in->mark = calloc(npages, sizeof(*in->mark));
 
 	switch (m) {
 	case M1:
 	case M3:
+	case M3R:
 		in->ram = map_anon(in->size);
 		fill(in->ram, npages);
-		t0 = now_us();
 		in->snap = map_anon(in->size);
-		memcpy(in->snap, in->ram, in->size);
+		populate(in->snap, in->size);
+		t0 = now_us();
+		copy(in->snap, in->ram, in->size);
 		in->snapshot_us = now_us() - t0;
 		break;
 	case M2:
+	case M2D:
 		/*
 		 * The running VM's RAM is anonymous; its snapshot is a memory
 		 * file. Copied through a mapping: under TCG, write(2) into
@@ -383,28 +788,27 @@ static void setup(struct inst *in, enum method m, uint64_t npages,
 		t0 = now_us();
 		in->fd = memfd_of(in->size);
 		in->ram = map_shared(in->fd, in->size, MAP_SHARED);
-		memcpy(in->ram, src, in->size);
+		copy(in->ram, src, in->size);
 		munmap(in->ram, in->size);
 		in->ram = map_shared(in->fd, in->size, MAP_PRIVATE);
 		in->snapshot_us = now_us() - t0;
 		munmap(src, in->size);
-		in->pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-		if (in->pagemap < 0)
-			die("/proc/self/pagemap: %s", strerror(errno));
+		in->pagemap = open_pagemap();
 		break;
 	case M4:
 		in->fd = memfd_of(in->size);
 		in->ram = map_shared(in->fd, in->size, MAP_SHARED);
 		in->alias = map_shared(in->fd, in->size, MAP_SHARED);
 		fill(in->ram, npages);
-		t0 = now_us();
+		populate(in->alias, in->size);
 		in->snap = map_anon(in->size);
-		memcpy(in->snap, in->ram, in->size);
+		populate(in->snap, in->size);
+		t0 = now_us();
+		copy(in->snap, in->ram, in->size);
 		m4_setup(in);
 		in->snapshot_us = now_us() - t0;
 		break;
-	case VMR:
-	case VMR_NL: {
+	default: {
 		char name[16];
 
 		snprintf(name, sizeof(name), "ram-%d", m);
@@ -415,8 +819,6 @@ static void setup(struct inst *in, enum method m, uint64_t npages,
 		fill(in->ram, npages);
 		break;
 	}
-	default:
-		break;
 	}
 
 	in->params = mmap(NULL, BPARAM_SIZE, PROT_READ | PROT_WRITE,
@@ -424,7 +826,7 @@ static void setup(struct inst *in, enum method m, uint64_t npages,
 	if (in->params == MAP_FAILED)
 		die("mmap params: %s", strerror(errno));
 	in->vm = vm_create();
-	if (m == M3) {
+	if (m == M3 || m == M2D) {
 		struct kvm_enable_cap cap = {
 			.cap = KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2,
 			.args[0] = KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE |
@@ -436,13 +838,37 @@ static void setup(struct inst *in, enum method m, uint64_t npages,
 		flags = KVM_MEM_LOG_DIRTY_PAGES;
 		in->bitmap = calloc(npages / 64 + 1, sizeof(unsigned long));
 	}
+	if (m == M3R) {
+		int bytes = 0, c = ring_cap(in->vm->fd, &bytes);
+		struct kvm_enable_cap cap = { .cap = c, .args[0] = bytes };
+
+		/* Before any vCPU exists, as KVM requires. */
+		if (!c || ioctl(in->vm->fd, KVM_ENABLE_CAP, &cap))
+			die("enable the KVM dirty ring: %s", strerror(errno));
+		in->ring_entries = bytes / sizeof(struct kvm_dirty_gfn);
+		in->harvest = calloc(NR_VCPUS * in->ring_entries, sizeof(*in->harvest));
+		in->seen = calloc(npages, 1);
+		flags = KVM_MEM_LOG_DIRTY_PAGES;
+	}
 	vm_add_slot(in->vm, 1, VM_TEST_GPA, in->size, in->ram, flags);
 	vm_add_slot(in->vm, 2, BPARAM_GPA, BPARAM_SIZE, in->params, 0);
-	in->vcpu = vcpu_add(in->vm, 0, guest_run, 6, VM_TEST_GPA, BPARAM_GPA,
-			    0, 0, BPARAM_GPA + RLIST_OFF * 8, 0);
-	vcpu_run_to_done(in->vcpu);
+	for (int v = 0; v < NR_VCPUS; v++) {
+		in->vcpu[v] = vcpu_add(in->vm, v, guest_run, 6, VM_TEST_GPA, BPARAM_GPA,
+				       0, 0, BPARAM_GPA + RLIST_OFF * 8, 0);
+		vcpu_run_to_done(in->vcpu[v]);
+		if (m == M3R) {
+			in->ring[v] = mmap(NULL, in->ring_entries * sizeof(struct kvm_dirty_gfn),
+					   PROT_READ | PROT_WRITE, MAP_SHARED, in->vcpu[v]->fd,
+					   KVM_DIRTY_LOG_PAGE_OFFSET * PG);
+			if (in->ring[v] == MAP_FAILED)
+				die("mmap the dirty ring: %s", strerror(errno));
+		}
+	}
+	if (sem_init(&in->go, 0, 0) || sem_init(&in->done, 0, 0) ||
+	    pthread_create(&in->worker, NULL, worker, in))
+		die("vCPU thread: %s", strerror(errno));
 
-	if (m == M3) {
+	if (m == M3 || m == M2D) {
 		/* Arming the log (every page starts dirty) is part of the snapshot. */
 		struct kvm_clear_dirty_log c = {
 			.slot = 1, .num_pages = npages, .dirty_bitmap = in->bitmap,
@@ -454,7 +880,9 @@ static void setup(struct inst *in, enum method m, uint64_t npages,
 			die("KVM_CLEAR_DIRTY_LOG: %s", strerror(errno));
 		in->snapshot_us += now_us() - t0;
 	}
-	if (m == VMR) {
+	if (methods[m].vmr)
+		hot_mode(in);
+	if (methods[m].vmr && m != VMR_NL) {
 		t0 = now_us();
 		if (vmr_snapshot(in->fd, NULL))
 			die("VMRESET_IOC_SNAPSHOT: %s", strerror(errno));
@@ -475,63 +903,142 @@ static void setup(struct inst *in, enum method m, uint64_t npages,
 	}
 }
 
+/* The dirty log's pages: @bitmap fetched for slot 1. */
+static void get_dirty_log(struct inst *in)
+{
+	struct kvm_dirty_log log = { .slot = 1, .dirty_bitmap = in->bitmap };
+
+	if (ioctl(in->vm->fd, KVM_GET_DIRTY_LOG, &log))
+		die("KVM_GET_DIRTY_LOG: %s", strerror(errno));
+}
+
+/* Clears (and write-protects) exactly the pages set in @bitmap. */
+static void clear_dirty_log(struct inst *in)
+{
+	struct kvm_clear_dirty_log c = {
+		.slot = 1, .num_pages = in->npages, .dirty_bitmap = in->bitmap,
+	};
+
+	if (ioctl(in->vm->fd, KVM_CLEAR_DIRTY_LOG, &c))
+		die("KVM_CLEAR_DIRTY_LOG: %s", strerror(errno));
+}
+
+/* M3-ring: collect the dirty pages of every vCPU's ring, as QEMU-Nyx does. */
+static uint64_t ring_reset(struct inst *in)
+{
+	uint64_t n = 0, pages = 0, mask = in->ring_entries - 1;
+
+	for (int v = 0; v < NR_VCPUS; v++) {
+		for (;;) {
+			struct kvm_dirty_gfn *e = &in->ring[v][in->ring_fetch[v] & mask];
+
+			if (!(__atomic_load_n(&e->flags, __ATOMIC_ACQUIRE) & KVM_DIRTY_GFN_F_DIRTY))
+				break;
+			if (e->slot == 1 && e->offset < in->npages)
+				in->harvest[n++] = e->offset;
+			__atomic_store_n(&e->flags, KVM_DIRTY_GFN_F_RESET, __ATOMIC_RELEASE);
+			in->ring_fetch[v]++;
+		}
+	}
+	/* Write-protects the harvested pages again. */
+	if (n && ioctl(in->vm->fd, KVM_RESET_DIRTY_RINGS) < 0)
+		die("KVM_RESET_DIRTY_RINGS: %s", strerror(errno));
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t p = in->harvest[i];
+
+		/* Two vCPUs can push the same page. */
+		if (in->seen[p])
+			continue;
+		in->seen[p] = 1;
+		copy(in->ram + p * PG, in->snap + p * PG, PG);
+		pages++;
+	}
+	for (uint64_t i = 0; i < n; i++)
+		in->seen[in->harvest[i]] = 0;
+	return pages;
+}
+
 /* The timed part: from the guest's stop to memory equal to the snapshot.
  * Returns the pages the method restored (all of them for M1 and M2). */
 static uint64_t reset(struct inst *in)
 {
-	uint64_t pages = 0;
+	uint64_t pages = 0, words = (in->npages + 63) / 64;
 
 	switch (in->m) {
 	case M1:
-		memcpy(in->ram, in->snap, in->size);
+		copy(in->ram, in->snap, in->size);
 		return in->npages;
 	case M2:
 		if (madvise(in->ram, in->size, MADV_DONTNEED))
 			die("MADV_DONTNEED: %s", strerror(errno));
 		return in->npages;
-	case M3: {
-		struct kvm_dirty_log log = { .slot = 1, .dirty_bitmap = in->bitmap };
-		struct kvm_clear_dirty_log c = {
-			.slot = 1, .num_pages = in->npages, .dirty_bitmap = in->bitmap,
-		};
+	case M2D: {
+		uint64_t run = 0, start = 0;
 
-		if (ioctl(in->vm->fd, KVM_GET_DIRTY_LOG, &log))
-			die("KVM_GET_DIRTY_LOG: %s", strerror(errno));
-		for (uint64_t w = 0; w < (in->npages + 63) / 64; w++) {
+		get_dirty_log(in);
+		/* One MADV_DONTNEED a run of dirty pages. */
+		for (uint64_t p = 0; p <= in->npages; p++) {
+			bool dirty = p < in->npages &&
+				     (in->bitmap[p / 64] >> (p % 64) & 1);
+
+			if (dirty && !run++)
+				start = p;
+			if (!dirty && run) {
+				if (madvise(in->ram + start * PG, run * PG, MADV_DONTNEED))
+					die("MADV_DONTNEED: %s", strerror(errno));
+				pages += run;
+				run = 0;
+			}
+			/* Skip clean words fast. */
+			if (!run && p % 64 == 0 && p + 64 <= in->npages && !in->bitmap[p / 64])
+				p += 63;
+		}
+		if (pages)
+			clear_dirty_log(in);
+		return pages;
+	}
+	case M3:
+		get_dirty_log(in);
+		for (uint64_t w = 0; w < words; w++) {
 			for (unsigned long b = in->bitmap[w]; b; b &= b - 1) {
 				uint64_t off = (w * 64 + __builtin_ctzl(b)) * PG;
 
-				memcpy(in->ram + off, in->snap + off, PG);
+				copy(in->ram + off, in->snap + off, PG);
 				pages++;
 			}
 		}
-		/* Write-protects exactly the pages just restored. */
-		if (pages && ioctl(in->vm->fd, KVM_CLEAR_DIRTY_LOG, &c))
-			die("KVM_CLEAR_DIRTY_LOG: %s", strerror(errno));
+		if (pages)
+			clear_dirty_log(in);
 		return pages;
-	}
+	case M3R:
+		return ring_reset(in);
 	case M4:
-		m4_scan_arm(in, &pages, true);
-		return pages;
-	case VMR:
-		if (vmr_revert(in->fd, &pages, NULL))
-			die("VMRESET_IOC_REVERT: %s", strerror(errno));
-		return pages;
+		return m4_reset(in, true);
 	case VMR_NL:
 		if (vmreset_nl_vm_revert(in->nl, in->vm_id, 0, &pages, NULL))
 			die("VM revert: %s", vmreset_nl_errmsg(in->nl));
 		return pages;
 	default:
-		return 0;
+		if (vmr_revert(in->fd, &pages, NULL))
+			die("VMRESET_IOC_REVERT: %s", strerror(errno));
+		return pages;
 	}
 }
 
 static void teardown(struct inst *in, const char *mnt)
 {
+	in->stop = true;
+	sem_post(&in->go);
+	pthread_join(in->worker, NULL);
+	sem_destroy(&in->go);
+	sem_destroy(&in->done);
 	if (in->nl) {
 		vmreset_nl_vm_detach(in->nl, in->vm_id);
 		vmreset_nl_close(in->nl);
 	}
+	for (int v = 0; v < NR_VCPUS; v++)
+		if (in->ring[v])
+			munmap(in->ring[v], in->ring_entries * sizeof(struct kvm_dirty_gfn));
 	vm_free(in->vm);
 	munmap(in->ram, in->size);
 	if (in->snap)
@@ -545,7 +1052,7 @@ static void teardown(struct inst *in, const char *mnt)
 		close(in->pagemap);
 	if (in->fd >= 0)
 		close(in->fd);
-	if (in->m == VMR || in->m == VMR_NL) {
+	if (methods[in->m].vmr) {
 		char path[128];
 
 		snprintf(path, sizeof(path), "%s/ram-%d", mnt, in->m);
@@ -553,120 +1060,211 @@ static void teardown(struct inst *in, const char *mnt)
 	}
 	free(in->bitmap);
 	free(in->vec);
+	free(in->harvest);
+	free(in->seen);
+	free(in->mark);
 }
 
 /* ---------------------------------------------------------------------
  * Measurements
  */
 
-static void dirty(struct inst *in, uint64_t d, uint64_t tag)
+/* One guest run on in->nvcpu vCPUs, which split the write and read lists. */
+static void dirty(struct inst *in, uint64_t tag)
 {
-	vcpu_set_entry(in->vcpu, guest_run, 6, VM_TEST_GPA, BPARAM_GPA, d, tag,
-		       BPARAM_GPA + RLIST_OFF * 8, in->nread);
-	if (vcpu_run_to_done(in->vcpu) != d)
-		die("%s: the guest did not write %lu pages", methods[in->m].name,
-		    (unsigned long)d);
+	uint64_t d = in->d, h = in->nvcpu > 1 ? (d + 1) / 2 : d;
+	uint64_t hr = in->nvcpu > 1 ? (in->nread + 1) / 2 : in->nread, n;
+
+	vcpu_set_entry(in->vcpu[0], guest_run, 6, VM_TEST_GPA, BPARAM_GPA, h, tag,
+		       BPARAM_GPA + RLIST_OFF * 8, hr);
+	if (in->nvcpu > 1) {
+		vcpu_set_entry(in->vcpu[1], guest_run, 6, VM_TEST_GPA,
+			       BPARAM_GPA + h * 8, d - h, tag,
+			       BPARAM_GPA + (RLIST_OFF + hr) * 8, in->nread - hr);
+		sem_post(&in->go);
+	}
+	n = vcpu_run_to_done(in->vcpu[0]);
+	if (in->nvcpu > 1) {
+		sem_wait(&in->done);
+		n += in->worker_ret;
+	}
+	if (n != d)
+		die("%s: the guest wrote %lu pages, not %lu", methods[in->m].name,
+		    (unsigned long)n, (unsigned long)d);
+}
+
+static uint64_t rnd(struct inst *in)
+{
+	uint64_t x = in->rng;
+
+	x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+	return in->rng = x;
+}
+
+/* The steady workload's page @i of @d: spread over RAM, no two adjacent. */
+static uint64_t steady_page(const struct inst *in, uint64_t i, uint64_t d)
+{
+	uint64_t stride = in->npages / d;
+
+	return i * stride + (i * 7) % (stride - 1);
 }
 
 /*
- * D page indices to write: spread over RAM (no two adjacent), or one run;
- * with READ_WS, also a read working set spread over RAM.
+ * The D pages of the next run: steady keeps its pages, drift keeps the
+ * even ones of them and draws the rest at random, random draws all; drawn
+ * pages are distinct from each other and from the kept ones.
  */
-static void pick_pages(struct inst *in, uint64_t d, enum layout l)
+static void pick_pages(struct inst *in, enum workload w)
 {
-	uint64_t n = in->npages, stride = n / d;
+	uint64_t d = in->d, k = 0, keep = w == STEADY ? d : w == DRIFT ? d - d / 2 : 0;
 
-	for (uint64_t i = 0; i < d; i++)
-		in->params[i] = l == CONTIGUOUS ? n / 4 + i :
-			i * stride + (i * 7) % (stride - 1);
-	in->nread = l == READ_WS ? cfg.read_ws : 0;
+	if (!++in->gen) {
+		memset(in->mark, 0, in->npages * sizeof(*in->mark));
+		in->gen = 1;
+	}
+	for (; k < keep; k++) {
+		uint64_t p = w == STEADY ? steady_page(in, k, d) : steady_page(in, 2 * k, d);
+
+		in->params[k] = p;
+		in->mark[p] = in->gen;
+	}
+	while (k < d) {
+		uint64_t p = rnd(in) % in->npages;
+
+		if (in->mark[p] == in->gen)
+			continue;
+		in->mark[p] = in->gen;
+		in->params[k++] = p;
+	}
 	for (uint64_t i = 0; i < in->nread; i++)
-		in->params[RLIST_OFF + i] = i * (n / in->nread) + 1;
+		in->params[RLIST_OFF + i] = i * (in->npages / in->nread) + 1;
 }
 
-static void json_stat(FILE *f, const char *key, double *v, int n)
+/* What the vmreset rows count, from VMRESET_IOC_STATS. */
+struct vstats {
+	uint64_t faults, cow_faults, reverted, undo;
+	uint64_t hot, hot_copies, promotions, demotions;
+};
+
+static void vstats(const struct inst *in, struct vstats *v)
 {
-	qsort(v, n, sizeof(*v), cmp_double);
-	fprintf(f, "\"%s\": {\"median\": %.2f, \"min\": %.2f, \"max\": %.2f}",
-		key, n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2, v[0],
-		v[n - 1]);
+	struct vmreset_stats st;
+
+	memset(v, 0, sizeof(*v));
+	if (!methods[in->m].vmr)
+		return;
+	if (vmr_stats(in->fd, &st))
+		die("VMRESET_IOC_STATS: %s", strerror(errno));
+	v->faults = st.faults;
+	v->cow_faults = st.cow_faults;
+	v->reverted = st.reverted_pages;
+	v->undo = st.undo_pages;
+#if HAVE_HOT
+	v->hot = st.hot_pages;
+	v->hot_copies = st.hot_copies;
+	v->promotions = st.hot_promotions;
+	v->demotions = st.hot_demotions;
+#endif
 }
 
-static FILE *arr_series, *arr_snapshot, *arr_vmm, *arr_clones, *arr_skipped;
-static int n_series, n_snapshot, n_vmm, n_clones, n_skipped;
-
-static FILE *item(FILE *arr, int *n)
+static void series(struct inst *in, uint64_t ram_mib, uint64_t d, enum workload w,
+		   int nvcpu, uint64_t nread)
 {
-	fprintf(arr, "%s\n  {", (*n)++ ? "," : "");
-	return arr;
-}
-
-static void __attribute__((format(printf, 2, 3))) skipped(const char *what,
-							   const char *fmt, ...)
-{
-	FILE *f = item(arr_skipped, &n_skipped);
-	char why[256];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(why, sizeof(why), fmt, ap);
-	va_end(ap);
-	fprintf(f, "\"what\": \"%s\", \"why\": \"%s\"}", what, why);
-	say("skipped %s: %s", what, why);
-}
-
-static void series(struct inst *in, uint64_t ram_mib, uint64_t d,
-		   enum layout l)
-{
-	double r[MAX_ITERS], c[MAX_ITERS], t0, t1, t2, begin;
-	uint64_t tag = 0x5eed0000, pages = 0, bad;
+	double r[MAX_ITERS], c[MAX_ITERS], run[MAX_ITERS], t0, t1, t2, begin;
+	double faults[MAX_ITERS], cow[MAX_ITERS], undo[MAX_ITERS], hot[MAX_ITERS];
+	double hcopies[MAX_ITERS], promo[MAX_ITERS], demo[MAX_ITERS];
+	uint64_t tag = 0x5eed0000, pages = 0, bad, warm = 1;
+	struct vstats s0, s1, s2;
+	struct json_object *o;
 	int it = 0;
-	FILE *f;
 
-	pick_pages(in, d, l);
-	dirty(in, d, tag++);
+	in->d = d;
+	in->nvcpu = nvcpu;
+	in->nread = nread;
+	in->rng = SEED * 0x9e3779b97f4a7c15ULL ^ (ram_mib << 40 | d << 8 | w << 4 | nvcpu);
+	pick_pages(in, w);
+	/* Given: the pages of the first run, as a recorded working set. */
+	if (in->m == VMR_HOT)
+		hot_set(in, d, NULL, 0);
+	dirty(in, tag++);
 	/*
 	 * Warm up: the first reset also undoes the last series' pages, and
-	 * the first run after it may fault differently. M1 has no state.
+	 * the first run after it may fault differently; a learned hot set
+	 * needs a few runs to form. M1 has no state.
 	 */
-	if (in->m != M1) {
+	if (in->m == VMR_LEARN)
+		warm = LEARN_CYCLES;
+	for (uint64_t k = 0; in->m != M1 && k < warm; k++) {
 		reset(in);
-		dirty(in, d, tag++);
+		pick_pages(in, w);
+		dirty(in, tag++);
 	}
 	begin = now_us();
 	while (it < cfg.max_iters && it < MAX_ITERS) {
+		vstats(in, &s0);
 		t0 = now_us();
 		pages = reset(in);
 		t1 = now_us();
+		vstats(in, &s1);
 		/* A reset that is fast and wrong is worthless. */
 		if (in->m != M1 && in->m != M2 && pages != d)
 			die("%s: reset restored %lu pages, the guest wrote %lu",
 			    methods[in->m].name, (unsigned long)pages, (unsigned long)d);
-		bad = verify(in, d, false);
+		bad = verify(in, false);
 		if (bad)
-			die("%s, %lu MiB, D=%lu: %lu pages differ from the snapshot after reset",
-			    methods[in->m].name, (unsigned long)ram_mib,
-			    (unsigned long)d, (unsigned long)bad);
+			die("%s, %lu MiB, %s, D=%lu, %d vCPUs: %lu pages differ from the snapshot after reset",
+			    methods[in->m].name, (unsigned long)ram_mib, workloads[w],
+			    (unsigned long)d, nvcpu, (unsigned long)bad);
+		pick_pages(in, w);
 		t2 = now_us();
-		dirty(in, d, tag++);
+		dirty(in, tag++);
+		run[it] = now_us() - t2;
+		vstats(in, &s2);
 		r[it] = t1 - t0;
-		c[it] = r[it] + now_us() - t2;
+		c[it] = r[it] + run[it];
+		faults[it] = s2.faults - s1.faults;
+		cow[it] = s2.cow_faults - s1.cow_faults;
+		undo[it] = s1.undo;
+		hot[it] = s1.hot;
+		hcopies[it] = s1.hot_copies - s0.hot_copies;
+		promo[it] = s2.promotions - s0.promotions;
+		demo[it] = s2.demotions - s0.demotions;
 		it++;
 		if (it >= 3 && now_us() - begin > cfg.budget_s * 1e6)
 			break;
 	}
-	f = item(arr_series, &n_series);
-	fprintf(f, "\"ram_mib\": %lu, \"d\": %lu, \"layout\": \"%s\", \"read_pages\": %lu, \"method\": \"%s\", \"iters\": %d, ",
-		(unsigned long)ram_mib, (unsigned long)d, layouts[l],
-		(unsigned long)in->nread, methods[in->m].name, it);
-	json_stat(f, "reset_us", r, it);
-	fprintf(f, ", ");
-	json_stat(f, "cycle_us", c, it);
-	fprintf(f, ", \"reset_pages\": %lu, \"verified\": \"written pages, the page after each and 64 fixed pages every iteration, read without mapping them; all pages after the method's last series\"}",
-		(unsigned long)pages);
-	say("%-10s %5lu MiB D=%5lu %-15s reset %10.1f us  cycle %10.1f us  (%d iters)",
+	o = item(j_series);
+	jint(o, "ram_mib", ram_mib);
+	jint(o, "d", d);
+	jstr(o, "workload", workloads[w]);
+	jint(o, "vcpus", nvcpu);
+	jint(o, "read_pages", nread);
+	jstr(o, "method", methods[in->m].name);
+	jint(o, "iters", it);
+	jstat(o, "reset_us", r, it);
+	jstat(o, "cycle_us", c, it);
+	jstat(o, "run_us", run, it);
+	jint(o, "reset_pages", pages);
+	if (methods[in->m].copies)
+		jstr(o, "copy", best_copy->name);
+	if (methods[in->m].vmr) {
+		struct json_object *ph = json_object_new_object();
+
+		jstat(ph, "faults", faults, it);
+		jstat(ph, "cow_faults", cow, it);
+		jstat(ph, "undo_pages", undo, it);
+		if (hot_ok) {
+			jstat(ph, "hot_pages", hot, it);
+			jstat(ph, "hot_copies", hcopies, it);
+			jstat(ph, "promotions", promo, it);
+			jstat(ph, "demotions", demo, it);
+		}
+		jset(o, "phases", ph);
+	}
+	jstr(o, "verified", "written pages, the page after each and 64 fixed pages every iteration, read without mapping them; all pages after the method's last series");
+	say("%-13s %5lu MiB D=%5lu %-6s %dv%s reset %10.1f us  cycle %10.1f us  (%d iters)",
 	    methods[in->m].name, (unsigned long)ram_mib, (unsigned long)d,
-	    layouts[l], r[it / 2], c[it / 2], it);
+	    workloads[w], nvcpu, nread ? " +reads" : "", median(r, it), median(c, it), it);
 }
 
 /* After a method's last series: every page of RAM equals the snapshot. */
@@ -675,7 +1273,7 @@ static void verify_all(struct inst *in, uint64_t ram_mib)
 	uint64_t bad;
 
 	reset(in);
-	bad = verify(in, 0, true);
+	bad = verify(in, true);
 	if (bad)
 		die("%s, %lu MiB: %lu pages differ from the snapshot (full check)",
 		    methods[in->m].name, (unsigned long)ram_mib, (unsigned long)bad);
@@ -686,33 +1284,101 @@ static void verify_all(struct inst *in, uint64_t ram_mib)
 static void vmm_writes(struct inst *in, uint64_t ram_mib)
 {
 	uint64_t d = 16, stride = in->npages / d, bad;
-	FILE *f;
+	struct json_object *o;
 
-	pick_pages(in, d, SCATTERED);
-	dirty(in, d, 0xabc);
+	in->d = d;
+	in->nvcpu = 1;
+	in->nread = 0;
+	pick_pages(in, STEADY);
+	if (in->m == VMR_HOT) {
+		uint64_t q[VMM_PAGES / 2];
+
+		/* VMM writes into hot pages and into ordinary ones. */
+		for (uint64_t k = 0; k < VMM_PAGES / 2; k++)
+			q[k] = k * stride + stride / 2;
+		hot_set(in, d, q, VMM_PAGES / 2);
+	}
+	dirty(in, 0xabc);
 	for (uint64_t k = 0; k < VMM_PAGES; k++) {
 		uint64_t q = k * stride + stride / 2;
 
 		fill_page(in->ram, q, ~pat(SEED, q));
 	}
 	reset(in);
-	bad = verify(in, 0, true);
-	f = item(arr_vmm, &n_vmm);
-	fprintf(f, "\"ram_mib\": %lu, \"d\": %lu, \"vmm_pages\": %d, \"method\": \"%s\", \"differing_pages\": %lu, \"caught\": %s}",
-		(unsigned long)ram_mib, (unsigned long)d, VMM_PAGES,
-		methods[in->m].name, (unsigned long)bad, bad ? "false" : "true");
-	say("%-10s VMM-side writes: %lu of %d pages left differing", methods[in->m].name,
+	bad = verify(in, true);
+	o = item(j_vmm);
+	jint(o, "ram_mib", ram_mib);
+	jint(o, "d", d);
+	jint(o, "vmm_pages", VMM_PAGES);
+	jstr(o, "method", methods[in->m].name);
+	/* wtf and Snapchange track their own writes; this M3 does not. */
+	jstr(o, "label", in->m == M3 ? "M3 (raw dirty log)" : methods[in->m].name);
+	jint(o, "differing_pages", bad);
+	jset(o, "caught", json_object_new_boolean(!bad));
+	say("%-13s VMM-side writes: %lu of %d pages left differing", methods[in->m].name,
 	    (unsigned long)bad, VMM_PAGES);
+	/* Leave RAM equal to the snapshot for whatever runs next. */
+	if (bad)
+		for (uint64_t k = 0; k < VMM_PAGES; k++) {
+			uint64_t q = k * stride + stride / 2;
+
+			fill_page(in->ram, q, pat(SEED, q));
+		}
 }
 
-static void snapshot_item(enum method m, uint64_t ram_mib, double *v, int n)
+static void snapshot_item(enum method m, uint64_t ram_mib, double *v, int n,
+			  const char *what)
 {
-	FILE *f = item(arr_snapshot, &n_snapshot);
+	struct json_object *o = item(j_snapshot);
 
-	fprintf(f, "\"ram_mib\": %lu, \"method\": \"%s\", \"iters\": %d, ",
-		(unsigned long)ram_mib, methods[m].name, n);
-	json_stat(f, "us", v, n);
-	fprintf(f, "}");
+	jint(o, "ram_mib", ram_mib);
+	jstr(o, "method", methods[m].name);
+	jint(o, "iters", n);
+	jstat(o, "us", v, n);
+	jstr(o, "what", what);
+}
+
+/*
+ * SNAPSHOT of a large guest after every page was written, against M3's
+ * snapshot (a copy into a populated buffer, then arming the dirty log).
+ */
+static void snapshot_big(uint64_t mib, const char *mnt)
+{
+	uint64_t npages = mib << 8;
+	size_t size = npages * PG;
+	uint8_t *ram = map_anon(size), *snap = map_anon(size);
+	double t0, us;
+	int fd;
+
+	fill(ram, npages);
+	populate(snap, size);
+	t0 = now_us();
+	copy(snap, ram, size);
+	us = now_us() - t0;
+	snapshot_item(M3, mib, &us, 1, "copy of all RAM into a populated buffer (arming the dirty log not included)");
+	say("%-13s %5lu MiB: snapshot copy %.0f us", "M3", (unsigned long)mib, us);
+	munmap(ram, size);
+	munmap(snap, size);
+
+	fd = vmr_file(mnt, "big", size);
+	if (fd < 0)
+		die("%s/big: %s", mnt, strerror(errno));
+	ram = map_shared(fd, size, MAP_SHARED);
+	fill(ram, npages);
+	t0 = now_us();
+	if (vmr_snapshot(fd, NULL))
+		die("VMRESET_IOC_SNAPSHOT: %s", strerror(errno));
+	us = now_us() - t0;
+	snapshot_item(VMR, mib, &us, 1, "SNAPSHOT with every page written since the file was created");
+	say("%-13s %5lu MiB: SNAPSHOT %.0f us", "vmreset", (unsigned long)mib, us);
+	munmap(ram, size);
+	close(fd);
+	{
+		char path[128];
+
+		snprintf(path, sizeof(path), "%s/big", mnt);
+		unlink(path);
+	}
 }
 
 /*
@@ -737,11 +1403,15 @@ static void clone_item(const char *method, uint64_t mib, int n, uint64_t each,
 		       long before_kb, const char *mnt)
 {
 	double used = (used_kb(method, mnt) - before_kb) / 1024.0;
-	FILE *f = item(arr_clones, &n_clones);
+	struct json_object *o = item(j_clones);
 
-	fprintf(f, "\"ram_mib\": %lu, \"n\": %d, \"dirty_pages_each\": %lu, \"method\": \"%s\", \"mem_mib\": %.1f, \"per_instance_mib\": %.1f}",
-		(unsigned long)mib, n, (unsigned long)each, method, used, used / n);
-	say("%-10s %d instances of %lu MiB, %lu pages dirtied each: %.1f MiB",
+	jint(o, "ram_mib", mib);
+	jint(o, "n", n);
+	jint(o, "dirty_pages_each", each);
+	jstr(o, "method", method);
+	jdbl(o, "mem_mib", used, "%.1f");
+	jdbl(o, "per_instance_mib", used / n, "%.1f");
+	say("%-13s %d instances of %lu MiB, %lu pages dirtied each: %.1f MiB",
 	    method, n, (unsigned long)mib, (unsigned long)each, used);
 }
 
@@ -770,7 +1440,7 @@ static void clones(uint64_t mib, int n, const char *mnt)
 	fill(snap, npages);
 	for (int i = 0; i < n; i++) {
 		map[i] = map_anon(size);
-		memcpy(map[i], snap, size);
+		copy(map[i], snap, size);
 		dirty_instance(map[i], npages, each);
 	}
 	clone_item("M1", mib, n, each, before, mnt);
@@ -828,10 +1498,6 @@ static void bench_ram(uint64_t mib, bool first, const char *mnt)
 {
 	uint64_t npages = mib << 8;
 	double snap_us[3];
-	int first_m = 0;
-
-	while (first_m < NR_METHODS - 1 && !cfg.want[first_m])
-		first_m++;
 
 	for (int m = 0; m < NR_METHODS; m++) {
 		int reps = mib <= 256 ? 3 : 1;
@@ -840,34 +1506,26 @@ static void bench_ram(uint64_t mib, bool first, const char *mnt)
 		if (!cfg.want[m])
 			continue;
 		setup(&in, m, npages, mnt);
-		say("%-10s %5lu MiB: snapshot taken in %.1f us", methods[m].name,
+		say("%-13s %5lu MiB: snapshot taken in %.1f us", methods[m].name,
 		    (unsigned long)mib, in.snapshot_us);
 		snap_us[0] = in.snapshot_us;
-		for (int k = 0; k < cfg.nr_d; k++) {
-			uint64_t d = cfg.d[k];
-
-			/* The netlink round trip is lost in the noise there. */
-			if (m == VMR_NL && d > 4096)
+		for (int w = 0; w < NR_WL; w++) {
+			if (!cfg.wl[w])
 				continue;
-			if (d * 2 > npages) {
-				if (m == first_m) {
-					char what[64];
-
-					snprintf(what, sizeof(what), "D=%lu at %lu MiB",
-						 (unsigned long)d, (unsigned long)mib);
-					skipped(what, "scattered pages need RAM of at least 2 x D pages");
-				}
-				continue;
+			for (int v = 0; v < cfg.nr_vcpus; v++) {
+				/* The netlink round trip adds the same at every cell. */
+				if (m == VMR_NL && (w != STEADY || cfg.vcpus[v] != 1))
+					continue;
+				for (int k = 0; k < cfg.nr_d; k++)
+					if (cfg.d[k] * 2 <= npages)
+						series(&in, mib, cfg.d[k], w, cfg.vcpus[v], 0);
 			}
-			series(&in, mib, d, SCATTERED);
 		}
-		if (first && npages >= 4096 * 2)
-			series(&in, mib, 4096, CONTIGUOUS);
-		if (first && cfg.read_ws && cfg.read_ws * 2 <= npages) {
+		if (first && cfg.read_ws && cfg.read_ws * 2 <= npages && cfg.wl[STEADY]) {
 			/* Methods that drop all mappings pay for the reads too. */
 			for (int k = 0; k < cfg.nr_d; k++)
 				if (cfg.d[k] == 16 || cfg.d[k] == 256)
-					series(&in, mib, cfg.d[k], READ_WS);
+					series(&in, mib, cfg.d[k], STEADY, 1, cfg.read_ws);
 		}
 		verify_all(&in, mib);
 		if (first)
@@ -878,7 +1536,7 @@ static void bench_ram(uint64_t mib, bool first, const char *mnt)
 			snap_us[r] = in.snapshot_us;
 			teardown(&in, mnt);
 		}
-		snapshot_item(m, mib, snap_us, reps);
+		snapshot_item(m, mib, snap_us, reps, "taking the snapshot of freshly filled RAM");
 	}
 }
 
@@ -896,17 +1554,23 @@ static void usage(FILE *f)
 "Needs /dev/kvm, the vmreset module and root (it mounts a vmresetfs).\n"
 "\n"
 "  -o, --output FILE     JSON results (default: vmreset-bench.json)\n"
-"  -r, --ram LIST        guest RAM sizes in MiB (default: 64,1024,4096;\n"
+"  -r, --ram LIST        guest RAM sizes in MiB (default: 64,1024;\n"
 "                        sizes that do not fit in memory are skipped)\n"
-"  -d, --dirty LIST      dirtied pages per run (default: 1,16,256,4096,65536)\n"
-"  -m, --methods LIST    of M1,M2,M3,M4,vmreset,vmreset-nl (default: all)\n"
-"  -b, --budget SEC      time for one series; at least 3 iterations (default: 5)\n"
-"  -i, --iters N         at most N iterations per series (default: 15)\n"
+"  -d, --dirty LIST      dirtied pages per run (default: 1,16,256,4096)\n"
+"  -m, --methods LIST    of M1,M2,M2-dirty,M3,M3-ring,M4,vmreset,vmreset-hot,\n"
+"                        vmreset-learn,vmreset-nl (default: all)\n"
+"  -W, --workloads LIST  of steady,drift,random (default: all)\n"
+"  -v, --vcpus LIST      vCPU counts, 1 and/or 2 (default: 1,2)\n"
+"  -b, --budget SEC      time for one series; at least 3 iterations (default: 3)\n"
+"  -i, --iters N         at most N iterations per series (default: 11)\n"
 "  -c, --clones N        instances for the memory comparison, 0 for none\n"
 "                        (default: 16)\n"
 "      --clone-ram MIB   RAM of each of those instances (default: 256)\n"
-"  -w, --read-ws N       pages the guest also reads, in extra series at the\n"
-"                        first RAM size, D=16 and 256 (default: 2048; 0: none)\n"
+"  -s, --snapshot-ram MIB  RAM of the large snapshot row, 0 for none\n"
+"                        (default: 4096; skipped if it does not fit)\n"
+"  -w, --read-ws N       pages the guest also reads, in extra steady series\n"
+"                        at the first RAM size, D=16 and 256 (default: 2048;\n"
+"                        0: none)\n"
 "  -q, --quick           a fast smoke run: 16 MiB, D up to 256, 3 iterations\n"
 "                        (sets the options above; later ones override it)\n"
 "  -h, --help            this text\n");
@@ -918,9 +1582,11 @@ static int parse_list(const char *arg, const char *what, uint64_t *out, int max)
 	int n = 0;
 
 	for (tok = strtok_r(s, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		unsigned long long v = strtoull(tok, &end, 10);
+		unsigned long long v;
 
-		if (*end || !v || n == max || v > (1ULL << 20))
+		errno = 0;
+		v = strtoull(tok, &end, 10);
+		if (*end || !v || errno || *tok == '-' || n == max || v > (1ULL << 20))
 			die("bad %s '%s' in '%s' (want up to %d positive numbers)",
 			    what, tok, arg, max);
 		out[n++] = v;
@@ -931,22 +1597,33 @@ static int parse_list(const char *arg, const char *what, uint64_t *out, int max)
 	return n;
 }
 
-static void parse_methods(const char *arg)
+static void parse_names(const char *arg, const char *what, bool *want, int nr,
+			const char *(*name)(int))
 {
 	char *s = strdup(arg), *tok, *save;
 
-	memset(cfg.want, 0, sizeof(cfg.want));
+	memset(want, 0, nr * sizeof(*want));
 	for (tok = strtok_r(s, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		int m;
+		int k;
 
-		for (m = 0; m < NR_METHODS; m++)
-			if (!strcasecmp(tok, methods[m].name))
+		for (k = 0; k < nr; k++)
+			if (!strcasecmp(tok, name(k)))
 				break;
-		if (m == NR_METHODS)
-			die("unknown method '%s' (M1, M2, M3, M4, vmreset, vmreset-nl)", tok);
-		cfg.want[m] = true;
+		if (k == nr)
+			die("unknown %s '%s' in '%s'; see --help", what, tok, arg);
+		want[k] = true;
 	}
 	free(s);
+}
+
+static const char *method_name(int m)
+{
+	return methods[m].name;
+}
+
+static const char *workload_name(int w)
+{
+	return workloads[w];
 }
 
 static double parse_num(const char *arg, const char *what, double lo, double hi)
@@ -966,10 +1643,13 @@ static void parse_args(int argc, char **argv)
 		{ "ram", required_argument, NULL, 'r' },
 		{ "dirty", required_argument, NULL, 'd' },
 		{ "methods", required_argument, NULL, 'm' },
+		{ "workloads", required_argument, NULL, 'W' },
+		{ "vcpus", required_argument, NULL, 'v' },
 		{ "budget", required_argument, NULL, 'b' },
 		{ "iters", required_argument, NULL, 'i' },
 		{ "clones", required_argument, NULL, 'c' },
 		{ "clone-ram", required_argument, NULL, 'C' },
+		{ "snapshot-ram", required_argument, NULL, 's' },
 		{ "read-ws", required_argument, NULL, 'w' },
 		{ "quick", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
@@ -977,22 +1657,31 @@ static void parse_args(int argc, char **argv)
 	};
 	int o;
 
-	while ((o = getopt_long(argc, argv, "o:r:d:m:b:i:c:w:qh", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "o:r:d:m:W:v:b:i:c:s:w:qh", opts, NULL)) != -1) {
 		switch (o) {
 		case 'o': cfg.out = optarg; break;
 		case 'r': cfg.nr_ram = parse_list(optarg, "RAM size", cfg.ram_mib, 8); break;
 		case 'd': cfg.nr_d = parse_list(optarg, "page count", cfg.d, 8); break;
-		case 'm': parse_methods(optarg); break;
+		case 'm': parse_names(optarg, "method", cfg.want, NR_METHODS, method_name); break;
+		case 'W': parse_names(optarg, "workload", cfg.wl, NR_WL, workload_name); break;
+		case 'v':
+			cfg.nr_vcpus = parse_list(optarg, "vCPU count", cfg.vcpus, NR_VCPUS);
+			for (int k = 0; k < cfg.nr_vcpus; k++)
+				if (cfg.vcpus[k] > NR_VCPUS)
+					die("bad vCPU count %lu (1 or 2)", (unsigned long)cfg.vcpus[k]);
+			break;
 		case 'b': cfg.budget_s = parse_num(optarg, "budget", 0, 3600); break;
 		case 'i': cfg.max_iters = parse_num(optarg, "iterations", 3, MAX_ITERS); break;
 		case 'c': cfg.clones = parse_num(optarg, "clone count", 0, 256); break;
 		case 'C': cfg.clone_mib = parse_num(optarg, "clone RAM", 1, 4096); break;
+		case 's': cfg.snap_mib = parse_num(optarg, "snapshot RAM", 0, 4096); break;
 		case 'w': cfg.read_ws = parse_num(optarg, "read set", 0, 65536); break;
 		case 'q':
 			cfg.ram_mib[0] = 16, cfg.nr_ram = 1;
 			cfg.d[0] = 1, cfg.d[1] = 16, cfg.d[2] = 256, cfg.nr_d = 3;
 			cfg.max_iters = 3, cfg.budget_s = 0;
 			cfg.clones = 4, cfg.clone_mib = 16, cfg.read_ws = 256;
+			cfg.snap_mib = 16, cfg.copy_pages = 256, cfg.copy_rounds = 3;
 			break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); exit(2);
@@ -1001,27 +1690,11 @@ static void parse_args(int argc, char **argv)
 	if (optind < argc)
 		die("unexpected argument '%s'; see --help", argv[optind]);
 	for (int k = 0; k < cfg.nr_d; k++)
-		if (cfg.d[k] > RLIST_OFF)
-			die("at most %d dirty pages per run", RLIST_OFF);
+		if (cfg.d[k] > RLIST_OFF / 4)
+			die("at most %d dirty pages per run", RLIST_OFF / 4);
 	for (int k = 0; k < cfg.nr_ram; k++)
 		if (cfg.ram_mib[k] > 4096 || cfg.ram_mib[k] < 16)
 			die("RAM sizes go from 16 to 4096 MiB");
-}
-
-static void cat_array(FILE *out, const char *name, FILE *arr, bool last)
-{
-	char *buf;
-	size_t len;
-
-	fflush(arr);
-	fseek(arr, 0, SEEK_END);
-	len = ftell(arr);
-	buf = malloc(len + 1);
-	rewind(arr);
-	len = fread(buf, 1, len, arr);
-	fprintf(out, " \"%s\": [%.*s\n ]%s\n", name, (int)len, buf, last ? "" : ",");
-	free(buf);
-	fclose(arr);
 }
 
 static void cpu_model(char *buf, size_t len)
@@ -1041,17 +1714,24 @@ static void cpu_model(char *buf, size_t len)
 		fclose(f);
 }
 
-/* Strings from the system go into JSON: keep them plain. */
-static const char *json_safe(char *s)
+#define JFLAGS	(JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE)
+
+/* One entry a line, so that the quick test can grep for them. */
+static void write_array(FILE *out, const char *name, struct json_object *arr, bool last)
 {
-	for (char *p = s; *p; p++)
-		if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20)
-			*p = '_';
-	return s;
+	size_t n = json_object_array_length(arr);
+
+	fprintf(out, " \"%s\": [", name);
+	for (size_t i = 0; i < n; i++)
+		fprintf(out, "%s\n  %s", i ? "," : "",
+			json_object_to_json_string_ext(json_object_array_get_idx(arr, i), JFLAGS));
+	fprintf(out, "\n ]%s\n", last ? "" : ",");
+	json_object_put(arr);
 }
 
 static void write_json(void)
 {
+	struct json_object *env = json_object_new_object(), *ms = json_object_new_array();
 	FILE *out = fopen(cfg.out, "w");
 	struct utsname u;
 	char cpu[128];
@@ -1060,21 +1740,34 @@ static void write_json(void)
 		die("%s: %s", cfg.out, strerror(errno));
 	uname(&u);
 	cpu_model(cpu, sizeof(cpu));
-	fprintf(out, "{\n \"env\": {\"kernel\": \"%s\", \"cpu\": \"%s\", \"cpus\": %ld, \"vm_mem_mib\": %ld, \"duration_s\": %.0f},\n",
-		json_safe(u.release), json_safe(cpu), sysconf(_SC_NPROCESSORS_ONLN), meminfo("MemTotal") / 1024,
-		(now_us() - t_start) / 1e6);
-	fprintf(out, " \"methods\": [");
-	for (int m = 0; m < NR_METHODS; m++)
-		fprintf(out, "%s\n  {\"name\": \"%s\", \"label\": \"%s\"}", m ? "," : "",
-			methods[m].name, methods[m].label);
-	fprintf(out, "\n ],\n");
-	cat_array(out, "series", arr_series, false);
-	cat_array(out, "snapshot", arr_snapshot, false);
-	cat_array(out, "vmm_writes", arr_vmm, false);
-	cat_array(out, "clones", arr_clones, false);
-	cat_array(out, "skipped", arr_skipped, true);
+	jstr(env, "kernel", u.release);
+	jstr(env, "cpu", cpu);
+	jint(env, "cpus", sysconf(_SC_NPROCESSORS_ONLN));
+	jint(env, "vm_mem_mib", meminfo("MemTotal") / 1024);
+	jdbl(env, "duration_s", (now_us() - t_start) / 1e6, "%.0f");
+	jdbl(env, "cross_cpu_wakeup_us", wakeup_us, "%.1f");
+	jstr(env, "vcpu_threads", one_cpu ? "one CPU" : "one CPU each");
+	for (int m = 0; m < NR_METHODS; m++) {
+		struct json_object *o = item(ms);
+
+		jstr(o, "name", methods[m].name);
+		jstr(o, "label", methods[m].label);
+		jset(o, "baseline", json_object_new_boolean(methods[m].baseline));
+		if (methods[m].copies)
+			jstr(o, "copy", best_copy->name);
+	}
+	fprintf(out, "{\n \"env\": %s,\n", json_object_to_json_string_ext(env, JFLAGS));
+	fprintf(out, " \"copy\": %s,\n", json_object_to_json_string_ext(j_copy, JFLAGS));
+	write_array(out, "methods", ms, false);
+	write_array(out, "series", j_series, false);
+	write_array(out, "snapshot", j_snapshot, false);
+	write_array(out, "vmm_writes", j_vmm, false);
+	write_array(out, "clones", j_clones, false);
+	write_array(out, "skipped", j_skipped, true);
 	fprintf(out, "}\n");
-	if (fclose(out))
+	json_object_put(env);
+	json_object_put(j_copy);
+	if (ferror(out) | fclose(out))
 		die("%s: %s", cfg.out, strerror(errno));
 }
 
@@ -1090,15 +1783,37 @@ int main(int argc, char **argv)
 	why = kvm_unavailable_reason();
 	if (why)
 		die("KVM is not usable: %s", why);
-	arr_series = tmpfile(), arr_snapshot = tmpfile(), arr_vmm = tmpfile();
-	arr_clones = tmpfile(), arr_skipped = tmpfile();
-	if (!arr_series || !arr_snapshot || !arr_vmm || !arr_clones || !arr_skipped)
-		die("tmpfile: %s", strerror(errno));
+	j_series = json_object_new_array(), j_snapshot = json_object_new_array();
+	j_vmm = json_object_new_array(), j_clones = json_object_new_array();
+	j_skipped = json_object_new_array();
+	read_cpu_flags();
+	calibrate_copy();
+	/*
+	 * Under single-threaded TCG a woken thread on the other CPU of the
+	 * test VM waits for QEMU's round robin, tens of ms: that would swamp
+	 * every 2-vCPU cycle alike. There the two vCPU threads share one CPU
+	 * (each runs its guest to the end, one after the other); where the
+	 * CPUs are real, they run in parallel.
+	 */
+	wakeup_us = cross_cpu_wakeup();
+	one_cpu = wakeup_us > 1000;
+	if (one_cpu) {
+		cpu_set_t a;
+
+		CPU_ZERO(&a);
+		CPU_SET(0, &a);
+		if (sched_setaffinity(0, sizeof(a), &a))
+			die("sched_setaffinity: %s", strerror(errno));
+	}
+	say("cross-CPU thread wakeup: %.0f us round trip; vCPU threads on %s", wakeup_us,
+	    one_cpu ? "one CPU" : "their own CPUs");
 
 	for (int k = 0; k < cfg.nr_ram; k++)
 		max_mib = cfg.ram_mib[k] > max_mib ? cfg.ram_mib[k] : max_mib;
 	if (cfg.clone_mib * 2 > max_mib)
 		max_mib = cfg.clone_mib * 2;
+	if (cfg.snap_mib > max_mib)
+		max_mib = cfg.snap_mib;
 	snprintf(opts, sizeof(opts), "size=%lum", (unsigned long)max_mib * 2 + 64);
 	if (vmr_mount(mnt, opts)) {
 		int err = errno;
@@ -1112,14 +1827,18 @@ int main(int argc, char **argv)
 		cfg.want[M4] = false;
 		skipped("M4", "%s", why);
 	}
-
-	for (int k = 0; k < cfg.nr_d; k++) {
-		if (cfg.want[VMR_NL] && cfg.d[k] > 4096) {
-			skipped("vmreset-nl at D > 4096",
-				"the kernel path is the ioctl's; the netlink round trip is noise there");
-			break;
+	if (cfg.want[M3R] && !ring_supported(&why)) {
+		cfg.want[M3R] = false;
+		skipped("M3-ring", "%s", why);
+	}
+	hot_ok = hot_supported(mnt, &why);
+	for (int m = VMR_HOT; m <= VMR_LEARN; m++) {
+		if (cfg.want[m] && !hot_ok) {
+			cfg.want[m] = false;
+			skipped(methods[m].name, "%s", why);
 		}
 	}
+
 	for (int k = 0; k < cfg.nr_ram; k++) {
 		uint64_t mib = cfg.ram_mib[k];
 		long avail = meminfo("MemAvailable") / 1024;
@@ -1134,6 +1853,15 @@ int main(int argc, char **argv)
 		}
 		bench_ram(mib, first, mnt);
 		first = false;
+	}
+	if (cfg.snap_mib) {
+		long avail = meminfo("MemAvailable") / 1024;
+
+		if ((long)(cfg.snap_mib * 2 + 256) > avail)
+			skipped("large snapshot", "%lu MiB and a copy do not fit in %ld MiB",
+				(unsigned long)cfg.snap_mib, avail);
+		else
+			snapshot_big(cfg.snap_mib, mnt);
 	}
 	if (cfg.clones) {
 		long avail = meminfo("MemAvailable") / 1024;
