@@ -17,12 +17,23 @@ import subprocess
 import sys
 import tempfile
 
-BASELINES = ("M3", "M2")
 # vmreset stands out; the baselines keep the same colour in every plot.
 STYLE = {"M1": "lc rgb '#9400d3' lw 2", "M2": "lc rgb '#009e73' lw 2",
-         "M3": "lc rgb '#56b4e9' lw 2", "M4": "lc rgb '#e69f00' lw 2",
-         "vmreset": "lc rgb '#d00000' lw 3", "vmreset-nl": "lc rgb '#600000' lw 2 dt 2"}
+         "M2-dirty": "lc rgb '#00d0a0' lw 2 dt 2",
+         "M3": "lc rgb '#56b4e9' lw 2", "M3-ring": "lc rgb '#0060c0' lw 2 dt 2",
+         "M4": "lc rgb '#e69f00' lw 2",
+         "vmreset": "lc rgb '#d00000' lw 3", "vmreset-hot": "lc rgb '#ff60a0' lw 3",
+         "vmreset-learn": "lc rgb '#a00060' lw 3 dt 3",
+         "vmreset-nl": "lc rgb '#600000' lw 2 dt 2"}
 NONE = "–"
+WORKLOADS = ("steady", "drift", "random")
+# Issue 10's targets: (workload, key, least ratio against the best baseline,
+# D range, RAM sizes in MiB).
+TARGETS = (("steady", "cycle_us", 1.5, (16, 4096), (64, 1024)),
+           ("steady", "reset_us", 1.0, (16, 4096), (64, 1024)),
+           ("drift", "cycle_us", 1.0, (16, 4096), (64, 1024)),
+           ("random", "cycle_us", 0.7, (16, 4096), (64, 1024)))
+RELEVANT_FLAGS = ("sse2", "avx", "avx2", "avx512f", "erms", "fsrm")
 
 
 def fmt_us(v):
@@ -59,13 +70,16 @@ def table(head, rows):
 
 
 def series_of(results):
-    """The series entries that say where they belong, layout defaulted, statistics
-    without a median dropped."""
+    """The series entries that say where they belong, defaults filled in (older
+    results have a layout instead of a workload), statistics without a median
+    dropped."""
     out = []
     for s in results.get("series", []):
         if {"ram_mib", "d", "method"} <= s.keys():
-            s = dict(s, layout=s.get("layout", "scattered"), read_pages=s.get("read_pages", 0))
-            for key in ("reset_us", "cycle_us"):
+            wl = s.get("workload") or {"scattered": "steady"}.get(s.get("layout"), s.get("layout"))
+            s = dict(s, workload=wl or "steady", vcpus=s.get("vcpus", 1),
+                     read_pages=s.get("read_pages", 0))
+            for key in ("reset_us", "cycle_us", "run_us"):
                 if stat(s.get(key)):
                     s[key] = stat(s[key])
                 else:
@@ -74,19 +88,10 @@ def series_of(results):
     return out
 
 
-def row_keys(series, ram):
-    """(d, layout, read_pages) in display order: scattered first, then the rest."""
-    keys = {(s["d"], s["layout"], s["read_pages"]) for s in series if s["ram_mib"] == ram}
-    return sorted(keys, key=lambda k: (k[1] != "scattered", k[1], k[0]))
-
-
-def row_label(key):
-    d, layout, reads = key
-    if layout == "scattered":
-        return f"{d:,}"
-    if reads:
-        return f"{d:,} (+{reads:,} reads)"
-    return f"{d:,} ({layout})"
+def baselines(results):
+    """Names of the methods that compete for the best baseline."""
+    flagged = [m["name"] for m in results.get("methods", []) if m.get("baseline")]
+    return set(flagged) if flagged else {"M1", "M2", "M3", "M4"}
 
 
 def method_order(results, present):
@@ -95,38 +100,209 @@ def method_order(results, present):
     return [m for m in names if m in present]
 
 
-def time_section(results, key, title):
-    series = [s for s in series_of(results) if key in s]
+def cell_key(s):
+    return (s["workload"], s["vcpus"], s["read_pages"], s["ram_mib"], s["d"])
+
+
+def cells(series):
+    """{cell: {method: series}}."""
+    out = {}
+    for s in series:
+        out.setdefault(cell_key(s), {})[s["method"]] = s
+    return out
+
+
+def best(cell, key, base):
+    """(method, median) of the fastest baseline in the cell, or None."""
+    cand = [(s[key]["median"], m) for m, s in cell.items() if m in base and key in s]
+    if not cand:
+        return None
+    med, m = min(cand)
+    return m, med
+
+
+def ratio(cell, key, base, method):
+    b = best(cell, key, base)
+    s = cell.get(method)
+    if not b or not s or key not in s or s[key]["median"] <= 0:
+        return None
+    return b[1] / s[key]["median"]
+
+
+def group_title(wl, vcpus, reads):
+    t = f"{wl.capitalize()} workload, {vcpus} vCPU{'s' if vcpus > 1 else ''}"
+    return t + (f", guest also reads {reads:,} pages" if reads else "")
+
+
+def groups(series):
+    keys = {(s["workload"], s["vcpus"], s["read_pages"]) for s in series}
+    order = {w: i for i, w in enumerate(WORKLOADS)}
+    return sorted(keys, key=lambda k: (k[2] != 0, order.get(k[0], 9), k[0], k[1], k[2]))
+
+
+def ratio_section(results):
+    """The summary: every vmreset row against the best baseline of its cell."""
+    series = series_of(results)
+    base = baselines(results)
+    vmr = [m for m in method_order(results, {s["method"] for s in series}) if m not in base]
+    if not series or not vmr:
+        return ""
+    cs = cells(series)
+    out = ["### Against the best baseline\n",
+           "For every cell, the fastest baseline (" + ", ".join(sorted(base)) + ") by median, "
+           "and the ratio of its median to each vmreset row's (above 1: vmreset is faster). "
+           "Cycle and reset are ranked separately.\n"]
+    for g in groups(series):
+        rows = []
+        for ram in sorted({k[3] for k in cs if k[:3] == g}):
+            for d in sorted({k[4] for k in cs if k[:4] == g + (ram,)}):
+                cell = cs[g + (ram, d)]
+                line = [fmt_mib(ram), f"{d:,}"]
+                for key in ("cycle_us", "reset_us"):
+                    b = best(cell, key, base)
+                    line.append(f"{b[0]} {fmt_us(b[1])}" if b else NONE)
+                    for m in vmr:
+                        r = ratio(cell, key, base, m)
+                        line.append(fmt_ratio(r) if r else NONE)
+                rows.append(line)
+        head = (["RAM", "D", "best cycle, µs"] + [f"{m} cycle" for m in vmr]
+                + ["best reset, µs"] + [f"{m} reset" for m in vmr])
+        out.append(f"**{group_title(*g)}**\n")
+        out.append(table(head, rows))
+    return "\n".join(out)
+
+
+def targets_section(results):
+    series = series_of(results)
+    base = baselines(results)
+    vmr = [m for m in method_order(results, {s["method"] for s in series}) if m not in base]
+    if not series or not vmr:
+        return ""
+    cs = cells(series)
+    rows = []
+    for wl, key, want, (dlo, dhi), rams in TARGETS:
+        for m in vmr:
+            if m == "vmreset-nl":
+                continue
+            got = []
+            for (w, v, reads, ram, d), cell in cs.items():
+                if w == wl and not reads and ram in rams and dlo <= d <= dhi:
+                    r = ratio(cell, key, base, m)
+                    if r:
+                        got.append((r, ram, d, v))
+            if not got:
+                continue
+            lo, hi = min(got), max(got)
+            miss = [g for g in got if g[0] < want]
+            where = f"{fmt_mib(lo[1])}, D = {lo[2]:,}, {lo[3]} vCPU"
+            rows.append([f"{wl} {key[:-3]} ≥ {want:g}×", m, f"{len(got) - len(miss)} of {len(got)}",
+                         f"{fmt_ratio(lo[0])} ({where})", fmt_ratio(hi[0]),
+                         "met" if not miss else f"**missed** by up to {want / lo[0]:.2f}×"])
+    # The large-snapshot row: vmreset after every page was written, M3's copy.
+    snaps = {(s.get("ram_mib"), s.get("method")): stat(s.get("us"))
+             for s in results.get("snapshot", [])
+             if "every page written" in s.get("what", "") or "all RAM" in s.get("what", "")}
+    for (ram, m), st in snaps.items():
+        if m == "vmreset" and (ram, "M3") in snaps and st and snaps[(ram, "M3")]:
+            r = snaps[(ram, "M3")]["median"] / st["median"]
+            verdict = "met" if r >= 5 else "**missed**"
+            rows.append([f"SNAPSHOT of {fmt_mib(ram)} ≥ 5× faster than M3's copy", "vmreset",
+                         "1 of 1", fmt_ratio(r), fmt_ratio(r),
+                         verdict + ("" if ram == 4096 else " (the target is for 4 GiB)")])
+    for c in results.get("clones", []):
+        if c.get("method") == "vmreset" and "mem_mib" in c:
+            ok = c.get("n") == 16 and c.get("ram_mib") == 256
+            rows.append([f"{c.get('n')} clones of {fmt_mib(c.get('ram_mib', 0))}, 1% dirty, "
+                         "≤ 300 MiB", "vmreset", "1 of 1", f"{c['mem_mib']:,.1f} MiB", NONE,
+                         ("met" if c["mem_mib"] <= 300 else "**missed**") if ok
+                         else "not the target's size"])
+    if not rows:
+        return ""
+    return ("### Targets (issue 10)\n\nRatios against the best baseline of each cell, over "
+            "D = 16 to 4,096 at 64 MiB and 1 GiB and both vCPU counts.\n\n"
+            + table(["target", "row", "cells met", "worst (where)", "best", "verdict"], rows))
+
+
+def time_section(results):
+    series = [s for s in series_of(results) if "cycle_us" in s or "reset_us" in s]
     if not series:
         return ""
-    out = [f"### {title}\n",
-           f"Per guest RAM size: µs, then the ratio of {' and of '.join(BASELINES)} to each "
-           "method, median over median (above 1: the method is faster than that baseline).\n"]
-    for ram in sorted({s["ram_mib"] for s in series}):
-        idx = {(s["d"], s["layout"], s["read_pages"], s["method"]): s[key]
-               for s in series if s["ram_mib"] == ram}
-        methods = method_order(results, {k[3] for k in idx})
-        rows = row_keys(series, ram)
-        out.append(f"**{fmt_mib(ram)} of guest RAM**, µs, median (min..max):\n")
-        out.append(table(["D"] + methods, [
-            [row_label(r)] + [fmt_stat(idx[r + (m,)]) if r + (m,) in idx else NONE
-                              for m in methods] for r in rows]))
-        for base in BASELINES:
-            others = [m for m in methods if m != base]
-            if base not in methods or not others:
-                continue
-            cells = []
-            for r in rows:
-                b = idx.get(r + (base,))
-                line = [row_label(r)]
-                for m in others:
-                    s = idx.get(r + (m,))
-                    ok = b and s and s["median"] > 0
-                    line.append(fmt_ratio(b["median"] / s["median"]) if ok else NONE)
-                cells.append(line)
-            out.append(f"Ratio {base} ÷ method (above 1: faster than {base}):\n")
-            out.append(table(["D"] + others, cells))
+    out = ["### All measurements\n",
+           "µs, median (min..max). Cycle = reset + the next guest run; run = that run alone.\n"]
+    for g in groups(series):
+        sub = [s for s in series if (s["workload"], s["vcpus"], s["read_pages"]) == g]
+        out.append(f"#### {group_title(*g)}\n")
+        for ram in sorted({s["ram_mib"] for s in sub}):
+            idx = {(s["d"], s["method"]): s for s in sub if s["ram_mib"] == ram}
+            ms = method_order(results, {k[1] for k in idx})
+            ds = sorted({k[0] for k in idx})
+            for key, what in (("cycle_us", "cycle"), ("reset_us", "reset")):
+                out.append(f"**{fmt_mib(ram)}, {what}**:\n")
+                out.append(table(["D"] + ms, [
+                    [f"{d:,}"] + [fmt_stat(idx[(d, m)][key]) if key in idx.get((d, m), {})
+                                  else NONE for m in ms] for d in ds]))
     return "\n".join(out)
+
+
+def phases_section(results):
+    """vmreset's cost split: the reset, the next run, and what that run pays
+    for faults over the same run without any (M1 leaves every mapping)."""
+    series = series_of(results)
+    cs = cells(series)
+    rows = []
+    for k in sorted(cs, key=lambda k: (WORKLOADS.index(k[0]) if k[0] in WORKLOADS else 9,) + k[1:]):
+        cell = cs[k]
+        free = cell.get("M1", {}).get("run_us")
+        for m, s in cell.items():
+            ph = s.get("phases")
+            if not ph or "run_us" not in s:
+                continue
+            f = stat(ph.get("faults")) or {"median": 0}
+            cow = stat(ph.get("cow_faults")) or {"median": 0}
+            extra = s["run_us"]["median"] - free["median"] if free else None
+            per = extra / f["median"] if extra is not None and f["median"] else None
+            undo = stat(ph.get("undo_pages"))
+            hot = stat(ph.get("hot_copies"))
+            rows.append([k[0], str(k[1]) + (f" +{k[2]:,} reads" if k[2] else ""), fmt_mib(k[3]),
+                         f"{k[4]:,}", m, fmt_us(s["reset_us"]["median"]),
+                         fmt_us(hot["median"]) if hot else NONE,
+                         fmt_us(s["run_us"]["median"]), fmt_us(free["median"]) if free else NONE,
+                         fmt_us(f["median"]), fmt_us(cow["median"]),
+                         fmt_us(per) if per is not None else NONE,
+                         fmt_us(undo["median"]) if undo else NONE])
+    if not rows:
+        return ""
+    return ("### Where vmreset's time goes\n\n"
+            "Per cell, medians: the reset (REVERT), the pages it restored in place (hot copies), "
+            "the next guest run, the same run for M1 (which leaves every mapping, so its run "
+            "takes no faults), the faults and copy-on-write faults vmreset's run took "
+            "(VMRESET_IOC_STATS), the run's extra time per fault, and the snapshot copies the "
+            "file keeps. Project to hardware by scaling the fault and copy parts separately.\n\n"
+            + table(["workload", "vCPUs", "RAM", "D", "row", "reset µs", "hot copies",
+                     "run µs", "fault-free run µs", "faults", "COW faults", "µs per fault",
+                     "kept copies"], rows))
+
+
+def copy_section(results):
+    c = results.get("copy")
+    if not isinstance(c, dict) or not c.get("routines"):
+        return ""
+    rows = [[r.get("name", "?"), r.get("what", ""),
+             fmt_stat(stat(r["us_per_page"])) if stat(r.get("us_per_page")) else NONE,
+             "**chosen**" if r.get("name") == c.get("chosen") else ""]
+            for r in c["routines"]]
+    users = [m["name"] for m in results.get("methods", []) if m.get("copy")]
+    flags = set(c.get("cpu_flags", []))
+    have = [f for f in RELEVANT_FLAGS if f in flags]
+    lack = [f for f in RELEVANT_FLAGS if f not in flags]
+    return ("### Copy routine\n\n"
+            f"Timed at startup on {c.get('pages', '?')} random 4 KiB pages, "
+            f"{c.get('rounds', '?')} rounds; µs per page, median (min..max). "
+            f"{', '.join(users) or 'The copying methods'} use the chosen one; the kernel's "
+            "copies are its own (`copy_page`, `rep movsq` on x86). CPU flags: "
+            f"{' '.join(have) or 'none of ' + ' '.join(RELEVANT_FLAGS)}"
+            + (f" (not: {' '.join(lack)})" if lack else "") + ".\n\n"
+            + table(["routine", "what", "µs per page", ""], rows))
 
 
 def snapshot_section(results):
@@ -134,21 +310,18 @@ def snapshot_section(results):
              if {"ram_mib", "method"} <= s.keys() and stat(s.get("us"))]
     if not snaps:
         return ""
-    idx = {(s["ram_mib"], s["method"]): stat(s["us"]) for s in snaps}
-    methods = method_order(results, {s["method"] for s in snaps})
-    rows = [[fmt_mib(ram)] + [fmt_stat(idx[(ram, m)]) if (ram, m) in idx else NONE
-                              for m in methods]
-            for ram in sorted({s["ram_mib"] for s in snaps})]
-    return ("### Snapshot creation\n\nµs, median (min..max); one sample above 256 MiB.\n\n"
-            + table(["RAM"] + methods, rows))
+    rows = [[fmt_mib(s["ram_mib"]), s["method"], s.get("what", ""), str(s.get("iters", 1)),
+             fmt_stat(stat(s["us"]))] for s in snaps]
+    return ("### Snapshot creation\n\nµs, median (min..max).\n\n"
+            + table(["RAM", "method", "what", "samples", "µs"], rows))
 
 
 def clones_section(results):
     cl = results.get("clones", [])
     if not cl:
         return ""
-    labels = {"M1": "N copies (M1, M3, M4)", "M2": "N MAP_PRIVATE mappings (M2)",
-              "vmreset": "N vmresetfs clones"}
+    labels = {"M1": "N copies (M1, M3, M3-ring, M4)",
+              "M2": "N MAP_PRIVATE mappings (M2, M2-dirty)", "vmreset": "N vmresetfs clones"}
 
     def num(c, k, f):
         return format(c[k], f) if k in c else NONE
@@ -165,14 +338,15 @@ def vmm_section(results):
     vw = [v for v in results.get("vmm_writes", []) if {"method", "caught"} <= v.keys()]
     if not vw:
         return ""
-    rows = [[v["method"], "yes" if v["caught"] else "**no**",
+    rows = [[v.get("label", v["method"]), "yes" if v["caught"] else "**no**",
              f"{v.get('differing_pages', '?')} of {v.get('vmm_pages', '?')}"] for v in vw]
     v0 = vw[0]
     ram = f" ({fmt_mib(v0['ram_mib'])})" if "ram_mib" in v0 else ""
     return ("### VMM-side writes\n\n"
             f"The guest dirtied {v0.get('d', '?')} pages and the VMM wrote "
             f"{v0.get('vmm_pages', '?')} others through its mapping of guest RAM{ram}; "
-            "then one reset.\n\n"
+            "then one reset. M3 here is the raw dirty log: wtf and Snapchange track "
+            "their own writes beside it.\n\n"
             + table(["method", "undone", "pages left differing"], rows))
 
 
@@ -264,21 +438,20 @@ def points(series, key, select, xkey):
 
 def plots(results, outdir):
     """Draws the plots that have data; returns the file names written."""
-    series = [s for s in series_of(results) if s["layout"] == "scattered"]
+    series = [s for s in series_of(results) if s["vcpus"] == 1 and not s["read_pages"]]
     accel = results.get("env", {}).get("accel", "").upper() or "?"
     files = []
-    rams = sorted({s["ram_mib"] for s in series})
-    for ram in sorted({rams[0], rams[-1]}) if rams else []:
-        for key, what in (("reset_us", "reset"), ("cycle_us", "cycle")):
-            lines = points(series, key, lambda s: s["ram_mib"] == ram, "d")
-            files.append(plot(outdir, f"{what}_vs_d_{ram}.png",
-                              f"{what} time vs dirtied pages, {fmt_mib(ram)} guest RAM ({accel})",
-                              "D, dirtied 4 KiB pages (scattered)", lambda x: f"{x:,}", lines))
-    for d in (256, 4096):
-        lines = points(series, "reset_us", lambda s: s["d"] == d, "ram_mib")
-        files.append(plot(outdir, f"reset_vs_ram_d{d}.png",
-                          f"reset time vs guest RAM, D = {d:,} scattered pages ({accel})",
-                          "guest RAM", fmt_mib, lines))
+    for wl in WORKLOADS:
+        for ram in sorted({s["ram_mib"] for s in series if s["workload"] == wl}):
+            for key, what in (("cycle_us", "cycle"), ("reset_us", "reset")):
+                if what == "reset" and wl != "steady":
+                    continue
+                lines = points(series, key,
+                               lambda s: s["ram_mib"] == ram and s["workload"] == wl, "d")
+                files.append(plot(outdir, f"{what}_{wl}_{ram}.png",
+                                  f"{what} time vs dirtied pages, {wl}, {fmt_mib(ram)} guest "
+                                  f"RAM, 1 vCPU ({accel})",
+                                  "D, dirtied 4 KiB pages", lambda x: f"{x:,}", lines))
     return [f for f in files if f]
 
 
@@ -290,12 +463,10 @@ def write_report(results: dict, outdir: str, md_path: str, img_prefix: str) -> s
     os.makedirs(outdir, exist_ok=True)
     os.makedirs(os.path.dirname(os.path.abspath(md_path)), exist_ok=True)
     images = plots(results, outdir)
-    parts = [env_section(results.get("env", {})),
-             time_section(results, "reset_us", "Reset time"),
-             time_section(results, "cycle_us",
-                          "Cycle time (reset + next guest run dirtying the same pages)"),
+    parts = [env_section(results.get("env", {})), copy_section(results),
+             targets_section(results), ratio_section(results), phases_section(results),
              snapshot_section(results), clones_section(results), vmm_section(results),
-             skipped_section(results)]
+             skipped_section(results), time_section(results)]
     if images:
         parts.append("### Plots\n\n" + "".join(f"![{f[:-4]}]({img_prefix}{f})\n\n" for f in images))
     text = "\n".join(p for p in parts if p).rstrip() + "\n"
