@@ -1,38 +1,66 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0
-# The benchmark's quick run: every reset method, each reset checked against
-# the snapshot by the benchmark itself (it fails on any difference), and the
-# results it reports for VMM-side writes and instance memory.
+# The benchmark's quick run: every reset method on every workload, each
+# reset checked against the snapshot by the benchmark itself (it fails on
+# any difference), and the results it reports for VMM-side writes and
+# instance memory.
 . "$(dirname "$0")/tap.sh"
-# busybox has no JSON parser: the greps below follow the key order and
-# spacing of the fprintf() formats in bench/vmreset_bench.c.
+# busybox has no JSON parser: vmreset_bench writes one entry a line, and
+# the greps below follow the key order of its json-c objects.
 bench=/bench/vmreset_bench
 json=/tmp/bench-quick.json
 
 [ -x $bench ] || { echo "1..0 # SKIP no $bench in this VM"; exit 4; }
-echo "1..6"
+echo "1..8"
 
 tap "quick run completes, every reset verified" $bench --quick -o $json
-row() {	# row METHOD: the method has results for D=1, 16 and 256
+row() {	# row METHOD WORKLOAD VCPUS: results for D=1, 16 and 256
 	for d in 1 16 256; do
-		grep -q "\"d\": $d, \"layout\": \"scattered\", \"read_pages\": 0, \"method\": \"$1\"" $json ||
-			{ echo "no $1 row for D=$d"; return 1; }
+		grep -q "\"d\": $d, \"workload\": \"$2\", \"vcpus\": $3, \"read_pages\": 0, \"method\": \"$1\"" $json ||
+			{ echo "no $1 row for $2, $3 vCPUs, D=$d"; return 1; }
 	done
 }
-all_rows() {
-	for m in M1 M2 M3 vmreset vmreset-nl; do row $m || return 1; done
-	# M4 needs Linux 6.7; older kernels must say so.
-	row M4 || grep -q '"what": "M4", "why": ".*6.7' $json
+# Linux 6.7 or later: the kernel has what M4 needs, so M4 must be there.
+m4_kernel() {
+	v=$(uname -r) maj=${v%%.*} min=${v#*.}
+	min=${min%%[!0-9]*}
+	[ "$maj" -gt 6 ] || { [ "$maj" -eq 6 ] && [ "$min" -ge 7 ]; }
 }
-tap "all methods measured (or skipped with a reason)" all_rows
+all_rows() {
+	for m in M1 M2 M2-dirty M3 M3-ring vmreset; do
+		for w in steady drift random; do
+			for v in 1 2; do row $m $w $v || return 1; done
+		done
+	done
+	row vmreset-nl steady 1 || return 1
+	if m4_kernel; then
+		for w in steady drift random; do
+			for v in 1 2; do row M4 $w $v || return 1; done
+		done
+	else
+		# Older kernels must say why M4 is missing.
+		grep -q '"what": "M4", "why": ".*6.7' $json ||
+			{ echo "no M4 rows and no reason on $(uname -r)"; return 1; }
+	fi
+}
+tap "all methods measured on all workloads (M4 on Linux 6.7+)" all_rows
+copy_recorded() {
+	c=$(sed -n 's/.*"chosen": "\([^"]*\)".*/\1/p' $json)
+	echo "copy routine: $c"
+	[ -n "$c" ] && grep -q "\"name\": \"$c\"" $json &&
+		grep -q "\"method\": \"M3\", .*\"copy\": \"$c\"" $json &&
+		grep -q '"cpu_flags": \[ "' $json
+}
+tap "the chosen copy routine and the CPU flags are recorded" copy_recorded
 caught() {	# caught METHOD true|false
-	grep -q "\"method\": \"$1\", \"differing_pages\": [0-9]*, \"caught\": $2" $json ||
+	grep -q "\"method\": \"$1\", \"label\": \"[^\"]*\", \"differing_pages\": [0-9]*, \"caught\": $2" $json ||
 		{ grep vmm_pages $json; return 1; }
 }
 tap "vmreset undoes VMM-side writes" caught vmreset true
 tap "VM-level netlink REVERT undoes VMM-side writes" caught vmreset-nl true
 # The check can tell a miss: the dirty log never sees the VMM's writes.
 tap "the KVM dirty log misses VMM-side writes" caught M3 false
+tap "so does the KVM dirty ring" caught M3-ring false
 mem() {	# mem METHOD: MiB used by the instances, as an integer
 	sed -n "s/.*\"method\": \"$1\", \"mem_mib\": \([0-9]*\).*/\1/p" $json
 }
