@@ -38,6 +38,20 @@ fi
 VM_FILES=("$build/bench/vmreset_bench:/bench/vmreset_bench")
 pass=0 fail=0 skip=0
 
+# In the test VM KVM and the module are there, so a skipped test case is a
+# failure unless scripts/skip-allowlist names it with the reason it gives.
+allowed_skip() {	# allowed_skip KREL TEST CASE REASON: prints the entry's why
+	local k=$1 t=$2 c=$3 r=$4 tc kg rg
+	while read -r tc kg rg; do
+		case "$tc" in "" | "#"*) continue ;; esac
+		# shellcheck disable=SC2053
+		[[ "$t/$c" == $tc && "$k" == $kg && "$r" == $rg ]] || continue
+		echo "$rg"
+		return 0
+	done < "$top/scripts/skip-allowlist"
+	return 1
+}
+
 report() {	# report ok|fail|skip LINE
 	case $1 in
 	ok) pass=$((pass + 1)) ;;
@@ -68,6 +82,8 @@ parse() {	# parse KREL RESULTS-FILE CONSOLE-LOG
 		"vmreset-kmsg-bad "*)
 			kmsg_bad=1
 			echo "# [$k] kernel log: ${line#vmreset-kmsg-bad }" ;;
+		"vmreset-setup-bad "*)
+			report fail "not ok [$k] test VM setup: ${line#vmreset-setup-bad }" ;;
 		"vmreset-done")
 			done=1 ;;
 		"ok "* | "not ok "*)
@@ -76,7 +92,16 @@ parse() {	# parse KREL RESULTS-FILE CONSOLE-LOG
 			local name=${line#not } && name=${name#ok } && name=${name#* }
 			case "$line" in
 			"not ok "*) bad=1; report fail "not ok [$k] $cur: $name" ;;
-			*"# SKIP"* | *"# skip"*) report skip "ok [$k] $cur: $name" ;;
+			*"# SKIP"* | *"# skip"*)
+				local reason=${line#*# [Ss][Kk][Ii][Pp]}
+				reason=${reason# }
+				name=${name%%" # "[Ss][Kk][Ii][Pp]*}
+				if allowed_skip "$k" "$cur" "$name" "$reason" > /dev/null; then
+					report skip "ok [$k] $cur: $name # SKIP $reason (allowed by scripts/skip-allowlist)"
+				else
+					bad=1
+					report fail "not ok [$k] $cur: $name: skipped, which the test VM does not allow: $reason"
+				fi ;;
 			*) report ok "ok [$k] $cur: $name" ;;
 			esac ;;
 		*)

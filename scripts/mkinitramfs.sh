@@ -14,8 +14,11 @@ krel=$1 ko=$2 out=$3
 shift 3
 top=$(cd "$(dirname "$0")/.." && pwd)
 moddir=/lib/modules/$krel
+# MODROOT: take the kernel's modules from MODROOT/lib/modules/KREL instead
+# (a kernel built here, as scripts/debug-kernel.sh does).
+modroot=${MODROOT:-}
 
-[ -d "$moddir/kernel" ] || { echo "mkinitramfs: no modules for $krel in $moddir; run: sudo scripts/deps.sh" >&2; exit 1; }
+[ -d "$modroot$moddir/kernel" ] || { echo "mkinitramfs: no modules for $krel in $moddir; run: sudo scripts/deps.sh" >&2; exit 1; }
 [ -x /bin/busybox ] || { echo "mkinitramfs: busybox missing; run: sudo scripts/deps.sh (busybox-static)" >&2; exit 1; }
 
 root=$(mktemp -d)
@@ -44,13 +47,16 @@ for a in modprobe lsmod rmmod insmod modinfo depmod; do
 done
 
 # KVM and its dependencies (AMD for TCG's EPYC, Intel for -cpu host).
-for m in kvm_amd kvm_intel; do
-	modprobe -S "$krel" --show-depends "$m" 2>/dev/null |
-		grep -o "$moddir/[^ ]*\.ko[^ ]*" || true
+# VM_NO_KVM=1 leaves them out: a test VM without KVM must fail make check.
+kvm_mods="kvm_amd kvm_intel"
+[ -z "${VM_NO_KVM:-}" ] || kvm_mods=
+for m in $kvm_mods; do
+	modprobe ${modroot:+-d "$modroot"} -S "$krel" --show-depends "$m" 2>/dev/null |
+		grep -o "$modroot$moddir/[^ ]*\.ko[^ ]*" || true
 done | sort -u | while read -r f; do
-	install -D -m 644 "$f" "$root$f"
+	install -D -m 644 "$f" "$root${f#"$modroot"}"
 done
-cp "$moddir"/modules.order "$moddir"/modules.builtin* "$root/$moddir/" 2>/dev/null || true
+cp "$modroot$moddir"/modules.order "$modroot$moddir"/modules.builtin* "$root/$moddir/" 2>/dev/null || true
 install -m 644 "$ko" "$root/$moddir/updates/vmreset.ko"
 depmod -b "$root" "$krel"
 

@@ -24,15 +24,20 @@ done
 say() { echo "$*" > $out; }
 say "vmreset-vm: kernel $(uname -r), $(nproc) cpus, mode $mode"
 
+# The test VM exists to test with KVM and the module: without either the
+# tests would only skip, so the host fails the run on any of these.
+bad() { say "vmreset-setup-bad $*"; }
 # KVM for whichever vendor the (virtual) CPU has.
 if grep -qw svm /proc/cpuinfo; then
-	modprobe kvm_amd || say "vmreset-vm: modprobe kvm_amd failed"
+	modprobe kvm_amd || bad "modprobe kvm_amd failed"
 elif grep -qw vmx /proc/cpuinfo; then
-	modprobe kvm_intel || say "vmreset-vm: modprobe kvm_intel failed"
+	modprobe kvm_intel || bad "modprobe kvm_intel failed"
 else
-	say "vmreset-vm: CPU has neither svm nor vmx"
+	bad "CPU has neither svm nor vmx"
 fi
-modprobe vmreset || say "vmreset-vm: modprobe vmreset failed"
+[ -c /dev/kvm ] || bad "no /dev/kvm after loading KVM"
+modprobe vmreset || bad "modprobe vmreset failed"
+grep -qw vmresetfs /proc/filesystems || bad "no vmresetfs in /proc/filesystems"
 
 if [ "$mode" = demo ]; then
 	sh /selftests/demo.sh > $out 2>&1
