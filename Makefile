@@ -28,10 +28,10 @@ T ?=
 
 KMOD_SRCS := $(wildcard kmod/*.c kmod/*.h)
 
-.PHONY: all module helper selftests bench check demo install uninstall \
+.PHONY: all module helper bpf selftests bench check demo install uninstall \
 	dkms-install dkms-uninstall deps clean help
 
-all: module helper selftests
+all: module helper bpf selftests
 
 help:
 	@sed -n '3,16p' Makefile | sed 's/^# \{0,1\}//'
@@ -52,7 +52,11 @@ helper:
 	$(MAKE) -C helper
 	$(if $(wildcard store/Makefile),$(MAKE) -C store)
 
-selftests: helper
+# eBPF tools (bpf/): CO-RE, so one build serves every supported kernel.
+bpf: helper
+	$(MAKE) -C bpf
+
+selftests: helper bpf
 	$(MAKE) -C selftests
 
 check:
@@ -99,4 +103,5 @@ clean:
 	$(MAKE) -C helper clean
 	$(if $(wildcard store/Makefile),$(MAKE) -C store clean)
 	$(MAKE) -C selftests clean
+	$(MAKE) -C bpf clean
 	$(MAKE) -C bench clean

@@ -74,6 +74,11 @@ for f in "$@"; do
 	fi
 done
 
+# The eBPF tools (bpf/), with libbpf and json-c.
+for b in vmreset-trace vmreset-hc; do
+	[ ! -x "$top/bpf/$b" ] || copy_bin "$top/bpf/$b" "/usr/bin/$b"
+done
+
 install -m 755 "$top/scripts/vm-init.sh" "$root/init"
 install -m 644 "$top/scripts/kmsg-patterns" "$root/etc/kmsg-patterns"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$out"

@@ -324,4 +324,35 @@ enum vmreset_a_slot {
 	VMRESET_A_SLOT_MAX = __VMRESET_A_SLOT_MAX - 1
 };
 
+/*
+ * Guest-declared preserved ranges (hypercall)
+ * -------------------------------------------
+ * A guest of any VMM asks that a guest-physical range be kept across
+ * REVERT, or no longer kept, with one hypercall (VMMCALL on AMD, VMCALL on
+ * Intel; KVM rewrites the other one), issued at CPL 0:
+ *
+ *   rax = VMRESET_HC_PRESERVE
+ *   rbx = guest-physical address, page-aligned
+ *   rcx = length in bytes, page-aligned, non-zero, not wrapping
+ *   rdx = flags: VMRESET_HC_F_DEL to stop preserving; unknown bits refused
+ *   rsi = 0 (reserved)
+ *
+ * KVM does not know the number and returns -KVM_ENOSYS (-1000) in rax:
+ * the guest must not read success from rax. The request is recorded by
+ * the eBPF service (vmreset-hc load, bpf/hc.bpf.c) before the hypercall
+ * returns, and applied to the VM by the VMM's revert path
+ * (vmreset_hc_vm_revert(), vmreset-hc revert) before it reverts: a REVERT
+ * issued after the hypercall returned honours it. Requests of a VM that
+ * is not attached to vmreset are never applied. At most
+ * VMRESET_HC_MAX_PENDING requests per VM wait between two reverts; more,
+ * bad arguments, CPL > 0, and ranges without vmresetfs memory behind them
+ * are dropped and counted (vmreset-hc status), never reported by the
+ * kernel. The VM-level limits of VMRESET_CMD_VM_PRESERVE_ADD apply
+ * (VMRESET_MAX_PRESERVED ranges per file).
+ */
+#define VMRESET_HC_PRESERVE		0x766d7201ULL	/* "vmr", 1 */
+#define VMRESET_HC_F_DEL		(1ULL << 0)
+#define VMRESET_HC_F_ALL		(VMRESET_HC_F_DEL)
+#define VMRESET_HC_MAX_PENDING		64
+
 #endif /* _UAPI_LINUX_VMRESET_H */
