@@ -404,6 +404,54 @@ TEST_F(bpf, unprivileged_use_is_refused)
 	ASSERT_NONNULL(strstr(out, "vmreset-hc: needs root")) TH_LOG("%s", out);
 }
 
+GUEST_CODE static uint64_t guest_pio_forever(void)
+{
+	for (;;)
+		__asm__ volatile("outb %%al, %%dx" : : "a"(0), "d"((uint16_t)TEST_PORT));
+	return 0;
+}
+
+/* By vmreset VM ID, and the live view: a busy VMM shows up with its exits. */
+TEST_F(bpf, live_view_by_vm_id)
+{
+	char out[16384], want[64];
+	int p[2], status;
+	uint32_t id;
+	pid_t pid;
+
+	ASSERT_EQ(0, pipe(p));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid) {
+		struct vmreset_nl *nl = vmreset_nl_open(NULL);
+		struct kvm_vm *vm = vm_create();
+		struct kvm_vcpu *vcpu;
+		uint32_t cid;
+
+		vm_add_slot(vm, 1, VM_TEST_GPA, NPAGES * PG, self->mem, 0);
+		if (!nl || vmreset_nl_vm_attach(nl, vm->fd, &cid) ||
+		    write(p[1], &cid, sizeof(cid)) != sizeof(cid))
+			_exit(1);
+		vcpu = vcpu_add(vm, 0, guest_pio_forever, 0);
+		run_guest(vcpu);
+		_exit(1);
+	}
+	ASSERT_EQ((ssize_t)sizeof(id), read(p[0], &id, sizeof(id)));
+	ASSERT_EQ(0, run(out, sizeof(out), "vmreset-trace -v %u -t -i 0.5 -d 2", id))
+		TH_LOG("%s", out);
+	snprintf(want, sizeof(want), "VM of pid %d", pid);
+	EXPECT_NONNULL(strstr(out, want)) TH_LOG("%s", out);
+	EXPECT_NONNULL(strstr(out, " exits/s")) TH_LOG("%s", out);
+	EXPECT_TRUE(strstr(out, "IOIO") || strstr(out, "IO_INSTRUCTION")) TH_LOG("%s", out);
+	/* The one-shot summary names the vmreset VM. */
+	snprintf(want, sizeof(want), "vmreset VM %u", id);
+	EXPECT_NONNULL(strstr(out, want)) TH_LOG("%s", out);
+	ASSERT_EQ(1 << 8, run(out, sizeof(out), "vmreset-trace -v 99999 -d 1"));
+	EXPECT_NONNULL(strstr(out, "no vmreset VM 99999")) TH_LOG("%s", out);
+	kill(pid, SIGKILL);
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+}
+
 /* ---- guest-declared preserved ranges ---- */
 
 static void hc_load(FIXTURE_DATA(bpf) *self)
