@@ -69,10 +69,11 @@ BENCH_KVER ?= $(if $(KVER),$(KVER),6.12)
 bench:
 	scripts/bench.sh -k $(BENCH_KVER) $(BENCH_FLAGS) -- $(BENCH_ARGS)
 
-install: module helper
+install: module helper bpf
 	install -D -m 644 $(MODDIR)/vmreset.ko $(DESTDIR)/lib/modules/$(KREL)/updates/vmreset.ko
 	install -D -m 644 include/uapi/linux/vmreset.h $(DESTDIR)$(PREFIX)/include/linux/vmreset.h
 	$(MAKE) -C helper install PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
+	$(MAKE) -C bpf install PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
 	$(if $(wildcard store/Makefile),$(MAKE) -C store install PREFIX=$(PREFIX) DESTDIR=$(DESTDIR))
 	$(if $(DESTDIR),,depmod -a $(KREL))
 
@@ -80,6 +81,7 @@ uninstall:
 	rm -f $(DESTDIR)/lib/modules/$(KREL)/updates/vmreset.ko
 	rm -f $(DESTDIR)$(PREFIX)/include/linux/vmreset.h
 	$(MAKE) -C helper uninstall PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
+	$(MAKE) -C bpf uninstall PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
 	$(if $(wildcard store/Makefile),$(MAKE) -C store uninstall PREFIX=$(PREFIX) DESTDIR=$(DESTDIR))
 	$(if $(DESTDIR),,depmod -a $(KREL))
 

@@ -259,13 +259,12 @@ EXPORT long vmreset_profile_hot(const struct vmreset_profile *p, int fd, uint64_
 				uint64_t size, uint64_t offset)
 {
 #ifdef VMRESET_IOC_HOT
-	struct vmreset_hot_config cfg = { .flags = VMRESET_HOT_CFG_MODE,
-					  .mode = VMRESET_HOT_EXPLICIT };
+	/* Explicit set only: the file's hot mode is the owner's choice. */
 	struct vmreset_range *ranges = NULL, *n;
 	struct vmreset_hot hot = { .op = VMRESET_HOT_ADD };
 	size_t i, nr = 0;
 	uint64_t lo, hi, pages = 0;
-	long ret = 0;
+	long ret;
 
 	for (i = 0; i < p->nr; i++) {
 		if (!(p->runs[i].flags & VMRESET_PROF_WRITE) ||
@@ -280,17 +279,12 @@ EXPORT long vmreset_profile_hot(const struct vmreset_profile *p, int fd, uint64_
 		ranges[nr++] = (struct vmreset_range){ offset + (lo - gpa), hi - lo };
 		pages += (hi - lo) / PG;
 	}
-	if (ioctl(fd, VMRESET_IOC_HOT_CONFIG, &cfg)) {
-		ret = errno == ENOTTY ? -EOPNOTSUPP : -errno;
-		goto out;
-	}
 	hot.nr = nr;
 	hot.ranges = (uintptr_t)ranges;
-	if (nr && ioctl(fd, VMRESET_IOC_HOT, &hot))
-		ret = -errno;
+	if (ioctl(fd, VMRESET_IOC_HOT, &hot))
+		ret = errno == ENOTTY ? -EOPNOTSUPP : -errno;
 	else
 		ret = pages;
-out:
 	free(ranges);
 	return ret;
 #else
