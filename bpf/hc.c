@@ -2,7 +2,7 @@
 /*
  * vmreset-hc: the guest-declared preserved range service.
  *
- *   vmreset-hc load | unload | status [-j] | drain VM | revert VM
+ *   vmreset-hc load | unload | status [-j] | drain VM [FD] | revert VM [FD]
  *
  * Exit status: 0 success, 1 the operation failed, 2 bad usage.
  */
@@ -236,30 +236,40 @@ static int parse_vm(const char *s, uint32_t *id)
 	return 0;
 }
 
-static int cmd_drain(const char *arg, bool revert, uint64_t flags)
+static int cmd_drain(const char *arg, const char *fdarg, bool revert, uint64_t flags)
 {
+	int vm_fd = -1;
 	struct vmreset_hc_result r;
 	uint64_t reverted = 0, kept = 0;
 	struct vmreset_nl *nl;
-	uint32_t id;
+	uint32_t id, fd;
 	int err, n = 0;
 
 	if (parse_vm(arg, &id)) {
 		fprintf(stderr, "%s: bad VM ID '%s'\n", prog, arg);
 		return 2;
 	}
+	if (fdarg && (parse_vm(fdarg, &fd) || fd > INT32_MAX)) {
+		fprintf(stderr, "%s: bad VM fd '%s'\n", prog, fdarg);
+		return 2;
+	}
+	if (fdarg)
+		vm_fd = fd;
 	nl = vmreset_nl_open(&err);
 	if (!nl)
 		return fail("vmreset netlink: %s (is the module loaded?)", strerror(-err));
-	if (revert) {
-		err = vmreset_hc_vm_revert(nl, id, flags, &reverted, &kept, &r);
-	} else {
-		err = n = vmreset_hc_drain(nl, id, &r);
-		if (err == -ENOENT)
-			fail("VM %u: no such VM, or the service is not loaded", id);
-	}
+	if (revert)
+		err = vmreset_hc_vm_revert(nl, id, vm_fd, flags, &reverted, &kept, &r);
+	else
+		err = n = vmreset_hc_drain(nl, id, vm_fd, &r);
+	if (err == -EBUSY)
+		fail("VM %u: its VMM holds several KVM VMs; name this one's fd there", id);
+	else if (err == -EBADF)
+		fail("VM %u: fd %d is not a KVM VM of its VMM", id, vm_fd);
+	else if (err == -ENOENT && !revert)
+		fail("VM %u: no such VM, or the service is not loaded", id);
 	if (err < 0) {
-		if (err != -ENOENT || revert)
+		if (err != -ENOENT && err != -EBUSY && err != -EBADF)
 			fail("VM %u: %s%s%s%s", id, strerror(-err),
 			     *vmreset_nl_errmsg(nl) ? " (" : "", vmreset_nl_errmsg(nl),
 			     *vmreset_nl_errmsg(nl) ? ")" : "");
@@ -298,8 +308,9 @@ static void usage(FILE *f)
 		"  load          load the hypercall service and pin it in " HC_PIN_DIR "\n"
 		"  unload        remove it\n"
 		"  status        requests and errors per VM\n"
-		"  drain VM      apply the guest's pending ranges to vmreset VM ID VM\n"
-		"  revert VM     drain, then revert the VM (-n: dry run)\n"
+		"  drain VM [FD] apply the guest's pending ranges to vmreset VM ID VM\n"
+		"                (FD: the VM's fd in its VMM, if that holds several VMs)\n"
+		"  revert VM [FD] drain, then revert the VM (-n: dry run)\n"
 		"Guests issue hypercall 0x%llx (see include/uapi/linux/vmreset.h).\n",
 		prog, (unsigned long long)VMRESET_HC_PRESERVE);
 }
@@ -334,10 +345,12 @@ int main(int argc, char **argv)
 		return cmd_unload();
 	if (!strcmp(cmd, "status") && !nargs)
 		return cmd_status();
-	if (!strcmp(cmd, "drain") && nargs == 1)
-		return cmd_drain(argv[optind + 1], false, 0);
-	if (!strcmp(cmd, "revert") && nargs == 1)
-		return cmd_drain(argv[optind + 1], true, flags);
+	if (!strcmp(cmd, "drain") && (nargs == 1 || nargs == 2))
+		return cmd_drain(argv[optind + 1], nargs == 2 ? argv[optind + 2] : NULL,
+				 false, 0);
+	if (!strcmp(cmd, "revert") && (nargs == 1 || nargs == 2))
+		return cmd_drain(argv[optind + 1], nargs == 2 ? argv[optind + 2] : NULL,
+				 true, flags);
 	fprintf(stderr, "%s: unknown command or wrong arguments: '%s'\n", prog, cmd);
 	usage(stderr);
 	return 2;

@@ -10,9 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <pthread.h>
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include "vmreset_bpf.h"
 #include "hc.h"
+#include "vmfd.h"
+#include "vmfd.skel.h"
 
 #define EXPORT		__attribute__((visibility("default")))
 
@@ -30,6 +34,53 @@ static int find_vm(const struct vmreset_vm *vm, void *arg)
 		f->found = 1;
 	}
 	return 0;
+}
+
+#define MAX_VMS_PER_VMM		64
+
+static struct vmfd_bpf *vmfd_skel;
+static int vmfd_err;
+static pthread_once_t vmfd_once = PTHREAD_ONCE_INIT;
+
+/* Loaded once per process: a drain comes with every revert. */
+static void vmfd_load(void)
+{
+	vmfd_skel = vmfd_bpf__open_and_load();
+	if (!vmfd_skel)
+		vmfd_err = errno ? -errno : -EINVAL;
+}
+
+/* The KVM VMs process @pid holds (fd and struct kvm), at most @max. */
+static int vm_files(uint32_t pid, struct vmfd_rec *out, int max)
+{
+	union bpf_iter_link_info linfo = { .task.tid = pid };
+	LIBBPF_OPTS(bpf_iter_attach_opts, opts, .link_info = &linfo,
+		    .link_info_len = sizeof(linfo));
+	struct bpf_link *link;
+	struct vmfd_rec rec;
+	int fd, n = 0;
+	ssize_t got;
+
+	pthread_once(&vmfd_once, vmfd_load);
+	if (!vmfd_skel)
+		return vmfd_err;
+	link = bpf_program__attach_iter(vmfd_skel->progs.kvm_vm_files, &opts);
+	if (!link)
+		return -errno;
+	fd = bpf_iter_create(bpf_link__fd(link));
+	if (fd < 0) {
+		n = -errno;
+		goto out;
+	}
+	while ((got = read(fd, &rec, sizeof(rec))) == sizeof(rec))
+		if (n < max)
+			out[n++] = rec;
+	if (got < 0)
+		n = -errno;
+	close(fd);
+out:
+	bpf_link__destroy(link);
+	return n;
 }
 
 struct taken {
@@ -59,10 +110,13 @@ static void account(int done_fd, uint64_t kvm, const struct hc_done *add)
 	bpf_map_update_elem(done_fd, &kvm, &d, BPF_ANY);
 }
 
-EXPORT int vmreset_hc_drain(struct vmreset_nl *nl, uint32_t vm_id,
+EXPORT int vmreset_hc_drain(struct vmreset_nl *nl, uint32_t vm_id, int vm_fd,
 			    struct vmreset_hc_result *res)
 {
+	struct vmfd_rec vms[MAX_VMS_PER_VMM];
 	struct find_pid f = { .id = vm_id };
+	uint64_t kvm = 0;
+	int nvms;
 	struct taken *t = NULL, *nt;
 	struct hc_key key, next;
 	struct hc_req req;
@@ -87,10 +141,28 @@ EXPORT int vmreset_hc_drain(struct vmreset_nl *nl, uint32_t vm_id,
 		close(pend_fd);
 		return -ENOENT;
 	}
+	/* Which of the VMM's VMs is this one: requests are keyed by VM. */
+	nvms = vm_files(f.pid, vms, MAX_VMS_PER_VMM);
+	if (nvms <= 0) {
+		/* 0: the VMM is exiting, no VM left to apply anything to. */
+		err = nvms;
+		goto out;
+	}
+	for (int k = 0; k < nvms && vm_fd >= 0; k++)
+		if (vms[k].fd == (uint32_t)vm_fd)
+			kvm = vms[k].kvm;
+	if (vm_fd < 0 && nvms == 1)
+		kvm = vms[0].kvm;
+	if (!kvm) {
+		err = vm_fd < 0 ? -EBUSY : -EBADF;
+		goto out;
+	}
 	for (err = bpf_map_get_next_key(pend_fd, NULL, &next); !err;
 	     err = bpf_map_get_next_key(pend_fd, &key, &next)) {
 		key = next;
-		if (bpf_map_lookup_elem(pend_fd, &key, &req) || req.pid != f.pid)
+		/* The pid too: a dead VM's struct kvm may have been reused. */
+		if (key.kvm != kvm || bpf_map_lookup_elem(pend_fd, &key, &req) ||
+		    req.pid != f.pid)
 			continue;
 		if (n == cap) {
 			cap = cap ? cap * 2 : 64;
@@ -141,11 +213,11 @@ out:
 	return err;
 }
 
-EXPORT int vmreset_hc_vm_revert(struct vmreset_nl *nl, uint32_t vm_id, uint64_t flags,
-				uint64_t *reverted_pages, uint64_t *kept_pages,
-				struct vmreset_hc_result *res)
+EXPORT int vmreset_hc_vm_revert(struct vmreset_nl *nl, uint32_t vm_id, int vm_fd,
+				uint64_t flags, uint64_t *reverted_pages,
+				uint64_t *kept_pages, struct vmreset_hc_result *res)
 {
-	int err = vmreset_hc_drain(nl, vm_id, res);
+	int err = vmreset_hc_drain(nl, vm_id, vm_fd, res);
 
 	/* No service loaded: no guest request can be waiting. */
 	if (err < 0 && err != -ENOENT)

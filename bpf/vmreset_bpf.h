@@ -33,17 +33,20 @@ struct vmreset_hc_result {
 };
 
 /*
- * Apply the requests the guests of VM @vm_id made (matched by the VMM's
- * pid, as the module reports it), oldest first; @res may be NULL.
- * Returns how many requests were taken, -ENOENT if the service is not
- * loaded, or another negative errno.
+ * Apply the requests the guest of VM @vm_id made, oldest first; @res may
+ * be NULL. @vm_fd is the VM's fd in its VMM (the caller's own fd when the
+ * VMM calls): it names the VM among the VMM's KVM VMs. With -1, the VMM
+ * must hold exactly one VM (else -EBUSY: which one is attached is not
+ * known). Returns how many requests were taken, -ENOENT if the service is
+ * not loaded or there is no such VM, -EBADF if @vm_fd is no KVM VM of the
+ * VMM, or another negative errno.
  */
-int vmreset_hc_drain(struct vmreset_nl *nl, uint32_t vm_id,
+int vmreset_hc_drain(struct vmreset_nl *nl, uint32_t vm_id, int vm_fd,
 		     struct vmreset_hc_result *res);
 /* Drain, then vmreset_nl_vm_revert(). Without the service: just revert. */
-int vmreset_hc_vm_revert(struct vmreset_nl *nl, uint32_t vm_id, uint64_t flags,
-			 uint64_t *reverted_pages, uint64_t *kept_pages,
-			 struct vmreset_hc_result *res);
+int vmreset_hc_vm_revert(struct vmreset_nl *nl, uint32_t vm_id, int vm_fd,
+			 uint64_t flags, uint64_t *reverted_pages,
+			 uint64_t *kept_pages, struct vmreset_hc_result *res);
 
 /* ---- working-set profiles ---- */
 

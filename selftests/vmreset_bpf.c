@@ -514,7 +514,7 @@ TEST_F(bpf, hypercall_range_kept_across_revert)
 	ASSERT_EQ(1, run_guest(self->vcpu));
 	/* The hypercall has returned: the next revert must honour it. */
 	ASSERT_EQ(1, hc_stat(getpid(), "pending"));
-	ASSERT_EQ(0, vmreset_hc_vm_revert(self->nl, id, 0, &reverted, &kept, &res));
+	ASSERT_EQ(0, vmreset_hc_vm_revert(self->nl, id, -1, 0, &reverted, &kept, &res));
 	EXPECT_EQ(1, res.applied);
 	EXPECT_EQ(2, reverted);
 	EXPECT_EQ(1, kept);
@@ -529,7 +529,7 @@ TEST_F(bpf, hypercall_range_kept_across_revert)
 		       PARAM_GPA + WLIST_OFF * 8, 1);
 	run_guest(self->vcpu);
 	*(uint64_t *)(self->mem + 2 * PG) = 0x5555;
-	ASSERT_EQ(0, vmreset_hc_vm_revert(self->nl, id, 0, &reverted, &kept, &res));
+	ASSERT_EQ(0, vmreset_hc_vm_revert(self->nl, id, -1, 0, &reverted, &kept, &res));
 	EXPECT_EQ(1, res.applied);
 	EXPECT_EQ(1, reverted);
 	EXPECT_EQ(0, kept);
@@ -562,7 +562,7 @@ TEST_F(bpf, hypercall_bad_arguments_counted)
 	EXPECT_EQ(2, hc_stat(getpid(), "bad_range"));
 	EXPECT_EQ(2, hc_stat(getpid(), "bad_flags"));
 	EXPECT_EQ(1, hc_stat(getpid(), "accepted"));
-	ASSERT_EQ(0, vmreset_hc_vm_revert(self->nl, id, 0, &reverted, &kept, &res));
+	ASSERT_EQ(0, vmreset_hc_vm_revert(self->nl, id, -1, 0, &reverted, &kept, &res));
 	EXPECT_EQ(0, res.applied);
 	EXPECT_EQ(1, res.no_memory);
 	EXPECT_EQ(1, hc_stat(getpid(), "no_memory"));
@@ -575,7 +575,7 @@ TEST_F(bpf, hypercall_bad_arguments_counted)
 	run_guest(self->vcpu);
 	EXPECT_EQ(6, hc_stat(getpid(), "too_many"));
 	EXPECT_EQ(VMRESET_HC_MAX_PENDING, hc_stat(getpid(), "pending"));
-	ASSERT_EQ(0, vmreset_hc_vm_revert(self->nl, id, 0, &reverted, &kept, &res));
+	ASSERT_EQ(0, vmreset_hc_vm_revert(self->nl, id, -1, 0, &reverted, &kept, &res));
 	EXPECT_EQ(VMRESET_HC_MAX_PENDING, res.applied);
 	EXPECT_EQ(VMRESET_HC_MAX_PENDING, hc_stat(getpid(), "applied"));
 }
@@ -612,13 +612,48 @@ TEST_F(bpf, hypercall_from_unattached_vm_ignored)
 	ASSERT_EQ(0, status);
 	EXPECT_EQ(1, hc_stat(pid, "accepted"));
 	fill_page(self->mem, 4, 0x77);
-	ASSERT_EQ(0, vmreset_hc_vm_revert(self->nl, id, 0, &reverted, &kept, &res));
+	ASSERT_EQ(0, vmreset_hc_vm_revert(self->nl, id, -1, 0, &reverted, &kept, &res));
 	EXPECT_EQ(0, res.applied);
 	EXPECT_EQ(1, reverted);
 	EXPECT_EQ(0, kept);
 	EXPECT_TRUE(page_has(self->mem, 4, pat(1, 4)));
 	EXPECT_EQ(1, hc_stat(pid, "pending"));
 	EXPECT_EQ(0, hc_stat(pid, "applied"));
+}
+
+/* A second VM of the same VMM, not attached: its requests stay its own. */
+TEST_F(bpf, hypercall_from_second_vm_of_the_vmm)
+{
+	struct vmreset_hc_result res;
+	uint64_t reverted, kept;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm2;
+	uint32_t id;
+
+	hc_load(self);
+	for (uint64_t i = 0; i < NPAGES; i++)
+		fill_page(self->mem, i, pat(1, i));
+	ASSERT_EQ(0, vmreset_nl_vm_attach(self->nl, self->vm->fd, &id));
+	ASSERT_EQ(0, vmreset_nl_vm_snapshot(self->nl, id, NULL));
+	vm2 = vm_create();
+	vm_add_slot(vm2, 1, VM_TEST_GPA, NPAGES * PG, self->mem, 0);
+	vm_add_slot(vm2, 2, PARAM_GPA, PARAM_SIZE, self->params, 0);
+	set_req(self->params, VM_TEST_GPA + 4 * PG, PG, 0, 0);
+	vcpu = vcpu_add(vm2, 0, guest_hc_list, 5, PARAM_GPA, 1, VM_TEST_GPA, PARAM_GPA, 0);
+	run_guest(vcpu);
+	EXPECT_EQ(1, hc_stat(getpid(), "accepted"));
+	fill_page(self->mem, 4, 0x77);
+	/* Two VMs in this VMM: which one VM id is must be said. */
+	ASSERT_EQ(-EBUSY, vmreset_hc_vm_revert(self->nl, id, -1, 0, &reverted, &kept, &res));
+	ASSERT_EQ(-EBADF, vmreset_hc_drain(self->nl, id, self->fd, &res));
+	ASSERT_EQ(0, vmreset_hc_vm_revert(self->nl, id, self->vm->fd, 0, &reverted, &kept,
+					  &res));
+	EXPECT_EQ(0, res.applied);
+	EXPECT_EQ(1, reverted);
+	EXPECT_EQ(0, kept);
+	EXPECT_TRUE(page_has(self->mem, 4, pat(1, 4)));
+	EXPECT_EQ(1, hc_stat(getpid(), "pending"));
+	vm_free(vm2);
 }
 
 /* ---- working-set profiles ---- */
