@@ -198,17 +198,23 @@ def targets_section(results):
             rows.append([f"{wl} {key[:-3]} ≥ {want:g}×", m, f"{len(got) - len(miss)} of {len(got)}",
                          f"{fmt_ratio(lo[0])} ({where})", fmt_ratio(hi[0]),
                          "met" if not miss else f"**missed** by up to {want / lo[0]:.2f}×"])
-    # The large-snapshot row: vmreset after every page was written, M3's copy.
-    snaps = {(s.get("ram_mib"), s.get("method")): stat(s.get("us"))
-             for s in results.get("snapshot", [])
-             if "every page written" in s.get("what", "") or "all RAM" in s.get("what", "")}
-    for (ram, m), st in snaps.items():
-        if m == "vmreset" and (ram, "M3") in snaps and st and snaps[(ram, "M3")]:
-            r = snaps[(ram, "M3")]["median"] / st["median"]
-            verdict = "met" if r >= 5 else "**missed**"
-            rows.append([f"SNAPSHOT of {fmt_mib(ram)} ≥ 5× faster than M3's copy", "vmreset",
-                         "1 of 1", fmt_ratio(r), fmt_ratio(r),
-                         verdict + ("" if ram == 4096 else " (the target is for 4 GiB)")])
+    # SNAPSHOT against M3's: the large row if there is one, else the largest
+    # RAM size both have (there, too, every page was written since creation).
+    snaps = {}
+    for s in results.get("snapshot", []):
+        st = stat(s.get("us"))
+        big = "every page written" in s.get("what", "") or "all RAM" in s.get("what", "")
+        if st and s.get("method") in ("M3", "vmreset") and "ram_mib" in s:
+            snaps.setdefault((big, s["ram_mib"]), {})[s["method"]] = st
+    both = sorted((k for k, v in snaps.items() if len(v) == 2), reverse=True)
+    if both:
+        big, ram = both[0]
+        r = snaps[both[0]]["M3"]["median"] / snaps[both[0]]["vmreset"]["median"]
+        verdict = "met" if r >= 5 else "**missed**"
+        rows.append([f"SNAPSHOT ≥ 5× faster than M3's (at {fmt_mib(ram)})", "vmreset",
+                     "1 of 1", fmt_ratio(r), fmt_ratio(r),
+                     verdict + ("" if ram >= 4096 else " (the target is for 4 GiB; "
+                                "measured at the largest size of this run)")])
     for c in results.get("clones", []):
         if c.get("method") == "vmreset" and "mem_mib" in c:
             ok = c.get("n") == 16 and c.get("ram_mib") == 256
@@ -281,6 +287,21 @@ def phases_section(results):
             + table(["workload", "vCPUs", "RAM", "D", "row", "reset µs", "hot copies",
                      "run µs", "fault-free run µs", "faults", "COW faults", "µs per fault",
                      "kept copies"], rows))
+
+
+def kphases_section(results):
+    kp = [k for k in results.get("kernel_phases", []) if stat(k.get("us"))]
+    if not kp:
+        return ""
+    rows = [[k.get("what", "?"), f"{k.get('pages', 0):,}", fmt_stat(stat(k["us"])),
+             fmt_us(k["us_per_page"]) if k.get("us_per_page") is not None else NONE]
+            for k in kp]
+    return ("### vmreset's phases, one at a time\n\n"
+            "On a 64 MiB vmresetfs file without a guest, 5 samples each: µs, median "
+            "(min..max), and µs a page over the fixed cost of a REVERT. Writes come from "
+            "user space here; a guest's fault adds KVM's exit and GUP (see the run "
+            "times above). The kernel copies with `copy_page`.\n\n"
+            + table(["phase", "pages", "µs", "µs a page"], rows))
 
 
 def copy_section(results):
@@ -366,9 +387,17 @@ def env_section(env):
     dur = env.get("duration_s")
     if dur is not None:
         dur = f"{dur:,.0f} s ({int(dur) // 60} min {int(dur) % 60} s) in the VM"
+    threads = None
+    if env.get("vcpu_threads"):
+        threads = env["vcpu_threads"]
+        if "two_vcpu_run_two_cpus_us" in env and "two_vcpu_run_one_cpu_us" in env:
+            threads += (" (a 2-vCPU run writing nothing took "
+                        f"{fmt_us(env['two_vcpu_run_two_cpus_us'])} µs with threads on two CPUs, "
+                        f"{fmt_us(env['two_vcpu_run_one_cpu_us'])} µs on one, "
+                        f"{fmt_us(env.get('two_vcpu_run_in_turn_us', 0))} µs in turn from one thread)")
     items = [("kernel", env.get("kernel")), ("CPU (as the test VM sees it)", env.get("cpu")),
              ("host CPU", env.get("host_cpu")), ("virtualisation", accel), ("test VM", vm),
-             ("date", env.get("date")),
+             ("2-vCPU runs", threads), ("date", env.get("date")),
              ("command", f"`{env['command']}`" if env.get("command") else None),
              ("duration", dur)]
     lines = "".join(f"- {k}: {v}\n" for k, v in items if v is not None)
@@ -465,6 +494,7 @@ def write_report(results: dict, outdir: str, md_path: str, img_prefix: str) -> s
     images = plots(results, outdir)
     parts = [env_section(results.get("env", {})), copy_section(results),
              targets_section(results), ratio_section(results), phases_section(results),
+             kphases_section(results),
              snapshot_section(results), clones_section(results), vmm_section(results),
              skipped_section(results), time_section(results)]
     if images:

@@ -75,7 +75,7 @@ struct pm_scan_arg {
 #define RLIST_OFF	65536			/* read list, in params[] */
 #define NR_VCPUS	2
 #define RING_BYTES	(1U << 20)		/* 65536 entries a vCPU */
-#define LEARN_CYCLES	8			/* runs the kernel sees before timing */
+#define LEARN_CYCLES	6			/* runs the kernel sees before timing */
 
 enum workload { STEADY, DRIFT, RANDOM, NR_WL };
 static const char *const workloads[NR_WL] = { "steady", "drift", "random" };
@@ -122,7 +122,7 @@ struct inst {
 	pthread_t worker;
 	sem_t go, done;
 	bool stop;
-	uint64_t worker_ret;
+	uint64_t worker_ret, w_args[5];	/* vCPU 1's run */
 	int nvcpu;		/* vCPUs the current series runs */
 	uint64_t *params;	/* in guest memory: write list, then read list */
 	uint64_t d, nread;
@@ -155,8 +155,8 @@ static struct {
 	.want = { true, true, true, true, true, true, true, true, true, true },
 	.wl = { true, true, true },
 	.vcpus = { 1, 2 }, .nr_vcpus = 2,
-	.budget_s = 3, .max_iters = 11, .clone_mib = 256, .clones = 16, .read_ws = 2048,
-	.snap_mib = 4096, .copy_pages = 1024, .copy_rounds = 7,
+	.budget_s = 2, .max_iters = 9, .clone_mib = 256, .clones = 16, .read_ws = 2048,
+	.snap_mib = 0, .copy_pages = 1024, .copy_rounds = 7,
 	.out = "vmreset-bench.json",
 };
 
@@ -165,9 +165,10 @@ static double t_start;
 static const struct copy_routine *best_copy;
 static char cpu_flags[4096];
 static bool hot_ok;		/* the module has hot pages */
-static double wakeup_us;	/* a thread woken on another CPU, round trip */
-static bool one_cpu;		/* vCPU threads share one CPU (see main()) */
-static struct json_object *j_copy, *j_series, *j_snapshot, *j_vmm, *j_clones, *j_skipped;
+static double spread_us, same_us, serial_us;	/* a 2-vCPU run that writes nothing */
+static bool one_cpu;		/* vCPU threads share one CPU (see pick_vcpu_cpus()) */
+static bool serial;		/* both vCPUs run from the main thread, in turn */
+static struct json_object *j_copy, *j_kphases, *j_series, *j_snapshot, *j_vmm, *j_clones, *j_skipped;
 
 static void __attribute__((noreturn, format(printf, 1, 2))) die(const char *fmt, ...)
 {
@@ -618,55 +619,6 @@ static bool ring_supported(const char **why)
 	return cap != 0;
 }
 
-static void *pong(void *arg)
-{
-	sem_t *s = arg;
-
-	for (int i = 0; i < 16; i++) {
-		sem_wait(&s[0]);
-		sem_post(&s[1]);
-	}
-	return NULL;
-}
-
-/*
- * Round trip of a wakeup to a thread on another CPU and back: what the
- * 2-vCPU runs pay to start and join the second vCPU's thread.
- */
-static double cross_cpu_wakeup(void)
-{
-	double t[16], t0;
-	sem_t s[2];
-	pthread_t th;
-	cpu_set_t a, b;
-
-	if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
-		return 0;
-	CPU_ZERO(&a);
-	CPU_SET(0, &a);
-	CPU_ZERO(&b);
-	CPU_SET(1, &b);
-	if (sem_init(&s[0], 0, 0) || sem_init(&s[1], 0, 0) ||
-	    pthread_create(&th, NULL, pong, s))
-		die("wakeup test: %s", strerror(errno));
-	pthread_setaffinity_np(pthread_self(), sizeof(a), &a);
-	pthread_setaffinity_np(th, sizeof(b), &b);
-	for (int i = 0; i < 16; i++) {
-		t0 = now_us();
-		sem_post(&s[0]);
-		sem_wait(&s[1]);
-		t[i] = now_us() - t0;
-	}
-	pthread_join(th, NULL);
-	CPU_ZERO(&a);
-	for (int i = 0; i < CPU_SETSIZE && i < sysconf(_SC_NPROCESSORS_ONLN); i++)
-		CPU_SET(i, &a);
-	pthread_setaffinity_np(pthread_self(), sizeof(a), &a);
-	sem_destroy(&s[0]);
-	sem_destroy(&s[1]);
-	return median(t, 16);
-}
-
 #ifdef VMRESET_IOC_HOT_CONFIG
 #define HAVE_HOT 1
 #else
@@ -737,6 +689,18 @@ static void hot_set(struct inst *in, uint64_t n, const uint64_t *extra, uint64_t
 #endif
 }
 
+/*
+ * vCPU 1's run. Always from the thread that runs it: vcpu_set_entry()
+ * enters KVM_RUN to complete the last exit, and KVM_RUN from another
+ * thread than last time costs a synchronize_rcu() (tens of ms under TCG).
+ */
+static uint64_t run_vcpu1(struct inst *in)
+{
+	vcpu_set_entry(in->vcpu[1], guest_run, 6, VM_TEST_GPA, in->w_args[0],
+		       in->w_args[1], in->w_args[2], in->w_args[3], in->w_args[4]);
+	return vcpu_run_to_done(in->vcpu[1]);
+}
+
 /* Runs vCPU 1 for the main thread, which runs vCPU 0. */
 static void *worker(void *arg)
 {
@@ -746,7 +710,7 @@ static void *worker(void *arg)
 		sem_wait(&in->go);
 		if (in->stop)
 			return NULL;
-		in->worker_ret = vcpu_run_to_done(in->vcpu[1]);
+		in->worker_ret = run_vcpu1(in);
 		sem_post(&in->done);
 	}
 }
@@ -1078,9 +1042,16 @@ static void dirty(struct inst *in, uint64_t tag)
 	vcpu_set_entry(in->vcpu[0], guest_run, 6, VM_TEST_GPA, BPARAM_GPA, h, tag,
 		       BPARAM_GPA + RLIST_OFF * 8, hr);
 	if (in->nvcpu > 1) {
-		vcpu_set_entry(in->vcpu[1], guest_run, 6, VM_TEST_GPA,
-			       BPARAM_GPA + h * 8, d - h, tag,
-			       BPARAM_GPA + (RLIST_OFF + hr) * 8, in->nread - hr);
+		in->w_args[0] = BPARAM_GPA + h * 8;
+		in->w_args[1] = d - h;
+		in->w_args[2] = tag;
+		in->w_args[3] = BPARAM_GPA + (RLIST_OFF + hr) * 8;
+		in->w_args[4] = in->nread - hr;
+		if (serial) {
+			n = run_vcpu1(in);
+			n += vcpu_run_to_done(in->vcpu[0]);
+			goto out;
+		}
 		sem_post(&in->go);
 	}
 	n = vcpu_run_to_done(in->vcpu[0]);
@@ -1088,6 +1059,7 @@ static void dirty(struct inst *in, uint64_t tag)
 		sem_wait(&in->done);
 		n += in->worker_ret;
 	}
+out:
 	if (n != d)
 		die("%s: the guest wrote %lu pages, not %lu", methods[in->m].name,
 		    (unsigned long)n, (unsigned long)d);
@@ -1381,6 +1353,119 @@ static void snapshot_big(uint64_t mib, const char *mnt)
 	}
 }
 
+static void kphase_item(const char *what, uint64_t pages, double *v, int n, double base)
+{
+	struct json_object *o = item(j_kphases);
+	double med = median(v, n);
+
+	jstr(o, "what", what);
+	jint(o, "pages", pages);
+	jstat(o, "us", v, n);
+	jdbl(o, "us_per_page", pages ? (med - base) / pages : med, "%.3f");
+	say("kernel phase %-38s %10.1f us (%.2f us a page)", what, med,
+	    pages ? (med - base) / pages : med);
+}
+
+/* N scattered pages of a file, each written once through the mapping. */
+static void host_write(uint8_t *ram, uint64_t n, uint64_t stride, uint64_t tag)
+{
+	for (uint64_t k = 0; k < n; k++)
+		fill_page(ram, k * stride, tag ^ k);
+}
+
+/*
+ * vmreset's phases timed one at a time on a file without a guest: the
+ * fixed cost of a REVERT, restoring N cold pages (swap the snapshot copy
+ * back and unmap), the first write to each afterwards (->fault and
+ * ->page_mkwrite's copy-before-write), and with N hot pages a REVERT that
+ * only compares them and one that compares and copies them back in place.
+ */
+static void kernel_phases(const char *mnt)
+{
+	const uint64_t npages = 16384, n = 1024, stride = npages / n;
+	double t[7][5], t0, base;
+	uint64_t pages;
+	uint8_t *ram;
+	char path[128];
+	int fd = vmr_file(mnt, "phases", npages * PG);
+
+	if (fd < 0)
+		die("%s/phases: %s", mnt, strerror(errno));
+	ram = map_shared(fd, npages * PG, MAP_SHARED);
+	fill(ram, npages);
+#if HAVE_HOT
+	if (hot_ok) {
+		struct vmreset_hot_config c = { .flags = VMRESET_HOT_CFG_MODE,
+						.mode = VMRESET_HOT_OFF };
+
+		if (vmreset_hot_config(fd, &c))
+			die("VMRESET_IOC_HOT_CONFIG: %s", strerror(errno));
+	}
+#endif
+	if (vmr_snapshot(fd, NULL))
+		die("VMRESET_IOC_SNAPSHOT: %s", strerror(errno));
+	for (int r = 0; r < 5; r++) {
+		t0 = now_us();
+		if (vmr_revert(fd, &pages, NULL))
+			die("VMRESET_IOC_REVERT: %s", strerror(errno));
+		t[0][r] = now_us() - t0;
+		t0 = now_us();
+		host_write(ram, n, stride, 0x1000 + r);
+		t[1][r] = now_us() - t0;
+		t0 = now_us();
+		if (vmr_revert(fd, &pages, NULL) || pages != n)
+			die("REVERT of %lu cold pages: %s", (unsigned long)n, strerror(errno));
+		t[2][r] = now_us() - t0;
+	}
+	base = median(t[0], 5);
+	kphase_item("REVERT, nothing dirty", 0, t[0], 5, 0);
+	kphase_item("REVERT of cold pages (restore + unmap)", n, t[2], 5, base);
+	kphase_item("first write after it, from user space", n, t[1], 5, 0);
+#if HAVE_HOT
+	if (hot_ok) {
+		struct vmreset_hot_config c = { .flags = VMRESET_HOT_CFG_MODE,
+						.mode = VMRESET_HOT_EXPLICIT };
+		struct inst in = { .fd = fd, .params = calloc(n, 8) };
+
+		for (uint64_t k = 0; k < n; k++)
+			in.params[k] = k * stride;
+		if (vmreset_hot_config(fd, &c))
+			die("VMRESET_IOC_HOT_CONFIG: %s", strerror(errno));
+		hot_set(&in, n, NULL, 0);
+		free(in.params);
+		/* Once, so that every hot page has its copy. */
+		host_write(ram, n, stride, 0x2000);
+		if (vmr_revert(fd, &pages, NULL))
+			die("VMRESET_IOC_REVERT: %s", strerror(errno));
+		for (int r = 0; r < 5; r++) {
+			t0 = now_us();
+			if (vmr_revert(fd, &pages, NULL) || pages)
+				die("REVERT of unchanged hot pages restored %lu: %s",
+				    (unsigned long)pages, strerror(errno));
+			t[3][r] = now_us() - t0;
+			t0 = now_us();
+			host_write(ram, n, stride, 0x3000 + r);
+			t[4][r] = now_us() - t0;
+			t0 = now_us();
+			if (vmr_revert(fd, &pages, NULL) || pages != n)
+				die("REVERT of %lu hot pages restored %lu: %s", (unsigned long)n,
+				    (unsigned long)pages, strerror(errno));
+			t[5][r] = now_us() - t0;
+		}
+		kphase_item("REVERT of unchanged hot pages (compare)", n, t[3], 5, base);
+		kphase_item("REVERT of written hot pages (compare + copy)", n, t[5], 5, base);
+		kphase_item("write to hot pages, from user space", n, t[4], 5, 0);
+	}
+#endif
+	for (uint64_t i = 0; i < npages; i++)
+		if (!page_ok(ram, i))
+			die("phases: page %lu differs from the snapshot", (unsigned long)i);
+	munmap(ram, npages * PG);
+	close(fd);
+	snprintf(path, sizeof(path), "%s/phases", mnt);
+	unlink(path);
+}
+
 /*
  * Memory in use, in kB, where each method keeps its pages: anonymous copies
  * (M1), shmem and anonymous COW pages (M2), vmresetfs pages (vmreset: the
@@ -1423,28 +1508,34 @@ static void dirty_instance(uint8_t *ram, uint64_t npages, uint64_t each)
 
 /*
  * Memory of N ready instances of one snapshot, each of which dirtied 1%:
- * N copies (what M1, M3 and M4 need), N MAP_PRIVATE mappings of one memfd
- * (M2), N vmresetfs clones.
+ * N copies (what M1, M3, M3-ring and M4 need; measured for two when they
+ * would take more than 64 MiB), N MAP_PRIVATE mappings of one memfd (M2),
+ * N vmresetfs clones.
  */
 static void clones(uint64_t mib, int n, const char *mnt)
 {
 	uint64_t npages = mib << 8, each = npages / 100;
 	size_t size = npages * PG;
+	int nc = n < 2 || size * n <= (64UL << 20) ? n : 2;
 	uint8_t **map = calloc(n, sizeof(*map)), *snap;
 	int *fds = calloc(n, sizeof(*fds)), src;
 	char path[160];
 	long before;
 
+	/*
+	 * Copies cost a full copy each, which TCG takes minutes over for 16
+	 * of 256 MiB: two show what each one takes.
+	 */
 	before = used_kb("M1", mnt);
 	snap = map_anon(size);
 	fill(snap, npages);
-	for (int i = 0; i < n; i++) {
+	for (int i = 0; i < nc; i++) {
 		map[i] = map_anon(size);
 		copy(map[i], snap, size);
 		dirty_instance(map[i], npages, each);
 	}
-	clone_item("M1", mib, n, each, before, mnt);
-	for (int i = 0; i < n; i++)
+	clone_item("M1", mib, nc, each, before, mnt);
+	for (int i = 0; i < nc; i++)
 		munmap(map[i], size);
 	munmap(snap, size);
 
@@ -1494,6 +1585,72 @@ static void clones(uint64_t mib, int n, const char *mnt)
 	free(fds);
 }
 
+static void pin(pthread_t t, int cpu)
+{
+	cpu_set_t a;
+
+	CPU_ZERO(&a);
+	CPU_SET(cpu, &a);
+	if (pthread_setaffinity_np(t, sizeof(a), &a))
+		die("pthread_setaffinity_np: %s", strerror(errno));
+}
+
+/* The vCPU threads of @in on CPUs 0 and 1, or both on CPU 0. */
+static void place_vcpus(struct inst *in)
+{
+	if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
+		return;
+	pin(pthread_self(), 0);
+	pin(in->worker, one_cpu ? 0 : 1);
+}
+
+static double time_2vcpu_runs(struct inst *in)
+{
+	double t[9], t0;
+
+	place_vcpus(in);
+	for (int i = 0; i < 9; i++) {
+		t0 = now_us();
+		dirty(in, i);
+		t[i] = now_us() - t0;
+	}
+	return median(t, 9);
+}
+
+/*
+ * How to run two vCPUs: a thread each, on CPUs 0 and 1, in parallel. Time
+ * a 2-vCPU run that writes nothing that way, with both threads on one CPU,
+ * and with both vCPUs run in turn from one thread; should the threads on
+ * two CPUs cost more than a ms over the last (a handoff that a slow
+ * emulator makes dear, the same for every method, which would drown what
+ * the 2-vCPU cells are to show), fall back to one CPU, then to in turn.
+ */
+static void pick_vcpu_cpus(const char *mnt)
+{
+	struct inst in;
+
+	if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
+		return;
+	setup(&in, M1, 4096, mnt);
+	in.d = 0;
+	in.nvcpu = 2;
+	one_cpu = false;
+	spread_us = time_2vcpu_runs(&in);
+	one_cpu = true;
+	same_us = time_2vcpu_runs(&in);
+	serial = true;
+	serial_us = time_2vcpu_runs(&in);
+	serial = one_cpu = false;
+	if (spread_us > serial_us + 1000) {
+		one_cpu = same_us <= serial_us + 1000;
+		serial = !one_cpu;
+	}
+	teardown(&in, mnt);
+	say("a 2-vCPU run that writes nothing: %.0f us with threads on two CPUs, %.0f us on one, "
+	    "%.0f us in turn from one thread; 2-vCPU series run %s", spread_us, same_us, serial_us,
+	    serial ? "in turn" : one_cpu ? "threads on one CPU" : "threads on two CPUs");
+}
+
 static void bench_ram(uint64_t mib, bool first, const char *mnt)
 {
 	uint64_t npages = mib << 8;
@@ -1506,6 +1663,7 @@ static void bench_ram(uint64_t mib, bool first, const char *mnt)
 		if (!cfg.want[m])
 			continue;
 		setup(&in, m, npages, mnt);
+		place_vcpus(&in);
 		say("%-13s %5lu MiB: snapshot taken in %.1f us", methods[m].name,
 		    (unsigned long)mib, in.snapshot_us);
 		snap_us[0] = in.snapshot_us;
@@ -1513,8 +1671,15 @@ static void bench_ram(uint64_t mib, bool first, const char *mnt)
 			if (!cfg.wl[w])
 				continue;
 			for (int v = 0; v < cfg.nr_vcpus; v++) {
-				/* The netlink round trip adds the same at every cell. */
-				if (m == VMR_NL && (w != STEADY || cfg.vcpus[v] != 1))
+				/*
+				 * The netlink round trip adds the same at every
+				 * cell; M1's copy of all RAM is the same whatever
+				 * the guest wrote, and above 256 MiB far from the
+				 * best baseline: measured once, where it costs
+				 * seconds an iteration.
+				 */
+				if ((m == VMR_NL || (m == M1 && mib > 256)) &&
+				    (w != STEADY || cfg.vcpus[v] != 1))
 					continue;
 				for (int k = 0; k < cfg.nr_d; k++)
 					if (cfg.d[k] * 2 <= npages)
@@ -1561,13 +1726,14 @@ static void usage(FILE *f)
 "                        vmreset-learn,vmreset-nl (default: all)\n"
 "  -W, --workloads LIST  of steady,drift,random (default: all)\n"
 "  -v, --vcpus LIST      vCPU counts, 1 and/or 2 (default: 1,2)\n"
-"  -b, --budget SEC      time for one series; at least 3 iterations (default: 3)\n"
-"  -i, --iters N         at most N iterations per series (default: 11)\n"
+"  -b, --budget SEC      time for one series; at least 3 iterations (default: 2)\n"
+"  -i, --iters N         at most N iterations per series (default: 9)\n"
 "  -c, --clones N        instances for the memory comparison, 0 for none\n"
 "                        (default: 16)\n"
 "      --clone-ram MIB   RAM of each of those instances (default: 256)\n"
-"  -s, --snapshot-ram MIB  RAM of the large snapshot row, 0 for none\n"
-"                        (default: 4096; skipped if it does not fit)\n"
+"  -s, --snapshot-ram MIB  RAM of an extra SNAPSHOT row against M3's copy,\n"
+"                        e.g. 4096 (default: 0, none; every RAM size above\n"
+"                        measures both already; skipped if it does not fit)\n"
 "  -w, --read-ws N       pages the guest also reads, in extra steady series\n"
 "                        at the first RAM size, D=16 and 256 (default: 2048;\n"
 "                        0: none)\n"
@@ -1745,8 +1911,11 @@ static void write_json(void)
 	jint(env, "cpus", sysconf(_SC_NPROCESSORS_ONLN));
 	jint(env, "vm_mem_mib", meminfo("MemTotal") / 1024);
 	jdbl(env, "duration_s", (now_us() - t_start) / 1e6, "%.0f");
-	jdbl(env, "cross_cpu_wakeup_us", wakeup_us, "%.1f");
-	jstr(env, "vcpu_threads", one_cpu ? "one CPU" : "one CPU each");
+	jdbl(env, "two_vcpu_run_two_cpus_us", spread_us, "%.1f");
+	jdbl(env, "two_vcpu_run_one_cpu_us", same_us, "%.1f");
+	jdbl(env, "two_vcpu_run_in_turn_us", serial_us, "%.1f");
+	jstr(env, "vcpu_threads", serial ? "in turn from one thread" :
+	     one_cpu ? "a thread each, on one CPU" : "a thread each, on two CPUs");
 	for (int m = 0; m < NR_METHODS; m++) {
 		struct json_object *o = item(ms);
 
@@ -1759,6 +1928,7 @@ static void write_json(void)
 	fprintf(out, "{\n \"env\": %s,\n", json_object_to_json_string_ext(env, JFLAGS));
 	fprintf(out, " \"copy\": %s,\n", json_object_to_json_string_ext(j_copy, JFLAGS));
 	write_array(out, "methods", ms, false);
+	write_array(out, "kernel_phases", j_kphases, false);
 	write_array(out, "series", j_series, false);
 	write_array(out, "snapshot", j_snapshot, false);
 	write_array(out, "vmm_writes", j_vmm, false);
@@ -1785,28 +1955,9 @@ int main(int argc, char **argv)
 		die("KVM is not usable: %s", why);
 	j_series = json_object_new_array(), j_snapshot = json_object_new_array();
 	j_vmm = json_object_new_array(), j_clones = json_object_new_array();
-	j_skipped = json_object_new_array();
+	j_skipped = json_object_new_array(), j_kphases = json_object_new_array();
 	read_cpu_flags();
 	calibrate_copy();
-	/*
-	 * Under single-threaded TCG a woken thread on the other CPU of the
-	 * test VM waits for QEMU's round robin, tens of ms: that would swamp
-	 * every 2-vCPU cycle alike. There the two vCPU threads share one CPU
-	 * (each runs its guest to the end, one after the other); where the
-	 * CPUs are real, they run in parallel.
-	 */
-	wakeup_us = cross_cpu_wakeup();
-	one_cpu = wakeup_us > 1000;
-	if (one_cpu) {
-		cpu_set_t a;
-
-		CPU_ZERO(&a);
-		CPU_SET(0, &a);
-		if (sched_setaffinity(0, sizeof(a), &a))
-			die("sched_setaffinity: %s", strerror(errno));
-	}
-	say("cross-CPU thread wakeup: %.0f us round trip; vCPU threads on %s", wakeup_us,
-	    one_cpu ? "one CPU" : "their own CPUs");
 
 	for (int k = 0; k < cfg.nr_ram; k++)
 		max_mib = cfg.ram_mib[k] > max_mib ? cfg.ram_mib[k] : max_mib;
@@ -1831,6 +1982,7 @@ int main(int argc, char **argv)
 		cfg.want[M3R] = false;
 		skipped("M3-ring", "%s", why);
 	}
+	pick_vcpu_cpus(mnt);
 	hot_ok = hot_supported(mnt, &why);
 	for (int m = VMR_HOT; m <= VMR_LEARN; m++) {
 		if (cfg.want[m] && !hot_ok) {
@@ -1854,6 +2006,8 @@ int main(int argc, char **argv)
 		bench_ram(mib, first, mnt);
 		first = false;
 	}
+	if (cfg.want[VMR])
+		kernel_phases(mnt);
 	if (cfg.snap_mib) {
 		long avail = meminfo("MemAvailable") / 1024;
 
