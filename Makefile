@@ -6,6 +6,9 @@
 #   make KVER=6.12       build against the installed Debian 6.12 headers
 #   make check           run all selftests in a QEMU test VM, per kernel
 #                        (KVERS="6.1 6.12" by default; T=<test> runs one)
+#   make check-debug     the suite on a debug build of Debian's 6.12 (KASAN,
+#                        lockdep, kmemleak, fault injection; built and cached
+#                        by scripts/debug-kernel.sh) and the fuzzer with faults
 #   make demo            boot the test VM and show the pipeline
 #   make bench           benchmark vmreset against the baselines in the test
 #                        VM (KVER=6.12 by default), write docs/benchmarks.md
@@ -28,13 +31,13 @@ T ?=
 
 KMOD_SRCS := $(wildcard kmod/*.c kmod/*.h)
 
-.PHONY: all module helper bpf selftests bench check demo install uninstall \
+.PHONY: all module helper bpf selftests bench check check-debug demo install uninstall \
 	dkms-install dkms-uninstall deps clean help
 
 all: module helper bpf selftests
 
 help:
-	@sed -n '3,16p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,19p' Makefile | sed 's/^# \{0,1\}//'
 
 # Each kernel gets its own object tree of symlinks to the sources, so that
 # builds for 6.1 and 6.12 can live side by side.
@@ -61,6 +64,9 @@ selftests: helper bpf
 
 check:
 	scripts/check.sh $(if $(T),-t "$(T)") $(KVERS)
+
+check-debug:
+	scripts/check.sh $(if $(T),-t "$(T)") debug
 
 demo:
 	scripts/demo.sh

@@ -3,6 +3,9 @@
 #
 #   check.sh [-t TEST[/CASE]] [KVER...]     (default kernels: 6.1 6.12)
 #
+# KVER "debug" is Debian's 6.12 built with KASAN, lockdep, kmemleak and
+# fault injection (scripts/debug-kernel.sh; make check-debug).
+#
 # Prints every test case's TAP line prefixed with the kernel, then one line
 # "N passed, N failed, N skipped" over all kernels. Exits non-zero if
 # anything failed: a test case, a test program that crashed or hung, a
@@ -28,7 +31,9 @@ if ! make -s -C "$top" helper selftests > "$build/make-user.log" 2>&1 ||
 	echo "0 passed, 1 failed"
 	exit 1
 fi
-make -s -C "$top/selftests" list > "$build/tests.list"
+# Every test name, including those only the debug kernel runs.
+{ make -s -C "$top/selftests" list; make -s -C "$top/selftests" list-debug; } |
+	sort -u > "$build/tests.list"
 if [ -n "$only" ] && ! grep -qx "${only%%/*}" "$build/tests.list"; then
 	echo "check.sh: no test named '${only%%/*}'; tests: $(tr '\n' ' ' < "$build/tests.list")" >&2
 	exit 2
@@ -62,11 +67,12 @@ report() {	# report ok|fail|skip LINE
 }
 
 parse() {	# parse KREL RESULTS-FILE CONSOLE-LOG
-	local k=$1 res=$2 con=$3 line cur= cases=0 bad=0 done=0 kmsg_bad=0 rc
+	local k=$1 res=$2 con=$3 line cur= cases=0 bad=0 done=0 kmsg_bad=0 rc progs=0
 	local -a buf=()
 	while IFS= read -r line; do
 		case "$line" in
 		"vmreset-test-begin "*)
+			progs=$((progs + 1))
 			cur=${line#vmreset-test-begin } cases=0 bad=0 buf=() ;;
 		"vmreset-test-end "*)
 			rc=${line##* }
@@ -121,6 +127,8 @@ parse() {	# parse KREL RESULTS-FILE CONSOLE-LOG
 	else
 		report fail "not ok [$k] kernel log clean"
 	fi
+	# A guest that ran nothing must not pass.
+	[ "$progs" -gt 0 ] || report fail "not ok [$k] no test ran"
 	if [ "$done" = 1 ]; then
 		report ok "ok [$k] guest reported back"
 	else
@@ -130,6 +138,11 @@ parse() {	# parse KREL RESULTS-FILE CONSOLE-LOG
 
 for kver in "$@"; do
 	echo "# kernel $kver"
+	# The debug kernel runs more: the fault injection run of the fuzzer.
+	list=list
+	[[ $kver = debug ]] && list=list-debug
+	make -s -C "$top/selftests" $list > "$build/tests.list" || exit 1
+	[[ $kver = debug ]] && export VM_TIMEOUT=${VM_TIMEOUT:-5400}
 	if ! vm_prepare "$kver"; then
 		report fail "not ok [$kver] build module and test VM"
 		continue

@@ -19,6 +19,8 @@ base_pkgs=(
 	libbpf-dev bpftool clang llvm libelf-dev zlib1g-dev
 	libssl-dev openssl libjson-c-dev jq
 	python3 python3-yaml gnuplot-nox util-linux
+	# make check-debug builds Debian's 6.12 source (scripts/debug-kernel.sh).
+	linux-source-6.12 flex bison bc
 )
 
 missing() {

@@ -2,7 +2,8 @@
 # Shared by check.sh and demo.sh: build vmreset for one kernel and boot the
 # test VM with it.
 #
-#   vm_prepare KVER      sets KREL, KO, INITRD (build/vm-KREL.cpio.gz)
+#   vm_prepare KVER      sets KREL, KO, INITRD (build/vm-KREL.cpio.gz), VMLINUZ
+#                        (KVER "debug": the debug kernel, scripts/debug-kernel.sh)
 #   vm_boot MODE ONLY    boots; console in $LOG, reports in $RES
 
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -10,10 +11,20 @@ build=${BUILD:-$top/build}
 
 vm_prepare() {
 	local kver=$1 kdir files
-	kdir=$("$top/scripts/kdir.sh" "$kver") || return 1
+	# "debug" is Debian's 6.12 source built with the kernel's bug detectors
+	# (scripts/debug-kernel.sh, cached): its own image, modules and KDIR.
+	VM_MODROOT= VMLINUZ=
+	if [ "$kver" = debug ]; then
+		local dk
+		dk=$("$top/scripts/debug-kernel.sh") || return 1
+		kdir=$dk/obj VM_MODROOT=$dk/root VMLINUZ=$dk/bzImage
+	else
+		kdir=$("$top/scripts/kdir.sh" "$kver") || return 1
+	fi
 	KREL=$(sed -n 's/.*UTS_RELEASE "\(.*\)"/\1/p' "$kdir/include/generated/utsrelease.h")
-	[ -e "/boot/vmlinuz-$KREL" ] || {
-		echo "no /boot/vmlinuz-$KREL; run: sudo scripts/deps.sh" >&2
+	VMLINUZ=${VMLINUZ:-/boot/vmlinuz-$KREL}
+	[ -e "$VMLINUZ" ] || {
+		echo "no $VMLINUZ; run: sudo scripts/deps.sh" >&2
 		return 1
 	}
 	make -s -C "$top" module KDIR="$kdir" >"$build/make-$KREL.log" 2>&1 || {
@@ -43,7 +54,7 @@ vm_prepare() {
 	files+=("$(command -v cp):/usr/bin/gnucp")
 	# util-linux setpriv, to run tests as an unprivileged user.
 	files+=("$(command -v setpriv):/usr/bin/util-setpriv")
-	"$top/scripts/mkinitramfs.sh" "$KREL" "$KO" "$INITRD" "${files[@]}"
+	MODROOT=$VM_MODROOT "$top/scripts/mkinitramfs.sh" "$KREL" "$KO" "$INITRD" "${files[@]}"
 }
 
 vm_boot() {
@@ -66,7 +77,7 @@ vm_boot() {
 		-machine q35 -accel "$accel" -cpu "$cpu" -smp 2 -m "${VM_MEM:-3G}" \
 		-display none -monitor none -no-reboot \
 		-serial "file:$LOG" -serial "file:$RES" \
-		-kernel "/boot/vmlinuz-$KREL" -initrd "$INITRD" \
+		-kernel "$VMLINUZ" -initrd "$INITRD" \
 		-append "console=ttyS0 loglevel=5 panic=-1 oops=panic vmrtest.mode=$mode vmrtest.only=$only" \
 		2> "$build/qemu-$KREL.log"
 	VM_RC=$?
