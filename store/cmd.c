@@ -1,14 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * cmd.c - save, load, verify, gc and list, with the block work spread over
- * worker threads (one per core, two by default)
+ * cmd.c - save, load and verify, with the block work spread over worker
+ * threads (one per core by default)
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,22 +24,38 @@
 
 enum job_op { OP_SAVE, OP_LOAD, OP_VERIFY };
 
+/* The IDs a save has claimed, so two threads never store one block twice. */
+struct idset {
+	pthread_mutex_t lock;
+	uint64_t cap;
+	uint8_t (*slot)[VMRS_HASH_LEN];
+	uint8_t *used;
+};
+
 struct job {
 	enum job_op op;
 	const char *what;
 	struct vmrs_store *s;
 	struct vmrs_manifest *m;
+	const struct vmrs_manifest *base;
 	int fd;
 	bool write_zeros;
 	bool partial;
 	const uint8_t *salt;
-	const uint8_t *dirty;		/* save: blocks to (re)encrypt; NULL = all */
-	atomic_uint_fast64_t next;
-	atomic_uint_fast64_t zero, written, dedup, stored, bytes;
+	const uint8_t *dirty;		/* save: blocks to read; NULL = all */
+	struct idset ids;
+	uint64_t stop_mid;		/* test hook: stop after this many blocks */
+	atomic_uint_fast64_t next, done_blocks;
+	atomic_uint_fast64_t zero, written, dedup, same, repaired, stored, bytes;
 	atomic_int errors;
 	atomic_bool abort;
 	pthread_mutex_t lock;
+	struct vmrs_newblock *nb;	/* save: blocks to add to the index */
+	uint64_t nnb, nbcap;
+	struct vmrs_pack_writer *packs;
+	int npacks;
 	double start, last;
+	bool tty;
 };
 
 static double now(void)
@@ -50,41 +66,62 @@ static double now(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static int pread_all(int fd, uint8_t *buf, size_t len, off_t off)
+/*
+ * A test hook: VMRESET_STORE_STOP_AT=STAGE makes a save stop itself with
+ * SIGSTOP at that point (before-blocks, mid-blocks, after-blocks,
+ * before-manifest), so a test can kill it exactly there.
+ */
+static void stop_at(const char *stage)
 {
-	while (len) {
-		ssize_t n = pread(fd, buf, len, off);
+	const char *want = getenv("VMRESET_STORE_STOP_AT");
 
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n ? -errno : -EIO;
-		buf += n;
-		len -= (size_t)n;
-		off += n;
-	}
-	return 0;
-}
-
-static int pwrite_all(int fd, const uint8_t *buf, size_t len, off_t off)
-{
-	while (len) {
-		ssize_t n = pwrite(fd, buf, len, off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n ? -errno : -EIO;
-		buf += n;
-		len -= (size_t)n;
-		off += n;
-	}
-	return 0;
+	if (want && !strcmp(want, stage))
+		raise(SIGSTOP);
 }
 
 static bool all_zero(const uint8_t *p, size_t len)
 {
 	return !p[0] && !memcmp(p, p + 1, len - 1);
+}
+
+static int idset_init(struct idset *t, uint64_t n)
+{
+	t->cap = 16;
+	while (t->cap < 2 * n)
+		t->cap <<= 1;
+	pthread_mutex_init(&t->lock, NULL);
+	t->slot = malloc(t->cap * VMRS_HASH_LEN);
+	t->used = calloc(t->cap, 1);
+	return t->slot && t->used ? 0 : -1;
+}
+
+static void idset_free(struct idset *t)
+{
+	free(t->slot);
+	free(t->used);
+	if (t->cap)
+		pthread_mutex_destroy(&t->lock);
+}
+
+/* True if @id was not in the set (the caller then stores the block). */
+static bool idset_claim(struct idset *t, const uint8_t id[VMRS_HASH_LEN])
+{
+	uint64_t h, mask = t->cap - 1;
+	bool fresh = true;
+
+	memcpy(&h, id, 8);	/* IDs are MAC outputs: uniform */
+	pthread_mutex_lock(&t->lock);
+	for (h &= mask; t->used[h]; h = (h + 1) & mask)
+		if (!memcmp(t->slot[h], id, VMRS_HASH_LEN)) {
+			fresh = false;
+			break;
+		}
+	if (fresh) {
+		t->used[h] = 1;
+		memcpy(t->slot[h], id, VMRS_HASH_LEN);
+	}
+	pthread_mutex_unlock(&t->lock);
+	return fresh;
 }
 
 static void block_error(struct job *j, uint64_t i, const char *why)
@@ -106,7 +143,7 @@ static void progress(struct job *j, bool final)
 	double t = now();
 	uint64_t done = atomic_load(&j->bytes);
 
-	if (!isatty(2) || (!final && t - j->last < 0.5) || t - j->start < 1)
+	if (!j->tty || (!final && t - j->last < 0.5) || t - j->start < 1)
 		return;
 	j->last = t;
 	fprintf(stderr, "\r%s: %3d%% %" PRIu64 " MiB, %.0f MiB/s%s", j->what,
@@ -114,60 +151,144 @@ static void progress(struct job *j, bool final)
 		done / (t - j->start) / 1048576, final ? "\n" : "");
 }
 
-static int do_block(struct job *j, uint64_t i, uint8_t *plain, uint8_t *sealed)
+struct worker {
+	struct job *j;
+	struct vmrs_crypto *c;
+	void *rtxn;
+	struct vmrs_pack_writer *pw;
+	uint8_t *plain, *sealed, *check;
+	bool first;
+};
+
+static int add_new(struct job *j, const uint8_t *id, const struct vmrs_loc *loc, bool replace)
 {
+	int ret = 0;
+
+	pthread_mutex_lock(&j->lock);
+	if (j->nnb == j->nbcap) {
+		uint64_t cap = j->nbcap ? 2 * j->nbcap : 1024;
+		struct vmrs_newblock *g = realloc(j->nb, cap * sizeof(*g));
+
+		if (g) {
+			j->nb = g;
+			j->nbcap = cap;
+		} else {
+			ret = -ENOMEM;
+		}
+	}
+	if (!ret) {
+		memcpy(j->nb[j->nnb].id, id, VMRS_HASH_LEN);
+		j->nb[j->nnb].loc = *loc;
+		j->nb[j->nnb].replace = replace;
+		j->nnb++;
+	}
+	pthread_mutex_unlock(&j->lock);
+	return ret;
+}
+
+static int save_block(struct worker *w, uint64_t i, size_t len)
+{
+	struct job *j = w->j;
+	struct vmrs_entry *e = &j->m->e[i];
+	off_t off = (off_t)(i * j->m->block_size);
+	struct vmrs_loc loc;
+	bool replace = false;
+	int ret;
+
+	ret = vmrs_pread_all(j->fd, w->plain, len, off);
+	if (ret) {
+		vmrs_err("%s: read at offset %jd: %s", j->what, (intmax_t)off,
+			 ret == -ENODATA ? "file shrank during the save" : strerror(-ret));
+		return ret;
+	}
+	if (all_zero(w->plain, len)) {
+		memset(e, 0, sizeof(*e));
+		atomic_fetch_add(&j->zero, 1);
+		return 0;
+	}
+	if (vmrs_block_name(w->c, w->plain, len, e->key, e->id))
+		return -EIO;
+	/* Unchanged from the base: the base keeps that block alive. */
+	if (j->base && i < j->base->nblocks &&
+	    !memcmp(e, &j->base->e[i], sizeof(*e))) {
+		atomic_fetch_add(&j->same, 1);
+		return 0;
+	}
+	if (!idset_claim(&j->ids, e->id)) {
+		atomic_fetch_add(&j->dedup, 1);
+		return 0;
+	}
+	if (!vmrs_index_get(j->s, w->rtxn, e->id, &loc)) {
+		/*
+		 * A stored copy is only trusted once it authenticates with the
+		 * key this save derived: a truncated or damaged one is
+		 * replaced, not shared.
+		 */
+		if (loc.len == len + VMRS_TAG_LEN && !vmrs_block_read(j->s, &loc, w->sealed) &&
+		    !vmrs_block_open(w->c, e->key, w->sealed, len, w->check)) {
+			atomic_fetch_add(&j->dedup, 1);
+			return 0;
+		}
+		pthread_mutex_lock(&j->lock);
+		{
+			char hex[2 * VMRS_HASH_LEN + 1];
+
+			vmrs_hex(e->id, VMRS_HASH_LEN, hex);
+			vmrs_err("%s: block %" PRIu64 ": the stored copy (id %s) is damaged; storing it again",
+				 j->what, i, hex);
+		}
+		pthread_mutex_unlock(&j->lock);
+		replace = true;
+		atomic_fetch_add(&j->repaired, 1);
+	}
+	if (vmrs_block_seal(w->c, e->key, w->plain, len, w->sealed))
+		return -EIO;
+	ret = vmrs_pack_append(w->pw, w->sealed, (uint32_t)(len + VMRS_TAG_LEN), &loc);
+	if (!ret)
+		ret = add_new(j, e->id, &loc, replace);
+	if (ret) {
+		vmrs_err("%s: storing block %" PRIu64 ": %s", j->what, i, strerror(-ret));
+		return ret;
+	}
+	atomic_fetch_add(&j->written, 1);
+	atomic_fetch_add(&j->stored, len + VMRS_TAG_LEN);
+	return 0;
+}
+
+static int do_block(struct worker *w, uint64_t i)
+{
+	struct job *j = w->j;
 	struct vmrs_entry *e = &j->m->e[i];
 	off_t off = (off_t)(i * j->m->block_size);
 	size_t len = j->m->size - (uint64_t)off < j->m->block_size ?
 		     j->m->size - (uint64_t)off : j->m->block_size;
+	struct vmrs_loc loc;
 	int ret;
 
 	if (j->op == OP_SAVE) {
 		if (j->dirty && !j->dirty[i])
 			return 0;
-		ret = pread_all(j->fd, plain, len, off);
-		if (ret) {
-			vmrs_err("%s: read at offset %jd: %s", j->what, (intmax_t)off,
-				 strerror(-ret));
-			return ret;
-		}
-		if (all_zero(plain, len)) {
-			memset(e, 0, sizeof(*e));
-			atomic_fetch_add(&j->zero, 1);
-			return 0;
-		}
-		vmrs_block_key(j->salt, plain, len, e->key);
-		if (vmrs_block_seal(e->key, plain, len, sealed, e->id))
-			return -EIO;
-		ret = vmrs_block_put(j->s, e->id, sealed, len + VMRS_TAG_LEN);
-		if (ret < 0) {
-			vmrs_err("%s: storing block %" PRIu64 ": %s", j->what, i, strerror(-ret));
-			return ret;
-		}
-		if (ret) {
-			atomic_fetch_add(&j->written, 1);
-			atomic_fetch_add(&j->stored, len + VMRS_TAG_LEN);
-		} else {
-			atomic_fetch_add(&j->dedup, 1);
-		}
-		return 0;
+		return save_block(w, i, len);
 	}
 
 	if (vmrs_entry_is_zero(e)) {
-		memset(plain, 0, len);
+		if (!j->write_zeros || j->op != OP_LOAD)
+			return 0;
+		memset(w->plain, 0, len);
 	} else {
-		ret = vmrs_block_get(j->s, e->id, sealed, len + VMRS_TAG_LEN);
-		if (ret == -ENOENT) {
+		if (vmrs_index_get(j->s, w->rtxn, e->id, &loc) ||
+		    (ret = vmrs_block_read(j->s, &loc, w->sealed)) == -ENOENT) {
 			block_error(j, i, "missing from the store");
 			return 0;
 		}
-		if (ret || vmrs_block_open(e->key, sealed, len, plain)) {
+		if (ret || loc.len != len + VMRS_TAG_LEN ||
+		    vmrs_block_open(w->c, e->key, w->sealed, len, w->plain)) {
 			block_error(j, i, "tampered (authentication failed)");
 			return 0;
 		}
 	}
-	if (j->op == OP_LOAD && (j->write_zeros || !vmrs_entry_is_zero(e))) {
-		ret = pwrite_all(j->fd, plain, len, off);
+	if (j->op == OP_LOAD) {
+		ret = vmrs_pwrite_all(j->fd, w->plain, len, off);
 		if (ret) {
 			vmrs_err("%s: write at offset %jd: %s", j->what, (intmax_t)off,
 				 strerror(-ret));
@@ -179,52 +300,86 @@ static int do_block(struct job *j, uint64_t i, uint8_t *plain, uint8_t *sealed)
 
 static void *worker(void *arg)
 {
-	struct job *j = arg;
-	uint8_t *plain = malloc(j->m->block_size);
-	uint8_t *sealed = malloc(j->m->block_size + VMRS_TAG_LEN);
-	bool first = false;
+	struct worker *w = arg;
+	struct job *j = w->j;
+	uint32_t bs = j->m->block_size;
+	bool first = w->first;
 	uint64_t i;
 
-	if (!plain || !sealed) {
+	w->plain = malloc(bs);
+	w->sealed = malloc(bs + VMRS_TAG_LEN);
+	w->check = malloc(bs);
+	w->c = vmrs_crypto_new(j->salt);
+	w->rtxn = vmrs_index_reader(j->s);
+	if (!w->plain || !w->sealed || !w->check || !w->c) {
+		vmrs_err("%s: out of memory", j->what);
 		atomic_store(&j->abort, true);
 		atomic_fetch_add(&j->errors, 1);
 	}
 	while (!atomic_load(&j->abort) &&
 	       (i = atomic_fetch_add(&j->next, 1)) < j->m->nblocks) {
-		if (i == 0)
-			first = true;
-		if (do_block(j, i, plain, sealed)) {
+		if (do_block(w, i)) {
 			atomic_fetch_add(&j->errors, 1);
 			atomic_store(&j->abort, true);
 		}
-		atomic_fetch_add(&j->bytes, j->m->block_size);
+		atomic_fetch_add(&j->bytes, bs);
+		if (j->stop_mid && atomic_fetch_add(&j->done_blocks, 1) + 1 == j->stop_mid)
+			stop_at("mid-blocks");
 		/* One thread reports, so lines do not interleave. */
 		if (first)
 			progress(j, false);
 	}
-	free(plain);
-	free(sealed);
+	vmrs_index_reader_end(w->rtxn);
+	vmrs_crypto_free(w->c);
+	free(w->plain);
+	free(w->sealed);
+	free(w->check);
 	return NULL;
 }
 
 static int run_job(struct job *j, int threads)
 {
+	struct worker w[64] = { 0 };
 	pthread_t t[64];
 	int n = 0;
 
 	pthread_mutex_init(&j->lock, NULL);
 	j->start = j->last = now();
+	j->tty = isatty(2);
 	if (threads < 1)
 		threads = 1;
 	if (threads > 64)
 		threads = 64;
-	while (n < threads - 1 && !pthread_create(&t[n], NULL, worker, j))
+	if (j->op == OP_SAVE) {
+		j->packs = calloc((size_t)threads, sizeof(*j->packs));
+		if (!j->packs)
+			return 1;
+		j->npacks = threads;
+	}
+	w[0].first = true;
+	for (int k = 0; k < threads; k++) {
+		w[k].j = j;
+		if (j->packs) {
+			w[k].pw = &j->packs[k];
+			w[k].pw->s = j->s;
+		}
+	}
+	while (n < threads - 1 && !pthread_create(&t[n], NULL, worker, &w[n + 1]))
 		n++;
-	worker(j);
+	worker(&w[0]);
 	while (n--)
 		pthread_join(t[n], NULL);
 	progress(j, true);
 	return atomic_load(&j->errors);
+}
+
+static void job_free(struct job *j)
+{
+	for (int k = 0; k < j->npacks; k++)
+		vmrs_pack_abort(&j->packs[k]);
+	free(j->packs);
+	free(j->nb);
+	idset_free(&j->ids);
 }
 
 static void default_selector(const struct vmrs_store *s, char *buf, size_t len)
@@ -259,44 +414,56 @@ static void mark(uint8_t *dirty, uint64_t nblocks, uint32_t bs, uint64_t off, ui
 		dirty[b] = 1;
 }
 
-/* Dirty ranges from a file of "offset length" lines, or VMRESET_IOC_DIRTY. */
-static int read_dirty(const char *file, int fd, const struct vmrs_opts *o,
-		      uint8_t *dirty, uint64_t nblocks, uint32_t bs)
+static int read_dirty_file(const struct vmrs_opts *o, uint8_t *dirty, uint64_t nblocks,
+			   uint32_t bs)
+{
+	FILE *f = fopen(o->dirty_file, "r");
+	unsigned long long off, len;
+	char line[256], *end;
+	int ln = 0;
+
+	if (!f) {
+		vmrs_err("dirty list '%s': %s", o->dirty_file, strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		ln++;
+		if (line[0] == '#' || line[0] == '\n')
+			continue;
+		errno = 0;
+		off = strtoull(line, &end, 0);
+		if (!errno && end != line && (*end == ' ' || *end == '\t')) {
+			char *s2 = end;
+
+			len = strtoull(s2, &end, 0);
+			if (errno || end == s2 || (*end && *end != '\n'))
+				errno = EINVAL;
+		} else {
+			errno = EINVAL;
+		}
+		if (errno || line[0] == '-' || strchr(line, '-')) {
+			vmrs_err("dirty list '%s' line %d: expected 'OFFSET LENGTH', got '%.*s'",
+				 o->dirty_file, ln, (int)strcspn(line, "\n"), line);
+			fclose(f);
+			return -1;
+		}
+		mark(dirty, nblocks, bs, off, len);
+	}
+	fclose(f);
+	return 0;
+}
+
+static int read_dirty_ioctl(const char *file, int fd, uint8_t *dirty, uint64_t nblocks,
+			    uint32_t bs)
 {
 	struct vmreset_range r[1024];
 	struct vmreset_range_list l = { .cursor = 0 };
 
-	if (o->dirty_file) {
-		FILE *f = fopen(o->dirty_file, "r");
-		unsigned long long off, len;
-		char line[256];
-		int ln = 0;
-
-		if (!f) {
-			vmrs_err("dirty list '%s': %s", o->dirty_file, strerror(errno));
-			return -1;
-		}
-		while (fgets(line, sizeof(line), f)) {
-			ln++;
-			if (line[0] == '#' || line[0] == '\n')
-				continue;
-			if (sscanf(line, "%lli %lli", &off, &len) != 2) {
-				vmrs_err("dirty list '%s' line %d: expected 'OFFSET LENGTH', got '%.*s'",
-					 o->dirty_file, ln, (int)strcspn(line, "\n"), line);
-				fclose(f);
-				return -1;
-			}
-			mark(dirty, nblocks, bs, off, len);
-		}
-		fclose(f);
-		return 0;
-	}
 	do {
 		l.ranges = (uintptr_t)r;
 		l.nr = 1024;
 		if (ioctl(fd, VMRESET_IOC_DIRTY, &l)) {
-			vmrs_err("'%s': no dirty list (%s): not a vmresetfs file? pass --dirty FILE",
-				 file, strerror(errno));
+			vmrs_err("'%s': no dirty list: %s", file, strerror(errno));
 			return -1;
 		}
 		for (uint32_t k = 0; k < l.nr; k++)
@@ -305,22 +472,93 @@ static int read_dirty(const char *file, int fd, const struct vmrs_opts *o,
 	return 0;
 }
 
-static void read_preserved(int fd, struct vmrs_manifest *m)
+static int read_preserved(const char *file, int fd, struct vmrs_manifest *m)
 {
 	static struct vmreset_range r[VMRESET_MAX_PRESERVED];
 	struct vmreset_range_list l = { .ranges = (uintptr_t)r,
 					.nr = VMRESET_MAX_PRESERVED };
 
-	if (ioctl(fd, VMRESET_IOC_PRESERVE_LIST, &l) || !l.nr)
-		return;
+	if (ioctl(fd, VMRESET_IOC_PRESERVE_LIST, &l)) {
+		vmrs_err("'%s': preserved ranges: %s", file, strerror(errno));
+		return -1;
+	}
+	if (!l.nr)
+		return 0;
 	m->ranges = malloc(l.nr * sizeof(*m->ranges));
 	if (!m->ranges)
-		return;
+		return -1;
 	for (uint32_t k = 0; k < l.nr; k++) {
 		m->ranges[k].offset = r[k].offset;
 		m->ranges[k].length = r[k].length;
 	}
 	m->nranges = l.nr;
+	return 0;
+}
+
+static void boot_id(uint8_t out[16])
+{
+	char buf[64] = "", hex[33];
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+	int n = 0;
+
+	memset(out, 0, 16);
+	if (!f)
+		return;
+	if (fgets(buf, sizeof(buf), f))
+		for (char *p = buf; *p && n < 32; p++)
+			if (*p != '-' && *p != '\n')
+				hex[n++] = *p;
+	fclose(f);
+	hex[n] = 0;
+	if (n == 32)
+		vmrs_unhex(hex, out, 16);
+}
+
+/* A vmresetfs file's identity and counters; false for any other file. */
+static bool file_ident(int fd, const struct stat *st, struct vmrs_ident *id)
+{
+	struct vmreset_stats vs = { .size = sizeof(vs) };
+
+	if (!S_ISREG(st->st_mode) || ioctl(fd, VMRESET_IOC_STATS, &vs))
+		return false;
+	boot_id(id->boot_id);
+	id->dev = (uint64_t)st->st_dev;
+	id->ino = (uint64_t)st->st_ino;
+	id->obj_id = vs.id;
+	id->snapshots = vs.snapshots;
+	id->reverts = vs.reverts;
+	return true;
+}
+
+/*
+ * The dirty list of a vmresetfs file covers the writes since its last
+ * snapshot or revert. It completes a base only if that base was saved
+ * from this very object after that same snapshot and revert.
+ */
+static int check_base_ident(const char *file, const char *base_name,
+			    const struct vmrs_manifest *base, const struct vmrs_ident *cur)
+{
+	const struct vmrs_ident *b = &base->ident;
+
+	if (!base->has_ident) {
+		vmrs_err("base '%s' was not saved from a vmresetfs file: its dirty list cannot "
+			 "complete it (save without --base, or pass --dirty FILE)", base_name);
+		return -1;
+	}
+	if (memcmp(b->boot_id, cur->boot_id, 16) || b->dev != cur->dev || b->ino != cur->ino ||
+	    b->obj_id != cur->obj_id) {
+		vmrs_err("base '%s' was saved from another object than '%s' (or before a reboot): "
+			 "its dirty list cannot complete it; save without --base", base_name, file);
+		return -1;
+	}
+	if (b->snapshots != cur->snapshots || b->reverts != cur->reverts) {
+		vmrs_err("base '%s' was saved at snapshot %" PRIu64 ", revert %" PRIu64 " of '%s', "
+			 "which is now at snapshot %" PRIu64 ", revert %" PRIu64 ": the dirty list "
+			 "no longer covers the changes since the base; save without --base",
+			 base_name, b->snapshots, b->reverts, file, cur->snapshots, cur->reverts);
+		return -1;
+	}
+	return 0;
 }
 
 static const char *base_name(const char *path)
@@ -333,33 +571,66 @@ static const char *base_name(const char *path)
 int cmd_save(const char *file, const char *store, const struct vmrs_opts *o)
 {
 	struct vmrs_manifest m = { 0 }, base = { 0 };
-	struct vmrs_store s;
+	struct vmrs_store s = { .lock_fd = -1 };
 	struct job j = { .op = OP_SAVE, .what = file };
 	uint8_t key[VMRS_KEY_LEN], salt[VMRS_HASH_LEN], *dirty = NULL;
 	const char *name = o->name ? o->name : base_name(file);
-	char sel[512];
+	char sel[512], dep[VMRS_MAX_NAME + 1];
+	struct vmrs_ident cur;
+	bool is_vmr;
 	struct stat st;
-	int fd = -1, ret = 1;
+	int fd = -1, ret = 1, r;
+	uint64_t toread;
 	double t0 = now();
 
 	if (!vmrs_name_ok(name)) {
-		vmrs_err("bad snapshot name '%s' (letters, digits, . _ - +; no leading dot)", name);
+		vmrs_err("bad snapshot name '%s' (1 to %d characters of UTF-8, no '/', no control "
+			 "characters, no leading dot)", name, VMRS_MAX_NAME);
+		return 2;
+	}
+	if (o->base && !strcmp(o->base, name)) {
+		vmrs_err("--base '%s' is the snapshot being replaced: save under a new name", name);
 		return 2;
 	}
 	if (vmrs_store_open(&s, store, false) || vmrs_key_load(o->key_file, key))
 		goto out;
+	r = vmrs_dependents(&s, name, dep, sizeof(dep));
+	if (r > 0) {
+		vmrs_err("'%s' is the base of '%s'%s: it cannot be replaced (save under a new name)",
+			 name, dep, r > 1 ? " and others" : "");
+		goto out;
+	}
 	fd = open(file, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &st)) {
 		vmrs_err("'%s': %s", file, strerror(errno));
 		goto out;
 	}
+	snprintf(m.h.name, sizeof(m.h.name), "%s", name);
 	m.size = (uint64_t)st.st_size;
 	m.block_size = s.block_size;
 	m.nblocks = (m.size + m.block_size - 1) / m.block_size;
 	m.e = calloc(m.nblocks + 1, sizeof(*m.e));
 	if (!m.e)
 		goto out;
-	read_preserved(fd, &m);
+	is_vmr = file_ident(fd, &st, &cur);
+	if (is_vmr) {
+		m.has_ident = true;
+		m.ident = cur;
+		if (read_preserved(file, fd, &m))
+			goto out;
+	}
+	if (o->state_file) {
+		size_t len;
+
+		m.blob = (uint8_t *)vmrs_read_file(o->state_file, &len);
+		if (!m.blob || len > UINT32_MAX) {
+			vmrs_err("state file '%s': %s", o->state_file,
+				 m.blob ? "too large (4 GiB at most)" : strerror(errno));
+			goto out;
+		}
+		m.blob_len = (uint32_t)len;
+	}
+	toread = m.nblocks;
 	if (o->base) {
 		if (vmrs_manifest_read(&s, o->base, key, &base))
 			goto out;
@@ -368,44 +639,87 @@ int cmd_save(const char *file, const char *store, const struct vmrs_opts *o)
 				 base.block_size, m.block_size);
 			goto out;
 		}
-		dirty = calloc(m.nblocks + 1, 1);
-		if (!dirty || read_dirty(file, fd, o, dirty, m.nblocks, m.block_size))
-			goto out;
-		for (uint64_t i = 0; i < m.nblocks; i++) {
-			/* A block the base did not have in full must be read. */
-			if (i >= base.nblocks || (i + 1) * m.block_size > base.size ||
-			    (i + 1) * m.block_size > m.size)
-				dirty[i] = 1;
-			else if (!dirty[i])
-				m.e[i] = base.e[i];
+		if (o->dirty_file || is_vmr) {
+			dirty = calloc(m.nblocks + 1, 1);
+			if (!dirty)
+				goto out;
+			if (o->dirty_file) {
+				if (read_dirty_file(o, dirty, m.nblocks, m.block_size))
+					goto out;
+			} else if (check_base_ident(file, o->base, &base, &cur) ||
+				   read_dirty_ioctl(file, fd, dirty, m.nblocks, m.block_size)) {
+				goto out;
+			}
+			toread = 0;
+			for (uint64_t i = 0; i < m.nblocks; i++) {
+				/* A block the base did not have in full must be read. */
+				if (i >= base.nblocks || (i + 1) * m.block_size > base.size ||
+				    (i + 1) * m.block_size > m.size)
+					dirty[i] = 1;
+				else if (!dirty[i])
+					m.e[i] = base.e[i];
+				toread += dirty[i];
+			}
 		}
+		j.base = &base;
 	}
 	if (o->selector)
 		snprintf(sel, sizeof(sel), "%s", o->selector);
 	else
 		default_selector(&s, sel, sizeof(sel));
-	vmrs_salt(&s, sel, salt, NULL);
+	vmrs_salt(&s, sel, salt, &m.salt_index);
+	if (idset_init(&j.ids, toread))
+		goto out;
 	j.s = &s;
 	j.m = &m;
 	j.fd = fd;
 	j.salt = salt;
 	j.dirty = dirty;
+	if (getenv("VMRESET_STORE_STOP_AT"))
+		j.stop_mid = toread / 2 ? toread / 2 : 1;
+	stop_at("before-blocks");
 	if (run_job(&j, o->threads))
 		goto out;
-	if (vmrs_sync_blocks(&s) || vmrs_manifest_write(&s, name, key, &m)) {
-		vmrs_err("writing manifest '%s': %s", name, strerror(errno));
+	for (int k = 0; k < j.npacks; k++) {
+		r = vmrs_pack_finish(&j.packs[k]);
+		if (r) {
+			vmrs_err("'%s': writing a pack: %s", store, strerror(-r));
+			goto out;
+		}
+	}
+	r = vmrs_sync_packs(&s);
+	if (r) {
+		vmrs_err("'%s': syncing packs: %s", store, strerror(-r));
 		goto out;
 	}
-	printf("saved '%s': %" PRIu64 " bytes, %" PRIu64 " blocks of %u: %" PRIu64
-	       " zero, %" PRIu64 " new, %" PRIu64 " deduplicated, %" PRIu64
-	       " unchanged; %" PRIu64 " bytes stored; %.3f s\n", name, m.size,
-	       m.nblocks, m.block_size, (uint64_t)j.zero, (uint64_t)j.written,
+	stop_at("after-blocks");
+	if (j.nnb && vmrs_index_commit(&s, j.nb, j.nnb))
+		goto out;
+	stop_at("before-manifest");
+	r = vmrs_manifest_write(&s, key, &m, o->base ? &base : NULL);
+	if (r == -EBUSY || r == -ESTALE) {
+		vmrs_err("writing manifest '%s': %s", name, r == -EBUSY ?
+			 "another save based a snapshot on it meanwhile" :
+			 "its base was replaced during the save");
+		goto out;
+	}
+	if (r) {
+		vmrs_err("writing manifest '%s': %s", name, strerror(-r));
+		goto out;
+	}
+	printf("saved '%s' (seq %" PRIu64 "%s%s%s): %" PRIu64 " bytes, %" PRIu64
+	       " blocks of %u: %" PRIu64 " zero, %" PRIu64 " new, %" PRIu64
+	       " deduplicated, %" PRIu64 " unchanged; %" PRIu64 " bytes stored; salt %u of %u; %.3f s\n",
+	       name, m.h.seq, m.h.base[0] ? ", on '" : "", m.h.base, m.h.base[0] ? "'" : "",
+	       m.size, m.nblocks, m.block_size, (uint64_t)j.zero, (uint64_t)j.written,
 	       (uint64_t)j.dedup,
-	       m.nblocks - j.zero - j.written - j.dedup, (uint64_t)j.stored, now() - t0);
+	       m.nblocks - j.zero - j.written - j.dedup, (uint64_t)j.stored,
+	       m.salt_index, s.copies, now() - t0);
 	ret = 0;
 out:
 	if (fd >= 0)
 		close(fd);
+	job_free(&j);
 	free(dirty);
 	vmrs_manifest_free(&m);
 	vmrs_manifest_free(&base);
@@ -413,33 +727,98 @@ out:
 	return ret;
 }
 
+/* Re-applies the snapshot's preserved ranges to a vmresetfs target. */
+static int apply_preserved(const char *file, int fd, const struct vmrs_manifest *m)
+{
+	for (uint32_t k = 0; k < m->nranges; k++) {
+		struct vmreset_preserve p = {
+			.op = VMRESET_PRESERVE_ADD,
+			.offset = m->ranges[k].offset,
+			.length = m->ranges[k].length,
+		};
+
+		if (ioctl(fd, VMRESET_IOC_PRESERVE, &p)) {
+			vmrs_err("'%s': preserving [%" PRIu64 ", +%" PRIu64 "): %s", file,
+				 (uint64_t)p.offset, (uint64_t)p.length, strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int write_state(const char *path, const struct vmrs_manifest *m)
+{
+	char dir[PATH_MAX], *slash;
+	const char *name;
+	int ret;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (slash) {
+		*slash = 0;
+		name = slash + 1;
+		if (!dir[0])
+			snprintf(dir, sizeof(dir), "/");
+	} else {
+		snprintf(dir, sizeof(dir), ".");
+		name = path;
+	}
+	ret = vmrs_write_file_atomic(dir, name, m->blob, m->blob_len);
+	if (!ret)
+		ret = vmrs_fsync_dir(dir);
+	if (ret)
+		vmrs_err("state file '%s': %s", path, strerror(-ret));
+	return ret;
+}
+
+static void parent_dir(const char *file, char *dir, size_t len)
+{
+	char *slash;
+
+	snprintf(dir, len, "%s", file);
+	slash = strrchr(dir, '/');
+	if (!slash)
+		snprintf(dir, len, ".");
+	else if (slash == dir)
+		dir[1] = 0;
+	else
+		*slash = 0;
+}
+
 int cmd_load(const char *store, const char *name, const char *file,
 	     const struct vmrs_opts *o)
 {
 	struct vmrs_manifest m = { 0 };
 	struct vmreset_features f = { .size = sizeof(f) };
-	struct vmrs_store s;
+	struct vmrs_store s = { .lock_fd = -1 };
 	struct job j = { .op = OP_LOAD, .what = name, .partial = o->partial };
-	char tmp[PATH_MAX] = "";
+	char tmp[PATH_MAX] = "", dir[PATH_MAX];
 	uint8_t key[VMRS_KEY_LEN];
-	bool in_place = false;
+	bool in_place = false, is_vmr = false, existed;
 	struct stat st = { 0 };
-	int fd = -1, ret = 1;
+	int fd = -1, ret = 1, r;
 	double t0 = now();
 
 	if (vmrs_store_open(&s, store, false) || vmrs_key_load(o->key_file, key) ||
 	    vmrs_manifest_read(&s, name, key, &m))
 		goto out;
+	if (o->min_seq && m.h.seq < o->min_seq) {
+		vmrs_err("manifest '%s': seq %" PRIu64 " is older than --min-seq %" PRIu64
+			 " (rolled back?)", name, m.h.seq, o->min_seq);
+		goto out;
+	}
 	j.s = &s;
 	j.m = &m;
 	fd = open(file, O_WRONLY | O_CLOEXEC);
+	existed = fd >= 0 && !fstat(fd, &st);
 	/*
 	 * A vmresetfs file or a device keeps its identity (snapshots, mappings),
 	 * so it is written in place, after a pass that checks every block;
 	 * anything else gets a temporary file renamed over it.
 	 */
-	if (fd >= 0 && !fstat(fd, &st) &&
-	    (!S_ISREG(st.st_mode) || !ioctl(fd, VMRESET_IOC_FEATURES, &f)))
+	if (existed && S_ISREG(st.st_mode) && !ioctl(fd, VMRESET_IOC_FEATURES, &f))
+		is_vmr = true;
+	if (existed && (!S_ISREG(st.st_mode) || is_vmr))
 		in_place = true;
 	if (o->partial && fd < 0)
 		fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
@@ -457,6 +836,7 @@ int cmd_load(const char *store, const char *name, const char *file,
 			j.op = OP_LOAD;
 			atomic_store(&j.next, 0);
 			atomic_store(&j.bytes, 0);
+			pthread_mutex_destroy(&j.lock);
 		}
 		j.write_zeros = true;
 	} else {
@@ -466,11 +846,20 @@ int cmd_load(const char *store, const char *name, const char *file,
 		fd = mkstemp(tmp);
 		if (fd < 0) {
 			vmrs_err("'%s': %s", tmp, strerror(errno));
+			tmp[0] = 0;
 			goto out;
 		}
-		fchmod(fd, 0644);
+		/* The target keeps its mode (mkstemp made the file 0600). */
+		if (fchmod(fd, existed ? st.st_mode & 07777 : 0644)) {
+			vmrs_err("'%s': chmod: %s", tmp, strerror(errno));
+			goto out;
+		}
+		if (existed && getuid() == 0 && fchown(fd, st.st_uid, st.st_gid)) {
+			vmrs_err("'%s': chown: %s", tmp, strerror(errno));
+			goto out;
+		}
 	}
-	if (S_ISREG(st.st_mode) || !in_place) {
+	if (!in_place || S_ISREG(st.st_mode)) {
 		if (ftruncate(fd, (off_t)m.size)) {
 			vmrs_err("'%s': truncate: %s", file, strerror(errno));
 			goto out;
@@ -482,13 +871,31 @@ int cmd_load(const char *store, const char *name, const char *file,
 			vmrs_err("'%s': partial load, %d bad blocks", file, (int)j.errors);
 		goto out;
 	}
-	if (fsync(fd) || (tmp[0] && rename(tmp, file))) {
-		vmrs_err("'%s': %s", file, strerror(errno));
+	if (fsync(fd)) {
+		vmrs_err("'%s': fsync: %s", file, strerror(errno));
 		goto out;
 	}
-	tmp[0] = 0;
-	printf("loaded '%s' into '%s': %" PRIu64 " bytes, %" PRIu64 " blocks; %.3f s\n",
-	       name, file, m.size, m.nblocks, now() - t0);
+	if (tmp[0]) {
+		if (rename(tmp, file)) {
+			vmrs_err("'%s': rename: %s", file, strerror(errno));
+			goto out;
+		}
+		tmp[0] = 0;
+		/* The rename is only durable once the directory is synced. */
+		parent_dir(file, dir, sizeof(dir));
+		r = vmrs_fsync_dir(dir);
+		if (r) {
+			vmrs_err("'%s': fsync: %s", dir, strerror(-r));
+			goto out;
+		}
+	}
+	if (is_vmr && apply_preserved(file, fd, &m))
+		goto out;
+	if (o->state_file && write_state(o->state_file, &m))
+		goto out;
+	printf("loaded '%s' (seq %" PRIu64 ") into '%s': %" PRIu64 " bytes, %" PRIu64
+	       " blocks%s; %.3f s\n", name, m.h.seq, file, m.size, m.nblocks,
+	       is_vmr && m.nranges ? ", preserved ranges re-applied" : "", now() - t0);
 	ret = 0;
 out:
 	if (tmp[0])
@@ -500,44 +907,46 @@ out:
 	return ret;
 }
 
+/* Without a key: every block a manifest adds is indexed and readable. */
 static int verify_refs(struct vmrs_store *s, const char *name)
 {
-	uint8_t (*ids)[VMRS_HASH_LEN], h[VMRS_HASH_LEN];
-	char path[PATH_MAX], hex[2 * VMRS_HASH_LEN + 1];
-	uint64_t n;
-	int bad = 0;
+	uint8_t (*ids)[VMRS_HASH_LEN], *buf = malloc(VMRS_MAX_BLOCK + VMRS_TAG_LEN);
+	char hex[2 * VMRS_HASH_LEN + 1];
+	void *rtxn = vmrs_index_reader(s);
+	struct vmrs_mhdr h;
+	struct vmrs_loc loc;
+	int bad = 0, r;
 
-	if (vmrs_manifest_refs(s, name, &ids, &n))
+	if (!buf || vmrs_manifest_header(s, name, &h, &ids, NULL)) {
+		free(buf);
+		vmrs_index_reader_end(rtxn);
 		return 1;
-	for (uint64_t i = 0; i < n; i++) {
-		size_t len = 0;
-		char *buf = NULL;
-		FILE *f;
-
-		vmrs_block_path(s, ids[i], path, sizeof(path));
+	}
+	for (uint64_t i = 0; i < h.nrefs; i++) {
 		vmrs_hex(ids[i], VMRS_HASH_LEN, hex);
-		f = fopen(path, "r");
-		if (!f) {
+		if (vmrs_index_get(s, rtxn, ids[i], &loc) ||
+		    (r = vmrs_block_read(s, &loc, buf)) == -ENOENT) {
 			vmrs_err("%s: block %s: missing from the store", name, hex);
 			bad++;
-			continue;
+		} else if (r || loc.len > VMRS_MAX_BLOCK + VMRS_TAG_LEN) {
+			vmrs_err("%s: block %s: truncated (%s)", name, hex, strerror(-r));
+			bad++;
 		}
-		buf = malloc(VMRS_MAX_BLOCK + VMRS_TAG_LEN + 1);
-		if (buf)
-			len = fread(buf, 1, VMRS_MAX_BLOCK + VMRS_TAG_LEN + 1, f);
-		fclose(f);
-		if (buf)
-			vmrs_sha256(buf, len, h);
-		free(buf);
-		if (!buf || memcmp(h, ids[i], VMRS_HASH_LEN)) {
-			vmrs_err("%s: block %s: tampered (content does not match its ID)", name, hex);
+	}
+	if (h.base[0]) {
+		struct vmrs_mhdr bh;
+
+		if (vmrs_manifest_header(s, h.base, &bh, NULL, NULL)) {
+			vmrs_err("%s: its base '%s' is unusable", name, h.base);
 			bad++;
 		}
 	}
 	free(ids);
+	free(buf);
+	vmrs_index_reader_end(rtxn);
 	if (!bad)
-		printf("verified '%s': %" PRIu64 " blocks present and intact (no key: contents not decrypted)\n",
-		       name, n);
+		printf("verified '%s': %" PRIu64 " blocks present (no key: contents not decrypted)\n",
+		       name, h.nrefs);
 	return bad ? 1 : 0;
 }
 
@@ -563,11 +972,9 @@ static int verify_one(struct vmrs_store *s, const char *name, const uint8_t *key
 int cmd_verify(const char *store, const char *name, const struct vmrs_opts *o)
 {
 	uint8_t key[VMRS_KEY_LEN];
-	struct vmrs_store s;
-	struct dirent *d;
-	char path[PATH_MAX];
-	int ret = 0, n = 0;
-	DIR *dir;
+	struct vmrs_store s = { .lock_fd = -1 };
+	char **names;
+	int ret = 0, n;
 
 	if (vmrs_store_open(&s, store, false) ||
 	    (o->key_file && vmrs_key_load(o->key_file, key))) {
@@ -579,18 +986,13 @@ int cmd_verify(const char *store, const char *name, const struct vmrs_opts *o)
 		vmrs_store_close(&s);
 		return ret;
 	}
-	snprintf(path, sizeof(path), "%s/manifests", store);
-	dir = opendir(path);
-	while (dir && (d = readdir(dir))) {
-		if (d->d_name[0] == '.')
-			continue;
-		n++;
-		ret |= verify_one(&s, d->d_name, o->key_file ? key : NULL, o);
-	}
-	if (dir)
-		closedir(dir);
-	else
+	n = vmrs_manifest_names(&s, &names);
+	if (n < 0)
 		ret = 1;
+	for (int i = 0; i < n; i++)
+		ret |= verify_one(&s, names[i], o->key_file ? key : NULL, o);
+	if (n >= 0)
+		vmrs_names_free(names, n);
 	if (!ret)
 		printf("store '%s': %d snapshots verified\n", store, n);
 	vmrs_store_close(&s);

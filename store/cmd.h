@@ -3,6 +3,10 @@
 #define VMRS_CMD_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct vmrs_store;
 
 struct vmrs_opts {
 	const char *key_file;
@@ -10,6 +14,8 @@ struct vmrs_opts {
 	const char *base;
 	const char *dirty_file;
 	const char *selector;
+	const char *state_file;
+	uint64_t min_seq;
 	bool partial;
 	bool json;
 	int threads;
@@ -21,5 +27,6 @@ int cmd_load(const char *store, const char *name, const char *file,
 int cmd_verify(const char *store, const char *name, const struct vmrs_opts *o);
 int cmd_gc(const char *store, const struct vmrs_opts *o);
 int cmd_list(const char *store, const struct vmrs_opts *o);
+int cmd_delete(const char *store, const char *name, const struct vmrs_opts *o);
 
 #endif

@@ -7,126 +7,239 @@
  * never reuses a (key, nonce) pair on two different messages: the only
  * "reuse" is re-encrypting the same block, which gives the same ciphertext.
  */
+#include <ctype.h>
+#include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
-#include <openssl/sha.h>
 
 #include "crypto.h"
 
 static const uint8_t zero_nonce[VMRS_NONCE_LEN];
 
-void vmrs_sha256(const void *data, size_t len, uint8_t out[VMRS_HASH_LEN])
+static EVP_MD *md_sha256;
+static EVP_CIPHER *aes_gcm;
+static EVP_MAC *mac_hmac;
+static pthread_once_t fetch_once = PTHREAD_ONCE_INIT;
+
+static void fetch(void)
 {
-	SHA256(data, len, out);
+	md_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+	aes_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+	mac_hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
 }
 
-void vmrs_hmac(const void *key, size_t key_len, const void *data, size_t len,
-	       uint8_t out[VMRS_HASH_LEN])
+static bool fetched(void)
 {
-	unsigned int olen = VMRS_HASH_LEN;
-
-	HMAC(EVP_sha256(), key, (int)key_len, data, len, out, &olen);
+	pthread_once(&fetch_once, fetch);
+	return md_sha256 && aes_gcm && mac_hmac;
 }
 
-void vmrs_block_key(const uint8_t salt[VMRS_HASH_LEN], const void *plain,
-		    size_t len, uint8_t key[VMRS_KEY_LEN])
+struct vmrs_crypto {
+	EVP_MD_CTX *md;
+	EVP_CIPHER_CTX *enc, *dec;
+	EVP_MAC_CTX *mac;	/* keyed with the salt once */
+};
+
+void vmrs_crypto_free(struct vmrs_crypto *c)
+{
+	if (!c)
+		return;
+	EVP_MD_CTX_free(c->md);
+	EVP_CIPHER_CTX_free(c->enc);
+	EVP_CIPHER_CTX_free(c->dec);
+	EVP_MAC_CTX_free(c->mac);
+	free(c);
+}
+
+struct vmrs_crypto *vmrs_crypto_new(const uint8_t salt[VMRS_HASH_LEN])
+{
+	struct vmrs_crypto *c = calloc(1, sizeof(*c));
+	OSSL_PARAM p[] = {
+		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
+		OSSL_PARAM_construct_end(),
+	};
+	static const uint8_t nosalt[VMRS_HASH_LEN];
+
+	if (!c || !fetched())
+		goto err;
+	c->md = EVP_MD_CTX_new();
+	c->enc = EVP_CIPHER_CTX_new();
+	c->dec = EVP_CIPHER_CTX_new();
+	c->mac = EVP_MAC_CTX_new(mac_hmac);
+	if (!c->md || !c->enc || !c->dec || !c->mac ||
+	    !EVP_MAC_init(c->mac, salt ? salt : nosalt, VMRS_HASH_LEN, p) ||
+	    !EVP_EncryptInit_ex2(c->enc, aes_gcm, NULL, NULL, NULL) ||
+	    !EVP_DecryptInit_ex2(c->dec, aes_gcm, NULL, NULL, NULL))
+		goto err;
+	return c;
+err:
+	vmrs_crypto_free(c);
+	return NULL;
+}
+
+/* OpenSSL's update calls take int lengths: feed them in slices. */
+#define SLICE	(1U << 30)
+
+static int mac2(EVP_MAC_CTX *mac, const char *label, const uint8_t h[VMRS_HASH_LEN],
+		uint8_t out[VMRS_HASH_LEN])
+{
+	size_t olen;
+
+	/* A NULL key re-initialises with the key set at creation. */
+	return EVP_MAC_init(mac, NULL, 0, NULL) &&
+	       EVP_MAC_update(mac, (const uint8_t *)label, strlen(label) + 1) &&
+	       EVP_MAC_update(mac, h, VMRS_HASH_LEN) &&
+	       EVP_MAC_final(mac, out, &olen, VMRS_HASH_LEN) ? 0 : -1;
+}
+
+int vmrs_block_name(struct vmrs_crypto *c, const void *plain, size_t len,
+		    uint8_t key[VMRS_KEY_LEN], uint8_t id[VMRS_HASH_LEN])
 {
 	uint8_t h[VMRS_HASH_LEN];
+	unsigned int hl;
 
-	vmrs_sha256(plain, len, h);
-	vmrs_hmac(salt, VMRS_HASH_LEN, h, sizeof(h), key);
+	if (!EVP_DigestInit_ex2(c->md, md_sha256, NULL) ||
+	    !EVP_DigestUpdate(c->md, plain, len) ||
+	    !EVP_DigestFinal_ex(c->md, h, &hl))
+		return -1;
+	return mac2(c->mac, "key", h, key) || mac2(c->mac, "id", h, id) ? -1 : 0;
+}
+
+static int gcm_seal(EVP_CIPHER_CTX *c, const uint8_t *key, const uint8_t *nonce,
+		    const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t len,
+		    uint8_t *out)
+{
+	int n;
+
+	if (!EVP_EncryptInit_ex2(c, aes_gcm, key, nonce, NULL))
+		return -1;
+	for (size_t o = 0; o < aad_len; o += SLICE)
+		if (!EVP_EncryptUpdate(c, NULL, &n, aad + o,
+				       (int)(aad_len - o < SLICE ? aad_len - o : SLICE)))
+			return -1;
+	for (size_t o = 0; o < len; o += SLICE)
+		if (!EVP_EncryptUpdate(c, out + o, &n, in + o,
+				       (int)(len - o < SLICE ? len - o : SLICE)))
+			return -1;
+	return EVP_EncryptFinal_ex(c, out + len, &n) &&
+	       EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, VMRS_TAG_LEN, out + len) ? 0 : -1;
+}
+
+static int gcm_open(EVP_CIPHER_CTX *c, const uint8_t *key, const uint8_t *nonce,
+		    const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t len,
+		    uint8_t *out)
+{
+	uint8_t tag[VMRS_TAG_LEN];
+	int n;
+
+	/* The ctrl wants a writable buffer. */
+	memcpy(tag, in + len, VMRS_TAG_LEN);
+	if (!EVP_DecryptInit_ex2(c, aes_gcm, key, nonce, NULL))
+		return -1;
+	for (size_t o = 0; o < aad_len; o += SLICE)
+		if (!EVP_DecryptUpdate(c, NULL, &n, aad + o,
+				       (int)(aad_len - o < SLICE ? aad_len - o : SLICE)))
+			return -1;
+	for (size_t o = 0; o < len; o += SLICE)
+		if (!EVP_DecryptUpdate(c, out + o, &n, in + o,
+				       (int)(len - o < SLICE ? len - o : SLICE)))
+			return -1;
+	return EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, VMRS_TAG_LEN, tag) &&
+	       EVP_DecryptFinal_ex(c, out + len, &n) > 0 ? 0 : -1;
+}
+
+int vmrs_block_seal(struct vmrs_crypto *c, const uint8_t key[VMRS_KEY_LEN],
+		    const void *plain, size_t len, uint8_t *out)
+{
+	return gcm_seal(c->enc, key, zero_nonce, NULL, 0, plain, len, out);
+}
+
+int vmrs_block_open(struct vmrs_crypto *c, const uint8_t key[VMRS_KEY_LEN],
+		    const uint8_t *in, size_t len, uint8_t *plain)
+{
+	return gcm_open(c->dec, key, zero_nonce, NULL, 0, in, len, plain);
 }
 
 int vmrs_aead_seal(const uint8_t key[VMRS_KEY_LEN], const uint8_t nonce[VMRS_NONCE_LEN],
 		   const void *aad, size_t aad_len, const void *plain, size_t len,
 		   uint8_t *out)
 {
-	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
-	int n, ok;
+	EVP_CIPHER_CTX *c;
+	int ret;
 
-	if (!c)
+	if (!fetched() || !(c = EVP_CIPHER_CTX_new()))
 		return -1;
-	ok = EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, nonce) &&
-	     (!aad_len || EVP_EncryptUpdate(c, NULL, &n, aad, (int)aad_len)) &&
-	     EVP_EncryptUpdate(c, out, &n, plain, (int)len) &&
-	     EVP_EncryptFinal_ex(c, out + n, &n) &&
-	     EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, VMRS_TAG_LEN, out + len);
+	ret = gcm_seal(c, key, nonce, aad, aad_len, plain, len, out);
 	EVP_CIPHER_CTX_free(c);
-	return ok ? 0 : -1;
+	return ret;
 }
 
 int vmrs_aead_open(const uint8_t key[VMRS_KEY_LEN], const uint8_t nonce[VMRS_NONCE_LEN],
 		   const void *aad, size_t aad_len, const uint8_t *in, size_t len,
 		   uint8_t *plain)
 {
-	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
-	uint8_t tag[VMRS_TAG_LEN];
-	int n, ok;
+	EVP_CIPHER_CTX *c;
+	int ret;
 
-	if (!c)
+	if (!fetched() || !(c = EVP_CIPHER_CTX_new()))
 		return -1;
-	/* The ctrl wants a writable buffer. */
-	memcpy(tag, in + len, VMRS_TAG_LEN);
-	ok = EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, nonce) &&
-	     (!aad_len || EVP_DecryptUpdate(c, NULL, &n, aad, (int)aad_len)) &&
-	     EVP_DecryptUpdate(c, plain, &n, in, (int)len) &&
-	     EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, VMRS_TAG_LEN, tag) &&
-	     EVP_DecryptFinal_ex(c, plain + n, &n) > 0;
+	ret = gcm_open(c, key, nonce, aad, aad_len, in, len, plain);
 	EVP_CIPHER_CTX_free(c);
-	return ok ? 0 : -1;
+	return ret;
 }
 
-int vmrs_block_seal(const uint8_t key[VMRS_KEY_LEN], const void *plain,
-		    size_t len, uint8_t *out, uint8_t id[VMRS_HASH_LEN])
+void vmrs_sha256(const void *data, size_t len, uint8_t out[VMRS_HASH_LEN])
 {
-	if (vmrs_aead_seal(key, zero_nonce, NULL, 0, plain, len, out))
-		return -1;
-	vmrs_sha256(out, len + VMRS_TAG_LEN, id);
-	return 0;
+	unsigned int n;
+
+	/* EVP_Digest takes a size_t: no int slicing needed. */
+	if (!EVP_Digest(data, len, out, &n, EVP_sha256(), NULL))
+		memset(out, 0, VMRS_HASH_LEN);
 }
 
-int vmrs_block_open(const uint8_t key[VMRS_KEY_LEN], const uint8_t *in,
-		    size_t len, uint8_t *plain)
+void vmrs_hmac(const void *key, size_t key_len, const void *data, size_t len,
+	       uint8_t out[VMRS_HASH_LEN])
 {
-	return vmrs_aead_open(key, zero_nonce, NULL, 0, in, len, plain);
+	size_t olen;
+
+	if (!EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, key, key_len, data, len,
+		       out, VMRS_HASH_LEN, &olen))
+		memset(out, 0, VMRS_HASH_LEN);
 }
 
 int vmrs_random(void *buf, size_t len)
 {
-	return RAND_bytes(buf, (int)len) == 1 ? 0 : -1;
+	for (size_t o = 0; o < len; o += SLICE)
+		if (RAND_bytes((uint8_t *)buf + o, (int)(len - o < SLICE ? len - o : SLICE)) != 1)
+			return -1;
+	return 0;
 }
 
 void vmrs_hex(const uint8_t *in, size_t len, char *out)
 {
-	static const char d[] = "0123456789abcdef";
+	size_t n;
 
-	for (size_t i = 0; i < len; i++) {
-		out[2 * i] = d[in[i] >> 4];
-		out[2 * i + 1] = d[in[i] & 15];
+	if (!OPENSSL_buf2hexstr_ex(out, 2 * len + 1, &n, in, len, '\0')) {
+		out[0] = 0;
+		return;
 	}
-	out[2 * len] = 0;
-}
-
-static int nib(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
+	/* OpenSSL writes upper case; names and messages use lower case. */
+	for (char *p = out; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
 }
 
 int vmrs_unhex(const char *in, uint8_t *out, size_t len)
 {
-	for (size_t i = 0; i < len; i++) {
-		int h = nib(in[2 * i]), l = h < 0 ? -1 : nib(in[2 * i + 1]);
+	size_t n;
 
-		if (l < 0)
-			return -1;
-		out[i] = (uint8_t)(h << 4 | l);
-	}
-	return in[2 * len] ? -1 : 0;
+	if (strlen(in) != 2 * len)
+		return -1;
+	return OPENSSL_hexstr2buf_ex(out, len, &n, in, '\0') && n == len ? 0 : -1;
 }

@@ -2,6 +2,7 @@
 #ifndef VMRS_CRYPTO_H
 #define VMRS_CRYPTO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -10,15 +11,29 @@
 #define VMRS_TAG_LEN	16
 #define VMRS_NONCE_LEN	12
 
-/* Convergent key of one block: HMAC-SHA256(salt, SHA-256(plaintext)). */
-void vmrs_block_key(const uint8_t salt[VMRS_HASH_LEN], const void *plain,
-		    size_t len, uint8_t key[VMRS_KEY_LEN]);
-/* Encrypt @len bytes into @out (len + VMRS_TAG_LEN bytes); ID = SHA-256(out). */
-int vmrs_block_seal(const uint8_t key[VMRS_KEY_LEN], const void *plain,
-		    size_t len, uint8_t *out, uint8_t id[VMRS_HASH_LEN]);
+/*
+ * One per thread: the digest, cipher and MAC are fetched once per process
+ * and the contexts re-initialised per block, not allocated per block.
+ */
+struct vmrs_crypto;
+
+struct vmrs_crypto *vmrs_crypto_new(const uint8_t salt[VMRS_HASH_LEN]);
+void vmrs_crypto_free(struct vmrs_crypto *c);
+
+/*
+ * Convergent block naming, one SHA-256 pass over the plaintext:
+ *   H  = SHA-256(P)
+ *   K  = HMAC-SHA256(salt, "key" || H)
+ *   id = HMAC-SHA256(salt, "id" || H)
+ */
+int vmrs_block_name(struct vmrs_crypto *c, const void *plain, size_t len,
+		    uint8_t key[VMRS_KEY_LEN], uint8_t id[VMRS_HASH_LEN]);
+/* Encrypt @len bytes into @out (len + VMRS_TAG_LEN bytes). */
+int vmrs_block_seal(struct vmrs_crypto *c, const uint8_t key[VMRS_KEY_LEN],
+		    const void *plain, size_t len, uint8_t *out);
 /* Decrypt and authenticate; @in is len + VMRS_TAG_LEN bytes. */
-int vmrs_block_open(const uint8_t key[VMRS_KEY_LEN], const uint8_t *in,
-		    size_t len, uint8_t *plain);
+int vmrs_block_open(struct vmrs_crypto *c, const uint8_t key[VMRS_KEY_LEN],
+		    const uint8_t *in, size_t len, uint8_t *plain);
 
 int vmrs_aead_seal(const uint8_t key[VMRS_KEY_LEN], const uint8_t nonce[VMRS_NONCE_LEN],
 		   const void *aad, size_t aad_len, const void *plain, size_t len,
@@ -31,7 +46,9 @@ void vmrs_sha256(const void *data, size_t len, uint8_t out[VMRS_HASH_LEN]);
 void vmrs_hmac(const void *key, size_t key_len, const void *data, size_t len,
 	       uint8_t out[VMRS_HASH_LEN]);
 int vmrs_random(void *buf, size_t len);
+/* Lower-case hex of @len bytes into @out (2 * len + 1 bytes). */
 void vmrs_hex(const uint8_t *in, size_t len, char *out);
+/* Exactly 2 * @len hex digits, no separators. */
 int vmrs_unhex(const char *in, uint8_t *out, size_t len);
 
 #endif

@@ -23,10 +23,11 @@ struct subcmd {
 static const struct subcmd cmds[] = {
 	{ "init", "init STORE [--block-size N] [--copies R] [--salt user|time|location|mix]", 1, 1 },
 	{ "keygen", "keygen KEYFILE", 1, 1 },
-	{ "save", "save FILE STORE --key KEYFILE [--name N] [--base NAME [--dirty FILE]] [--selector S] [-t THREADS]", 2, 2 },
-	{ "load", "load STORE NAME FILE --key KEYFILE [--partial] [-t THREADS]", 3, 3 },
+	{ "save", "save FILE STORE --key KEYFILE [--name N] [--base NAME [--dirty FILE]] [--selector S] [--state FILE] [-t THREADS]", 2, 2 },
+	{ "load", "load STORE NAME FILE --key KEYFILE [--partial] [--min-seq N] [--state FILE] [-t THREADS]", 3, 3 },
 	{ "list", "list STORE [-j]", 1, 1 },
 	{ "verify", "verify STORE [NAME] [--key KEYFILE] [-t THREADS]", 1, 2 },
+	{ "delete", "delete STORE NAME", 2, 2 },
 	{ "gc", "gc STORE", 1, 1 },
 	{ NULL, NULL, 0, 0 },
 };
@@ -36,22 +37,29 @@ static void usage(FILE *f)
 	fprintf(f, "usage: vmreset-store COMMAND [ARGS]\n\n");
 	for (const struct subcmd *c = cmds; c->name; c++)
 		fprintf(f, "  vmreset-store %s\n", c->usage);
-	fprintf(f, "\nSee docs/store.md. Exit codes: 0 ok, 1 failed, 2 usage.\n");
+	fprintf(f, "\nSee vmreset-store(1). Exit codes: 0 ok, 1 failed, 2 usage.\n");
 }
 
+/* Digits only (decimal or 0x hex), an optional k/m suffix, no overflow. */
 static int parse_size(const char *s, unsigned long long *out)
 {
+	unsigned int shift = 0;
 	char *end;
 
+	if (!*s || *s == '-' || *s == '+' || *s == ' ')
+		return -1;
 	errno = 0;
 	*out = strtoull(s, &end, 0);
 	if (errno || end == s)
 		return -1;
 	if (*end == 'k' || *end == 'K')
-		*out <<= 10, end++;
+		shift = 10, end++;
 	else if (*end == 'm' || *end == 'M')
-		*out <<= 20, end++;
-	return *end ? -1 : 0;
+		shift = 20, end++;
+	if (*end || (shift && *out > (~0ULL >> shift)))
+		return -1;
+	*out <<= shift;
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -68,10 +76,13 @@ int main(int argc, char **argv)
 		{ "partial", no_argument, NULL, 'p' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "threads", required_argument, NULL, 't' },
+		{ "state", required_argument, NULL, 'T' },
+		{ "min-seq", required_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct vmrs_opts o = { .threads = 2 };
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	struct vmrs_opts o = { .threads = ncpu < 1 ? 1 : ncpu > 64 ? 64 : (int)ncpu };
 	unsigned long long bs = VMRS_DEFAULT_BLOCK, copies = 1, v;
 	int mode = SALT_MIX, c, nargs;
 	const struct subcmd *cmd;
@@ -120,6 +131,14 @@ int main(int argc, char **argv)
 		case 'B': o.base = optarg; break;
 		case 'd': o.dirty_file = optarg; break;
 		case 'S': o.selector = optarg; break;
+		case 'T': o.state_file = optarg; break;
+		case 'q':
+			if (parse_size(optarg, &v)) {
+				vmrs_err("bad sequence number '%s'", optarg);
+				return 2;
+			}
+			o.min_seq = v;
+			break;
 		case 'p': o.partial = true; break;
 		case 'j': o.json = true; break;
 		case 't':
@@ -178,5 +197,7 @@ int main(int argc, char **argv)
 		return cmd_list(args[0], &o);
 	if (!strcmp(cmd->name, "verify"))
 		return cmd_verify(args[0], nargs > 1 ? args[1] : NULL, &o);
+	if (!strcmp(cmd->name, "delete"))
+		return cmd_delete(args[0], args[1], &o);
 	return cmd_gc(args[0], &o);
 }

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * maint.c - gc and list: they need no key, only the clear-text block
- * references every manifest carries (IDs of ciphertexts reveal no content)
+ * maint.c - gc, list and delete: they need no key, only the clear,
+ * authenticated-by-the-owner part of every manifest (block IDs, which
+ * reveal no content, names, sizes, times)
  */
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -13,171 +13,251 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <json-c/json.h>
 
 #include "cmd.h"
 #include "store.h"
 
-static int cmp_id(const void *a, const void *b)
-{
-	return memcmp(a, b, VMRS_HASH_LEN);
-}
-
-/*
- * Runs under the exclusive lock: saves hold it shared from their first
- * block to their manifest's rename, so every block gc sees unreferenced is
- * garbage, and so is every temporary file.
- */
 int cmd_gc(const char *store, const struct vmrs_opts *o)
 {
-	uint8_t (*all)[VMRS_HASH_LEN] = NULL, id[VMRS_HASH_LEN];
-	uint64_t nall = 0, removed = 0, kept = 0, bytes = 0, tmps = 0;
-	char path[PATH_MAX + 300];
-	struct vmrs_store s;
-	struct dirent *d;
-	struct stat st;
-	int ret = 1;
-	DIR *dir;
+	uint8_t (*all)[VMRS_HASH_LEN] = NULL;
+	struct vmrs_store s = { .lock_fd = -1 };
+	struct vmrs_gc_stats st;
+	uint64_t nall = 0, j = 0;
+	char **names = NULL;
+	int ret = 1, n = -1;
 
 	(void)o;
+	/*
+	 * Exclusive: saves hold the lock shared from their first block to
+	 * their manifest's rename, so nothing gc finds unreferenced is about
+	 * to be referenced.
+	 */
 	if (vmrs_store_open(&s, store, true))
 		goto out;
-	snprintf(path, sizeof(path), "%s/manifests", store);
-	dir = opendir(path);
-	if (!dir) {
-		vmrs_err("'%s': %s", path, strerror(errno));
+	n = vmrs_manifest_names(&s, &names);
+	if (n < 0)
 		goto out;
-	}
-	while ((d = readdir(dir))) {
+	for (int i = 0; i < n; i++) {
 		uint8_t (*ids)[VMRS_HASH_LEN], (*grown)[VMRS_HASH_LEN];
-		uint64_t n;
+		struct vmrs_mhdr h;
 
-		if (!strncmp(d->d_name, ".tmp.", 5)) {
-			snprintf(path, sizeof(path), "%s/manifests/%s", store, d->d_name);
-			tmps += !unlink(path);
-			continue;
-		}
-		if (d->d_name[0] == '.')
-			continue;
 		/* An unreadable manifest must stop gc, or its blocks would go. */
-		if (vmrs_manifest_refs(&s, d->d_name, &ids, &n)) {
-			closedir(dir);
+		if (vmrs_manifest_header(&s, names[i], &h, &ids, NULL)) {
+			vmrs_err("gc: stopped, nothing removed");
 			goto out;
 		}
-		grown = realloc(all, (nall + n + 1) * VMRS_HASH_LEN);
+		grown = realloc(all, (nall + h.nrefs + 1) * VMRS_HASH_LEN);
 		if (!grown) {
 			free(ids);
-			closedir(dir);
 			goto out;
 		}
 		all = grown;
-		memcpy(all[nall], ids, n * VMRS_HASH_LEN);
-		nall += n;
+		memcpy(all[nall], ids, h.nrefs * VMRS_HASH_LEN);
+		nall += h.nrefs;
 		free(ids);
 	}
-	closedir(dir);
-	qsort(all, nall, VMRS_HASH_LEN, cmp_id);
-	for (int i = 0; i < 256; i++) {
-		snprintf(path, sizeof(path), "%s/blocks/%02x", store, i);
-		dir = opendir(path);
-		if (!dir)
-			continue;
-		while ((d = readdir(dir))) {
-			if (d->d_name[0] == '.' && strncmp(d->d_name, ".tmp.", 5))
-				continue;
-			snprintf(path, sizeof(path), "%s/blocks/%02x/%s", store, i, d->d_name);
-			if (d->d_name[0] == '.') {
-				tmps += !unlink(path);
-				continue;
-			}
-			if (!vmrs_unhex(d->d_name, id, sizeof(id)) &&
-			    nall && bsearch(id, all, nall, VMRS_HASH_LEN, cmp_id)) {
-				kept++;
-				continue;
-			}
-			if (!stat(path, &st) && !unlink(path)) {
-				removed++;
-				bytes += (uint64_t)st.st_size;
-			}
-		}
-		closedir(dir);
-	}
-	printf("gc '%s': removed %" PRIu64 " blocks (%" PRIu64 " bytes) and %" PRIu64
-	       " temporary files, kept %" PRIu64 " blocks\n", store, removed, bytes, tmps, kept);
+	if (nall)
+		qsort(all, nall, VMRS_HASH_LEN, vmrs_cmp_id);
+	for (uint64_t i = 0; i < nall; i++)
+		if (!j || memcmp(all[i], all[j - 1], VMRS_HASH_LEN))
+			memcpy(all[j++], all[i], VMRS_HASH_LEN);
+	nall = j;
+	if (vmrs_index_gc(&s, all, nall, &st))
+		goto out;
+	st.tmps += vmrs_manifest_tmps_remove(&s);
+	printf("gc '%s': removed %" PRIu64 " blocks, %" PRIu64 " packs, rewrote %" PRIu64
+	       " packs, freed %" PRIu64 " bytes, removed %" PRIu64 " temporary files; kept %"
+	       PRIu64 " blocks\n", store, st.blocks_removed, st.packs_removed,
+	       st.packs_rewritten, st.bytes_freed, st.tmps, st.blocks_kept);
 	ret = 0;
 out:
+	if (n > 0)
+		vmrs_names_free(names, n);
 	free(all);
 	vmrs_store_close(&s);
 	return ret;
 }
 
-int cmd_list(const char *store, const struct vmrs_opts *o)
+int cmd_delete(const char *store, const char *name, const struct vmrs_opts *o)
 {
-	uint64_t blocks = 0, bytes = 0;
-	char path[PATH_MAX + 300];
-	struct vmrs_store s;
-	struct dirent *d;
-	struct stat st;
-	int n = 0;
-	DIR *dir;
+	struct vmrs_store s = { .lock_fd = -1 };
+	char path[PATH_MAX], dep[VMRS_MAX_NAME + 1];
+	struct vmrs_mhdr h;
+	int ret = 1, r, lock = -1;
 
-	if (vmrs_store_open(&s, store, false)) {
-		vmrs_store_close(&s);
-		return 1;
+	(void)o;
+	if (!vmrs_name_ok(name)) {
+		vmrs_err("bad snapshot name '%s'", name);
+		return 2;
+	}
+	if (vmrs_store_open(&s, store, false) ||
+	    vmrs_manifest_header(&s, name, &h, NULL, NULL))
+		goto out;
+	lock = vmrs_manifest_lock(&s);
+	if (lock < 0) {
+		vmrs_err("'%s': manifests lock: %s", store, strerror(-lock));
+		goto out;
+	}
+	r = vmrs_dependents(&s, name, dep, sizeof(dep));
+	if (r) {
+		if (r > 0)
+			vmrs_err("'%s' is the base of '%s'%s: delete %s first", name, dep,
+				 r > 1 ? " and others" : "", r > 1 ? "those" : "it");
+		goto out;
+	}
+	snprintf(path, sizeof(path), "%s/manifests/%s", store, name);
+	if (unlink(path)) {
+		vmrs_err("'%s': %s", path, strerror(errno));
+		goto out;
 	}
 	snprintf(path, sizeof(path), "%s/manifests", store);
-	dir = opendir(path);
-	if (!dir) {
-		vmrs_err("'%s': %s", path, strerror(errno));
-		vmrs_store_close(&s);
-		return 1;
+	r = vmrs_fsync_dir(path);
+	if (r) {
+		vmrs_err("'%s': fsync: %s", path, strerror(-r));
+		goto out;
 	}
-	if (o->json)
-		printf("{\"block_size\": %u, \"copies\": %u, \"salt\": \"%s\", \"snapshots\": [",
-		       s.block_size, s.copies, vmrs_salt_names[s.salt_mode]);
-	else
-		printf("%-32s %10s %14s %s\n", "NAME", "BLOCKS", "MANIFEST", "SAVED");
-	while ((d = readdir(dir))) {
-		uint8_t (*ids)[VMRS_HASH_LEN];
-		char when[32] = "";
-		uint64_t nref;
-
-		if (d->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "%s/manifests/%s", store, d->d_name);
-		if (stat(path, &st) || vmrs_manifest_refs(&s, d->d_name, &ids, &nref))
-			continue;
-		free(ids);
-		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&st.st_mtime));
-		if (o->json)
-			printf("%s{\"name\": \"%s\", \"blocks\": %" PRIu64
-			       ", \"manifest_bytes\": %jd, \"saved\": \"%s\"}",
-			       n ? ", " : "", d->d_name, nref, (intmax_t)st.st_size, when);
-		else
-			printf("%-32s %10" PRIu64 " %14jd %s\n", d->d_name, nref,
-			       (intmax_t)st.st_size, when);
-		n++;
-	}
-	closedir(dir);
-	for (int i = 0; i < 256; i++) {
-		snprintf(path, sizeof(path), "%s/blocks/%02x", store, i);
-		dir = opendir(path);
-		while (dir && (d = readdir(dir))) {
-			if (d->d_name[0] == '.')
-				continue;
-			snprintf(path, sizeof(path), "%s/blocks/%02x/%s", store, i, d->d_name);
-			if (!stat(path, &st)) {
-				blocks++;
-				bytes += (uint64_t)st.st_size;
-			}
-		}
-		if (dir)
-			closedir(dir);
-	}
-	if (o->json)
-		printf("], \"blocks\": %" PRIu64 ", \"block_bytes\": %" PRIu64 "}\n", blocks, bytes);
-	else
-		printf("%d snapshots; %" PRIu64 " blocks, %" PRIu64 " bytes stored\n",
-		       n, blocks, bytes);
+	printf("deleted '%s'; 'vmreset-store gc %s' frees the blocks nothing else uses\n",
+	       name, store);
+	ret = 0;
+out:
+	vmrs_manifest_unlock(lock);
 	vmrs_store_close(&s);
-	return 0;
+	return ret;
+}
+
+static void human(uint64_t v, char *buf, size_t len)
+{
+	const char *u = "BKMGTP";
+	double d = (double)v;
+
+	while (d >= 1024 && u[1]) {
+		d /= 1024;
+		u++;
+	}
+	if (*u == 'B')
+		snprintf(buf, len, "%" PRIu64, v);
+	else
+		snprintf(buf, len, "%.1f%c", d, *u);
+}
+
+static void age(uint64_t secs, char *buf, size_t len)
+{
+	if (secs < 120)
+		snprintf(buf, len, "%" PRIu64 "s", secs);
+	else if (secs < 7200)
+		snprintf(buf, len, "%" PRIu64 "m", secs / 60);
+	else if (secs < 172800)
+		snprintf(buf, len, "%" PRIu64 "h", secs / 3600);
+	else
+		snprintf(buf, len, "%" PRIu64 "d", secs / 86400);
+}
+
+static int put(json_object *o, const char *k, json_object *v)
+{
+	return v ? json_object_object_add(o, k, v) : -1;
+}
+
+int cmd_list(const char *store, const struct vmrs_opts *o)
+{
+	struct vmrs_store s = { .lock_fd = -1 };
+	json_object *root = NULL, *arr = NULL;
+	uint64_t now = (uint64_t)time(NULL), total = 0;
+	char **names = NULL;
+	int n = -1, ret = 1, err = 0;
+
+	if (vmrs_store_open(&s, store, false))
+		goto out;
+	n = vmrs_manifest_names(&s, &names);
+	if (n < 0)
+		goto out;
+	if (o->json) {
+		root = json_object_new_object();
+		arr = json_object_new_array();
+		if (!root || !arr)
+			goto out;
+		err |= put(root, "store", json_object_new_string(store));
+		err |= put(root, "block_size", json_object_new_int64(s.block_size));
+		err |= put(root, "copies", json_object_new_int64(s.copies));
+		err |= put(root, "salt", json_object_new_string(vmrs_salt_names[s.salt_mode]));
+	} else {
+		printf("%-24s %5s %10s %10s %6s %s\n", "NAME", "SEQ", "SIZE", "STORED", "AGE", "BASE");
+	}
+	for (int i = 0; i < n; i++) {
+		uint8_t (*ids)[VMRS_HASH_LEN];
+		char when[32] = "", sz[32], stb[32], ag[32];
+		uint64_t fsize, stored;
+		struct vmrs_mhdr h;
+		time_t t;
+
+		if (vmrs_manifest_header(&s, names[i], &h, &ids, &fsize)) {
+			err = 1;
+			continue;
+		}
+		/* What this snapshot added: its new blocks and its manifest. */
+		stored = vmrs_index_bytes(&s, ids, h.nrefs) + fsize;
+		free(ids);
+		total += stored;
+		t = (time_t)h.time;
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+		if (o->json) {
+			json_object *e = json_object_new_object();
+
+			if (!e || json_object_array_add(arr, e)) {
+				json_object_put(e);
+				err = 1;
+				continue;
+			}
+			err |= put(e, "name", json_object_new_string(names[i]));
+			err |= put(e, "seq", json_object_new_int64((int64_t)h.seq));
+			err |= put(e, "saved", json_object_new_string(when));
+			err |= put(e, "age_seconds",
+				   json_object_new_int64(now > h.time ? (int64_t)(now - h.time) : 0));
+			err |= put(e, "size", json_object_new_int64((int64_t)h.size));
+			err |= put(e, "stored_bytes", json_object_new_int64((int64_t)stored));
+			err |= put(e, "manifest_bytes", json_object_new_int64((int64_t)fsize));
+			err |= put(e, "blocks", json_object_new_int64((int64_t)h.nrefs));
+			if (h.base[0])
+				err |= put(e, "base", json_object_new_string(h.base));
+			else
+				err |= json_object_object_add(e, "base", NULL);
+			err |= put(e, "chain", json_object_new_int64(h.depth));
+		} else {
+			human(h.size, sz, sizeof(sz));
+			human(stored, stb, sizeof(stb));
+			age(now > h.time ? now - h.time : 0, ag, sizeof(ag));
+			printf("%-24s %5" PRIu64 " %10s %10s %6s %s\n", names[i], h.seq, sz, stb, ag,
+			       h.base[0] ? h.base : "-");
+		}
+	}
+	if (o->json) {
+		const char *txt;
+
+		err |= put(root, "snapshots", arr);
+		arr = NULL;
+		err |= put(root, "blocks", json_object_new_int64((int64_t)vmrs_index_count(&s)));
+		err |= put(root, "stored_bytes", json_object_new_int64((int64_t)total));
+		txt = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN |
+							   JSON_C_TO_STRING_NOSLASHESCAPE);
+		if (!txt || err)
+			goto out;
+		puts(txt);
+	} else {
+		char tb[32];
+
+		human(total, tb, sizeof(tb));
+		printf("%d snapshots; %" PRIu64 " blocks, %s stored\n", n, vmrs_index_count(&s), tb);
+	}
+	if (fflush(stdout) || ferror(stdout)) {
+		vmrs_err("writing the list: %s", strerror(errno));
+		goto out;
+	}
+	ret = err ? 1 : 0;
+out:
+	if (n > 0)
+		vmrs_names_free(names, n);
+	json_object_put(arr);
+	json_object_put(root);
+	vmrs_store_close(&s);
+	return ret;
 }

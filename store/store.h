@@ -2,18 +2,24 @@
 #ifndef VMRS_STORE_H
 #define VMRS_STORE_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 #include "crypto.h"
 
-#define VMRS_DEFAULT_BLOCK	(16 * 1024)
+#define VMRS_DEFAULT_BLOCK	(4 * 1024)
 #define VMRS_MIN_BLOCK		4096
 #define VMRS_MAX_BLOCK		(512 * 1024)
 #define VMRS_MAX_COPIES		64
+#define VMRS_MAX_CHAIN		8	/* incremental manifests before a full one */
+#define VMRS_MAX_NAME		200
+#define VMRS_PACK_MAX		(256ULL << 20)
 
 enum vmrs_salt_mode { SALT_USER, SALT_TIME, SALT_LOCATION, SALT_MIX };
+
+struct vmrs_index;
 
 struct vmrs_store {
 	char *root;
@@ -22,6 +28,7 @@ struct vmrs_store {
 	uint32_t copies;
 	enum vmrs_salt_mode salt_mode;
 	uint8_t secret[VMRS_HASH_LEN];
+	struct vmrs_index *idx;
 };
 
 /* A manifest entry; an all-zero @id marks an all-zero block (not stored). */
@@ -35,15 +42,46 @@ struct vmrs_range {
 	uint64_t length;
 };
 
+/* Where a vmresetfs file was, and how often it was snapshotted/reverted. */
+struct vmrs_ident {
+	uint8_t boot_id[16];
+	uint64_t dev, ino, obj_id, snapshots, reverts;
+};
+
+/* The clear, authenticated part of a manifest (no key needed to read it). */
+struct vmrs_mhdr {
+	char name[VMRS_MAX_NAME + 1];
+	char base[VMRS_MAX_NAME + 1];	/* "" = a full manifest */
+	uint64_t seq;			/* 1 + the seq of the manifest it replaced */
+	uint64_t time;			/* save time, Unix seconds */
+	uint64_t size;			/* logical bytes */
+	uint64_t base_seq;
+	uint8_t base_digest[VMRS_HASH_LEN];	/* SHA-256 of the base's file */
+	uint32_t depth;			/* incremental manifests down to a full one */
+	uint64_t nrefs;			/* block IDs this manifest adds */
+	uint8_t digest[VMRS_HASH_LEN];	/* of this manifest's file, as read */
+};
+
 struct vmrs_manifest {
+	struct vmrs_mhdr h;
 	uint64_t size;
 	uint32_t block_size;
 	uint64_t nblocks;
-	struct vmrs_entry *e;
+	struct vmrs_entry *e;		/* nblocks entries, bases resolved */
+	bool has_ident;
+	struct vmrs_ident ident;
 	uint32_t nranges;
 	struct vmrs_range *ranges;
 	uint32_t blob_len;
 	uint8_t *blob;
+	uint32_t salt_index;
+};
+
+/* Where a sealed block lives. */
+struct vmrs_loc {
+	uint64_t pack;
+	uint64_t off;
+	uint32_t len;
 };
 
 extern const char *vmrs_salt_names[];
@@ -57,31 +95,81 @@ int vmrs_salt(const struct vmrs_store *s, const char *selector,
 	      uint8_t salt[VMRS_HASH_LEN], uint32_t *index);
 
 bool vmrs_entry_is_zero(const struct vmrs_entry *e);
-void vmrs_block_path(const struct vmrs_store *s, const uint8_t id[VMRS_HASH_LEN],
-		     char *path, size_t len);
-/* Stores a sealed block unless present; returns 1 if written, 0 if deduped. */
-int vmrs_block_put(const struct vmrs_store *s, const uint8_t id[VMRS_HASH_LEN],
-		   const uint8_t *data, size_t len);
-/* Reads a sealed block of @len bytes: 0, -ENOENT (missing) or -EBADMSG (size). */
-int vmrs_block_get(const struct vmrs_store *s, const uint8_t id[VMRS_HASH_LEN],
-		   uint8_t *data, size_t len);
-int vmrs_sync_blocks(const struct vmrs_store *s);
+
+/* index.c: the LMDB block index and the pack files. */
+int vmrs_index_open(struct vmrs_store *s);
+void vmrs_index_close(struct vmrs_store *s);
+/* A read transaction per thread; vmrs_index_get returns 0 or -ENOENT. */
+void *vmrs_index_reader(struct vmrs_store *s);
+void vmrs_index_reader_end(void *rtxn);
+int vmrs_index_get(struct vmrs_store *s, void *rtxn, const uint8_t id[VMRS_HASH_LEN],
+		   struct vmrs_loc *loc);
+struct vmrs_newblock {
+	uint8_t id[VMRS_HASH_LEN];
+	struct vmrs_loc loc;
+	bool replace;		/* the indexed copy was damaged */
+};
+int vmrs_index_commit(struct vmrs_store *s, const struct vmrs_newblock *nb, uint64_t n);
+uint64_t vmrs_index_count(struct vmrs_store *s);
+
+/* Appends sealed blocks to a pack file of its own; one per thread. */
+struct vmrs_pack_writer {
+	struct vmrs_store *s;
+	int fd;
+	uint64_t id, off;
+	char tmp[4096];
+};
+int vmrs_pack_append(struct vmrs_pack_writer *w, const uint8_t *data, uint32_t len,
+		     struct vmrs_loc *loc);
+/* fsyncs the pack and renames it into place (no directory fsync). */
+int vmrs_pack_finish(struct vmrs_pack_writer *w);
+void vmrs_pack_abort(struct vmrs_pack_writer *w);
+int vmrs_sync_packs(const struct vmrs_store *s);
+void vmrs_pack_path(const struct vmrs_store *s, uint64_t pack, char *path, size_t len);
+/* Reads a block; a cache of open pack files is shared by threads. */
+int vmrs_block_read(struct vmrs_store *s, const struct vmrs_loc *loc, uint8_t *buf);
+void vmrs_pack_cache_drop(struct vmrs_store *s);
 
 int vmrs_key_create(const char *path);
 int vmrs_key_load(const char *path, uint8_t key[VMRS_KEY_LEN]);
 
 bool vmrs_name_ok(const char *name);
-int vmrs_manifest_write(const struct vmrs_store *s, const char *name,
-			const uint8_t key[VMRS_KEY_LEN], const struct vmrs_manifest *m);
+int vmrs_manifest_write(const struct vmrs_store *s, const uint8_t key[VMRS_KEY_LEN],
+			struct vmrs_manifest *m, const struct vmrs_manifest *base);
+/* Reads @name and its bases; fails if any is not what it claims to be. */
 int vmrs_manifest_read(const struct vmrs_store *s, const char *name,
 		       const uint8_t key[VMRS_KEY_LEN], struct vmrs_manifest *m);
-/* The clear-text block references of a manifest (what gc needs, no key). */
-int vmrs_manifest_refs(const struct vmrs_store *s, const char *name,
-		       uint8_t (**ids)[VMRS_HASH_LEN], uint64_t *n);
+/* The clear part of a manifest, and optionally its block references. */
+int vmrs_manifest_header(const struct vmrs_store *s, const char *name,
+			 struct vmrs_mhdr *h, uint8_t (**ids)[VMRS_HASH_LEN],
+			 uint64_t *file_size);
 void vmrs_manifest_free(struct vmrs_manifest *m);
+/* Serialises replacing and deleting manifests against saves on them. */
+int vmrs_manifest_lock(const struct vmrs_store *s);
+void vmrs_manifest_unlock(int fd);
+int vmrs_dependents(const struct vmrs_store *s, const char *name, char *first, size_t len);
+
+struct vmrs_gc_stats {
+	uint64_t blocks_removed, blocks_kept, packs_removed, packs_rewritten;
+	uint64_t bytes_freed, tmps;
+};
+int vmrs_index_gc(struct vmrs_store *s, uint8_t (*live)[VMRS_HASH_LEN], uint64_t nlive,
+		  struct vmrs_gc_stats *st);
+/* Sum of the stored lengths of @ids (missing ones count 0). */
+uint64_t vmrs_index_bytes(struct vmrs_store *s, uint8_t (*ids)[VMRS_HASH_LEN], uint64_t n);
+/* Names of the manifests, sorted; returns the count or -1. */
+int vmrs_manifest_names(const struct vmrs_store *s, char ***names);
+/* Removes manifests' temporaries of killed saves (under the exclusive lock). */
+uint64_t vmrs_manifest_tmps_remove(const struct vmrs_store *s);
+void vmrs_names_free(char **names, int n);
 
 int vmrs_write_file_atomic(const char *dir, const char *name, const void *buf,
 			   size_t len);
+int vmrs_fsync_dir(const char *dir);
+char *vmrs_read_file(const char *path, size_t *len);
+int vmrs_pread_all(int fd, void *buf, size_t len, off_t off);
+int vmrs_pwrite_all(int fd, const void *buf, size_t len, off_t off);
+int vmrs_cmp_id(const void *a, const void *b);
 void vmrs_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

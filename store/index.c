@@ -1,0 +1,507 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * index.c - pack files and the block index
+ *
+ * Sealed blocks are appended to pack files (one open pack per saving
+ * thread, fsynced once when it is finished), and an LMDB B-tree maps each
+ * block ID to (pack, offset, length). LMDB keeps the index on disk and
+ * pages in only what lookups touch, so a store of 100 M blocks needs no
+ * more memory than one of a thousand; its readers never block, and one
+ * write transaction per save adds that save's blocks.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store.h"
+
+#define PACK_MAGIC	"VMRSPAK1"
+#define PACK_HDR	16
+#define FD_SLOTS	4096
+
+struct fd_slot {
+	uint64_t pack;
+	int fd;		/* 0 = empty (fd 0 is never a pack: stdin is open) */
+};
+
+struct vmrs_index {
+	MDB_env *env;
+	MDB_dbi dbi;
+	pthread_mutex_t lock;
+	struct fd_slot fds[FD_SLOTS];
+	int nfds;
+};
+
+struct idx_val {
+	uint64_t pack, off;
+	uint32_t len, pad;
+};
+
+static int lmdb_err(const char *root, const char *what, int rc)
+{
+	vmrs_err("'%s/index': %s: %s", root, what, mdb_strerror(rc));
+	return -1;
+}
+
+int vmrs_index_open(struct vmrs_store *s)
+{
+	struct vmrs_index *x = calloc(1, sizeof(*x));
+	char path[PATH_MAX];
+	MDB_txn *t;
+	int rc, dead;
+
+	if (!x)
+		return -1;
+	pthread_mutex_init(&x->lock, NULL);
+	s->idx = x;
+	snprintf(path, sizeof(path), "%s/index", s->root);
+	rc = mdb_env_create(&x->env);
+	if (!rc)
+		rc = mdb_env_set_mapsize(x->env, 1ULL << 40);	/* address space only */
+	if (!rc)
+		rc = mdb_env_set_maxreaders(x->env, 1024);
+	if (!rc)
+		rc = mdb_env_open(x->env, path, MDB_NOSUBDIR | MDB_NOTLS, 0644);
+	if (rc)
+		return lmdb_err(s->root, "open", rc);
+	/* Reader slots of killed processes would pin old pages forever. */
+	mdb_reader_check(x->env, &dead);
+	rc = mdb_txn_begin(x->env, NULL, 0, &t);
+	if (!rc)
+		rc = mdb_dbi_open(t, NULL, 0, &x->dbi);
+	if (!rc)
+		rc = mdb_txn_commit(t);
+	return rc ? lmdb_err(s->root, "open", rc) : 0;
+}
+
+void vmrs_pack_cache_drop(struct vmrs_store *s)
+{
+	struct vmrs_index *x = s->idx;
+
+	if (!x)
+		return;
+	for (int i = 0; i < FD_SLOTS; i++)
+		if (x->fds[i].fd > 0) {
+			close(x->fds[i].fd);
+			x->fds[i].fd = 0;
+		}
+	x->nfds = 0;
+}
+
+void vmrs_index_close(struct vmrs_store *s)
+{
+	struct vmrs_index *x = s->idx;
+
+	if (!x)
+		return;
+	vmrs_pack_cache_drop(s);
+	if (x->env)
+		mdb_env_close(x->env);
+	pthread_mutex_destroy(&x->lock);
+	free(x);
+	s->idx = NULL;
+}
+
+void *vmrs_index_reader(struct vmrs_store *s)
+{
+	MDB_txn *t;
+
+	return mdb_txn_begin(s->idx->env, NULL, MDB_RDONLY, &t) ? NULL : t;
+}
+
+void vmrs_index_reader_end(void *rtxn)
+{
+	if (rtxn)
+		mdb_txn_abort(rtxn);
+}
+
+int vmrs_index_get(struct vmrs_store *s, void *rtxn, const uint8_t id[VMRS_HASH_LEN],
+		   struct vmrs_loc *loc)
+{
+	MDB_val k = { VMRS_HASH_LEN, (void *)id }, v;
+	struct idx_val iv;
+
+	if (!rtxn || mdb_get(rtxn, s->idx->dbi, &k, &v) || v.mv_size != sizeof(iv))
+		return -ENOENT;
+	memcpy(&iv, v.mv_data, sizeof(iv));
+	loc->pack = iv.pack;
+	loc->off = iv.off;
+	loc->len = iv.len;
+	return 0;
+}
+
+int vmrs_index_commit(struct vmrs_store *s, const struct vmrs_newblock *nb, uint64_t n)
+{
+	MDB_txn *t;
+	int rc;
+
+	rc = mdb_txn_begin(s->idx->env, NULL, 0, &t);
+	if (rc)
+		return lmdb_err(s->root, "begin", rc);
+	for (uint64_t i = 0; i < n && !rc; i++) {
+		struct idx_val iv = { nb[i].loc.pack, nb[i].loc.off, nb[i].loc.len, 0 };
+		MDB_val k = { VMRS_HASH_LEN, (void *)nb[i].id }, v = { sizeof(iv), &iv };
+
+		/* Another save may have stored the same block since: keep one. */
+		rc = mdb_put(t, s->idx->dbi, &k, &v, nb[i].replace ? 0 : MDB_NOOVERWRITE);
+		if (rc == MDB_KEYEXIST)
+			rc = 0;
+	}
+	if (rc) {
+		mdb_txn_abort(t);
+		return lmdb_err(s->root, "add", rc);
+	}
+	rc = mdb_txn_commit(t);
+	return rc ? lmdb_err(s->root, "commit", rc) : 0;
+}
+
+uint64_t vmrs_index_count(struct vmrs_store *s)
+{
+	MDB_txn *t;
+	MDB_stat st;
+	uint64_t n = 0;
+
+	if (mdb_txn_begin(s->idx->env, NULL, MDB_RDONLY, &t))
+		return 0;
+	if (!mdb_stat(t, s->idx->dbi, &st))
+		n = st.ms_entries;
+	mdb_txn_abort(t);
+	return n;
+}
+
+void vmrs_pack_path(const struct vmrs_store *s, uint64_t pack, char *path, size_t len)
+{
+	snprintf(path, len, "%s/packs/%016" PRIx64, s->root, pack);
+}
+
+static int pack_start(struct vmrs_pack_writer *w)
+{
+	uint8_t hdr[PACK_HDR];
+
+	if (vmrs_random(&w->id, sizeof(w->id)))
+		return -EIO;
+	snprintf(w->tmp, sizeof(w->tmp), "%s/packs/.tmp.%016" PRIx64, w->s->root, w->id);
+	w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (w->fd < 0)
+		return -errno;
+	memcpy(hdr, PACK_MAGIC, 8);
+	memcpy(hdr + 8, &w->id, 8);
+	w->off = PACK_HDR;
+	return vmrs_pwrite_all(w->fd, hdr, PACK_HDR, 0);
+}
+
+int vmrs_pack_finish(struct vmrs_pack_writer *w)
+{
+	char path[PATH_MAX];
+	int ret = 0;
+
+	if (w->fd <= 0)
+		return 0;
+	if (fsync(w->fd))
+		ret = -errno;
+	close(w->fd);
+	w->fd = 0;
+	vmrs_pack_path(w->s, w->id, path, sizeof(path));
+	if (!ret && rename(w->tmp, path))
+		ret = -errno;
+	if (ret)
+		unlink(w->tmp);
+	return ret;
+}
+
+void vmrs_pack_abort(struct vmrs_pack_writer *w)
+{
+	if (w->fd <= 0)
+		return;
+	close(w->fd);
+	w->fd = 0;
+	unlink(w->tmp);
+}
+
+int vmrs_pack_append(struct vmrs_pack_writer *w, const uint8_t *data, uint32_t len,
+		     struct vmrs_loc *loc)
+{
+	int ret;
+
+	if (w->fd > 0 && w->off + len > VMRS_PACK_MAX) {
+		ret = vmrs_pack_finish(w);
+		if (ret)
+			return ret;
+	}
+	if (w->fd <= 0) {
+		ret = pack_start(w);
+		if (ret)
+			return ret;
+	}
+	ret = vmrs_pwrite_all(w->fd, data, len, (off_t)w->off);
+	if (ret)
+		return ret;
+	loc->pack = w->id;
+	loc->off = w->off;
+	loc->len = len;
+	w->off += len;
+	return 0;
+}
+
+int vmrs_sync_packs(const struct vmrs_store *s)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/packs", s->root);
+	return vmrs_fsync_dir(path);
+}
+
+/* Open pack files stay cached, up to a share of the descriptor limit. */
+#define FD_CACHED_MAX	512
+
+static int pack_fd(struct vmrs_store *s, uint64_t pack, bool *owned)
+{
+	struct vmrs_index *x = s->idx;
+	uint32_t h = (uint32_t)(pack * 0x9e3779b97f4a7c15ULL >> 52) % FD_SLOTS;
+	char path[PATH_MAX];
+	int fd = -1;
+
+	*owned = false;
+	pthread_mutex_lock(&x->lock);
+	for (uint32_t i = 0; i < FD_SLOTS; i++) {
+		struct fd_slot *sl = &x->fds[(h + i) % FD_SLOTS];
+
+		if (sl->fd > 0 && sl->pack == pack) {
+			fd = sl->fd;
+			break;
+		}
+		if (sl->fd <= 0) {
+			vmrs_pack_path(s, pack, path, sizeof(path));
+			fd = open(path, O_RDONLY | O_CLOEXEC);
+			if (fd > 0 && x->nfds < FD_CACHED_MAX) {
+				sl->fd = fd;
+				sl->pack = pack;
+				x->nfds++;
+			} else if (fd > 0) {
+				*owned = true;
+			}
+			break;
+		}
+	}
+	pthread_mutex_unlock(&x->lock);
+	return fd;
+}
+
+/* 0, -ENOENT (no such pack) or -ENODATA (the pack is too short). */
+int vmrs_block_read(struct vmrs_store *s, const struct vmrs_loc *loc, uint8_t *buf)
+{
+	bool owned;
+	int fd = pack_fd(s, loc->pack, &owned), ret;
+
+	if (fd < 0)
+		return -ENOENT;
+	ret = vmrs_pread_all(fd, buf, loc->len, (off_t)loc->off);
+	if (owned)
+		close(fd);
+	return ret;
+}
+
+uint64_t vmrs_index_bytes(struct vmrs_store *s, uint8_t (*ids)[VMRS_HASH_LEN], uint64_t n)
+{
+	void *t = vmrs_index_reader(s);
+	struct vmrs_loc loc;
+	uint64_t sum = 0;
+
+	for (uint64_t i = 0; i < n; i++)
+		if (!vmrs_index_get(s, t, ids[i], &loc))
+			sum += loc.len;
+	vmrs_index_reader_end(t);
+	return sum;
+}
+
+struct pack_info {
+	uint64_t id, size, live;
+	bool rewrite;
+};
+
+static int cmp_pack(const void *a, const void *b)
+{
+	const struct pack_info *x = a, *y = b;
+
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static struct pack_info *find_pack(struct pack_info *p, size_t n, uint64_t id)
+{
+	struct pack_info key = { .id = id };
+
+	return n ? bsearch(&key, p, n, sizeof(*p), cmp_pack) : NULL;
+}
+
+/*
+ * Called under the exclusive store lock: no save is between its first
+ * block and its manifest, so an index entry no manifest lists, a pack no
+ * entry points into and a temporary file are all garbage. Packs that are
+ * mostly garbage are rewritten: the live blocks are copied to a new pack
+ * (fsynced), the index switched to it (one commit), then the old one
+ * removed, so a crash at any point loses nothing.
+ */
+int vmrs_index_gc(struct vmrs_store *s, uint8_t (*live)[VMRS_HASH_LEN], uint64_t nlive,
+		  struct vmrs_gc_stats *st)
+{
+	struct vmrs_index *x = s->idx;
+	struct pack_info *packs = NULL, *pi;
+	struct vmrs_newblock *nb = NULL;
+	struct vmrs_pack_writer w = { .s = s };
+	size_t npacks = 0, nnb = 0, nbcap = 0;
+	char path[PATH_MAX + 300], dir[PATH_MAX];
+	uint8_t *buf = malloc(VMRS_MAX_BLOCK + VMRS_TAG_LEN);
+	MDB_cursor *cur;
+	MDB_val k, v;
+	MDB_txn *t;
+	struct dirent *d;
+	struct stat sb;
+	DIR *dd;
+	int rc, ret = -1;
+
+	memset(st, 0, sizeof(*st));
+	snprintf(dir, sizeof(dir), "%s/packs", s->root);
+	dd = opendir(dir);
+	if (!dd || !buf) {
+		vmrs_err("'%s': %s", dir, strerror(errno));
+		goto out;
+	}
+	while ((d = readdir(dd))) {
+		struct pack_info *g;
+		uint8_t idb[8];
+
+		snprintf(path, sizeof(path), "%s/%s", dir, d->d_name);
+		if (!strncmp(d->d_name, ".tmp.", 5)) {
+			st->tmps += !unlink(path);
+			continue;
+		}
+		if (d->d_name[0] == '.' || vmrs_unhex(d->d_name, idb, 8) || stat(path, &sb))
+			continue;
+		g = realloc(packs, (npacks + 1) * sizeof(*packs));
+		if (!g) {
+			closedir(dd);
+			goto out;
+		}
+		packs = g;
+		packs[npacks].id = strtoull(d->d_name, NULL, 16);
+		packs[npacks].size = (uint64_t)sb.st_size;
+		packs[npacks].live = 0;
+		packs[npacks].rewrite = false;
+		npacks++;
+	}
+	closedir(dd);
+	if (npacks)
+		qsort(packs, npacks, sizeof(*packs), cmp_pack);
+
+	/* Drop the entries no manifest lists; count what each pack keeps. */
+	rc = mdb_txn_begin(x->env, NULL, 0, &t);
+	if (!rc)
+		rc = mdb_cursor_open(t, x->dbi, &cur);
+	if (rc) {
+		lmdb_err(s->root, "gc", rc);
+		goto out;
+	}
+	while (!(rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))) {
+		struct idx_val iv;
+
+		if (k.mv_size != VMRS_HASH_LEN || v.mv_size != sizeof(iv))
+			continue;
+		memcpy(&iv, v.mv_data, sizeof(iv));
+		if (nlive && bsearch(k.mv_data, live, nlive, VMRS_HASH_LEN, vmrs_cmp_id)) {
+			pi = find_pack(packs, npacks, iv.pack);
+			if (pi)
+				pi->live += iv.len;
+			st->blocks_kept++;
+			continue;
+		}
+		rc = mdb_cursor_del(cur, 0);
+		if (rc)
+			break;
+		st->blocks_removed++;
+	}
+	mdb_cursor_close(cur);
+	if (rc != MDB_NOTFOUND || (rc = mdb_txn_commit(t))) {
+		if (rc != MDB_NOTFOUND)
+			mdb_txn_abort(t);
+		lmdb_err(s->root, "gc", rc);
+		goto out;
+	}
+
+	for (size_t i = 0; i < npacks; i++)
+		packs[i].rewrite = packs[i].live && packs[i].live < (packs[i].size - PACK_HDR) / 2;
+	/* Copy the live blocks of mostly-dead packs (no key: they stay sealed). */
+	rc = mdb_txn_begin(x->env, NULL, MDB_RDONLY, &t);
+	if (!rc)
+		rc = mdb_cursor_open(t, x->dbi, &cur);
+	if (rc) {
+		lmdb_err(s->root, "gc", rc);
+		goto out;
+	}
+	while (!mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		struct idx_val iv;
+		struct vmrs_loc from, to;
+
+		if (k.mv_size != VMRS_HASH_LEN || v.mv_size != sizeof(iv))
+			continue;
+		memcpy(&iv, v.mv_data, sizeof(iv));
+		pi = find_pack(packs, npacks, iv.pack);
+		if (!pi || !pi->rewrite || iv.len > VMRS_MAX_BLOCK + VMRS_TAG_LEN)
+			continue;
+		from = (struct vmrs_loc){ iv.pack, iv.off, iv.len };
+		if (vmrs_block_read(s, &from, buf) || vmrs_pack_append(&w, buf, iv.len, &to)) {
+			/* An unreadable block stays where it is, for verify to report. */
+			pi->rewrite = false;
+			continue;
+		}
+		if (nnb == nbcap) {
+			struct vmrs_newblock *g;
+
+			nbcap = nbcap ? 2 * nbcap : 1024;
+			g = realloc(nb, nbcap * sizeof(*nb));
+			if (!g) {
+				mdb_cursor_close(cur);
+				mdb_txn_abort(t);
+				goto out;
+			}
+			nb = g;
+		}
+		memcpy(nb[nnb].id, k.mv_data, VMRS_HASH_LEN);
+		nb[nnb].loc = to;
+		nb[nnb].replace = true;
+		nnb++;
+	}
+	mdb_cursor_close(cur);
+	mdb_txn_abort(t);
+	if (vmrs_pack_finish(&w) || vmrs_sync_packs(s) ||
+	    (nnb && vmrs_index_commit(s, nb, nnb)))
+		goto out;
+	vmrs_pack_cache_drop(s);
+	for (size_t i = 0; i < npacks; i++) {
+		if (packs[i].live && !packs[i].rewrite)
+			continue;
+		vmrs_pack_path(s, packs[i].id, path, sizeof(path));
+		if (!unlink(path)) {
+			st->bytes_freed += packs[i].size - packs[i].live;
+			if (packs[i].live)
+				st->packs_rewritten++;
+			else
+				st->packs_removed++;
+		}
+	}
+	ret = vmrs_sync_packs(s) ? -1 : 0;
+out:
+	vmrs_pack_abort(&w);
+	free(buf);
+	free(packs);
+	free(nb);
+	return ret;
+}
