@@ -34,7 +34,10 @@ fi
 # Every test name, including those only the debug kernel runs.
 { make -s -C "$top/selftests" list; make -s -C "$top/selftests" list-debug; } |
 	sort -u > "$build/tests.list"
-if [ -n "$only" ] && ! grep -qx "${only%%/*}" "$build/tests.list"; then
+make -s -C "$top/selftests" host-list > "$build/host-tests.list"
+if [ -n "$only" ] && grep -qx "${only%%/*}" "$build/host-tests.list"; then
+	set --		# a host test: no VM
+elif [ -n "$only" ] && ! grep -qx "${only%%/*}" "$build/tests.list"; then
 	echo "check.sh: no test named '${only%%/*}'; tests: $(tr '\n' ' ' < "$build/tests.list")" >&2
 	exit 2
 fi
@@ -153,6 +156,25 @@ for kver in "$@"; do
 	before=$fail
 	parse "$KREL" "$RES" "$LOG"
 	[ "$fail" = "$before" ] || echo "# [$KREL] console log: $LOG, test output: $RES"
+done
+
+# Host tests (HOST_TESTS in selftests/Makefile): TAP lines, counted alike.
+for t in $(cat "$build/host-tests.list"); do
+	[ -z "$only" ] || [ "${only%%/*}" = "$t" ] || continue
+	echo "# host: $t"
+	cases=0 bad=0 rc=0
+	while IFS= read -r line; do
+		case "$line" in
+		"vmreset-host-exit "*) rc=${line#vmreset-host-exit } ;;
+		"not ok "*) cases=$((cases + 1)) bad=1; report fail "not ok [host] $t: ${line#not ok [0-9]* }" ;;
+		"ok "*"# SKIP"*) cases=$((cases + 1)); report skip "ok [host] $t: ${line#ok [0-9]* }" ;;
+		"ok "*) cases=$((cases + 1)); report ok "ok [host] $t: ${line#ok [0-9]* }" ;;
+		"#"*) echo "    $line" ;;
+		esac
+	done < <("$top/selftests/$t" 2>&1; echo "vmreset-host-exit $?")
+	if [ "$cases" = 0 ] || { [ "$rc" != 0 ] && [ "$bad" = 0 ]; }; then
+		report fail "not ok [host] $t: exited with status $rc"
+	fi
 done
 
 echo "$pass passed, $fail failed, $skip skipped"

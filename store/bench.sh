@@ -2,16 +2,18 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # bench.sh - native numbers for docs/store.md: save/load throughput per
-# thread count, and stored bytes against block size for (a) a second save
-# after 1% of the pages changed and (b) ten clones that each changed 1%.
+# thread count, and stored bytes against block size for (a) an incremental
+# save after 1% of the pages changed and (b) ten clones that each changed
+# 1%, each saved on the original.
 #
-#   store/bench.sh [DIR] [SIZE_MIB] [all|throughput|blocks]
-#   (DIR on tmpfs measures CPU, not disk)
+#   store/bench.sh [DIR] [SIZE_MIB] [all|throughput|blocks] [RUNS]
+#   (DIR on tmpfs measures CPU, not disk; throughput is the best of RUNS)
 set -euo pipefail
 tool=${VMRESET_STORE:-$(dirname "$0")/vmreset-store}
 dir=${1:-/dev/shm/vmrs-bench}
 mib=${2:-256}
 what=${3:-all}
+runs=${4:-3}
 rm -rf "$dir"; mkdir -p "$dir"
 trap 'rm -rf "$dir"' EXIT
 key=$dir/key
@@ -20,16 +22,25 @@ obj=$dir/obj
 head -c $((mib << 20)) /dev/urandom > "$obj"
 
 secs() { /usr/bin/time -f %e "$@" 2>&1 >/dev/null | tail -1; }
+best() { sort -n | head -1; }
+gbs() { echo "scale=3; $mib / 1024 / $1" | bc; }
 
 if [ "$what" != blocks ]; then
-echo "# throughput, $mib MiB of random data, store in $dir"
+echo "# throughput, $mib MiB of random data, store in $dir, best of $runs;" \
+     "load average $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs"
+for bs in 4k 16k; do
 for t in 1 2; do
-	rm -rf "$dir/s"; "$tool" init "$dir/s" >/dev/null
-	s=$(secs "$tool" save "$obj" "$dir/s" --key "$key" --name o -t $t)
-	l=$(secs "$tool" load "$dir/s" o "$dir/out" --key "$key" -t $t)
-	cmp "$obj" "$dir/out"
-	echo "threads $t: save $s s ($(echo "scale=3; $mib / 1024 / $s" | bc) GB/s)," \
-	     "load $l s ($(echo "scale=3; $mib / 1024 / $l" | bc) GB/s)"
+	s=() l=()
+	for r in $(seq 1 "$runs"); do
+		rm -rf "$dir/s"; "$tool" init "$dir/s" --block-size $bs >/dev/null
+		s+=("$(secs "$tool" save "$obj" "$dir/s" --key "$key" --name o -t $t)")
+		l+=("$(secs "$tool" load "$dir/s" o "$dir/out" --key "$key" -t $t)")
+		cmp "$obj" "$dir/out"
+	done
+	sb=$(printf '%s\n' "${s[@]}" | best) lb=$(printf '%s\n' "${l[@]}" | best)
+	echo "block $bs threads $t: save $sb s ($(gbs "$sb") GB/s; runs ${s[*]})," \
+	     "load $lb s ($(gbs "$lb") GB/s; runs ${l[*]})"
+done
 done
 fi
 [ "$what" = throughput ] && exit 0
@@ -48,19 +59,21 @@ with open(f, 'r+b') as fh:
 PY
 }
 
-echo "# block size trade-off, $mib MiB object; bytes = blocks + manifests"
+used() { du -sb --apparent-size "$dir/s/packs" "$dir/s/manifests" "$dir/s/index" |
+	 awk '{s+=$1} END {printf "%d\n", s}'; }
+echo "# block size trade-off, $mib MiB object; bytes = packs + manifests + index;"
+echo "# (a) and (b) are saved with --base (incremental manifests)"
 printf "%8s %14s %14s %14s %10s %10s\n" block first "(a)+1%" "(b)10x1%" "(a)/obj" "(b)/obj"
-for bs in 4k 16k 64k 128k 256k 512k; do
+for bs in 4k 8k 16k 64k 128k 256k 512k; do
 	rm -rf "$dir/s"; "$tool" init "$dir/s" --block-size $bs >/dev/null
-	used() { du -sb --apparent-size "$dir/s/blocks" "$dir/s/manifests" | awk '{s+=$1} END {printf "%d\n", s}'; }
 	"$tool" save "$obj" "$dir/s" --key "$key" --name base >/dev/null
 	u0=$(used)
 	cp "$obj" "$dir/c"; mutate "$dir/c" 1
-	"$tool" save "$dir/c" "$dir/s" --key "$key" --name a >/dev/null
+	"$tool" save "$dir/c" "$dir/s" --key "$key" --name a --base base >/dev/null
 	ua=$(( $(used) - u0 ))
 	for i in $(seq 1 10); do
 		cp "$obj" "$dir/c"; mutate "$dir/c" $((100 + i))
-		"$tool" save "$dir/c" "$dir/s" --key "$key" --name clone$i >/dev/null
+		"$tool" save "$dir/c" "$dir/s" --key "$key" --name clone$i --base base >/dev/null
 	done
 	ub=$(( $(used) - u0 - ua ))
 	printf "%8s %14d %14d %14d %9.2f%% %9.2f%%\n" $bs $u0 $ua $ub \

@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -25,26 +24,24 @@ static const uint8_t zero_nonce[VMRS_NONCE_LEN];
 
 static EVP_MD *md_sha256;
 static EVP_CIPHER *aes_gcm;
-static EVP_MAC *mac_hmac;
 static pthread_once_t fetch_once = PTHREAD_ONCE_INIT;
 
 static void fetch(void)
 {
 	md_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
 	aes_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
-	mac_hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
 }
 
 static bool fetched(void)
 {
 	pthread_once(&fetch_once, fetch);
-	return md_sha256 && aes_gcm && mac_hmac;
+	return md_sha256 && aes_gcm;
 }
 
 struct vmrs_crypto {
 	EVP_MD_CTX *md;
 	EVP_CIPHER_CTX *enc, *dec;
-	EVP_MAC_CTX *mac;	/* keyed with the salt once */
+	uint8_t salt[VMRS_HASH_LEN];
 };
 
 void vmrs_crypto_free(struct vmrs_crypto *c)
@@ -54,27 +51,21 @@ void vmrs_crypto_free(struct vmrs_crypto *c)
 	EVP_MD_CTX_free(c->md);
 	EVP_CIPHER_CTX_free(c->enc);
 	EVP_CIPHER_CTX_free(c->dec);
-	EVP_MAC_CTX_free(c->mac);
 	free(c);
 }
 
 struct vmrs_crypto *vmrs_crypto_new(const uint8_t salt[VMRS_HASH_LEN])
 {
 	struct vmrs_crypto *c = calloc(1, sizeof(*c));
-	OSSL_PARAM p[] = {
-		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
-		OSSL_PARAM_construct_end(),
-	};
-	static const uint8_t nosalt[VMRS_HASH_LEN];
 
 	if (!c || !fetched())
 		goto err;
+	if (salt)
+		memcpy(c->salt, salt, VMRS_HASH_LEN);
 	c->md = EVP_MD_CTX_new();
 	c->enc = EVP_CIPHER_CTX_new();
 	c->dec = EVP_CIPHER_CTX_new();
-	c->mac = EVP_MAC_CTX_new(mac_hmac);
-	if (!c->md || !c->enc || !c->dec || !c->mac ||
-	    !EVP_MAC_init(c->mac, salt ? salt : nosalt, VMRS_HASH_LEN, p) ||
+	if (!c->md || !c->enc || !c->dec ||
 	    !EVP_EncryptInit_ex2(c->enc, aes_gcm, NULL, NULL, NULL) ||
 	    !EVP_DecryptInit_ex2(c->dec, aes_gcm, NULL, NULL, NULL))
 		goto err;
@@ -87,21 +78,28 @@ err:
 /* OpenSSL's update calls take int lengths: feed them in slices. */
 #define SLICE	(1U << 30)
 
-static int mac2(EVP_MAC_CTX *mac, const char *label, const uint8_t h[VMRS_HASH_LEN],
-		uint8_t out[VMRS_HASH_LEN])
+static int sha(EVP_MD_CTX *md, const void *a, size_t alen, const void *b, size_t blen,
+	       const void *c, size_t clen, uint8_t out[VMRS_HASH_LEN])
 {
-	size_t olen;
+	unsigned int n;
 
-	/* A NULL key re-initialises with the key set at creation. */
-	return EVP_MAC_init(mac, NULL, 0, NULL) &&
-	       EVP_MAC_update(mac, (const uint8_t *)label, strlen(label) + 1) &&
-	       EVP_MAC_update(mac, h, VMRS_HASH_LEN) &&
-	       EVP_MAC_final(mac, out, &olen, VMRS_HASH_LEN) ? 0 : -1;
+	return EVP_DigestInit_ex2(md, md_sha256, NULL) &&
+	       EVP_DigestUpdate(md, a, alen) &&
+	       (!blen || EVP_DigestUpdate(md, b, blen)) &&
+	       (!clen || EVP_DigestUpdate(md, c, clen)) &&
+	       EVP_DigestFinal_ex(md, out, &n) ? 0 : -1;
 }
 
+/*
+ * K and id are SHA-256 of fixed-length inputs (label, salt, H), where a
+ * salt prefix is as good a PRF as HMAC (no length extension possible) at
+ * a third of the cost; per 4 KiB block the MAC calls cost as much as
+ * hashing the block.
+ */
 int vmrs_block_name(struct vmrs_crypto *c, const void *plain, size_t len,
 		    uint8_t key[VMRS_KEY_LEN], uint8_t id[VMRS_HASH_LEN])
 {
+	static const char klabel[16] = "vmreset-store K", ilabel[16] = "vmreset-store id";
 	uint8_t h[VMRS_HASH_LEN];
 	unsigned int hl;
 
@@ -109,7 +107,8 @@ int vmrs_block_name(struct vmrs_crypto *c, const void *plain, size_t len,
 	    !EVP_DigestUpdate(c->md, plain, len) ||
 	    !EVP_DigestFinal_ex(c->md, h, &hl))
 		return -1;
-	return mac2(c->mac, "key", h, key) || mac2(c->mac, "id", h, id) ? -1 : 0;
+	return sha(c->md, klabel, 16, c->salt, VMRS_HASH_LEN, h, VMRS_HASH_LEN, key) ||
+	       sha(c->md, ilabel, 16, c->salt, VMRS_HASH_LEN, h, VMRS_HASH_LEN, id) ? -1 : 0;
 }
 
 static int gcm_seal(EVP_CIPHER_CTX *c, const uint8_t *key, const uint8_t *nonce,

@@ -23,8 +23,8 @@ void vmrs_crypto_free(struct vmrs_crypto *c);
 /*
  * Convergent block naming, one SHA-256 pass over the plaintext:
  *   H  = SHA-256(P)
- *   K  = HMAC-SHA256(salt, "key" || H)
- *   id = HMAC-SHA256(salt, "id" || H)
+ *   K  = SHA-256("vmreset-store K\0" || salt || H)
+ *   id = SHA-256("vmreset-store id" || salt || H)
  */
 int vmrs_block_name(struct vmrs_crypto *c, const void *plain, size_t len,
 		    uint8_t key[VMRS_KEY_LEN], uint8_t id[VMRS_HASH_LEN]);
