@@ -21,6 +21,7 @@
 
 #include "cmd.h"
 #include "store.h"
+#include "util.h"
 
 enum job_op { OP_SAVE, OP_LOAD, OP_VERIFY };
 
@@ -418,9 +419,9 @@ static int read_dirty_file(const struct vmrs_opts *o, uint8_t *dirty, uint64_t n
 			   uint32_t bs)
 {
 	FILE *f = fopen(o->dirty_file, "r");
-	unsigned long long off, len;
-	char line[256], *end;
-	int ln = 0;
+	char line[256], copy[256], *tok[3], *save;
+	uint64_t off, len;
+	int ln = 0, n;
 
 	if (!f) {
 		vmrs_err("dirty list '%s': %s", o->dirty_file, strerror(errno));
@@ -428,22 +429,18 @@ static int read_dirty_file(const struct vmrs_opts *o, uint8_t *dirty, uint64_t n
 	}
 	while (fgets(line, sizeof(line), f)) {
 		ln++;
-		if (line[0] == '#' || line[0] == '\n')
+		line[strcspn(line, "\n")] = 0;
+		if (line[0] == '#' || !line[0])
 			continue;
-		errno = 0;
-		off = strtoull(line, &end, 0);
-		if (!errno && end != line && (*end == ' ' || *end == '\t')) {
-			char *s2 = end;
-
-			len = strtoull(s2, &end, 0);
-			if (errno || end == s2 || (*end && *end != '\n'))
-				errno = EINVAL;
-		} else {
-			errno = EINVAL;
-		}
-		if (errno || line[0] == '-' || strchr(line, '-')) {
-			vmrs_err("dirty list '%s' line %d: expected 'OFFSET LENGTH', got '%.*s'",
-				 o->dirty_file, ln, (int)strcspn(line, "\n"), line);
+		snprintf(copy, sizeof(copy), "%s", line);
+		n = 0;
+		for (char *t = strtok_r(copy, " \t", &save); t && n < 3;
+		     t = strtok_r(NULL, " \t", &save))
+			tok[n++] = t;
+		if (n != 2 || vmr_parse_u64(tok[0], &off) || vmr_parse_u64(tok[1], &len) ||
+		    off + len < off) {
+			vmrs_err("dirty list '%s' line %d: expected 'OFFSET LENGTH', got '%s'",
+				 o->dirty_file, ln, line);
 			fclose(f);
 			return -1;
 		}

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "store.h"
+#include "util.h"
 
 #define PACK_MAGIC	"VMRSPAK1"
 #define PACK_HDR	16
@@ -174,6 +175,22 @@ uint64_t vmrs_index_count(struct vmrs_store *s)
 		return 0;
 	if (!mdb_stat(t, s->idx->dbi, &st))
 		n = st.ms_entries;
+	mdb_txn_abort(t);
+	return n;
+}
+
+/* Pages the B-tree uses (the file may hold free pages LMDB reuses). */
+uint64_t vmrs_index_bytes_used(struct vmrs_store *s)
+{
+	MDB_txn *t;
+	MDB_stat st;
+	uint64_t n = 0;
+
+	if (mdb_txn_begin(s->idx->env, NULL, MDB_RDONLY, &t))
+		return 0;
+	if (!mdb_stat(t, s->idx->dbi, &st))
+		n = (uint64_t)(st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages) *
+		    st.ms_psize;
 	mdb_txn_abort(t);
 	return n;
 }
@@ -416,7 +433,7 @@ int vmrs_index_gc(struct vmrs_store *s, uint8_t (*live)[VMRS_HASH_LEN], uint64_t
 		if (k.mv_size != VMRS_HASH_LEN || v.mv_size != sizeof(iv))
 			continue;
 		memcpy(&iv, v.mv_data, sizeof(iv));
-		if (nlive && bsearch(k.mv_data, live, nlive, VMRS_HASH_LEN, vmrs_cmp_id)) {
+		if (nlive && bsearch(k.mv_data, live, nlive, VMRS_HASH_LEN, vmr_cmp_id)) {
 			pi = find_pack(packs, npacks, iv.pack);
 			if (pi)
 				pi->live += iv.len;

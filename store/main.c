@@ -5,6 +5,7 @@
  * Exit codes: 0 ok, 1 failed, 2 usage.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 
 #include "cmd.h"
 #include "store.h"
+#include "util.h"
 
 struct subcmd {
 	const char *name;
@@ -40,28 +42,6 @@ static void usage(FILE *f)
 	fprintf(f, "\nSee vmreset-store(1). Exit codes: 0 ok, 1 failed, 2 usage.\n");
 }
 
-/* Digits only (decimal or 0x hex), an optional k/m suffix, no overflow. */
-static int parse_size(const char *s, unsigned long long *out)
-{
-	unsigned int shift = 0;
-	char *end;
-
-	if (!*s || *s == '-' || *s == '+' || *s == ' ')
-		return -1;
-	errno = 0;
-	*out = strtoull(s, &end, 0);
-	if (errno || end == s)
-		return -1;
-	if (*end == 'k' || *end == 'K')
-		shift = 10, end++;
-	else if (*end == 'm' || *end == 'M')
-		shift = 20, end++;
-	if (*end || (shift && *out > (~0ULL >> shift)))
-		return -1;
-	*out <<= shift;
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -83,7 +63,8 @@ int main(int argc, char **argv)
 	};
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	struct vmrs_opts o = { .threads = ncpu < 1 ? 1 : ncpu > 64 ? 64 : (int)ncpu };
-	unsigned long long bs = VMRS_DEFAULT_BLOCK, copies = 1, v;
+	uint64_t bs = VMRS_DEFAULT_BLOCK, v;
+	uint32_t copies = 1, nt;
 	int mode = SALT_MIX, c, nargs;
 	const struct subcmd *cmd;
 	char **args;
@@ -105,14 +86,14 @@ int main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "jpht:k:n:", lo, NULL)) != -1) {
 		switch (c) {
 		case 'b':
-			if (parse_size(optarg, &bs) || bs < VMRS_MIN_BLOCK ||
+			if (vmr_parse_size(optarg, &bs) || bs < VMRS_MIN_BLOCK ||
 			    bs > VMRS_MAX_BLOCK || (bs & (bs - 1))) {
 				vmrs_err("bad block size '%s' (a power of two, 4k to 512k)", optarg);
 				return 2;
 			}
 			break;
 		case 'r':
-			if (parse_size(optarg, &copies) || !copies || copies > VMRS_MAX_COPIES) {
+			if (vmr_parse_u32(optarg, &copies) || !copies || copies > VMRS_MAX_COPIES) {
 				vmrs_err("bad copies '%s' (1 to %d)", optarg, VMRS_MAX_COPIES);
 				return 2;
 			}
@@ -133,7 +114,7 @@ int main(int argc, char **argv)
 		case 'S': o.selector = optarg; break;
 		case 'T': o.state_file = optarg; break;
 		case 'q':
-			if (parse_size(optarg, &v)) {
+			if (vmr_parse_u64(optarg, &v)) {
 				vmrs_err("bad sequence number '%s'", optarg);
 				return 2;
 			}
@@ -142,11 +123,11 @@ int main(int argc, char **argv)
 		case 'p': o.partial = true; break;
 		case 'j': o.json = true; break;
 		case 't':
-			if (parse_size(optarg, &v) || !v || v > 64) {
-				vmrs_err("bad thread count '%s'", optarg);
+			if (vmr_parse_u32(optarg, &nt) || !nt || nt > 64) {
+				vmrs_err("bad thread count '%s' (1 to 64)", optarg);
 				return 2;
 			}
-			o.threads = (int)v;
+			o.threads = (int)nt;
 			break;
 		case 'h':
 			printf("usage: vmreset-store %s\n", cmd->usage);
@@ -178,7 +159,7 @@ int main(int argc, char **argv)
 				 ret == -EEXIST ? "already a store" : strerror(-ret));
 			return 1;
 		}
-		printf("store '%s': block size %llu, copies %llu, salt %s\n", args[0], bs,
+		printf("store '%s': block size %" PRIu64 ", copies %u, salt %s\n", args[0], bs,
 		       copies, vmrs_salt_names[mode]);
 		return 0;
 	}

@@ -17,6 +17,7 @@
 
 #include "cmd.h"
 #include "store.h"
+#include "util.h"
 
 int cmd_gc(const char *store, const struct vmrs_opts *o)
 {
@@ -58,7 +59,7 @@ int cmd_gc(const char *store, const struct vmrs_opts *o)
 		free(ids);
 	}
 	if (nall)
-		qsort(all, nall, VMRS_HASH_LEN, vmrs_cmp_id);
+		qsort(all, nall, VMRS_HASH_LEN, vmr_cmp_id);
 	for (uint64_t i = 0; i < nall; i++)
 		if (!j || memcmp(all[i], all[j - 1], VMRS_HASH_LEN))
 			memcpy(all[j++], all[i], VMRS_HASH_LEN);
@@ -237,6 +238,8 @@ int cmd_list(const char *store, const struct vmrs_opts *o)
 		arr = NULL;
 		err |= put(root, "blocks", json_object_new_int64((int64_t)vmrs_index_count(&s)));
 		err |= put(root, "stored_bytes", json_object_new_int64((int64_t)total));
+		err |= put(root, "index_bytes",
+			   json_object_new_int64((int64_t)vmrs_index_bytes_used(&s)));
 		txt = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN |
 							   JSON_C_TO_STRING_NOSLASHESCAPE);
 		if (!txt || err)

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "store.h"
+#include "util.h"
 
 const char *vmrs_salt_names[] = { "user", "time", "location", "mix", NULL };
 
@@ -43,11 +44,6 @@ void vmrs_err(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
-}
-
-int vmrs_cmp_id(const void *a, const void *b)
-{
-	return memcmp(a, b, VMRS_HASH_LEN);
 }
 
 int vmrs_fsync_dir(const char *dir)
@@ -667,7 +663,7 @@ int vmrs_manifest_write(const struct vmrs_store *s, const uint8_t key[VMRS_KEY_L
 	if (m->blob_len)
 		memcpy(p, m->blob, m->blob_len);
 
-	qsort(refs, nrefs, VMRS_HASH_LEN, vmrs_cmp_id);
+	qsort(refs, nrefs, VMRS_HASH_LEN, vmr_cmp_id);
 	{
 		uint64_t j = 0;
 

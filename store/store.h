@@ -111,6 +111,7 @@ struct vmrs_newblock {
 };
 int vmrs_index_commit(struct vmrs_store *s, const struct vmrs_newblock *nb, uint64_t n);
 uint64_t vmrs_index_count(struct vmrs_store *s);
+uint64_t vmrs_index_bytes_used(struct vmrs_store *s);
 
 /* Appends sealed blocks to a pack file of its own; one per thread. */
 struct vmrs_pack_writer {
@@ -169,7 +170,6 @@ int vmrs_fsync_dir(const char *dir);
 char *vmrs_read_file(const char *path, size_t *len);
 int vmrs_pread_all(int fd, void *buf, size_t len, off_t off);
 int vmrs_pwrite_all(int fd, const void *buf, size_t len, off_t off);
-int vmrs_cmp_id(const void *a, const void *b);
 void vmrs_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif
