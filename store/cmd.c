@@ -46,6 +46,7 @@ struct job {
 	const uint8_t *dirty;		/* save: blocks to read; NULL = all */
 	struct idset ids;
 	uint64_t stop_mid;		/* test hook: stop after this many blocks */
+	uint32_t chunk;			/* blocks a worker takes at a time */
 	atomic_uint_fast64_t next, done_blocks;
 	atomic_uint_fast64_t zero, written, dedup, same, repaired, stored, bytes;
 	atomic_int errors;
@@ -187,27 +188,21 @@ static int add_new(struct job *j, const uint8_t *id, const struct vmrs_loc *loc,
 	return ret;
 }
 
-static int save_block(struct worker *w, uint64_t i, size_t len)
+static int save_block(struct worker *w, uint64_t i, size_t len, const uint8_t *plain)
 {
 	struct job *j = w->j;
 	struct vmrs_entry *e = &j->m->e[i];
-	off_t off = (off_t)(i * j->m->block_size);
 	struct vmrs_loc loc;
 	bool replace = false;
+	uint8_t *out;
 	int ret;
 
-	ret = vmrs_pread_all(j->fd, w->plain, len, off);
-	if (ret) {
-		vmrs_err("%s: read at offset %jd: %s", j->what, (intmax_t)off,
-			 ret == -ENODATA ? "file shrank during the save" : strerror(-ret));
-		return ret;
-	}
-	if (all_zero(w->plain, len)) {
+	if (all_zero(plain, len)) {
 		memset(e, 0, sizeof(*e));
 		atomic_fetch_add(&j->zero, 1);
 		return 0;
 	}
-	if (vmrs_block_name(w->c, w->plain, len, e->key, e->id))
+	if (vmrs_block_name(w->c, plain, len, e->key, e->id))
 		return -EIO;
 	/* Unchanged from the base: the base keeps that block alive. */
 	if (j->base && i < j->base->nblocks &&
@@ -242,9 +237,10 @@ static int save_block(struct worker *w, uint64_t i, size_t len)
 		replace = true;
 		atomic_fetch_add(&j->repaired, 1);
 	}
-	if (vmrs_block_seal(w->c, e->key, w->plain, len, w->sealed))
+	/* Sealed straight into the pack's buffer. */
+	out = vmrs_pack_reserve(w->pw, (uint32_t)(len + VMRS_TAG_LEN), &loc, &ret);
+	if (out && vmrs_block_seal(w->c, e->key, plain, len, out))
 		return -EIO;
-	ret = vmrs_pack_append(w->pw, w->sealed, (uint32_t)(len + VMRS_TAG_LEN), &loc);
 	if (!ret)
 		ret = add_new(j, e->id, &loc, replace);
 	if (ret) {
@@ -256,47 +252,107 @@ static int save_block(struct worker *w, uint64_t i, size_t len)
 	return 0;
 }
 
-static int do_block(struct worker *w, uint64_t i)
+static size_t block_len(const struct job *j, uint64_t i)
+{
+	uint64_t off = i * j->m->block_size;
+
+	return j->m->size - off < j->m->block_size ? j->m->size - off : j->m->block_size;
+}
+
+/* Save: read each run of wanted blocks of the chunk with one pread. */
+static int save_chunk(struct worker *w, uint64_t i0, uint64_t i1)
 {
 	struct job *j = w->j;
-	struct vmrs_entry *e = &j->m->e[i];
-	off_t off = (off_t)(i * j->m->block_size);
-	size_t len = j->m->size - (uint64_t)off < j->m->block_size ?
-		     j->m->size - (uint64_t)off : j->m->block_size;
-	struct vmrs_loc loc;
+	uint32_t bs = j->m->block_size;
 	int ret;
 
-	if (j->op == OP_SAVE) {
-		if (j->dirty && !j->dirty[i])
-			return 0;
-		return save_block(w, i, len);
-	}
+	for (uint64_t i = i0; i < i1;) {
+		uint64_t r = i;
+		size_t len = 0;
+		off_t off = (off_t)(i * bs);
 
-	if (vmrs_entry_is_zero(e)) {
-		if (!j->write_zeros || j->op != OP_LOAD)
-			return 0;
-		memset(w->plain, 0, len);
-	} else {
-		if (vmrs_index_get(j->s, w->rtxn, e->id, &loc) ||
-		    (ret = vmrs_block_read(j->s, &loc, w->sealed)) == -ENOENT) {
-			block_error(j, i, "missing from the store");
-			return 0;
+		if (j->dirty && !j->dirty[i]) {
+			i++;
+			continue;
 		}
-		if (ret || loc.len != len + VMRS_TAG_LEN ||
-		    vmrs_block_open(w->c, e->key, w->sealed, len, w->plain)) {
-			block_error(j, i, "tampered (authentication failed)");
-			return 0;
-		}
-	}
-	if (j->op == OP_LOAD) {
-		ret = vmrs_pwrite_all(j->fd, w->plain, len, off);
+		while (r < i1 && (!j->dirty || j->dirty[r]))
+			len += block_len(j, r++);
+		ret = vmrs_pread_all(j->fd, w->plain, len, off);
 		if (ret) {
-			vmrs_err("%s: write at offset %jd: %s", j->what, (intmax_t)off,
-				 strerror(-ret));
+			vmrs_err("%s: read at offset %jd: %s", j->what, (intmax_t)off,
+				 ret == -ENODATA ? "file shrank during the save" : strerror(-ret));
 			return ret;
+		}
+		for (; i < r; i++) {
+			ret = save_block(w, i, block_len(j, i), w->plain + (i - (uint64_t)off / bs) * bs);
+			if (ret)
+				return ret;
+			if (j->stop_mid && atomic_fetch_add(&j->done_blocks, 1) + 1 == j->stop_mid)
+				stop_at("mid-blocks");
 		}
 	}
 	return 0;
+}
+
+static int flush_run(struct worker *w, uint64_t i0, uint64_t run, uint64_t end)
+{
+	struct job *j = w->j;
+	uint32_t bs = j->m->block_size;
+	size_t n = 0;
+	int ret;
+
+	if (j->op != OP_LOAD || run >= end)
+		return 0;
+	for (uint64_t k = run; k < end; k++)
+		n += block_len(j, k);
+	ret = vmrs_pwrite_all(j->fd, w->plain + (run - i0) * bs, n, (off_t)(run * bs));
+	if (ret)
+		vmrs_err("%s: write at offset %jd: %s", j->what, (intmax_t)(run * bs),
+			 strerror(-ret));
+	return ret;
+}
+
+/*
+ * Load/verify: decrypt into the chunk buffer and write each run of blocks
+ * with one pwrite; zero blocks of a fresh target (holes) and bad blocks
+ * (with --partial) end a run and are not written.
+ */
+static int load_chunk(struct worker *w, uint64_t i0, uint64_t i1)
+{
+	struct job *j = w->j;
+	uint32_t bs = j->m->block_size;
+	uint64_t run = i0;
+	struct vmrs_loc loc;
+	int ret;
+
+	for (uint64_t i = i0; i < i1; i++) {
+		struct vmrs_entry *e = &j->m->e[i];
+		size_t len = block_len(j, i);
+		uint8_t *plain = w->plain + (i - i0) * bs;
+		const char *bad = NULL;
+
+		if (vmrs_entry_is_zero(e)) {
+			if (j->write_zeros) {
+				memset(plain, 0, len);
+				continue;
+			}
+		} else if (vmrs_index_get(j->s, w->rtxn, e->id, &loc) ||
+			   (ret = vmrs_block_read(j->s, &loc, w->sealed)) == -ENOENT) {
+			bad = "missing from the store";
+		} else if (ret || loc.len != len + VMRS_TAG_LEN ||
+			   vmrs_block_open(w->c, e->key, w->sealed, len, plain)) {
+			bad = "tampered (authentication failed)";
+		} else {
+			continue;
+		}
+		if (bad)
+			block_error(j, i, bad);
+		ret = flush_run(w, i0, run, i);
+		if (ret)
+			return ret;
+		run = i + 1;
+	}
+	return flush_run(w, i0, run, i1);
 }
 
 static void *worker(void *arg)
@@ -307,7 +363,7 @@ static void *worker(void *arg)
 	bool first = w->first;
 	uint64_t i;
 
-	w->plain = malloc(bs);
+	w->plain = malloc((size_t)j->chunk * bs);
 	w->sealed = malloc(bs + VMRS_TAG_LEN);
 	w->check = malloc(bs);
 	w->c = vmrs_crypto_new(j->salt);
@@ -318,14 +374,14 @@ static void *worker(void *arg)
 		atomic_fetch_add(&j->errors, 1);
 	}
 	while (!atomic_load(&j->abort) &&
-	       (i = atomic_fetch_add(&j->next, 1)) < j->m->nblocks) {
-		if (do_block(w, i)) {
+	       (i = atomic_fetch_add(&j->next, 1) * j->chunk) < j->m->nblocks) {
+		uint64_t end = i + j->chunk < j->m->nblocks ? i + j->chunk : j->m->nblocks;
+
+		if (j->op == OP_SAVE ? save_chunk(w, i, end) : load_chunk(w, i, end)) {
 			atomic_fetch_add(&j->errors, 1);
 			atomic_store(&j->abort, true);
 		}
-		atomic_fetch_add(&j->bytes, bs);
-		if (j->stop_mid && atomic_fetch_add(&j->done_blocks, 1) + 1 == j->stop_mid)
-			stop_at("mid-blocks");
+		atomic_fetch_add(&j->bytes, (end - i) * bs);
 		/* One thread reports, so lines do not interleave. */
 		if (first)
 			progress(j, false);
@@ -347,6 +403,10 @@ static int run_job(struct job *j, int threads)
 	pthread_mutex_init(&j->lock, NULL);
 	j->start = j->last = now();
 	j->tty = isatty(2);
+	/* About a megabyte per chunk: few syscalls, still fine-grained. */
+	j->chunk = (1U << 20) / j->m->block_size;
+	if (!j->chunk)
+		j->chunk = 1;
 	if (threads < 1)
 		threads = 1;
 	if (threads > 64)

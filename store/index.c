@@ -200,30 +200,46 @@ void vmrs_pack_path(const struct vmrs_store *s, uint64_t pack, char *path, size_
 	snprintf(path, len, "%s/packs/%016" PRIx64, s->root, pack);
 }
 
+#define PACK_BUF	(1U << 20)
+
 static int pack_start(struct vmrs_pack_writer *w)
 {
-	uint8_t hdr[PACK_HDR];
-
+	if (!w->buf && !(w->buf = malloc(PACK_BUF)))
+		return -ENOMEM;
 	if (vmrs_random(&w->id, sizeof(w->id)))
 		return -EIO;
 	snprintf(w->tmp, sizeof(w->tmp), "%s/packs/.tmp.%016" PRIx64, w->s->root, w->id);
 	w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (w->fd < 0)
 		return -errno;
-	memcpy(hdr, PACK_MAGIC, 8);
-	memcpy(hdr + 8, &w->id, 8);
+	memcpy(w->buf, PACK_MAGIC, 8);
+	memcpy(w->buf + 8, &w->id, 8);
+	w->blen = PACK_HDR;
 	w->off = PACK_HDR;
-	return vmrs_pwrite_all(w->fd, hdr, PACK_HDR, 0);
+	return 0;
+}
+
+/* Sealed blocks are gathered in a buffer and written a megabyte at a time. */
+static int pack_flush(struct vmrs_pack_writer *w)
+{
+	int ret;
+
+	if (!w->blen)
+		return 0;
+	ret = vmrs_pwrite_all(w->fd, w->buf, w->blen, (off_t)(w->off - w->blen));
+	w->blen = 0;
+	return ret;
 }
 
 int vmrs_pack_finish(struct vmrs_pack_writer *w)
 {
 	char path[PATH_MAX];
-	int ret = 0;
+	int ret;
 
 	if (w->fd <= 0)
 		return 0;
-	if (fsync(w->fd))
+	ret = pack_flush(w);
+	if (!ret && fsync(w->fd))
 		ret = -errno;
 	close(w->fd);
 	w->fd = 0;
@@ -237,36 +253,48 @@ int vmrs_pack_finish(struct vmrs_pack_writer *w)
 
 void vmrs_pack_abort(struct vmrs_pack_writer *w)
 {
-	if (w->fd <= 0)
-		return;
-	close(w->fd);
-	w->fd = 0;
-	unlink(w->tmp);
+	if (w->fd > 0) {
+		close(w->fd);
+		w->fd = 0;
+		unlink(w->tmp);
+	}
+	free(w->buf);
+	w->buf = NULL;
+	w->blen = 0;
+}
+
+uint8_t *vmrs_pack_reserve(struct vmrs_pack_writer *w, uint32_t len, struct vmrs_loc *loc,
+			   int *err)
+{
+	uint8_t *p;
+
+	*err = 0;
+	if (w->fd > 0 && w->off + len > VMRS_PACK_MAX)
+		*err = vmrs_pack_finish(w);
+	if (!*err && w->fd <= 0)
+		*err = pack_start(w);
+	if (!*err && w->blen + len > PACK_BUF)
+		*err = pack_flush(w);
+	if (*err)
+		return NULL;
+	p = w->buf + w->blen;
+	loc->pack = w->id;
+	loc->off = w->off;
+	loc->len = len;
+	w->blen += len;
+	w->off += len;
+	return p;
 }
 
 int vmrs_pack_append(struct vmrs_pack_writer *w, const uint8_t *data, uint32_t len,
 		     struct vmrs_loc *loc)
 {
-	int ret;
+	int err;
+	uint8_t *p = vmrs_pack_reserve(w, len, loc, &err);
 
-	if (w->fd > 0 && w->off + len > VMRS_PACK_MAX) {
-		ret = vmrs_pack_finish(w);
-		if (ret)
-			return ret;
-	}
-	if (w->fd <= 0) {
-		ret = pack_start(w);
-		if (ret)
-			return ret;
-	}
-	ret = vmrs_pwrite_all(w->fd, data, len, (off_t)w->off);
-	if (ret)
-		return ret;
-	loc->pack = w->id;
-	loc->off = w->off;
-	loc->len = len;
-	w->off += len;
-	return 0;
+	if (p)
+		memcpy(p, data, len);
+	return err;
 }
 
 int vmrs_sync_packs(const struct vmrs_store *s)

@@ -117,12 +117,17 @@ uint64_t vmrs_index_bytes_used(struct vmrs_store *s);
 struct vmrs_pack_writer {
 	struct vmrs_store *s;
 	int fd;
-	uint64_t id, off;
+	uint64_t id, off;	/* off: the pack's length, buffered bytes included */
+	uint8_t *buf;
+	size_t blen;
 	char tmp[4096];
 };
+/* Room for @len sealed bytes in the pack, at @loc (written when full/finished). */
+uint8_t *vmrs_pack_reserve(struct vmrs_pack_writer *w, uint32_t len, struct vmrs_loc *loc,
+			   int *err);
 int vmrs_pack_append(struct vmrs_pack_writer *w, const uint8_t *data, uint32_t len,
 		     struct vmrs_loc *loc);
-/* fsyncs the pack and renames it into place (no directory fsync). */
+/* Writes, fsyncs the pack and renames it into place (no directory fsync). */
 int vmrs_pack_finish(struct vmrs_pack_writer *w);
 void vmrs_pack_abort(struct vmrs_pack_writer *w);
 int vmrs_sync_packs(const struct vmrs_store *s);
