@@ -18,7 +18,7 @@ base_pkgs=(
 	libnl-3-dev libnl-genl-3-dev libnl-route-3-dev
 	libbpf-dev bpftool clang llvm libelf-dev zlib1g-dev
 	libssl-dev openssl libjson-c-dev jq liblmdb-dev
-	python3 python3-yaml gnuplot-nox util-linux
+	python3 python3-yaml gnuplot-nox util-linux man-db
 	# make check-debug builds Debian's 6.12 source (scripts/debug-kernel.sh).
 	linux-source-6.12 flex bison bc
 )

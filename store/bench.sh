@@ -21,25 +21,33 @@ key=$dir/key
 obj=$dir/obj
 head -c $((mib << 20)) /dev/urandom > "$obj"
 
-secs() { /usr/bin/time -f %e "$@" 2>&1 >/dev/null | tail -1; }
-best() { sort -n | head -1; }
+# "WALL CPU": elapsed and user+system seconds. On a shared machine the
+# CPU time is what one uncontended core would need; wall time is what
+# this run got.
+secs() { /usr/bin/time -f '%e %U %S' "$@" 2>&1 >/dev/null | tail -1 | awk '{print $1, $2 + $3}'; }
 gbs() { echo "scale=3; $mib / 1024 / $1" | bc; }
 
 if [ "$what" != blocks ]; then
 echo "# throughput, $mib MiB of random data, store in $dir, best of $runs;" \
      "load average $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs"
+echo "# GB/s by wall time (this run), and cpu-bound: SIZE / (user+sys / threads), what THREADS uncontended cores would give if the work splits evenly"
 for bs in 4k 16k; do
 for t in 1 2; do
-	s=() l=()
+	sw=() sc=() lw=() lc=()
 	for r in $(seq 1 "$runs"); do
 		rm -rf "$dir/s"; "$tool" init "$dir/s" --block-size $bs >/dev/null
-		s+=("$(secs "$tool" save "$obj" "$dir/s" --key "$key" --name o -t $t)")
-		l+=("$(secs "$tool" load "$dir/s" o "$dir/out" --key "$key" -t $t)")
+		read -r w c < <(secs "$tool" save "$obj" "$dir/s" --key "$key" --name o -t $t)
+		sw+=("$w") sc+=("$c")
+		read -r w c < <(secs "$tool" load "$dir/s" o "$dir/out" --key "$key" -t $t)
+		lw+=("$w") lc+=("$c")
 		cmp "$obj" "$dir/out"
 	done
-	sb=$(printf '%s\n' "${s[@]}" | best) lb=$(printf '%s\n' "${l[@]}" | best)
-	echo "block $bs threads $t: save $sb s ($(gbs "$sb") GB/s; runs ${s[*]})," \
-	     "load $lb s ($(gbs "$lb") GB/s; runs ${l[*]})"
+	min() { printf '%s\n' "$@" | sort -n | head -1; }
+	a=$(min "${sw[@]}") b=$(min "${sc[@]}") c=$(min "${lw[@]}") d=$(min "${lc[@]}")
+	echo "block $bs threads $t: save wall $(gbs "$a") GB/s, cpu-bound $(gbs "$(echo "$b / $t" | bc -l)") GB/s" \
+	     "(wall ${sw[*]}; cpu ${sc[*]});" \
+	     "load wall $(gbs "$c") GB/s, cpu-bound $(gbs "$(echo "$d / $t" | bc -l)") GB/s" \
+	     "(wall ${lw[*]}; cpu ${lc[*]})"
 done
 done
 fi
