@@ -205,16 +205,35 @@ static __always_inline void ws_record(__u64 kvm, __u32 pid, __u64 gfn, __u64 fla
 /*
  * Nested page fault (NPF on SVM, EPT violation on VMX): the error code's
  * bit 1 means a write on both (PFERR_WRITE_MASK, EPT_VIOLATION_ACC_WRITE).
+ * Debian's 6.1 and 6.12 pass (vcpu, gpa, error_code); older 6.1 builds
+ * passed (gpa, error_code) without the vCPU: trace.c reads the
+ * tracepoint's prototype from the kvm module's BTF and says which.
  */
+const volatile bool npf_has_vcpu = true;
+
 SEC("raw_tp/kvm_page_fault")
-int BPF_PROG(on_npf, struct kvm_vcpu *vcpu, __u64 gpa, __u64 error_code)
+int BPF_PROG(on_npf, __u64 a0, __u64 a1, __u64 a2)
 {
-	bool write = error_code & 2;
-	__u64 kvm;
+	__u64 kvm, gpa, error_code;
+	struct trace_task *t;
+	bool write;
 	__u32 pid;
 
-	if (!vcpu_vm(vcpu, &kvm, &pid))
-		return 0;
+	if (npf_has_vcpu) {
+		if (!vcpu_vm((struct kvm_vcpu *)a0, &kvm, &pid))
+			return 0;
+		gpa = a1;
+		error_code = a2;
+	} else {
+		t = this_task();
+		if (!t)
+			return 0;
+		kvm = t->kvm;
+		pid = t->pid;
+		gpa = a0;
+		error_code = a1;
+	}
+	write = error_code & 2;
 	count(kvm, pid, write ? TK_NPF_WRITE : TK_NPF_READ, 0);
 	if (record_ws)
 		ws_record(kvm, pid, gpa >> 12, write ? WS_WRITE : WS_READ);

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <json-c/json.h>
 #include "vmreset_bpf.h"
@@ -399,7 +400,18 @@ static int report(int fd, uint64_t dropped, double secs)
 
 			json_object_object_add(ws, "read_pages", ju(profile.read_pages));
 			json_object_object_add(ws, "written_pages", ju(profile.written_pages));
-			json_object_object_add(ws, "runs", ju(profile.nr));
+			struct json_object *runs = json_object_new_array();
+
+			for (size_t k = 0; k < profile.nr; k++) {
+				struct json_object *r = json_object_new_object();
+
+				json_object_object_add(r, "gpa", ju(profile.runs[k].gpa));
+				json_object_object_add(r, "pages", ju(profile.runs[k].pages));
+				json_object_object_add(r, "written", json_object_new_boolean(
+					profile.runs[k].flags & VMRESET_PROF_WRITE));
+				json_object_array_add(runs, r);
+			}
+			json_object_object_add(ws, "runs", runs);
 			json_object_object_add(root, "working_set", ws);
 		} else {
 			fprintf(f, "working set: %" PRIu64 " pages read, %" PRIu64
@@ -494,6 +506,38 @@ static int on_ws(void *ctx, void *data, size_t len)
 	return vmreset_profile_add(&profile, e->gfn << 12,
 				   (e->flags & WS_WRITE ? VMRESET_PROF_WRITE : 0) |
 				   (e->flags & WS_READ ? VMRESET_PROF_READ : 0));
+}
+
+/*
+ * Does kvm_page_fault pass the vCPU? Its prototype is the typedef
+ * btf_trace_kvm_page_fault in the kvm module's BTF: a pointer to a
+ * function of (void *, struct kvm_vcpu *, u64, u64) on Debian's kernels,
+ * of (void *, unsigned long, unsigned int) before the vCPU was added.
+ */
+static bool npf_has_vcpu(void)
+{
+	struct btf *vmlinux = btf__load_vmlinux_btf(), *kvm = NULL;
+	const struct btf_type *t;
+	bool ret = true;
+	int id;
+
+	if (!vmlinux)
+		return ret;
+	kvm = btf__load_module_btf("kvm", vmlinux);
+	if (!kvm)
+		goto out;
+	id = btf__find_by_name_kind(kvm, "btf_trace_kvm_page_fault", BTF_KIND_TYPEDEF);
+	if (id < 0)
+		goto out;
+	t = btf__type_by_id(kvm, id);
+	t = t ? btf__type_by_id(kvm, t->type) : NULL;		/* the pointer */
+	t = t && btf_is_ptr(t) ? btf__type_by_id(kvm, t->type) : NULL;
+	if (t && btf_is_func_proto(t))
+		ret = btf_vlen(t) == 4;
+out:
+	btf__free(kvm);
+	btf__free(vmlinux);
+	return ret;
 }
 
 /* ---- main ---- */
@@ -613,6 +657,7 @@ int main(int argc, char **argv)
 	skel->rodata->targ_pid = opt.pid;
 	skel->rodata->record_ws = !!opt.profile;
 	skel->rodata->measure_latency = !opt.no_latency;
+	skel->rodata->npf_has_vcpu = npf_has_vcpu();
 	if (opt.profile)
 		bpf_map__set_max_entries(skel->maps.ws, opt.ws_max);
 	err = trace_bpf__load(skel);
