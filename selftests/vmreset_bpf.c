@@ -240,6 +240,9 @@ FIXTURE_SETUP(bpf)
 	self->nl = NULL;
 	self->dir[0] = 0;
 	TEST_REQUIRE_KVM();
+	/* CO-RE needs the kernel's BTF; the debug kernel is built without. */
+	if (access("/sys/kernel/btf/vmlinux", R_OK))
+		SKIP(return, "kernel without BTF (CONFIG_DEBUG_INFO_BTF): no CO-RE");
 	ASSERT_EQ(0, vmr_mount(self->dir, "size=256m"));
 	self->fd = vmr_file(self->dir, "ram", NPAGES * PG);
 	ASSERT_LE(0, self->fd);
