@@ -297,7 +297,7 @@ def kphases_section(results):
              fmt_us(k["us_per_page"]) if k.get("us_per_page") is not None else NONE]
             for k in kp]
     return ("### vmreset's phases, one at a time\n\n"
-            "On a 64 MiB vmresetfs file without a guest, 5 samples each: µs, median "
+            "On a 64 MiB vmresetfs file without a guest, 7 samples each: µs, median "
             "(min..max), and µs a page over the fixed cost of a REVERT. Writes come from "
             "user space here; a guest's fault adds KVM's exit and GUP (see the run "
             "times above). The kernel copies with `copy_page`.\n\n"

@@ -147,6 +147,7 @@ static struct {
 	uint64_t read_ws;
 	uint64_t snap_mib;
 	int copy_pages, copy_rounds;
+	double deadline_s;
 	const char *out;
 	bool quick;
 } cfg = {
@@ -1383,7 +1384,7 @@ static void host_write(uint8_t *ram, uint64_t n, uint64_t stride, uint64_t tag)
 static void kernel_phases(const char *mnt)
 {
 	const uint64_t npages = 16384, n = 1024, stride = npages / n;
-	double t[7][5], t0, base;
+	double t[6][7], t0, base;
 	uint64_t pages;
 	uint8_t *ram;
 	char path[128];
@@ -1404,7 +1405,7 @@ static void kernel_phases(const char *mnt)
 #endif
 	if (vmr_snapshot(fd, NULL))
 		die("VMRESET_IOC_SNAPSHOT: %s", strerror(errno));
-	for (int r = 0; r < 5; r++) {
+	for (int r = 0; r < 7; r++) {
 		t0 = now_us();
 		if (vmr_revert(fd, &pages, NULL))
 			die("VMRESET_IOC_REVERT: %s", strerror(errno));
@@ -1417,10 +1418,10 @@ static void kernel_phases(const char *mnt)
 			die("REVERT of %lu cold pages: %s", (unsigned long)n, strerror(errno));
 		t[2][r] = now_us() - t0;
 	}
-	base = median(t[0], 5);
-	kphase_item("REVERT, nothing dirty", 0, t[0], 5, 0);
-	kphase_item("REVERT of cold pages (restore + unmap)", n, t[2], 5, base);
-	kphase_item("first write after it, from user space", n, t[1], 5, 0);
+	base = median(t[0], 7);
+	kphase_item("REVERT, nothing dirty", 0, t[0], 7, 0);
+	kphase_item("REVERT of cold pages (restore + unmap)", n, t[2], 7, base);
+	kphase_item("first write after it, from user space", n, t[1], 7, 0);
 #if HAVE_HOT
 	if (hot_ok) {
 		struct vmreset_hot_config c = { .flags = VMRESET_HOT_CFG_MODE,
@@ -1437,7 +1438,7 @@ static void kernel_phases(const char *mnt)
 		host_write(ram, n, stride, 0x2000);
 		if (vmr_revert(fd, &pages, NULL))
 			die("VMRESET_IOC_REVERT: %s", strerror(errno));
-		for (int r = 0; r < 5; r++) {
+		for (int r = 0; r < 7; r++) {
 			t0 = now_us();
 			if (vmr_revert(fd, &pages, NULL) || pages)
 				die("REVERT of unchanged hot pages restored %lu: %s",
@@ -1452,9 +1453,9 @@ static void kernel_phases(const char *mnt)
 				    (unsigned long)pages, strerror(errno));
 			t[5][r] = now_us() - t0;
 		}
-		kphase_item("REVERT of unchanged hot pages (compare)", n, t[3], 5, base);
-		kphase_item("REVERT of written hot pages (compare + copy)", n, t[5], 5, base);
-		kphase_item("write to hot pages, from user space", n, t[4], 5, 0);
+		kphase_item("REVERT of unchanged hot pages (compare)", n, t[3], 7, base);
+		kphase_item("REVERT of written hot pages (compare + copy)", n, t[5], 7, base);
+		kphase_item("write to hot pages, from user space", n, t[4], 7, 0);
 	}
 #endif
 	for (uint64_t i = 0; i < npages; i++)
@@ -1651,16 +1652,35 @@ static void pick_vcpu_cpus(const char *mnt)
 	    serial ? "in turn" : one_cpu ? "threads on one CPU" : "threads on two CPUs");
 }
 
+/* Past --deadline, what is left is skipped, and said so. */
+static bool out_of_time(const char *what)
+{
+	if (!cfg.deadline_s || now_us() - t_start < cfg.deadline_s * 1e6)
+		return false;
+	skipped(what, "out of time (--deadline %.0f s)", cfg.deadline_s);
+	return true;
+}
+
+/* The vmreset rows and the strongest baselines first, should time run out. */
+static const enum method run_order[NR_METHODS] = {
+	VMR_HOT, VMR_LEARN, VMR, M3R, M3, M2D, M4, M2, VMR_NL, M1,
+};
+
 static void bench_ram(uint64_t mib, bool first, const char *mnt)
 {
 	uint64_t npages = mib << 8;
 	double snap_us[3];
 
-	for (int m = 0; m < NR_METHODS; m++) {
+	for (int o = 0; o < NR_METHODS; o++) {
+		enum method m = run_order[o];
 		int reps = mib <= 256 ? 3 : 1;
 		struct inst in;
+		char what[64];
 
 		if (!cfg.want[m])
+			continue;
+		snprintf(what, sizeof(what), "%s at %lu MiB", methods[m].name, (unsigned long)mib);
+		if (out_of_time(what))
 			continue;
 		setup(&in, m, npages, mnt);
 		place_vcpus(&in);
@@ -1737,6 +1757,8 @@ static void usage(FILE *f)
 "  -w, --read-ws N       pages the guest also reads, in extra steady series\n"
 "                        at the first RAM size, D=16 and 256 (default: 2048;\n"
 "                        0: none)\n"
+"      --deadline SEC    start no method after SEC seconds; what is left is\n"
+"                        listed as skipped (default: none)\n"
 "  -q, --quick           a fast smoke run: 16 MiB, D up to 256, 3 iterations\n"
 "                        (sets the options above; later ones override it)\n"
 "  -h, --help            this text\n");
@@ -1817,6 +1839,7 @@ static void parse_args(int argc, char **argv)
 		{ "clone-ram", required_argument, NULL, 'C' },
 		{ "snapshot-ram", required_argument, NULL, 's' },
 		{ "read-ws", required_argument, NULL, 'w' },
+		{ "deadline", required_argument, NULL, 'D' },
 		{ "quick", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
@@ -1842,6 +1865,7 @@ static void parse_args(int argc, char **argv)
 		case 'C': cfg.clone_mib = parse_num(optarg, "clone RAM", 1, 4096); break;
 		case 's': cfg.snap_mib = parse_num(optarg, "snapshot RAM", 0, 4096); break;
 		case 'w': cfg.read_ws = parse_num(optarg, "read set", 0, 65536); break;
+		case 'D': cfg.deadline_s = parse_num(optarg, "deadline", 1, 86400); break;
 		case 'q':
 			cfg.ram_mib[0] = 16, cfg.nr_ram = 1;
 			cfg.d[0] = 1, cfg.d[1] = 16, cfg.d[2] = 256, cfg.nr_d = 3;
@@ -1941,6 +1965,22 @@ static void write_json(void)
 		die("%s: %s", cfg.out, strerror(errno));
 }
 
+/* vmreset's phases and the memory of N instances. */
+static void extras(const char *mnt)
+{
+	if (cfg.want[VMR] && !out_of_time("vmreset's phases"))
+		kernel_phases(mnt);
+	if (cfg.clones && !out_of_time("instance memory")) {
+		long avail = meminfo("MemAvailable") / 1024;
+
+		if ((long)(cfg.clone_mib * 4 + 256) > avail)
+			skipped("instance memory", "2 copies of %lu MiB do not fit in %ld MiB",
+				(unsigned long)cfg.clone_mib, avail);
+		else
+			clones(cfg.clone_mib, cfg.clones, mnt);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	uint64_t max_mib = 0;
@@ -1996,6 +2036,10 @@ int main(int argc, char **argv)
 		long avail = meminfo("MemAvailable") / 1024;
 		char what[64];
 
+		/* The cheap extras after the first size, before the big ones. */
+		if (k == 1)
+			extras(mnt);
+
 		/* RAM and a snapshot copy of it, for one method at a time. */
 		if ((long)(mib * 2 + 256) > avail) {
 			snprintf(what, sizeof(what), "%lu MiB", (unsigned long)mib);
@@ -2006,9 +2050,9 @@ int main(int argc, char **argv)
 		bench_ram(mib, first, mnt);
 		first = false;
 	}
-	if (cfg.want[VMR])
-		kernel_phases(mnt);
-	if (cfg.snap_mib) {
+	if (cfg.nr_ram < 2)
+		extras(mnt);
+	if (cfg.snap_mib && !out_of_time("large snapshot")) {
 		long avail = meminfo("MemAvailable") / 1024;
 
 		if ((long)(cfg.snap_mib * 2 + 256) > avail)
@@ -2016,15 +2060,6 @@ int main(int argc, char **argv)
 				(unsigned long)cfg.snap_mib, avail);
 		else
 			snapshot_big(cfg.snap_mib, mnt);
-	}
-	if (cfg.clones) {
-		long avail = meminfo("MemAvailable") / 1024;
-
-		if ((long)(cfg.clone_mib * (cfg.clones + 2) + 256) > avail)
-			skipped("instance memory", "%d copies of %lu MiB do not fit in %ld MiB",
-				cfg.clones, (unsigned long)cfg.clone_mib, avail);
-		else
-			clones(cfg.clone_mib, cfg.clones, mnt);
 	}
 	vmr_umount(mnt);
 	write_json();

@@ -6,6 +6,8 @@
 #   -k KVER   kernel to run on (default 6.12: M4 needs 6.7 or later)
 #   -n        leave docs/ alone; results stay in build/bench/
 #   BENCH-OPTIONS go to vmreset_bench (see: bench/vmreset_bench --help)
+#   BENCH_DEADLINE=SEC (environment): start no method after SEC seconds in
+#             the VM (default 2400); VM_TIMEOUT defaults to 20 min more
 #
 # Writes build/bench/results.json and report.md, and the plots next to
 # them; a full default run without -n puts the plots and results.json in
@@ -19,7 +21,7 @@ while getopts k:nh opt; do
 	case $opt in
 	k) kver=$OPTARG ;;
 	n) publish=0 ;;
-	*) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+	*) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 	esac
 done
 shift $((OPTIND - 1))
@@ -38,7 +40,10 @@ for a in "$@"; do
 done
 "$out/vmreset_bench" "$@" --help > /dev/null
 [ $# = 0 ] || publish=0
-printf '%s ' "$@" > "$out/args"
+# A run that outlives the VM's timeout reports nothing: past the deadline
+# the benchmark starts no more methods, lists them as skipped and reports.
+deadline=${BENCH_DEADLINE:-2400}
+printf '%s ' "$@" --deadline "$deadline" > "$out/args"
 VM_FILES=("$out/vmreset_bench:/bench/vmreset_bench" "$out/args:/bench/args")
 vm_prepare "$kver"
 
@@ -46,7 +51,7 @@ vm_prepare "$kver"
 avail=$(awk '/^MemAvailable:/ {print int($2 / 1048576)}' /proc/meminfo)
 mem=$(( avail - 3 < 12 ? avail - 3 : 12 ))
 [ "$mem" -ge 3 ] || mem=3
-export VM_MEM=${VM_MEM:-${mem}G} VM_TIMEOUT=${VM_TIMEOUT:-2700}
+export VM_MEM=${VM_MEM:-${mem}G} VM_TIMEOUT=${VM_TIMEOUT:-$((deadline + 1200))}
 
 echo "# benchmark on $KREL, VM memory $VM_MEM; progress:"
 start=$(date +%s)
