@@ -5,7 +5,8 @@
 #   make                 module (against KDIR), library and tool, selftests
 #   make KVER=6.12       build against the installed Debian 6.12 headers
 #   make check           run all selftests in a QEMU test VM, per kernel
-#                        (KVERS="6.1 6.12" by default; T=<test> runs one)
+#                        (KVERS="6.1 6.12" by default; T=<test> runs one,
+#                        TARGS="..." gives it arguments, e.g. --seed N)
 #   make check-debug     the suite on a debug build of Debian's 6.12 (KASAN,
 #                        lockdep, kmemleak, fault injection; built and cached
 #                        by scripts/debug-kernel.sh) and the fuzzer with faults
@@ -28,6 +29,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 KVERS ?= 6.1 6.12
 T ?=
+TARGS ?=
 
 KMOD_SRCS := $(wildcard kmod/*.c kmod/*.h)
 
@@ -37,7 +39,7 @@ KMOD_SRCS := $(wildcard kmod/*.c kmod/*.h)
 all: module helper bpf selftests
 
 help:
-	@sed -n '3,19p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,20p' Makefile | sed 's/^# \{0,1\}//'
 
 # Each kernel gets its own object tree of symlinks to the sources, so that
 # builds for 6.1 and 6.12 can live side by side.
@@ -63,10 +65,10 @@ selftests: helper bpf
 	$(MAKE) -C selftests
 
 check:
-	scripts/check.sh $(if $(T),-t "$(T)") $(KVERS)
+	VM_TEST_ARGS="$(TARGS)" scripts/check.sh $(if $(T),-t "$(T)") $(KVERS)
 
 check-debug:
-	scripts/check.sh $(if $(T),-t "$(T)") debug
+	VM_TEST_ARGS="$(TARGS)" scripts/check.sh $(if $(T),-t "$(T)") debug
 
 demo:
 	scripts/demo.sh

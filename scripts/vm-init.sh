@@ -14,10 +14,13 @@ mkdir -p /dev/shm && mount -t tmpfs tmpfs /dev/shm
 out=/dev/ttyS1
 mode=check
 only=
+targs=
 for arg in $(cat /proc/cmdline); do
 	case "$arg" in
 	vmrtest.mode=*) mode=${arg#vmrtest.mode=} ;;
 	vmrtest.only=*) only=${arg#vmrtest.only=} ;;
+	# Extra arguments for the test "only" names (commas for spaces).
+	vmrtest.args=*) targs=$(echo "${arg#vmrtest.args=}" | tr , ' ') ;;
 	esac
 done
 
@@ -68,6 +71,7 @@ else
 		esac
 		args=
 		case "$only" in "$name"/*) args="-t ${only#*/}" ;; esac
+		[ -n "$only" ] && args="$args $targs"
 		say "vmreset-test-begin $name"
 		cd /tmp
 		timeout -s KILL $limit /selftests/$name $args > $out 2>&1
