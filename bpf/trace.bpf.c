@@ -133,14 +133,15 @@ int BPF_PROG(on_exit, struct kvm_vcpu *vcpu)
 	if (!vcpu_vm(vcpu, &t.kvm, &t.pid))
 		return 0;
 	t.reason = exit_code(vcpu);
-	/* Without latencies, 1 still marks "an exit to account at entry". */
-	t.exit_ns = measure_latency ? bpf_ktime_get_ns() : 1;
+	t.exit_ns = measure_latency ? bpf_ktime_get_ns() : 0;
 	/* In place: a hash update would swap in a new element every exit. */
 	cur = bpf_map_lookup_elem(&tasks, &tid);
 	if (cur)
 		*cur = t;
 	else
 		bpf_map_update_elem(&tasks, &tid, &t, BPF_ANY);
+	/* Counted here: the last exit of a vCPU has no entry after it. */
+	count(t.kvm, t.pid, TK_EXIT, t.reason);
 	return 0;
 }
 
@@ -155,11 +156,10 @@ int BPF_PROG(on_entry, struct kvm_vcpu *vcpu)
 		return 0;
 	d = measure_latency ? bpf_ktime_get_ns() - t->exit_ns : 0;
 	t->exit_ns = 0;
+	if (!measure_latency)
+		return 0;
 	v = val_of(t->kvm, t->pid, TK_EXIT, t->reason);
 	if (!v)
-		return 0;
-	__sync_fetch_and_add(&v->count, 1);
-	if (!measure_latency)
 		return 0;
 	__sync_fetch_and_add(&v->sum_ns, d);
 	__sync_fetch_and_add(&v->hist[log2_slot(d)], 1);

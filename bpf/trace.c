@@ -182,6 +182,16 @@ static long collect(int fd, struct rec **out)
 	return nr;
 }
 
+/* Exits timed: those followed by an entry of their vCPU. */
+static uint64_t timed(const struct trace_val *v)
+{
+	uint64_t n = 0;
+
+	for (int i = 0; i < TRACE_HIST_SLOTS; i++)
+		n += v->hist[i];
+	return n;
+}
+
 /* Upper bound of the bucket holding the @pct percentile. */
 static uint64_t pctl(const struct trace_val *v, double pct)
 {
@@ -268,7 +278,7 @@ static struct json_object *vm_json(const struct rec *r, long n, double secs)
 			json_object_object_add(e, "code", ju(r[i].k.id));
 			json_object_object_add(e, "name", json_object_new_string(exit_name(r[i].k.id)));
 			json_object_object_add(e, "count", ju(v->count));
-			json_object_object_add(e, "avg_ns", ju(v->count ? v->sum_ns / v->count : 0));
+			json_object_object_add(e, "avg_ns", ju(timed(v) ? v->sum_ns / timed(v) : 0));
 			json_object_object_add(e, "p50_ns", ju(pctl(v, 50)));
 			json_object_object_add(e, "p99_ns", ju(pctl(v, 99)));
 			for (int s = 0; s < TRACE_HIST_SLOTS; s++)
@@ -344,7 +354,7 @@ static void vm_text(FILE *f, const struct rec *r, long n, double secs)
 		if (r[i].k.kind != TK_EXIT)
 			continue;
 		fprintf(f, "  %-26s %10" PRIu64 " %10.1f %10.1f %10.1f\n", exit_name(r[i].k.id),
-			(uint64_t)v->count, v->count ? v->sum_ns / 1e3 / v->count : 0.0,
+			(uint64_t)v->count, timed(v) ? v->sum_ns / 1e3 / timed(v) : 0.0,
 			pctl(v, 50) / 1e3, pctl(v, 99) / 1e3);
 	}
 	fprintf(f, "  nested page faults: %" PRIu64 " read, %" PRIu64 " write\n", rd, wr);
@@ -482,10 +492,12 @@ static void top(int fd, double dt)
 			const struct trace_val *p = prev_of(&r[k].k);
 			uint64_t d = r[k].v.count - (p ? p->count : 0);
 			uint64_t ns = r[k].v.sum_ns - (p ? p->sum_ns : 0);
+			uint64_t nt = timed(&r[k].v) - (p ? timed(p) : 0);
 
 			if (r[k].k.kind != TK_EXIT || !d)
 				continue;
-			printf("  %-26s %10.0f %10.1f\n", exit_name(r[k].k.id), d / dt, ns / 1e3 / d);
+			printf("  %-26s %10.0f %10.1f\n", exit_name(r[k].k.id), d / dt,
+			       nt ? ns / 1e3 / nt : 0.0);
 		}
 	}
 	fflush(stdout);

@@ -28,7 +28,7 @@ struct trace_key {
 struct trace_val {
 	__u64 count;
 	__u64 sum_ns;		/* exits: exit -> next entry */
-	__u64 hist[TRACE_HIST_SLOTS];
+	__u64 hist[TRACE_HIST_SLOTS];	/* exits that were followed by an entry */
 };
 
 /* What a vCPU thread last did, for events that carry no vCPU. */

@@ -200,6 +200,22 @@ static uint64_t count_of(struct json_object *vm, const char *arr, const char *ke
 	return sum;
 }
 
+/* Exits of the reason called @name. */
+static uint64_t exits_named(struct json_object *vm, const char *name)
+{
+	struct json_object *a = jarr(vm, "exits"), *v;
+	uint64_t sum = 0;
+
+	for (size_t i = 0; a && i < json_object_array_length(a); i++) {
+		struct json_object *e = json_object_array_get_idx(a, i);
+
+		if (json_object_object_get_ex(e, "name", &v) &&
+		    !strcmp(json_object_get_string(v), name))
+			sum += jget(e, "count");
+	}
+	return sum;
+}
+
 /* Run a command; its stdout and stderr land in @out. Returns the status. */
 static int run(char *out, size_t len, const char *fmt, ...)
 {
@@ -292,7 +308,9 @@ TEST_F(bpf, trace_counts_match_the_guest)
 	EXPECT_EQ(n, count_of(vm, "hypercalls", "nr", HC_TEST_NR, NULL, NULL));
 	/* One ucall (the return) on its port, nothing else. */
 	EXPECT_EQ(1, count_of(vm, "pio", "port", UCALL_PORT, "dir", "out"));
-	/* Each port write and hypercall is an exit of its own. */
+	/* Each port write and hypercall is an exit of its own (AMD, Intel names). */
+	EXPECT_EQ(n + 1, exits_named(vm, "IOIO") + exits_named(vm, "IO_INSTRUCTION"));
+	EXPECT_EQ(n, exits_named(vm, "VMMCALL") + exits_named(vm, "VMCALL"));
 	EXPECT_LE(2 * n + 1, jget(vm, "exits_total"));
 	json_object_put(root);
 }
