@@ -235,6 +235,8 @@ int BPF_PROG(on_npf, __u64 a0, __u64 a1, __u64 a2)
 	}
 	write = error_code & 2;
 	count(kvm, pid, write ? TK_NPF_WRITE : TK_NPF_READ, 0);
+	count(kvm, pid, write ? TK_NPF_REGION_WRITE : TK_NPF_REGION_READ,
+	      gpa >> TRACE_REGION_SHIFT);
 	if (record_ws)
 		ws_record(kvm, pid, gpa >> 12, write ? WS_WRITE : WS_READ);
 	return 0;

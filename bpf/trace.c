@@ -253,6 +253,67 @@ static struct json_object *ju(uint64_t v)
 	return json_object_new_uint64(v);
 }
 
+/*
+ * Faults by GPA region: the records are sorted by kind, then id, so the
+ * read regions come first, then the written ones, each ascending.
+ */
+struct region {
+	uint64_t gpa, read, write;
+};
+
+static long regions(const struct rec *r, long n, struct region **out)
+{
+	struct region *g = NULL, *ng;
+	long nr = 0, i, k;
+
+	for (i = 0; i < n; i++) {
+		bool w = r[i].k.kind == TK_NPF_REGION_WRITE;
+		uint64_t gpa = (uint64_t)r[i].k.id << TRACE_REGION_SHIFT;
+
+		if (r[i].k.kind != TK_NPF_REGION_READ && !w)
+			continue;
+		for (k = 0; k < nr && g[k].gpa != gpa; k++)
+			;
+		if (k == nr) {
+			ng = realloc(g, (nr + 1) * sizeof(*g));
+			if (!ng)
+				break;
+			g = ng;
+			g[nr++] = (struct region){ gpa, 0, 0 };
+		}
+		*(w ? &g[k].write : &g[k].read) += r[i].v.count;
+	}
+	*out = g;
+	return nr;
+}
+
+static int cmp_region(const void *a, const void *b)
+{
+	uint64_t x = ((const struct region *)a)->gpa, y = ((const struct region *)b)->gpa;
+
+	return x < y ? -1 : x > y;
+}
+
+static struct json_object *regions_json(const struct rec *r, long n)
+{
+	struct json_object *arr = json_object_new_array();
+	struct region *g;
+	long nr = regions(r, n, &g);
+
+	qsort(g, nr, sizeof(*g), cmp_region);
+	for (long i = 0; i < nr; i++) {
+		struct json_object *o = json_object_new_object();
+
+		json_object_object_add(o, "gpa", ju(g[i].gpa));
+		json_object_object_add(o, "size", ju(1ULL << TRACE_REGION_SHIFT));
+		json_object_object_add(o, "read", ju(g[i].read));
+		json_object_object_add(o, "write", ju(g[i].write));
+		json_object_array_add(arr, o);
+	}
+	free(g);
+	return arr;
+}
+
 static struct json_object *vm_json(const struct rec *r, long n, double secs)
 {
 	struct json_object *o = json_object_new_object(), *exits = json_object_new_array();
@@ -321,6 +382,7 @@ static struct json_object *vm_json(const struct rec *r, long n, double secs)
 	json_object_object_add(o, "exits", exits);
 	json_object_object_add(npf, "read", ju(rd));
 	json_object_object_add(npf, "write", ju(wr));
+	json_object_object_add(npf, "by_region", regions_json(r, n));
 	json_object_object_add(o, "npf", npf);
 	json_object_object_add(o, "pio", pio);
 	json_object_object_add(o, "mmio", mmio);
@@ -358,6 +420,18 @@ static void vm_text(FILE *f, const struct rec *r, long n, double secs)
 			pctl(v, 50) / 1e3, pctl(v, 99) / 1e3);
 	}
 	fprintf(f, "  nested page faults: %" PRIu64 " read, %" PRIu64 " write\n", rd, wr);
+	{
+		struct region *g;
+		long nr = regions(r, n, &g);
+
+		qsort(g, nr, sizeof(*g), cmp_region);
+		for (i = 0; i < nr && i < 16; i++)
+			fprintf(f, "    at gpa 0x%-12" PRIx64 " (2 MiB) %8" PRIu64 " read %8" PRIu64
+				" write\n", g[i].gpa, g[i].read, g[i].write);
+		if (nr > 16)
+			fprintf(f, "    ... %ld more regions (-j lists them all)\n", nr - 16);
+		free(g);
+	}
 	for (i = 0; i < n; i++) {
 		const struct rec *x = &r[i];
 

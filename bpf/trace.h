@@ -14,8 +14,12 @@ enum trace_kind {
 	TK_MMIO_READ,		/* id: guest-physical address */
 	TK_MMIO_WRITE,
 	TK_HYPERCALL,		/* id: hypercall number */
-	TK_WS_PAGES,		/* id 0: distinct pages recorded */
+	TK_WS_PAGES,		/* unused */
+	TK_NPF_REGION_READ,	/* id: GPA >> TRACE_REGION_SHIFT */
+	TK_NPF_REGION_WRITE,
 };
+
+#define TRACE_REGION_SHIFT	21	/* faults by GPA, in 2 MiB regions */
 
 /* The VM is KVM's struct kvm (its address), with the VMM that made it. */
 struct trace_key {

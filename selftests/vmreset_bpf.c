@@ -345,6 +345,23 @@ TEST_F(bpf, working_set_is_the_touched_pages)
 	snprintf(args, sizeof(args), "/tmp/ws-%d.prof", getpid());
 	ASSERT_EQ(0, vmreset_profile_load(&p, args, &line)) TH_LOG("line %d", line);
 	unlink(args);
+	/* Faults by GPA region: each read page once, each written page once. */
+	{
+		struct json_object *npf = jarr(vm_of(root, getpid(), &line), "npf");
+		struct json_object *reg = jarr(npf, "by_region");
+		uint64_t r = 0, w = 0;
+
+		for (size_t i = 0; reg && i < json_object_array_length(reg); i++) {
+			struct json_object *o = json_object_array_get_idx(reg, i);
+
+			if (jget(o, "gpa") == VM_TEST_GPA) {
+				r = jget(o, "read");
+				w = jget(o, "write");
+			}
+		}
+		EXPECT_EQ(sizeof(rd) / sizeof(rd[0]), r);
+		EXPECT_EQ(sizeof(wr) / sizeof(wr[0]), w);
+	}
 	/* The JSON summary lists the same runs. */
 	ASSERT_NONNULL(jarr(root, "working_set"));
 	EXPECT_EQ(p.nr, json_object_array_length(jarr(jarr(root, "working_set"), "runs")));
