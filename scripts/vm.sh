@@ -52,6 +52,8 @@ vm_prepare() {
 	[ -e "$top/store/vmreset-store" ] && files+=("$top/store/vmreset-store:/usr/bin/vmreset-store")
 	# GNU cp, for cp --reflink=always (busybox cp has no --reflink).
 	files+=("$(command -v cp):/usr/bin/gnucp")
+	# jq, so that tests check JSON with a parser.
+	files+=("$(command -v jq):/usr/bin/jq")
 	# util-linux setpriv, to run tests as an unprivileged user.
 	files+=("$(command -v setpriv):/usr/bin/util-setpriv")
 	MODROOT=$VM_MODROOT "$top/scripts/mkinitramfs.sh" "$KREL" "$KO" "$INITRD" "${files[@]}"
