@@ -21,10 +21,15 @@
 
 VERSION := 0.1.0
 KVER ?=
-KDIR ?= $(shell scripts/kdir.sh $(KVER))
-KREL := $(shell sed -n "s/.*UTS_RELEASE \"\(.*\)\"/\1/p" $(KDIR)/include/generated/utsrelease.h 2>/dev/null)
+# Looked up once, and only by targets that need a kernel: help and clean
+# work (quietly) on a machine without headers.
+ifeq ($(origin KDIR),undefined)
+KDIR = $(eval KDIR := $$(shell scripts/kdir.sh $$(KVER)))$(KDIR)
+endif
+KREL = $(eval KREL := $$(shell sed -n "s/.*UTS_RELEASE \"\(.*\)\"/\1/p" \
+	$$(KDIR)/include/generated/utsrelease.h 2>/dev/null))$(KREL)
 BUILD ?= $(CURDIR)/build
-MODDIR := $(BUILD)/kmod-$(KREL)
+MODDIR = $(BUILD)/kmod-$(KREL)
 PREFIX ?= /usr/local
 DESTDIR ?=
 KVERS ?= 6.1 6.12
