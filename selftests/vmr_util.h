@@ -136,6 +136,12 @@ static inline uint64_t pat(uint64_t seed, uint64_t idx)
 	return (seed * 0x9e3779b97f4a7c15ULL) ^ idx;
 }
 
+/*
+ * A page's content as the tests write it: its first word, zeros, and its
+ * last word. Only the two words are stored (so that dirtying a page costs
+ * what a guest's store does); the tests' files start as holes, so the rest
+ * is zero until something writes it.
+ */
 static inline void fill_page(void *base, uint64_t idx, uint64_t val)
 {
 	uint64_t *p = (uint64_t *)((char *)base + idx * PG);
@@ -144,11 +150,21 @@ static inline void fill_page(void *base, uint64_t idx, uint64_t val)
 	p[PG / 8 - 1] = ~val;
 }
 
+/*
+ * The whole page is what fill_page() makes of a zero page: a page that is
+ * right at both ends but torn, shifted or partly another page's in between
+ * does not pass.
+ */
 static inline int page_has(const void *base, uint64_t idx, uint64_t val)
 {
 	const uint64_t *p = (const uint64_t *)((const char *)base + idx * PG);
 
-	return p[0] == val && p[PG / 8 - 1] == ~val;
+	if (p[0] != val || p[PG / 8 - 1] != ~val)
+		return 0;
+	for (size_t i = 1; i < PG / 8 - 1; i++)
+		if (p[i])
+			return 0;
+	return 1;
 }
 
 /* For timing: microseconds on CLOCK_MONOTONIC. */
