@@ -52,6 +52,8 @@ vm_prepare() {
 	[ -e "$top/store/vmreset-store" ] && files+=("$top/store/vmreset-store:/usr/bin/vmreset-store")
 	# GNU cp, for cp --reflink=always (busybox cp has no --reflink).
 	files+=("$(command -v cp):/usr/bin/gnucp")
+	# The stand-in VMM of readme_session.
+	[ -e "$top/selftests/readme_vmm" ] && files+=("$top/selftests/readme_vmm:/selftests/readme_vmm")
 	# jq, so that tests check JSON with a parser.
 	files+=("$(command -v jq):/usr/bin/jq")
 	# util-linux setpriv, to run tests as an unprivileged user.
