@@ -91,7 +91,7 @@ learn() {
 # the README writes them.
 start_vmm() {
 	slots=
-	for spec in $(cat $w/out.* | sed -n 's/^ *gpa \(0x[0-9a-f]*\)-\(0x[0-9a-f]*\) -> object id:\([0-9]*\) at \(0x[0-9a-f]*\|[0-9]*\)$/\1:\2:\3:\4/p'); do
+	for spec in $(cat $w/out.* | sed -n 's/^ *gpa \(0x[0-9a-f]*\|[0-9]*\)-\(0x[0-9a-f]*\) -> object id:\([0-9]*\) at \(0x[0-9a-f]*\|[0-9]*\)$/\1:\2:\3:\4/p'); do
 		set -- $(printf '%s\n' "$spec" | tr : ' ')
 		start=$1 end=$2 rid=$3 off=$4
 		rpath=$(awk -v i="$rid" '$1 == i { print $2 }' $w/readme_ids)
@@ -99,6 +99,8 @@ start_vmm() {
 		slots="$slots $mnt$rpath:$start:$((end - start)):$off"
 	done
 	[ -n "$slots" ] || { echo "no memslots in the README's vm list output"; return 1; }
+	[ "$(echo $slots | wc -w)" = "$(cat $w/out.* | grep -c '^ *gpa ')" ] ||
+		{ echo "a memslot line of the README's vm list is not 'gpa A-B -> object id:N at OFF'"; return 1; }
 	/selftests/readme_vmm $slots > $w/vmm.out 2>&1 &
 	vmm=$!
 	i=0
@@ -117,10 +119,12 @@ start_vmm() {
 run_monitor() {
 	obj=$(awk 'NR == 1 { print $2 }' $w/idmap)
 	[ -n "$obj" ] || { echo "monitor: no object ID known yet"; return 1; }
-	$run "exec $1" > $w/got 2>&1 &
+	# The monitor's own file: $w/got still holds the last step's output.
+	: > $w/mon
+	$run "exec $1" > $w/mon 2>&1 &
 	mon=$!
 	i=0
-	until [ -s $w/got ]; do
+	until [ -s $w/mon ]; do
 		i=$((i + 1))
 		[ $i -le 50 ] || { kill $mon; echo "monitor printed nothing in 50 reverts"; return 1; }
 		$run "vmresetctl revert id:$obj" > /dev/null
@@ -128,7 +132,7 @@ run_monitor() {
 	done
 	kill $mon
 	wait $mon 2>/dev/null
-	head -n "$(wc -l < $w/out.$st)" $w/got > $w/got.1 && mv $w/got.1 $w/got
+	head -n "$(wc -l < $w/out.$st)" $w/mon > $w/got
 	cat $w/got
 }
 
