@@ -210,7 +210,10 @@ TEST_F(vm, vmresetctl_vm_commands)
 	ASSERT_EQ(0, run(out, sizeof(out), "vmresetctl vm preserve add %u %llu 4k",
 			 id, (unsigned long long)GPA_B));
 	ASSERT_EQ(0, run(out, sizeof(out), "vmresetctl -j vm revert %u", id));
-	ASSERT_NONNULL(strstr(out, "{\"reverted_pages\":5,\"preserved_pages\":1}"))
+	ASSERT_NONNULL(strstr(out, "{\"reverted_pages\":5,\"preserved_pages\":1,\"dry_run\":false}"))
+		TH_LOG("%s", out);
+	ASSERT_EQ(0, run(out, sizeof(out), "vmresetctl -j vm revert --dry-run %u", id));
+	ASSERT_NONNULL(strstr(out, "{\"reverted_pages\":0,\"preserved_pages\":0,\"dry_run\":true}"))
 		TH_LOG("%s", out);
 	ASSERT_EQ(1 << 8, run(out, sizeof(out), "vmresetctl vm revert 9999"));
 	ASSERT_NONNULL(strstr(out, "(no such VM)")) TH_LOG("%s", out);
