@@ -44,7 +44,12 @@ int vmr_preserve_add(struct vmr_inode *vi, pgoff_t start, pgoff_t end)
 	unsigned int i, n = 0;
 	struct vmr_prange *r;
 	bool placed = false;
+	int err;
 
+	/* Preserved pages keep their content at REVERT: not hot ones. */
+	err = vmr_hot_demote_range(vi, start, end);
+	if (err)
+		return err;
 	r = kmalloc_array(vi->nr_preserved + 1, sizeof(*r), GFP_KERNEL);
 	if (!r)
 		return -ENOMEM;
@@ -205,6 +210,24 @@ static long vmr_ioc_preserve(struct vmr_inode *vi, void __user *argp)
 #define VMR_LIST_CHUNK	(PAGE_SIZE / sizeof(struct vmreset_range))
 
 /*
+ * Dirty: written since the snapshot as the faults saw it (an undo entry),
+ * or, for a hot page, different from its snapshot copy.
+ */
+static bool vmr_dirty_at(struct vmr_inode *vi, pgoff_t idx)
+{
+	return xa_load(&vi->undo, idx) || vmr_hot_changed(vi, idx);
+}
+
+static pgoff_t vmr_next_dirty(struct vmr_inode *vi, pgoff_t idx)
+{
+	pgoff_t u = idx;
+
+	if (!xa_find(&vi->undo, &u, ULONG_MAX - 1, XA_PRESENT))
+		u = ULONG_MAX;
+	return min_t(pgoff_t, u, vmr_hot_next_changed(vi, idx));
+}
+
+/*
  * Fill up to @max ranges at or after page @idx into @buf; returns how many
  * and sets *@next to where the next call starts (ULONG_MAX: done).
  */
@@ -214,22 +237,23 @@ static unsigned int vmr_fill_dirty(struct vmr_inode *vi, pgoff_t idx,
 {
 	unsigned int n = 0;
 
-	if (!vi->has_snap) {
-		*next = ULONG_MAX;
+	*next = ULONG_MAX;
+	if (!vi->has_snap)
 		return 0;
-	}
-	while (n < max && xa_find(&vi->undo, &idx, ULONG_MAX - 1, XA_PRESENT)) {
+	while ((idx = vmr_next_dirty(vi, idx)) != ULONG_MAX) {
 		pgoff_t end = idx + 1;
 
-		while (end < ULONG_MAX && xa_load(&vi->undo, end))
+		if (n == max) {
+			*next = idx;
+			break;
+		}
+		while (end < ULONG_MAX && vmr_dirty_at(vi, end))
 			end++;
 		buf[n].offset = (u64)idx << PAGE_SHIFT;
 		buf[n].length = (u64)(end - idx) << PAGE_SHIFT;
 		n++;
 		idx = end;
 	}
-	*next = (n == max && xa_find(&vi->undo, &idx, ULONG_MAX - 1, XA_PRESENT))
-		? idx : ULONG_MAX;
 	return n;
 }
 
@@ -257,7 +281,10 @@ static unsigned int vmr_fill_preserved(struct vmr_inode *vi, pgoff_t idx,
 	return n;
 }
 
-static long vmr_ioc_list(struct vmr_inode *vi, void __user *argp, bool dirty)
+enum vmr_list_kind { VMR_LIST_PRESERVED, VMR_LIST_DIRTY, VMR_LIST_HOT };
+
+static long vmr_ioc_list(struct vmr_inode *vi, void __user *argp,
+			 enum vmr_list_kind kind)
 {
 	struct vmreset_range_list l;
 	struct vmreset_range *buf;
@@ -268,7 +295,8 @@ static long vmr_ioc_list(struct vmr_inode *vi, void __user *argp, bool dirty)
 
 	if (copy_from_user(&l, argp, sizeof(l)))
 		return -EFAULT;
-	if (l.flags & ~VMRESET_LIST_F_ALL ||
+	if (l.flags & ~(kind == VMR_LIST_HOT ? VMRESET_LIST_F_EXPLICIT
+					     : VMRESET_LIST_F_ALL) ||
 	    !vmr_all_zero(l.__reserved, sizeof(l.__reserved)) ||
 	    l.nr > VMRESET_MAX_LIST)
 		return -EINVAL;
@@ -290,8 +318,11 @@ static long vmr_ioc_list(struct vmr_inode *vi, void __user *argp, bool dirty)
 		unsigned int n;
 
 		mutex_lock(&vi->lock);
-		if (dirty)
+		if (kind == VMR_LIST_DIRTY)
 			n = vmr_fill_dirty(vi, idx, buf, want, &next);
+		else if (kind == VMR_LIST_HOT)
+			n = vmr_fill_hot(vi, idx, buf, want, &next,
+					 l.flags & VMRESET_LIST_F_EXPLICIT);
 		else
 			n = vmr_fill_preserved(vi, idx, buf, want, &next);
 		mutex_unlock(&vi->lock);
@@ -338,6 +369,10 @@ static long vmr_ioc_stats(struct vmr_inode *vi, void __user *argp)
 	s.snapshots = vi->snapshots;
 	s.reverts = vi->reverts;
 	s.reverted_pages = vi->reverted_pages;
+	s.hot_pages = vi->nr_hot;
+	s.hot_promotions = vi->hot_promotions;
+	s.hot_demotions = vi->hot_demotions;
+	s.hot_copies = vi->hot_copies;
 	mutex_unlock(&vi->lock);
 	if (copy_to_user(argp, &s, min_t(size_t, usize, sizeof(s))))
 		return -EFAULT;
@@ -360,11 +395,17 @@ long vmr_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	case VMRESET_IOC_PRESERVE:
 		return writer ? vmr_ioc_preserve(vi, argp) : -EBADF;
 	case VMRESET_IOC_PRESERVE_LIST:
-		return vmr_ioc_list(vi, argp, false);
+		return vmr_ioc_list(vi, argp, VMR_LIST_PRESERVED);
 	case VMRESET_IOC_DIRTY:
-		return vmr_ioc_list(vi, argp, true);
+		return vmr_ioc_list(vi, argp, VMR_LIST_DIRTY);
 	case VMRESET_IOC_STATS:
 		return vmr_ioc_stats(vi, argp);
+	case VMRESET_IOC_HOT:
+		return writer ? vmr_ioc_hot(vi, argp) : -EBADF;
+	case VMRESET_IOC_HOT_LIST:
+		return vmr_ioc_list(vi, argp, VMR_LIST_HOT);
+	case VMRESET_IOC_HOT_CONFIG:
+		return vmr_ioc_hot_config(vi, argp, writer);
 	}
 	return -ENOTTY;
 }

@@ -147,7 +147,16 @@ static int vmr_put_obj(struct sk_buff *skb, struct vmr_inode *vi)
 	    nla_put_u64_64bit(skb, VMRESET_A_SNAPSHOTS, vi->snapshots, VMRESET_A_PAD) ||
 	    nla_put_u64_64bit(skb, VMRESET_A_REVERTS, vi->reverts, VMRESET_A_PAD) ||
 	    nla_put_u64_64bit(skb, VMRESET_A_REVERTED_PAGES, vi->reverted_pages,
-			      VMRESET_A_PAD)) {
+			      VMRESET_A_PAD) ||
+	    nla_put_u64_64bit(skb, VMRESET_A_HOT_PAGES, vi->nr_hot, VMRESET_A_PAD) ||
+	    nla_put_u64_64bit(skb, VMRESET_A_HOT_PROMOTIONS, vi->hot_promotions,
+			      VMRESET_A_PAD) ||
+	    nla_put_u64_64bit(skb, VMRESET_A_HOT_DEMOTIONS, vi->hot_demotions,
+			      VMRESET_A_PAD) ||
+	    nla_put_u64_64bit(skb, VMRESET_A_HOT_COPIES, vi->hot_copies,
+			      VMRESET_A_PAD) ||
+	    nla_put_u64_64bit(skb, VMRESET_A_CACHED_PAGES, 0, VMRESET_A_PAD) ||
+	    nla_put_u32(skb, VMRESET_A_HOT_MODE, vi->hot_mode)) {
 		err = -EMSGSIZE;
 		goto out;
 	}
@@ -352,6 +361,213 @@ static int vmr_nl_preserve_doit(struct sk_buff *skb, struct genl_info *info)
 	return err;
 }
 
+/* The page range of OFFSET and LENGTH in @tb, or an extack and EINVAL. */
+static int vmr_nl_range(struct genl_info *info, struct nlattr **tb,
+			struct nlattr *where, pgoff_t *start, pgoff_t *end)
+{
+	u64 off, len;
+
+	if (!tb[VMRESET_A_OFFSET] || !tb[VMRESET_A_LENGTH]) {
+		NL_SET_ERR_MSG_ATTR(info->extack, where,
+				    "range needs an offset and a length");
+		return -EINVAL;
+	}
+	off = nla_get_u64(tb[VMRESET_A_OFFSET]);
+	len = nla_get_u64(tb[VMRESET_A_LENGTH]);
+	if (vmr_byte_range(off, len, start, end)) {
+		NL_SET_ERR_MSG_ATTR(info->extack,
+				    PAGE_ALIGNED(off) ? tb[VMRESET_A_LENGTH]
+						      : tb[VMRESET_A_OFFSET],
+				    "range must be page-aligned, non-empty and not wrap");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static const struct nla_policy vmr_range_policy[VMRESET_A_RANGE_MAX + 1] = {
+	[VMRESET_A_RANGE_OFFSET] = { .type = NLA_U64 },
+	[VMRESET_A_RANGE_LENGTH] = { .type = NLA_U64 },
+};
+
+/* The ranges of the HOT nest (RANGE nests of RANGE_OFFSET, RANGE_LENGTH). */
+static int vmr_nl_hot_ranges(struct genl_info *info, struct vmr_prange **out,
+			     unsigned int *nr)
+{
+	struct nlattr *hot = info->attrs[VMRESET_A_HOT], *range;
+	struct nlattr *tb[VMRESET_A_RANGE_MAX + 1];
+	struct vmr_prange *r;
+	unsigned int n = 0;
+	int rem, err;
+
+	*nr = 0;
+	*out = NULL;
+	if (!hot)
+		return 0;
+	nla_for_each_nested(range, hot, rem)
+		n++;
+	if (n > VMRESET_MAX_LIST) {
+		NL_SET_ERR_MSG_ATTR(info->extack, hot, "too many ranges");
+		return -EINVAL;
+	}
+	r = kvmalloc_array(max(n, 1U), sizeof(*r), GFP_KERNEL);
+	if (!r)
+		return -ENOMEM;
+	n = 0;
+	nla_for_each_nested(range, hot, rem) {
+		u64 off, len;
+
+		err = -EINVAL;
+		if (nla_type(range) != VMRESET_A_RANGE) {
+			NL_SET_ERR_MSG_ATTR(info->extack, range, "expected a range nest");
+			goto err_free;
+		}
+		err = nla_parse_nested(tb, VMRESET_A_RANGE_MAX, range,
+				       vmr_range_policy, info->extack);
+		if (err)
+			goto err_free;
+		err = -EINVAL;
+		if (!tb[VMRESET_A_RANGE_OFFSET] || !tb[VMRESET_A_RANGE_LENGTH]) {
+			NL_SET_ERR_MSG_ATTR(info->extack, range,
+					    "range needs an offset and a length");
+			goto err_free;
+		}
+		off = nla_get_u64(tb[VMRESET_A_RANGE_OFFSET]);
+		len = nla_get_u64(tb[VMRESET_A_RANGE_LENGTH]);
+		if (vmr_byte_range(off, len, &r[n].start, &r[n].end)) {
+			NL_SET_ERR_MSG_ATTR(info->extack, range,
+					    "range must be page-aligned, non-empty and not wrap");
+			goto err_free;
+		}
+		n++;
+	}
+	*out = r;
+	*nr = n;
+	return 0;
+
+err_free:
+	kvfree(r);
+	return err;
+}
+
+static int vmr_nl_hot_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	u8 cmd = info->genlhdr->cmd;
+	struct vmr_prange one, *r = &one;
+	struct vmr_inode *vi;
+	unsigned int nr = 1;
+	u32 op;
+	int err;
+
+	if (cmd == VMRESET_CMD_HOT_SET) {
+		op = VMRESET_HOT_SET;
+		err = vmr_nl_hot_ranges(info, &r, &nr);
+	} else {
+		op = cmd == VMRESET_CMD_HOT_ADD ? VMRESET_HOT_ADD : VMRESET_HOT_DEL;
+		if (GENL_REQ_ATTR_CHECK(info, VMRESET_A_OFFSET) ||
+		    GENL_REQ_ATTR_CHECK(info, VMRESET_A_LENGTH))
+			return -EINVAL;
+		err = vmr_nl_range(info, info->attrs, NULL, &one.start, &one.end);
+	}
+	if (err)
+		return err;
+	vi = vmr_obj_from_info(info);
+	if (IS_ERR(vi)) {
+		err = PTR_ERR(vi);
+		goto out;
+	}
+	mutex_lock(&vi->lock);
+	err = vmr_hot_apply(vi, op, r, nr);
+	mutex_unlock(&vi->lock);
+	if (err == -ENOSPC)
+		NL_SET_ERR_MSG(info->extack,
+			       "the hot set would exceed the object's bound");
+	vmr_obj_put(vi);
+out:
+	if (r != &one)
+		kvfree(r);
+	return err;
+}
+
+static int vmr_nl_hot_config_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	struct nlattr **a = info->attrs;
+	struct vmreset_hot_config c = { 0 };
+	struct vmr_inode *vi;
+	struct sk_buff *msg;
+	void *hdr;
+	int err;
+
+	if (a[VMRESET_A_HOT_MODE]) {
+		c.flags |= VMRESET_HOT_CFG_MODE;
+		c.mode = nla_get_u32(a[VMRESET_A_HOT_MODE]);
+		if (c.mode > VMRESET_HOT_LEARN) {
+			NL_SET_ERR_MSG_ATTR(info->extack, a[VMRESET_A_HOT_MODE],
+					    "unknown hot mode");
+			return -EINVAL;
+		}
+	}
+	if (a[VMRESET_A_HOT_MAX]) {
+		c.flags |= VMRESET_HOT_CFG_MAX;
+		c.max_pages = nla_get_u64(a[VMRESET_A_HOT_MAX]);
+	}
+	if (!a[VMRESET_A_HOT_LEARN_K] != !a[VMRESET_A_HOT_LEARN_N]) {
+		NL_SET_ERR_MSG_ATTR(info->extack,
+				    a[VMRESET_A_HOT_LEARN_K] ?: a[VMRESET_A_HOT_LEARN_N],
+				    "hot-learn-k and hot-learn-n go together");
+		return -EINVAL;
+	}
+	if (a[VMRESET_A_HOT_LEARN_K]) {
+		c.flags |= VMRESET_HOT_CFG_LEARN;
+		c.learn_k = nla_get_u32(a[VMRESET_A_HOT_LEARN_K]);
+		c.learn_n = nla_get_u32(a[VMRESET_A_HOT_LEARN_N]);
+	}
+	vi = vmr_obj_from_info(info);
+	if (IS_ERR(vi))
+		return PTR_ERR(vi);
+	mutex_lock(&vi->lock);
+	err = vmr_hot_config(vi, &c);
+	mutex_unlock(&vi->lock);
+	if (err == -EBUSY)
+		NL_SET_ERR_MSG_ATTR(info->extack, a[VMRESET_A_HOT_MAX],
+				    "bound below the explicit hot set");
+	else if (err == -EINVAL && (c.flags & VMRESET_HOT_CFG_LEARN))
+		NL_SET_ERR_MSG_ATTR(info->extack, a[VMRESET_A_HOT_LEARN_K],
+				    "need 1 <= hot-learn-k <= hot-learn-n <= 16");
+	else if (err == -EINVAL)
+		NL_SET_ERR_MSG_ATTR(info->extack, a[VMRESET_A_HOT_MAX],
+				    "bound above the mount's hot_size");
+	if (err)
+		goto out;
+	err = -ENOMEM;
+	msg = genlmsg_new(NLMSG_GOODSIZE, GFP_KERNEL);
+	if (!msg)
+		goto out;
+	hdr = genlmsg_put_reply(msg, info, &vmr_genl_family, 0,
+				VMRESET_CMD_HOT_CONFIG);
+	if (!hdr ||
+	    nla_put_u64_64bit(msg, VMRESET_A_OBJ_ID, vi->id, VMRESET_A_PAD) ||
+	    nla_put_u32(msg, VMRESET_A_HOT_MODE, c.mode) ||
+	    nla_put_u64_64bit(msg, VMRESET_A_HOT_MAX, c.max_pages, VMRESET_A_PAD) ||
+	    nla_put_u32(msg, VMRESET_A_HOT_LEARN_K, c.learn_k) ||
+	    nla_put_u32(msg, VMRESET_A_HOT_LEARN_N, c.learn_n) ||
+	    nla_put_u64_64bit(msg, VMRESET_A_HOT_EXPLICIT_PAGES, c.explicit_pages,
+			      VMRESET_A_PAD) ||
+	    nla_put_u64_64bit(msg, VMRESET_A_HOT_PAGES, c.hot_pages, VMRESET_A_PAD) ||
+	    nla_put_u64_64bit(msg, VMRESET_A_HOT_MOUNT_MAX, c.mount_max_pages,
+			      VMRESET_A_PAD) ||
+	    nla_put_u64_64bit(msg, VMRESET_A_HOT_MOUNT_PAGES, c.mount_hot_pages,
+			      VMRESET_A_PAD)) {
+		nlmsg_free(msg);
+		err = -EMSGSIZE;
+		goto out;
+	}
+	genlmsg_end(msg, hdr);
+	err = genlmsg_reply(msg, info);
+out:
+	vmr_obj_put(vi);
+	return err;
+}
+
 static const struct nla_policy vmr_obj_id_policy[VMRESET_A_OBJ_ID + 1] = {
 	[VMRESET_A_OBJ_ID] = { .type = NLA_U64 },
 };
@@ -384,6 +600,19 @@ static const struct nla_policy vmr_vm_preserve_policy[VMRESET_A_VM_ID + 1] = {
 	[VMRESET_A_VM_ID] = { .type = NLA_U32 },
 	[VMRESET_A_OFFSET] = { .type = NLA_U64 },
 	[VMRESET_A_LENGTH] = { .type = NLA_U64 },
+};
+
+static const struct nla_policy vmr_hot_set_policy[VMRESET_A_HOT + 1] = {
+	[VMRESET_A_OBJ_ID] = { .type = NLA_U64 },
+	[VMRESET_A_HOT] = { .type = NLA_NESTED },
+};
+
+static const struct nla_policy vmr_hot_config_policy[VMRESET_A_HOT_LEARN_N + 1] = {
+	[VMRESET_A_OBJ_ID] = { .type = NLA_U64 },
+	[VMRESET_A_HOT_MODE] = { .type = NLA_U32 },
+	[VMRESET_A_HOT_MAX] = { .type = NLA_U64 },
+	[VMRESET_A_HOT_LEARN_K] = { .type = NLA_U32 },
+	[VMRESET_A_HOT_LEARN_N] = { .type = NLA_U32 },
 };
 
 static const struct genl_ops vmr_genl_ops[] = {
@@ -460,6 +689,30 @@ static const struct genl_ops vmr_genl_ops[] = {
 		.doit = vmr_nl_vm_preserve_doit,
 		.policy = vmr_vm_preserve_policy,
 		.maxattr = ARRAY_SIZE(vmr_vm_preserve_policy) - 1,
+	},
+	{
+		.cmd = VMRESET_CMD_HOT_ADD,
+		.doit = vmr_nl_hot_doit,
+		.policy = vmr_preserve_policy,
+		.maxattr = ARRAY_SIZE(vmr_preserve_policy) - 1,
+	},
+	{
+		.cmd = VMRESET_CMD_HOT_DEL,
+		.doit = vmr_nl_hot_doit,
+		.policy = vmr_preserve_policy,
+		.maxattr = ARRAY_SIZE(vmr_preserve_policy) - 1,
+	},
+	{
+		.cmd = VMRESET_CMD_HOT_SET,
+		.doit = vmr_nl_hot_doit,
+		.policy = vmr_hot_set_policy,
+		.maxattr = ARRAY_SIZE(vmr_hot_set_policy) - 1,
+	},
+	{
+		.cmd = VMRESET_CMD_HOT_CONFIG,
+		.doit = vmr_nl_hot_config_doit,
+		.policy = vmr_hot_config_policy,
+		.maxattr = ARRAY_SIZE(vmr_hot_config_policy) - 1,
 	},
 };
 

@@ -30,16 +30,16 @@ static inline struct address_space *vi_mapping(struct vmr_inode *vi)
 }
 
 /* Remove the PTEs (and so KVM's mappings) of [start, end). */
-static void vmr_unmap(struct vmr_inode *vi, pgoff_t start, pgoff_t end)
+void vmr_unmap(struct vmr_inode *vi, pgoff_t start, pgoff_t end)
 {
 	if (start < end)
 		unmap_mapping_pages(vi_mapping(vi), start, end - start, false);
 }
 
-static void vmr_update_blocks(struct vmr_inode *vi)
+void vmr_update_blocks(struct vmr_inode *vi)
 {
-	vi->vfs_inode.i_blocks = (blkcnt_t)(vi->nr_pages + vi->nr_undo_pages)
-				 << (PAGE_SHIFT - 9);
+	vi->vfs_inode.i_blocks = (blkcnt_t)(vi->nr_pages + vi->nr_undo_pages +
+					    vi->nr_hot) << (PAGE_SHIFT - 9);
 }
 
 /*
@@ -106,13 +106,14 @@ struct page *vmr_get_page(struct vmr_inode *vi, pgoff_t idx)
 	return page;
 }
 
+/* Is the next write to @idx the first since the snapshot? Not if hot. */
 static inline bool vmr_tracking(struct vmr_inode *vi, pgoff_t idx)
 {
-	return vi->has_snap && !xa_load(&vi->undo, idx);
+	return vi->has_snap && !xa_load(&vi->undo, idx) && !vmr_is_hot(vi, idx);
 }
 
 /* Record @old (a page or VMR_HOLE) as the snapshot content of @idx. */
-static int vmr_save_undo(struct vmr_inode *vi, pgoff_t idx, void *old)
+int vmr_save_undo(struct vmr_inode *vi, pgoff_t idx, void *old)
 {
 	int err = xa_err(xa_store(&vi->undo, idx, old, GFP_KERNEL));
 
@@ -260,6 +261,9 @@ int vmr_remove_range(struct vmr_inode *vi, pgoff_t start, pgoff_t end)
 	lockdep_assert_held(&vi->lock);
 	if (start >= end)
 		return 0;
+	err = vmr_hot_demote_range(vi, start, end);
+	if (err)
+		return err;
 	vmr_unmap(vi, start, end);
 	xa_for_each_range(&vi->pages, idx, page, start, end - 1) {
 		bool track = vmr_tracking(vi, idx);
@@ -300,6 +304,7 @@ void vmr_free_all(struct vmr_inode *vi)
 			vmr_put_page(sbi, entry);
 		cond_resched();
 	}
+	vmr_hot_free_all(vi);
 	xa_destroy(&vi->pages);
 	xa_destroy(&vi->undo);
 	vi->nr_pages = 0;
@@ -309,9 +314,10 @@ void vmr_free_all(struct vmr_inode *vi)
 
 /*
  * Take away write access from the pages in [start, end) that may have it,
- * so that the next write to them faults into page_mkwrite again.
+ * so that the next write to them faults into page_mkwrite again. Hot pages
+ * keep theirs: nothing tracks their writes.
  */
-static void vmr_wrprotect(struct vmr_inode *vi, pgoff_t start, pgoff_t end)
+void vmr_wrprotect(struct vmr_inode *vi, pgoff_t start, pgoff_t end)
 {
 	pgoff_t run_start = 0, run_end = 0;
 	struct page *page;
@@ -322,6 +328,11 @@ static void vmr_wrprotect(struct vmr_inode *vi, pgoff_t start, pgoff_t end)
 	for (idx = start;
 	     (page = xa_find(&vi->pages, &idx, end - 1, VMR_MARK_WRITABLE));
 	     idx++) {
+		if (vmr_is_hot(vi, idx)) {
+			if (idx == end - 1)
+				break;
+			continue;
+		}
 		/*
 		 * A fault that page_mkwrite let through before we took
 		 * vi->lock holds the page lock until its PTE is in place:
@@ -356,8 +367,11 @@ u64 vmr_snapshot(struct vmr_inode *vi)
 	xa_destroy(&vi->undo);
 	vi->nr_dirty = 0;
 	vi->nr_undo_pages = 0;
-	vmr_wrprotect(vi, 0, ULONG_MAX);
+	folded += vmr_hot_snapshot(vi);
 	vi->has_snap = true;
+	/* Before write-protecting: the pages promoted keep their PTEs. */
+	vmr_hot_after_snapshot(vi);
+	vmr_wrprotect(vi, 0, ULONG_MAX);
 	vi->snap_size = i_size_read(&vi->vfs_inode);
 	vi->snapshots++;
 	vmr_update_blocks(vi);
@@ -368,7 +382,7 @@ u64 vmr_snapshot(struct vmr_inode *vi)
  * Is @idx preserved? *@next is the first index after @idx where the answer
  * changes (ULONG_MAX if never).
  */
-static bool vmr_preserved_at(struct vmr_inode *vi, pgoff_t idx, pgoff_t *next)
+bool vmr_preserved_at(struct vmr_inode *vi, pgoff_t idx, pgoff_t *next)
 {
 	unsigned int lo = 0, hi = vi->nr_preserved;
 
@@ -482,13 +496,25 @@ int vmr_revert(struct vmr_inode *vi, bool dry_run, u64 *reverted, u64 *kept)
 		} else if (dry_run) {
 			*reverted += end - start;
 		} else {
-			/* One MMU notifier round for the run. */
-			vmr_unmap(vi, start, end);
-			for (i = start; i < end; i++) {
-				err = vmr_revert_one(vi, i, xa_load(&vi->undo, i));
-				if (err)
-					goto out;
-				(*reverted)++;
+			pgoff_t s = start;
+
+			/*
+			 * Pages promoted to hot split the run; the rest take one
+			 * MMU notifier round per piece.
+			 */
+			for (i = start; i <= end; i++) {
+				pgoff_t j;
+
+				if (i < end && !vmr_hot_try_promote(vi, i))
+					continue;
+				vmr_unmap(vi, s, i);
+				for (j = s; j < i; j++) {
+					err = vmr_revert_one(vi, j, xa_load(&vi->undo, j));
+					if (err)
+						goto out;
+					(*reverted)++;
+				}
+				s = i + 1;
 			}
 			cond_resched();
 		}
@@ -507,6 +533,8 @@ int vmr_revert(struct vmr_inode *vi, bool dry_run, u64 *reverted, u64 *kept)
 		i_size_write(&vi->vfs_inode, size);
 	}
 out:
+	/* After the walk: it may have promoted pages, which this restores. */
+	*reverted += vmr_hot_revert(vi, dry_run);
 	if (!dry_run) {
 		vi->reverts++;
 		vi->reverted_pages += *reverted;
@@ -531,6 +559,11 @@ int vmr_clone_pages(struct vmr_inode *svi, pgoff_t src, struct vmr_inode *dvi,
 	 * first, so that no write lands on a page a clone already sees. New
 	 * write access needs page_mkwrite, which waits for svi->lock.
 	 */
+	err = vmr_hot_demote_range(svi, src, src + nr);
+	if (!err)
+		err = vmr_hot_demote_range(dvi, dst, dst + nr);
+	if (err)
+		return err;
 	vmr_wrprotect(svi, src, src + nr);
 	vmr_unmap(dvi, dst, dst + nr);
 	for (i = 0; i < nr; i++) {

@@ -167,6 +167,7 @@ static struct inode *vmr_alloc_inode(struct super_block *sb)
 	vi->snapshots = 0;
 	vi->reverts = 0;
 	vi->reverted_pages = 0;
+	vmr_hot_init(vi, VMR_SB(sb));
 	return &vi->vfs_inode;
 }
 
@@ -214,6 +215,9 @@ static int vmr_show_options(struct seq_file *m, struct dentry *root)
 
 	seq_printf(m, ",size=%luk", sbi->max_pages << (PAGE_SHIFT - 10));
 	seq_printf(m, ",nr_inodes=%lu", sbi->max_inodes);
+	seq_printf(m, ",hot_size=%luk", sbi->hot_max << (PAGE_SHIFT - 10));
+	if (sbi->hot_mode != VMRESET_HOT_EXPLICIT)
+		seq_printf(m, ",hot=%s", sbi->hot_mode == VMRESET_HOT_OFF ? "off" : "learn");
 	if (sbi->mode != VMR_DEFAULT_MODE)
 		seq_printf(m, ",mode=%03o", sbi->mode);
 	if (!uid_eq(sbi->uid, GLOBAL_ROOT_UID))
@@ -243,10 +247,20 @@ static const struct super_operations vmr_sops = {
 
 /* Mount options */
 
-enum { Opt_size, Opt_nr_inodes, Opt_mode, Opt_uid, Opt_gid };
+enum { Opt_size, Opt_nr_inodes, Opt_mode, Opt_uid, Opt_gid, Opt_hot_size,
+       Opt_hot };
+
+static const struct constant_table vmr_hot_modes[] = {
+	{ "off",	VMRESET_HOT_OFF },
+	{ "explicit",	VMRESET_HOT_EXPLICIT },
+	{ "learn",	VMRESET_HOT_LEARN },
+	{}
+};
 
 static const struct fs_parameter_spec vmr_fs_params[] = {
 	fsparam_string("size", Opt_size),
+	fsparam_string("hot_size", Opt_hot_size),
+	fsparam_enum("hot", Opt_hot, vmr_hot_modes),
 	fsparam_string("nr_inodes", Opt_nr_inodes),
 	fsparam_u32oct("mode", Opt_mode),
 	fsparam_u32("uid", Opt_uid),
@@ -257,6 +271,8 @@ static const struct fs_parameter_spec vmr_fs_params[] = {
 struct vmr_fs_ctx {
 	unsigned long max_pages;
 	unsigned long max_inodes;
+	unsigned long hot_max;
+	u32 hot_mode;
 	umode_t mode;
 	kuid_t uid;
 	kgid_t gid;
@@ -287,6 +303,16 @@ static int vmr_parse_param(struct fs_context *fc, struct fs_parameter *param)
 		if (*rest || !size)
 			goto bad_value;
 		ctx->max_pages = DIV_ROUND_UP(size, PAGE_SIZE);
+		break;
+	case Opt_hot_size:
+		/* Zero is allowed: no hot pages on this mount. */
+		size = memparse(param->string, &rest);
+		if (*rest)
+			goto bad_value;
+		ctx->hot_max = DIV_ROUND_UP(size, PAGE_SIZE);
+		break;
+	case Opt_hot:
+		ctx->hot_mode = result.uint_32;
 		break;
 	case Opt_nr_inodes:
 		ctx->max_inodes = memparse(param->string, &rest);
@@ -327,6 +353,11 @@ static int vmr_fill_super(struct super_block *sb, struct fs_context *fc)
 	sb->s_fs_info = sbi;
 	sbi->max_pages = ctx->max_pages;
 	sbi->max_inodes = ctx->max_inodes;
+	/* By default a quarter of the mount may be hot copies. */
+	sbi->hot_max = ctx->seen & (1U << Opt_hot_size) ? ctx->hot_max
+						       : ctx->max_pages / 4;
+	sbi->hot_mode = ctx->hot_mode;
+	atomic_long_set(&sbi->hot_pages, 0);
 	sbi->mode = ctx->mode;
 	sbi->uid = ctx->uid;
 	sbi->gid = ctx->gid;
@@ -383,6 +414,11 @@ static int vmr_reconfigure(struct fs_context *fc)
 		WRITE_ONCE(sbi->max_pages, ctx->max_pages);
 	if (ctx->seen & (1U << Opt_nr_inodes))
 		WRITE_ONCE(sbi->max_inodes, ctx->max_inodes);
+	/* Lowering it keeps the hot pages there are; no new ones past it. */
+	if (ctx->seen & (1U << Opt_hot_size))
+		WRITE_ONCE(sbi->hot_max, ctx->hot_max);
+	if (ctx->seen & (1U << Opt_hot))
+		WRITE_ONCE(sbi->hot_mode, ctx->hot_mode);
 	return 0;
 }
 
@@ -407,6 +443,7 @@ static int vmr_init_fs_context(struct fs_context *fc)
 	/* Like tmpfs: at most half of RAM unless told otherwise. */
 	ctx->max_pages = totalram_pages() / 2;
 	ctx->max_inodes = totalram_pages() / 2;
+	ctx->hot_mode = VMRESET_HOT_EXPLICIT;
 	ctx->mode = VMR_DEFAULT_MODE;
 	ctx->uid = current_fsuid();
 	ctx->gid = current_fsgid();

@@ -23,6 +23,9 @@ struct vmr_sb {
 	unsigned long max_inodes;
 	atomic_long_t used_pages;
 	atomic_long_t used_inodes;
+	unsigned long hot_max;		/* bound on hot pages of the mount */
+	atomic_long_t hot_pages;
+	u32 hot_mode;			/* default for new files */
 	umode_t mode;
 	kuid_t uid;
 	kgid_t gid;
@@ -61,12 +64,33 @@ struct vmr_inode {
 	u64 reverts;
 	u64 reverted_pages;
 
+	/*
+	 * Hot pages: @hot maps an index to the page's kept snapshot copy (the
+	 * index is hot) or to VMR_WANT (explicitly wanted, not hot now).
+	 * VMR_MARK_EXPLICIT marks the explicit set. A hot index has a private
+	 * page in @pages, no entry in @undo, lies outside preserved ranges,
+	 * and its copy is private; hot copies exist only with a snapshot.
+	 */
+	struct xarray hot;
+	unsigned long nr_hot;
+	unsigned long nr_explicit;
+	unsigned long hot_max;
+	u32 hot_mode;
+	u32 learn_k, learn_n;
+	u64 hot_promotions;
+	u64 hot_demotions;
+	u64 hot_copies;
+
 	struct inode vfs_inode;
 };
 
 /* Mark on @pages: the page may have writable PTEs. */
 #define VMR_MARK_WRITABLE	XA_MARK_0
 #define VMR_HOLE		xa_mk_value(0)
+/* On @hot. */
+#define VMR_MARK_EXPLICIT	XA_MARK_0
+#define VMR_WANT		xa_mk_value(1)
+#define VMR_HOT_FILE_MAX	16384UL	/* default per-file bound, pages */
 
 static inline struct vmr_inode *VMR_I(struct inode *inode)
 {
@@ -99,6 +123,38 @@ bool vmr_range_preserved(struct vmr_inode *vi, pgoff_t start, pgoff_t end);
 unsigned long vmr_count_shared(struct vmr_inode *vi);
 int vmr_clone_pages(struct vmr_inode *svi, pgoff_t src, struct vmr_inode *dvi,
 		    pgoff_t dst, pgoff_t nr);
+
+void vmr_unmap(struct vmr_inode *vi, pgoff_t start, pgoff_t end);
+void vmr_wrprotect(struct vmr_inode *vi, pgoff_t start, pgoff_t end);
+int vmr_save_undo(struct vmr_inode *vi, pgoff_t idx, void *old);
+bool vmr_preserved_at(struct vmr_inode *vi, pgoff_t idx, pgoff_t *next);
+void vmr_update_blocks(struct vmr_inode *vi);
+
+/* hot.c: hot pages, restored in place */
+static inline bool vmr_is_hot(struct vmr_inode *vi, pgoff_t idx)
+{
+	void *e = xa_load(&vi->hot, idx);
+
+	return e && !xa_is_value(e);
+}
+
+void vmr_hot_init(struct vmr_inode *vi, struct vmr_sb *sbi);
+int vmr_hot_demote_range(struct vmr_inode *vi, pgoff_t start, pgoff_t end);
+void vmr_hot_free_all(struct vmr_inode *vi);
+u64 vmr_hot_snapshot(struct vmr_inode *vi);
+bool vmr_hot_try_promote(struct vmr_inode *vi, pgoff_t idx);
+void vmr_hot_after_snapshot(struct vmr_inode *vi);
+u64 vmr_hot_revert(struct vmr_inode *vi, bool dry_run);
+bool vmr_hot_changed(struct vmr_inode *vi, pgoff_t idx);
+unsigned long vmr_hot_next_changed(struct vmr_inode *vi, pgoff_t idx);
+long vmr_ioc_hot(struct vmr_inode *vi, void __user *argp);
+long vmr_ioc_hot_config(struct vmr_inode *vi, void __user *argp, bool writer);
+int vmr_hot_apply(struct vmr_inode *vi, u32 op, struct vmr_prange *r,
+		  unsigned int nr);
+int vmr_hot_config(struct vmr_inode *vi, struct vmreset_hot_config *c);
+unsigned int vmr_fill_hot(struct vmr_inode *vi, pgoff_t idx,
+			  struct vmreset_range *buf, unsigned int max,
+			  pgoff_t *next, bool explicit);
 
 /* file.c */
 extern const struct vm_operations_struct vmr_vm_ops;

@@ -65,7 +65,8 @@ ops = spec["operations"]["list"]
 check_enum("vmreset_cmd", "VMRESET_CMD_", [o["name"] for o in ops])
 
 types = {a["name"]: a["type"] for a in sets["vmreset"]["attributes"]}
-nla = {"u64": "NLA_U64", "u32": "NLA_U32", "string": "NLA_NUL_STRING", "flag": "NLA_FLAG"}
+nla = {"u64": "NLA_U64", "u32": "NLA_U32", "string": "NLA_NUL_STRING", "flag": "NLA_FLAG",
+       "nest": "NLA_NESTED"}
 
 # The kernel's policies: name -> {attr: type}; ops: cmd -> policy name.
 policies = {}

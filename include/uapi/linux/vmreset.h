@@ -29,7 +29,8 @@
  *   EFAULT  the argument pointer (or a pointer inside it) is bad
  *   EINVAL  unknown flag, non-zero reserved field, bad size or range
  *   EBADF   the operation modifies the file and the fd is not open for
- *           writing (all but FEATURES, PRESERVE_LIST, DIRTY, STATS)
+ *           writing (all but FEATURES, PRESERVE_LIST, DIRTY, STATS,
+ *           HOT_LIST, and HOT_CONFIG without flags)
  *
  * VMRESET_IOC_FEATURES   struct vmreset_features (out)
  *   Reports the API version and the supported features and ioctls.
@@ -99,7 +100,8 @@
 #define VMRESET_FEATURE_DIRTY		(1ULL << 2)
 #define VMRESET_FEATURE_CLONE		(1ULL << 3)
 #define VMRESET_FEATURE_STATS		(1ULL << 4)
-#define VMRESET_FEATURE_ALL		((1ULL << 5) - 1)
+#define VMRESET_FEATURE_HOT		(1ULL << 5)
+#define VMRESET_FEATURE_ALL		((1ULL << 6) - 1)
 
 #define VMRESET_MAX_PRESERVED		1024
 #define VMRESET_MAX_LIST		65536
@@ -176,7 +178,12 @@ struct vmreset_stats {
 	__u64 reverted_pages;		/* summed over all reverts */
 	__u64 faults;			/* pages mapped by the fault handler */
 	__u64 id;			/* object ID, as in netlink */
-	__u64 __reserved[6];
+	__u64 hot_pages;		/* hot pages (each with a kept copy) */
+	__u64 hot_promotions;		/* pages made hot, summed */
+	__u64 hot_demotions;		/* hot pages made ordinary, summed */
+	__u64 hot_copies;		/* hot pages copied back by REVERT */
+	__u64 cached_pages;		/* kept copies of clean pages */
+	__u64 __reserved[1];
 };
 #define VMRESET_STATS_F_SNAPSHOT	(1U << 0)	/* has a snapshot */
 
@@ -264,6 +271,10 @@ enum vmreset_cmd {
 	VMRESET_CMD_VM_PRESERVE_DEL,
 	VMRESET_CMD_VM_ATTACH_NTF,
 	VMRESET_CMD_VM_DETACH_NTF,
+	VMRESET_CMD_HOT_ADD,
+	VMRESET_CMD_HOT_DEL,
+	VMRESET_CMD_HOT_SET,
+	VMRESET_CMD_HOT_CONFIG,
 
 	__VMRESET_CMD_MAX,
 	VMRESET_CMD_MAX = __VMRESET_CMD_MAX - 1
@@ -297,6 +308,19 @@ enum vmreset_a {
 	VMRESET_A_VM_ID,		/* u32 */
 	VMRESET_A_PID,			/* u32: the VMM that created the VM */
 	VMRESET_A_SLOTS,		/* nest: VMRESET_A_SLOT... */
+	VMRESET_A_HOT,			/* nest: VMRESET_A_RANGE... */
+	VMRESET_A_HOT_PAGES,		/* u64 */
+	VMRESET_A_HOT_PROMOTIONS,	/* u64 */
+	VMRESET_A_HOT_DEMOTIONS,	/* u64 */
+	VMRESET_A_HOT_COPIES,		/* u64 */
+	VMRESET_A_CACHED_PAGES,		/* u64 */
+	VMRESET_A_HOT_MODE,		/* u32: enum vmreset_hot_mode */
+	VMRESET_A_HOT_MAX,		/* u64: per-file bound, pages */
+	VMRESET_A_HOT_LEARN_K,		/* u32 */
+	VMRESET_A_HOT_LEARN_N,		/* u32 */
+	VMRESET_A_HOT_EXPLICIT_PAGES,	/* u64 */
+	VMRESET_A_HOT_MOUNT_MAX,	/* u64: the mount's bound, pages */
+	VMRESET_A_HOT_MOUNT_PAGES,	/* u64: hot pages on the mount */
 
 	__VMRESET_A_MAX,
 	VMRESET_A_MAX = __VMRESET_A_MAX - 1
@@ -323,6 +347,111 @@ enum vmreset_a_slot {
 	__VMRESET_A_SLOT_MAX,
 	VMRESET_A_SLOT_MAX = __VMRESET_A_SLOT_MAX - 1
 };
+
+/*
+ * Hot pages
+ * ---------
+ * A hot page stays mapped writable across SNAPSHOT and REVERT and keeps a
+ * copy of its snapshot content; REVERT copies that back in place, so the
+ * page is never unmapped and a guest touching it after a revert takes no
+ * fault (no MMU-notifier round, KVM keeps its mapping). It costs one page
+ * of memory per hot page, and REVERT compares (and, if it changed, copies)
+ * every hot page whether or not it was written. Hot pages are exact for
+ * every writer: their dirtiness is decided by content, not by faults.
+ *
+ * A file's hot set is the union of an explicit set (given below) and, in
+ * VMRESET_HOT_LEARN mode, pages learned from the dirty history: a page
+ * dirtied in at least @learn_k of the last @learn_n reverts is promoted; a
+ * learned hot page unchanged at @learn_n reverts in a row is demoted.
+ * Pages become hot only while the file has a snapshot, and only where the
+ * snapshot has a page (not a hole) that no clone shares, outside preserved
+ * ranges. Clones (either side), hole punching, truncation and PRESERVE ADD
+ * demote the hot pages they touch first, so their semantics do not change.
+ * The number of hot pages is bounded per file (@max_pages) and per mount
+ * (mount option hot_size=, default a quarter of size=); past a bound pages
+ * simply stay ordinary.
+ *
+ * DIRTY lists a hot page if its content differs from its snapshot copy (a
+ * page compare), REVERT counts it in @reverted_pages if it had to copy it
+ * back, and SNAPSHOT in @dirty_pages if it had to refresh the copy.
+ *
+ * VMRESET_IOC_HOT        struct vmreset_hot (in)
+ *   @op VMRESET_HOT_ADD adds the @nr ranges at @ranges to the explicit set,
+ *   VMRESET_HOT_DEL removes them (demoting those pages), VMRESET_HOT_SET
+ *   replaces the explicit set by them (@nr may be 0). Ranges need not be
+ *   sorted and may overlap. With a snapshot, the pages that can be hot are
+ *   promoted at once; the others when they become eligible (at SNAPSHOT).
+ *   Errors: EINVAL (bad op, range, @nr > VMRESET_MAX_LIST), ENOSPC (the
+ *   explicit set would exceed the file's @max_pages; nothing changed),
+ *   EFAULT.
+ * VMRESET_IOC_HOT_LIST   struct vmreset_range_list (in/out)
+ *   As DIRTY, listing the pages that are hot now; with
+ *   VMRESET_LIST_F_EXPLICIT, the explicit set instead.
+ * VMRESET_IOC_HOT_CONFIG struct vmreset_hot_config (in/out)
+ *   Set the fields named by @flags (VMRESET_HOT_CFG_*), then report all.
+ *   VMRESET_HOT_OFF demotes every hot page and keeps the explicit set for
+ *   later. Errors: EINVAL (unknown mode, @max_pages above the mount's
+ *   bound, learn_k not in 1..learn_n, learn_n not in 1..16), EBUSY
+ *   (@max_pages below the explicit set).
+ */
+#define VMRESET_LIST_F_EXPLICIT		(1U << 0)	/* HOT_LIST only */
+
+enum vmreset_hot_op {
+	VMRESET_HOT_ADD = 1,
+	VMRESET_HOT_DEL = 2,
+	VMRESET_HOT_SET = 3,
+};
+
+struct vmreset_hot {
+	__u32 op;			/* enum vmreset_hot_op */
+	__u32 nr;			/* ranges at @ranges */
+	__u64 ranges;			/* user pointer to struct vmreset_range[] */
+	__u64 flags;			/* none defined yet */
+	__u64 __reserved[2];
+};
+#define VMRESET_HOT_F_ALL		0ULL
+
+enum vmreset_hot_mode {
+	VMRESET_HOT_OFF = 0,		/* no hot pages */
+	VMRESET_HOT_EXPLICIT = 1,	/* the explicit set only */
+	VMRESET_HOT_LEARN = 2,		/* explicit set and learned pages */
+};
+
+struct vmreset_hot_config {
+	__u32 flags;			/* in: VMRESET_HOT_CFG_* to set */
+	__u32 mode;			/* enum vmreset_hot_mode */
+	__u64 max_pages;		/* per-file bound */
+	__u32 learn_k;			/* promote: dirty in k ... */
+	__u32 learn_n;			/* ... of the last n reverts */
+	__u64 explicit_pages;		/* out: pages in the explicit set */
+	__u64 hot_pages;		/* out: pages hot now */
+	__u64 mount_max_pages;		/* out: the mount's bound */
+	__u64 mount_hot_pages;		/* out: hot pages on the mount */
+	__u64 __reserved[2];
+};
+#define VMRESET_HOT_CFG_MODE		(1U << 0)
+#define VMRESET_HOT_CFG_MAX		(1U << 1)
+#define VMRESET_HOT_CFG_LEARN		(1U << 2)	/* learn_k and learn_n */
+#define VMRESET_HOT_CFG_ALL		((1U << 3) - 1)
+#define VMRESET_HOT_MAX_LEARN_N		16
+
+#define VMRESET_IOC_HOT		_IOW(VMRESET_IOC_MAGIC, 0x07, struct vmreset_hot)
+#define VMRESET_IOC_HOT_LIST	_IOWR(VMRESET_IOC_MAGIC, 0x08, struct vmreset_range_list)
+#define VMRESET_IOC_HOT_CONFIG	_IOWR(VMRESET_IOC_MAGIC, 0x09, struct vmreset_hot_config)
+
+/*
+ * Netlink for hot pages (same semantics and errors as the ioctls):
+ * VMRESET_CMD_HOT_ADD        OBJ_ID, OFFSET, LENGTH
+ * VMRESET_CMD_HOT_DEL        OBJ_ID, OFFSET, LENGTH
+ * VMRESET_CMD_HOT_SET        OBJ_ID, [HOT (nest of RANGE nests)]: replace
+ *                            the explicit set (no HOT: empty it)
+ * VMRESET_CMD_HOT_CONFIG     OBJ_ID, [HOT_MODE], [HOT_MAX], [HOT_LEARN_K,
+ *                            HOT_LEARN_N] -> OBJ_ID, HOT_MODE, HOT_MAX,
+ *                            HOT_LEARN_K, HOT_LEARN_N, HOT_EXPLICIT_PAGES,
+ *                            HOT_PAGES, HOT_MOUNT_MAX, HOT_MOUNT_PAGES
+ * OBJ_GET replies also carry HOT_PAGES, HOT_PROMOTIONS, HOT_DEMOTIONS,
+ * HOT_COPIES, CACHED_PAGES and HOT_MODE.
+ */
 
 /*
  * Guest-declared preserved ranges (hypercall)

@@ -1,0 +1,539 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Hot pages: restored in place at REVERT, never unmapped, so a guest's next
+ * run takes no fault on them. Checks whole pages against what the file held
+ * at the snapshot, with real KVM guests writing; the bound, the dirty list,
+ * and clones, punch, truncate and preserved ranges over hot pages.
+ */
+#define _GNU_SOURCE
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <pthread.h>
+#include <sys/statfs.h>
+#include "harness.h"
+#include "kvm_guest.h"
+#include "vmr_util.h"
+#include "vmr_guest.h"
+
+#define NPAGES		1024
+
+/* Fill every word of the listed pages (the whole page changes). */
+GUEST_CODE static uint64_t guest_fill_list(uint64_t base, uint64_t list,
+					   uint64_t n, uint64_t tag)
+{
+	const volatile uint64_t *idx = (const volatile uint64_t *)list;
+
+	for (uint64_t i = 0; i < n; i++) {
+		volatile uint64_t *p = (volatile uint64_t *)(base + idx[i] * PG);
+
+		for (uint64_t w = 0; w < PG / 8; w++)
+			p[w] = tag ^ (idx[i] << 12) ^ w;
+	}
+	return n;
+}
+
+/* Pages [first, first + n), rounds times, each round a new tag; sync after. */
+GUEST_CODE static uint64_t guest_fill_rounds(uint64_t base, uint64_t first,
+					     uint64_t n, uint64_t tag)
+{
+	for (uint64_t r = 1;; r++) {
+		for (uint64_t i = first; i < first + n; i++) {
+			volatile uint64_t *p = (volatile uint64_t *)(base + i * PG);
+
+			for (uint64_t w = 0; w < PG / 8; w++)
+				p[w] = tag ^ r ^ (i << 12) ^ w;
+		}
+		GUEST_SYNC(r);
+	}
+	return 0;
+}
+
+static void fill_whole(uint8_t *map, uint64_t idx, uint64_t seed)
+{
+	uint64_t *p = (uint64_t *)(map + idx * PG);
+
+	for (uint64_t w = 0; w < PG / 8; w++)
+		p[w] = pat(seed, idx) ^ (w << 32);
+}
+
+static int hot(int fd, uint32_t op, const struct vmreset_range *r, uint32_t nr)
+{
+	struct vmreset_hot h = { .op = op, .nr = nr, .ranges = (uintptr_t)r };
+
+	return ioctl(fd, VMRESET_IOC_HOT, &h);
+}
+
+static int hot_range(int fd, uint32_t op, uint64_t first, uint64_t n)
+{
+	struct vmreset_range r = { first * PG, n * PG };
+
+	return hot(fd, op, &r, 1);
+}
+
+static int hot_config(int fd, uint32_t flags, struct vmreset_hot_config *c)
+{
+	c->flags = flags;
+	return ioctl(fd, VMRESET_IOC_HOT_CONFIG, c);
+}
+
+/* Number of pages in the ranges listed by @cmd (with @flags). */
+static long list_pages(int fd, unsigned long cmd, uint32_t flags)
+{
+	static struct vmreset_range r[NPAGES];
+	struct vmreset_range_list l = { .ranges = (uintptr_t)r, .nr = NPAGES,
+					.flags = flags };
+	long n = 0;
+
+	if (ioctl(fd, cmd, &l))
+		return -1;
+	for (uint32_t i = 0; i < l.nr; i++)
+		n += r[i].length / PG;
+	return n;
+}
+
+FIXTURE(hot) {
+	char dir[64];
+	int fd;
+	uint8_t *map;
+	uint64_t *params;
+	struct kvm_vm *vm;
+	uint8_t *snap;		/* the file's content at the snapshot */
+	uint8_t *now;
+};
+
+FIXTURE_SETUP(hot)
+{
+	self->fd = -1;
+	self->map = NULL;
+	self->vm = NULL;
+	self->params = NULL;
+	self->snap = malloc(NPAGES * PG);
+	self->now = malloc(NPAGES * PG);
+	ASSERT_NONNULL(self->snap);
+	ASSERT_NONNULL(self->now);
+	TEST_REQUIRE_KVM();
+	ASSERT_EQ(0, vmr_mount(self->dir, "size=64m"))
+		TH_LOG("mount vmresetfs: %s", strerror(errno));
+	self->fd = vmr_file(self->dir, "ram", NPAGES * PG);
+	ASSERT_LE(0, self->fd);
+	self->map = vmr_map(self->fd, NPAGES * PG);
+	ASSERT_NONNULL(self->map);
+	for (uint64_t i = 0; i < NPAGES; i++)
+		fill_whole(self->map, i, 5);
+	self->params = mmap(NULL, PARAM_SIZE, PROT_READ | PROT_WRITE,
+			    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, self->params);
+	self->vm = vm_create();
+	vm_add_slot(self->vm, 1, VM_TEST_GPA, NPAGES * PG, self->map, 0);
+	vm_add_slot(self->vm, 2, PARAM_GPA, PARAM_SIZE, self->params, 0);
+}
+
+FIXTURE_TEARDOWN(hot)
+{
+	vm_free(self->vm);
+	if (self->params && self->params != MAP_FAILED)
+		munmap(self->params, PARAM_SIZE);
+	if (self->map)
+		munmap(self->map, NPAGES * PG);
+	if (self->fd >= 0)
+		close(self->fd);
+	if (self->dir[0])
+		vmr_umount(self->dir);
+	free(self->snap);
+	free(self->now);
+}
+
+static void save_snap(FIXTURE_DATA(hot) *self)
+{
+	ASSERT_EQ((ssize_t)(NPAGES * PG), pread(self->fd, self->snap, NPAGES * PG, 0));
+}
+
+/*
+ * The file, read both ways (or with pread only, which maps nothing and so
+ * leaves the fault counters alone), is exactly what it was at the snapshot.
+ */
+static void check_snap_how(FIXTURE_DATA(hot) *self, bool map)
+{
+	ASSERT_EQ((ssize_t)(NPAGES * PG), pread(self->fd, self->now, NPAGES * PG, 0));
+	for (uint64_t i = 0; i < NPAGES; i++) {
+		ASSERT_EQ(0, memcmp(self->snap + i * PG, self->now + i * PG, PG))
+			TH_LOG("page %lu differs from the snapshot (pread)",
+			       (unsigned long)i);
+		if (map)
+			ASSERT_EQ(0, memcmp(self->snap + i * PG, self->map + i * PG, PG))
+			TH_LOG("page %lu differs from the snapshot (mapping)",
+			       (unsigned long)i);
+	}
+}
+
+#define check_snap(self)	check_snap_how(self, true)
+#define check_snap_pread(self)	check_snap_how(self, false)
+
+TEST_F(hot, guest_next_run_takes_no_faults)
+{
+	const uint64_t nhot = 64, ncold = 16;
+	struct vmreset_stats st, st2;
+	struct vmreset_revert rv = { .flags = VMRESET_REVERT_F_DRY_RUN };
+	struct kvm_vcpu *vcpu;
+	uint64_t n = 0, reverted;
+
+	/* Hot: every 8th page of the first 512; cold: 16 pages above. */
+	for (uint64_t i = 0; i < nhot; i++)
+		ASSERT_EQ(0, hot_range(self->fd, VMRESET_HOT_ADD, i * 8, 1));
+	ASSERT_EQ(0, vmr_snapshot(self->fd, NULL));
+	save_snap(self);
+	ASSERT_EQ(0, vmr_stats(self->fd, &st));
+	ASSERT_EQ(nhot, st.hot_pages);
+	ASSERT_EQ((long)nhot, list_pages(self->fd, VMRESET_IOC_HOT_LIST, 0));
+	ASSERT_EQ((long)nhot, list_pages(self->fd, VMRESET_IOC_HOT_LIST,
+					 VMRESET_LIST_F_EXPLICIT));
+
+	for (uint64_t i = 0; i < nhot; i++)
+		self->params[n++] = i * 8;
+	for (uint64_t i = 0; i < ncold; i++)
+		self->params[n++] = 600 + i;
+	vcpu = vcpu_add(self->vm, 0, guest_fill_list, 4, VM_TEST_GPA, PARAM_GPA, n, 0x1111);
+
+	ASSERT_EQ(0, vmr_stats(self->fd, &st));
+	for (int cycle = 0; cycle < 5; cycle++) {
+		uint64_t faults0 = st.faults, cow0 = st.cow_faults;
+
+		vcpu_set_entry(vcpu, guest_fill_list, 4, VM_TEST_GPA, PARAM_GPA, n,
+			       0x1111 + cycle);
+		ASSERT_EQ(n, vcpu_run_to_done(vcpu));
+		ASSERT_EQ(0, vmr_stats(self->fd, &st2));
+		if (cycle > 0) {
+			/*
+			 * After a revert the hot pages are still mapped
+			 * writable: only the cold pages fault (once each, for
+			 * the write after they were unmapped) and copy.
+			 */
+			ASSERT_EQ(faults0 + ncold, st2.faults);
+			ASSERT_EQ(cow0 + ncold, st2.cow_faults);
+		}
+		ASSERT_EQ(ncold, st2.dirty_pages);
+		/* The dirty list has the written hot pages too. */
+		ASSERT_EQ((long)n, list_pages(self->fd, VMRESET_IOC_DIRTY, 0));
+		ASSERT_EQ(0, ioctl(self->fd, VMRESET_IOC_REVERT, &rv));
+		ASSERT_EQ(n, rv.reverted_pages);
+		ASSERT_EQ(0, vmr_revert(self->fd, &reverted, NULL));
+		ASSERT_EQ(n, reverted);
+		check_snap_pread(self);
+		ASSERT_EQ(0, list_pages(self->fd, VMRESET_IOC_DIRTY, 0));
+		ASSERT_EQ(0, vmr_stats(self->fd, &st));
+	}
+	check_snap(self);
+	ASSERT_EQ(0, vmr_stats(self->fd, &st));
+	ASSERT_EQ(nhot, st.hot_pages);
+	ASSERT_EQ(5 * nhot, st.hot_copies);
+	ASSERT_EQ(0, st.hot_demotions);
+
+	/* A VMM write through the mapping to a hot page is reverted too. */
+	memset(self->map + 8 * PG, 0xab, PG);
+	ASSERT_EQ(1, list_pages(self->fd, VMRESET_IOC_DIRTY, 0));
+	ASSERT_EQ(0, vmr_revert(self->fd, &reverted, NULL));
+	ASSERT_EQ(1, reverted);
+	check_snap(self);
+
+	/* And pwrite. */
+	memset(self->now, 0xcd, PG);
+	ASSERT_EQ((ssize_t)PG, pwrite(self->fd, self->now, PG, 16 * PG));
+	ASSERT_EQ(0, vmr_revert(self->fd, &reverted, NULL));
+	ASSERT_EQ(1, reverted);
+	check_snap(self);
+
+	/* Removing the set demotes the pages; reverts still exact. */
+	ASSERT_EQ(0, hot(self->fd, VMRESET_HOT_SET, NULL, 0));
+	ASSERT_EQ(0, vmr_stats(self->fd, &st));
+	ASSERT_EQ(0, st.hot_pages);
+	ASSERT_EQ(nhot, st.hot_demotions);
+	vcpu_set_entry(vcpu, guest_fill_list, 4, VM_TEST_GPA, PARAM_GPA, n, 0x2222);
+	ASSERT_EQ(n, vcpu_run_to_done(vcpu));
+	ASSERT_EQ(0, vmr_stats(self->fd, &st));
+	ASSERT_EQ(n, st.dirty_pages);
+	ASSERT_EQ(0, vmr_revert(self->fd, &reverted, NULL));
+	ASSERT_EQ(n, reverted);
+	check_snap(self);
+}
+
+/* Hot pages added while dirty, with a snapshot: restored at the next revert. */
+TEST_F(hot, promoted_while_dirty)
+{
+	struct vmreset_stats st;
+	uint64_t reverted;
+
+	ASSERT_EQ(0, vmr_snapshot(self->fd, NULL));
+	save_snap(self);
+	memset(self->map + 3 * PG, 0x77, 4 * PG);	/* pages 3..6 dirty */
+	ASSERT_EQ(0, hot_range(self->fd, VMRESET_HOT_ADD, 0, 16));
+	ASSERT_EQ(0, vmr_stats(self->fd, &st));
+	ASSERT_EQ(16, st.hot_pages);
+	ASSERT_EQ(0, st.dirty_pages);
+	ASSERT_EQ(4, list_pages(self->fd, VMRESET_IOC_DIRTY, 0));
+	ASSERT_EQ(0, vmr_revert(self->fd, &reverted, NULL));
+	ASSERT_EQ(4, reverted);
+	check_snap(self);
+
+	/* SNAPSHOT takes hot pages' current content as the new one. */
+	memset(self->map + 1 * PG, 0x55, PG);
+	ASSERT_EQ(0, vmr_snapshot(self->fd, &reverted));
+	ASSERT_EQ(1, reverted);
+	save_snap(self);
+	memset(self->map + 1 * PG, 0x66, 2 * PG);
+	ASSERT_EQ(0, vmr_revert(self->fd, &reverted, NULL));
+	ASSERT_EQ(2, reverted);
+	check_snap(self);
+}
+
+struct runner {
+	struct kvm_vcpu *vcpu;
+	pthread_t th;
+	int go, done, failed;
+};
+
+static void *run_round(void *arg)
+{
+	struct runner *r = arg;
+	struct ucall uc;
+
+	if (vcpu_run(r->vcpu, &uc) != UCALL_SYNC) {
+		fprintf(stderr, "# vcpu: %s\n", vcpu_exit_str(r->vcpu));
+		r->failed = 1;
+	}
+	return NULL;
+}
+
+TEST_F(hot, two_vcpus)
+{
+	struct runner r[2];
+	struct vmreset_stats st;
+	uint64_t faults0 = 0;
+
+	/* vCPU v writes pages [v * 256, v * 256 + 128): half hot, half not. */
+	ASSERT_EQ(0, hot_range(self->fd, VMRESET_HOT_ADD, 0, 64));
+	ASSERT_EQ(0, hot_range(self->fd, VMRESET_HOT_ADD, 256, 64));
+	ASSERT_EQ(0, vmr_snapshot(self->fd, NULL));
+	save_snap(self);
+	for (int v = 0; v < 2; v++) {
+		memset(&r[v], 0, sizeof(r[v]));
+		r[v].vcpu = vcpu_add(self->vm, v, guest_fill_rounds, 4, VM_TEST_GPA,
+				     v * 256, 128, 0x4000 + v);
+	}
+	for (int round = 0; round < 6; round++) {
+		uint64_t reverted;
+
+		for (int v = 0; v < 2; v++)
+			ASSERT_EQ(0, pthread_create(&r[v].th, NULL, run_round, &r[v]));
+		for (int v = 0; v < 2; v++) {
+			pthread_join(r[v].th, NULL);
+			ASSERT_EQ(0, r[v].failed);
+		}
+		ASSERT_EQ(0, vmr_stats(self->fd, &st));
+		if (round > 0)
+			ASSERT_EQ(faults0 + 128, st.faults);	/* cold pages only */
+		ASSERT_EQ(128, st.dirty_pages);
+		ASSERT_EQ(0, vmr_revert(self->fd, &reverted, NULL));
+		ASSERT_EQ(256, reverted);
+		check_snap_pread(self);
+		ASSERT_EQ(0, vmr_stats(self->fd, &st));
+		faults0 = st.faults;
+	}
+	check_snap(self);
+	ASSERT_EQ(128, st.hot_pages);
+}
+
+TEST_F(hot, clone_demotes_and_isolates)
+{
+	struct vmreset_stats st;
+	uint64_t reverted;
+	uint8_t *cmap;
+	int cfd;
+
+	ASSERT_EQ(0, hot_range(self->fd, VMRESET_HOT_ADD, 0, 32));
+	ASSERT_EQ(0, vmr_snapshot(self->fd, NULL));
+	memset(self->map, 0x21, 8 * PG);		/* hot pages 0..7 written */
+	save_snap(self);			/* what the clone gets */
+
+	cfd = vmr_file(self->dir, "clone", 0);
+	ASSERT_LE(0, cfd);
+	ASSERT_EQ(0, ioctl(cfd, FICLONE, self->fd));
+	ASSERT_EQ(0, vmr_stats(self->fd, &st));
+	ASSERT_EQ(0, st.hot_pages);			/* shared now: demoted */
+	ASSERT_EQ(8, st.dirty_pages);			/* the written ones */
+	ASSERT_EQ(32, st.hot_demotions);
+	cmap = vmr_map(cfd, NPAGES * PG);
+	ASSERT_NONNULL(cmap);
+	ASSERT_EQ(0, memcmp(cmap, self->snap, NPAGES * PG));
+
+	/* Writing the source leaves the clone alone, and reverts exactly. */
+	memset(self->map, 0x43, 16 * PG);
+	ASSERT_EQ(0, memcmp(cmap, self->snap, NPAGES * PG));
+	ASSERT_EQ(0, vmr_revert(self->fd, &reverted, NULL));
+	ASSERT_EQ(16, reverted);
+	for (uint64_t i = 0; i < NPAGES; i++)
+		fill_whole(self->snap, i, 5);
+	check_snap(self);
+
+	/*
+	 * Hot pages in the clone: shared pages cannot be hot, pages the clone
+	 * made private can.
+	 */
+	for (uint64_t i = 0; i < 8; i++)
+		fill_whole(cmap, i, 9);
+	ASSERT_EQ(0, vmr_snapshot(cfd, NULL));
+	ASSERT_EQ(0, hot_range(cfd, VMRESET_HOT_ADD, 0, 16));
+	ASSERT_EQ(0, vmr_stats(cfd, &st));
+	ASSERT_EQ(8, st.hot_pages);
+	ASSERT_EQ(NPAGES - 8, st.shared_pages);
+	ASSERT_EQ((ssize_t)(NPAGES * PG), pread(cfd, self->now, NPAGES * PG, 0));
+	memset(cmap, 0x65, 16 * PG);
+	ASSERT_EQ(0, vmr_revert(cfd, &reverted, NULL));
+	ASSERT_EQ(16, reverted);
+	ASSERT_EQ(0, memcmp(cmap, self->now, NPAGES * PG));
+	check_snap(self);			/* the source is untouched */
+	munmap(cmap, NPAGES * PG);
+	close(cfd);
+}
+
+TEST_F(hot, preserved_overlap_and_punch)
+{
+	struct vmreset_stats st;
+	uint64_t reverted, kept;
+
+	ASSERT_EQ(0, hot_range(self->fd, VMRESET_HOT_ADD, 0, 32));
+	ASSERT_EQ(0, vmr_snapshot(self->fd, NULL));
+	save_snap(self);
+	memset(self->map + 4 * PG, 0x99, 8 * PG);	/* hot pages 4..11 */
+
+	/* Preserving 8..15 demotes them; 8..11 keep their new content. */
+	ASSERT_EQ(0, vmr_preserve(self->fd, VMRESET_PRESERVE_ADD, 8 * PG, 8 * PG));
+	ASSERT_EQ(0, vmr_stats(self->fd, &st));
+	ASSERT_EQ(24, st.hot_pages);
+	ASSERT_EQ(4, st.dirty_pages);
+	ASSERT_EQ(0, vmr_revert(self->fd, &reverted, &kept));
+	ASSERT_EQ(4, reverted);
+	ASSERT_EQ(4, kept);
+	memset(self->snap + 8 * PG, 0x99, 4 * PG);
+	check_snap(self);
+	/* Not promoted again while preserved. */
+	ASSERT_EQ(0, vmr_snapshot(self->fd, NULL));
+	ASSERT_EQ(0, vmr_stats(self->fd, &st));
+	ASSERT_EQ(24, st.hot_pages);
+
+	/* Punch a hole over hot pages 16..19 and truncate over 30, 31. */
+	save_snap(self);
+	ASSERT_EQ(0, fallocate(self->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			       16 * PG, 4 * PG));
+	ASSERT_EQ(0, ftruncate(self->fd, 30 * PG));
+	ASSERT_EQ(0, vmr_stats(self->fd, &st));
+	ASSERT_EQ(18, st.hot_pages);
+	ASSERT_EQ(0, vmr_revert(self->fd, &reverted, NULL));
+	check_snap(self);
+}
+
+TEST_F(hot, bound_holds)
+{
+	struct vmreset_hot_config c = { 0 };
+	struct vmreset_stats st;
+	uint64_t reverted;
+
+	ASSERT_EQ(0, hot_config(self->fd, 0, &c));
+	ASSERT_EQ(VMRESET_HOT_EXPLICIT, c.mode);
+	ASSERT_EQ(64 * 256 / 4, c.mount_max_pages);	/* a quarter of size= */
+	c.max_pages = 8;
+	ASSERT_EQ(0, hot_config(self->fd, VMRESET_HOT_CFG_MAX, &c));
+	ASSERT_EQ(8, c.max_pages);
+	errno = 0;
+	ASSERT_EQ(-1, hot_range(self->fd, VMRESET_HOT_ADD, 0, 9));
+	ASSERT_EQ(ENOSPC, errno);
+	ASSERT_EQ(0, hot_range(self->fd, VMRESET_HOT_ADD, 0, 8));
+	ASSERT_EQ(-1, hot_range(self->fd, VMRESET_HOT_ADD, 100, 1));
+	ASSERT_EQ(ENOSPC, errno);
+	c.max_pages = 4;
+	ASSERT_EQ(-1, hot_config(self->fd, VMRESET_HOT_CFG_MAX, &c));
+	ASSERT_EQ(EBUSY, errno);
+	c.max_pages = 1UL << 40;
+	ASSERT_EQ(-1, hot_config(self->fd, VMRESET_HOT_CFG_MAX, &c));
+	ASSERT_EQ(EINVAL, errno);
+	c.mode = 7;
+	ASSERT_EQ(-1, hot_config(self->fd, VMRESET_HOT_CFG_MODE, &c));
+	ASSERT_EQ(EINVAL, errno);
+	c.learn_k = 3;
+	c.learn_n = 2;
+	ASSERT_EQ(-1, hot_config(self->fd, VMRESET_HOT_CFG_LEARN, &c));
+	ASSERT_EQ(EINVAL, errno);
+	ASSERT_EQ(-1, hot_config(self->fd, 1U << 31, &c));
+	ASSERT_EQ(EINVAL, errno);
+
+	/* The mount's bound: remount with room for 5 hot pages. */
+	ASSERT_EQ(0, mount("none", self->dir, "vmresetfs", MS_REMOUNT, "hot_size=20k"));
+	ASSERT_EQ(0, vmr_snapshot(self->fd, NULL));
+	ASSERT_EQ(0, vmr_stats(self->fd, &st));
+	ASSERT_EQ(5, st.hot_pages);
+	ASSERT_EQ(0, hot_config(self->fd, 0, &c));
+	ASSERT_EQ(5, c.mount_hot_pages);
+	ASSERT_EQ(5, c.mount_max_pages);
+
+	/* Off: everything demoted, still exact; on again: promoted again. */
+	save_snap(self);
+	memset(self->map, 0x12, 8 * PG);
+	c.mode = VMRESET_HOT_OFF;
+	ASSERT_EQ(0, hot_config(self->fd, VMRESET_HOT_CFG_MODE, &c));
+	ASSERT_EQ(0, c.hot_pages);
+	ASSERT_EQ(8, c.explicit_pages);
+	ASSERT_EQ(0, vmr_revert(self->fd, &reverted, NULL));
+	ASSERT_EQ(8, reverted);
+	check_snap(self);
+	c.mode = VMRESET_HOT_EXPLICIT;
+	ASSERT_EQ(0, hot_config(self->fd, VMRESET_HOT_CFG_MODE, &c));
+	ASSERT_EQ(5, c.hot_pages);
+
+	/* Bad input to HOT. */
+	struct vmreset_hot h = { .op = 9 };
+
+	ASSERT_EQ(-1, ioctl(self->fd, VMRESET_IOC_HOT, &h));
+	ASSERT_EQ(EINVAL, errno);
+	ASSERT_EQ(-1, hot_range(self->fd, VMRESET_HOT_ADD, 0, 0));
+	ASSERT_EQ(EINVAL, errno);
+	struct vmreset_range bad = { 100, PG };
+
+	ASSERT_EQ(-1, hot(self->fd, VMRESET_HOT_ADD, &bad, 1));
+	ASSERT_EQ(EINVAL, errno);
+	h.op = VMRESET_HOT_ADD;
+	h.nr = 1;
+	h.ranges = 8;
+	ASSERT_EQ(-1, ioctl(self->fd, VMRESET_IOC_HOT, &h));
+	ASSERT_EQ(EFAULT, errno);
+}
+
+TEST_F_TIMEOUT(hot, memory_flat_10000_cycles, 900)
+{
+	struct statfs s0, s1;
+	struct vmreset_stats st;
+	long avail0;
+
+	ASSERT_EQ(0, hot_range(self->fd, VMRESET_HOT_ADD, 0, 8));
+	ASSERT_EQ(0, vmr_snapshot(self->fd, NULL));
+	save_snap(self);
+	ASSERT_EQ(0, statfs(self->dir, &s0));
+	avail0 = meminfo("MemAvailable");
+	for (int i = 0; i < 10000; i++) {
+		/* Hot pages and a cold one, through the mapping. */
+		self->map[(i % 8) * PG + 8] = (uint8_t)i;
+		self->map[(i % 8) * PG + 4000] = (uint8_t)(i >> 8);
+		self->map[100 * PG] = (uint8_t)i;
+		ASSERT_EQ(0, vmr_revert(self->fd, NULL, NULL));
+		if (i % 1000 == 999) {
+			ASSERT_EQ(0, statfs(self->dir, &s1));
+			ASSERT_EQ(s0.f_bfree, s1.f_bfree);
+		}
+	}
+	check_snap(self);
+	ASSERT_EQ(0, vmr_stats(self->fd, &st));
+	ASSERT_EQ(8, st.hot_pages);
+	ASSERT_EQ(10000, st.hot_copies);
+	/* Kernel memory outside the mount's pages stays flat too. */
+	ASSERT_GT(8192, avail0 - meminfo("MemAvailable"));
+}
+
+TEST_HARNESS_MAIN
