@@ -28,6 +28,7 @@ static inline struct vmr_sb *vi_sb(struct vmr_inode *vi)
 void vmr_hot_init(struct vmr_inode *vi, struct vmr_sb *sbi)
 {
 	xa_init(&vi->hot);
+	xa_init(&vi->hist);
 	vi->nr_hot = 0;
 	vi->nr_explicit = 0;
 	vi->hot_mode = sbi ? sbi->hot_mode : VMRESET_HOT_EXPLICIT;
@@ -60,13 +61,19 @@ bool vmr_hot_changed(struct vmr_inode *vi, pgoff_t idx)
 	return vmr_pages_differ(xa_load(&vi->pages, idx), copy);
 }
 
-/* The first hot index at or after @idx that changed, or ULONG_MAX. */
-unsigned long vmr_hot_next_changed(struct vmr_inode *vi, pgoff_t idx)
+/*
+ * The first hot index in [@idx, @limit) that changed, or ULONG_MAX. The
+ * limit keeps a dirty list walk linear: it never compares a page twice.
+ */
+unsigned long vmr_hot_next_changed(struct vmr_inode *vi, pgoff_t idx,
+				   pgoff_t limit)
 {
-	unsigned long i = idx;
+	unsigned long i;
 	void *e;
 
-	xa_for_each_start(&vi->hot, i, e, idx) {
+	if (idx >= limit)
+		return ULONG_MAX;
+	xa_for_each_range(&vi->hot, i, e, idx, limit - 1) {
 		if (!xa_is_value(e) &&
 		    vmr_pages_differ(xa_load(&vi->pages, i), e))
 			return i;
@@ -74,12 +81,16 @@ unsigned long vmr_hot_next_changed(struct vmr_inode *vi, pgoff_t idx)
 	return ULONG_MAX;
 }
 
-/* Take one slot of the file's and the mount's bound, if there is room. */
-static bool vmr_hot_take(struct vmr_inode *vi)
+/*
+ * Take one slot of the file's and the mount's bound, if there is room.
+ * Learned pages leave room for the whole explicit set.
+ */
+static bool vmr_hot_take(struct vmr_inode *vi, bool learned)
 {
 	struct vmr_sb *sbi = vi_sb(vi);
 
-	if (vi->hot_mode == VMRESET_HOT_OFF || vi->nr_hot >= vi->hot_max)
+	if (vi->hot_mode == VMRESET_HOT_OFF || vi->nr_hot >= vi->hot_max ||
+	    (learned && vi->nr_hot + vi->nr_explicit >= vi->hot_max))
 		return false;
 	if (atomic_long_inc_return(&sbi->hot_pages) > (long)READ_ONCE(sbi->hot_max)) {
 		atomic_long_dec(&sbi->hot_pages);
@@ -102,7 +113,7 @@ static void vmr_hot_release(struct vmr_inode *vi)
  * gets a copy of its current page. The page's PTEs stay as they are: a
  * read-only one takes one last write fault, which no longer tracks it.
  */
-static bool vmr_hot_promote(struct vmr_inode *vi, pgoff_t idx)
+static bool vmr_hot_promote(struct vmr_inode *vi, pgoff_t idx, bool learned)
 {
 	struct page *cur = xa_load(&vi->pages, idx), *copy;
 	void *saved = xa_load(&vi->undo, idx);
@@ -116,7 +127,7 @@ static bool vmr_hot_promote(struct vmr_inode *vi, pgoff_t idx)
 		       page_private((struct page *)saved) != 1)) ||
 	    vmr_preserved_at(vi, idx, &next))
 		return false;
-	if (!vmr_hot_take(vi))
+	if (!vmr_hot_take(vi, learned))
 		return false;
 	if (saved) {
 		copy = saved;
@@ -222,6 +233,7 @@ void vmr_hot_free_all(struct vmr_inode *vi)
 	}
 	atomic_long_sub(vi->nr_hot, &vi_sb(vi)->hot_pages);
 	xa_destroy(&vi->hot);
+	xa_destroy(&vi->hist);
 	vi->nr_hot = 0;
 	vi->nr_explicit = 0;
 }
@@ -237,7 +249,7 @@ static void vmr_hot_promote_wanted(struct vmr_inode *vi, pgoff_t start,
 		return;
 	xa_for_each_range(&vi->hot, idx, e, start, end - 1) {
 		if (e == VMR_WANT)
-			vmr_hot_promote(vi, idx);
+			vmr_hot_promote(vi, idx, false);
 		cond_resched();
 	}
 }
@@ -277,38 +289,130 @@ void vmr_hot_after_snapshot(struct vmr_inode *vi)
 }
 
 /*
+ * Learning. @hist holds, for each index dirtied in the last reverts, a value
+ * entry: the number of the revert that last saw it (upper bits) and a mask
+ * of the VMR_HIST_BITS reverts before it, bit 0 being that revert. A mask
+ * is brought up to date lazily, by shifting when the entry is next used;
+ * entries too old to matter are pruned every VMR_HIST_BITS reverts.
+ */
+#define VMR_HIST_BITS	VMRESET_HOT_MAX_LEARN_N
+#define VMR_HIST_MASK	((1UL << VMR_HIST_BITS) - 1)
+
+static unsigned long vmr_hist_mask(unsigned long v, u64 now)
+{
+	u64 last = v >> VMR_HIST_BITS;
+	u64 d = now - last;
+
+	if (now < last || d >= VMR_HIST_BITS)
+		return 0;
+	return (v << d) & VMR_HIST_MASK;
+}
+
+/* Record whether @idx was dirty in revert @now; returns the new mask. */
+static unsigned long vmr_hist_note(struct vmr_inode *vi, pgoff_t idx,
+				   bool dirty)
+{
+	u64 now = vi->reverts & (ULONG_MAX >> (VMR_HIST_BITS + 1));
+	void *e = xa_load(&vi->hist, idx);
+	unsigned long mask = e ? vmr_hist_mask(xa_to_value(e), now) : 0;
+
+	if (dirty)
+		mask |= 1;
+	if (!mask) {
+		if (e)
+			xa_erase(&vi->hist, idx);
+		return 0;
+	}
+	/* Best effort: without memory the page is just not learned. */
+	xa_store(&vi->hist, idx,
+		 xa_mk_value((unsigned long)now << VMR_HIST_BITS | mask),
+		 GFP_KERNEL);
+	return mask;
+}
+
+static bool vmr_learning(struct vmr_inode *vi)
+{
+	return vi->hot_mode == VMRESET_HOT_LEARN;
+}
+
+/* Drop history too old to matter; cost O(pages dirtied lately). */
+static void vmr_hist_prune(struct vmr_inode *vi)
+{
+	u64 now = vi->reverts & (ULONG_MAX >> (VMR_HIST_BITS + 1));
+	unsigned long idx;
+	void *e;
+
+	if (vi->reverts % VMR_HIST_BITS)
+		return;
+	xa_for_each(&vi->hist, idx, e) {
+		if (!vmr_hist_mask(xa_to_value(e), now))
+			xa_erase(&vi->hist, idx);
+		cond_resched();
+	}
+}
+
+/*
  * REVERT, for a dirty index about to be reverted: promote it instead if it
- * is wanted. Its content is then restored by vmr_hot_revert().
+ * is wanted, or, when learning, if it was dirty in learn_k of the last
+ * learn_n reverts. Its content is then restored by vmr_hot_revert().
  */
 bool vmr_hot_try_promote(struct vmr_inode *vi, pgoff_t idx)
 {
-	if (xa_load(&vi->hot, idx) != VMR_WANT)
+	void *e = xa_load(&vi->hot, idx);
+	unsigned long mask;
+
+	if (e == VMR_WANT)
+		return vmr_hot_promote(vi, idx, false);
+	if (!vmr_learning(vi))
 		return false;
-	return vmr_hot_promote(vi, idx);
+	mask = vmr_hist_note(vi, idx, true);
+	if (hweight_long(mask & ((1UL << vi->learn_n) - 1)) < vi->learn_k)
+		return false;
+	return vmr_hot_promote(vi, idx, true);
 }
 
-/* REVERT: copy back every hot page that changed; returns how many. */
+/*
+ * REVERT: copy back every hot page that changed; returns how many. When
+ * learning, a learned page unchanged in the last learn_n reverts is demoted
+ * (clean, so its PTEs are write-protected: one notifier round per run).
+ */
 u64 vmr_hot_revert(struct vmr_inode *vi, bool dry_run)
 {
+	bool learn = !dry_run && vmr_learning(vi);
+	pgoff_t wp_start = ULONG_MAX, wp_end = 0;
 	unsigned long idx;
 	u64 n = 0;
 	void *e;
 
 	xa_for_each(&vi->hot, idx, e) {
 		struct page *cur;
+		bool changed;
 
 		if (xa_is_value(e))
 			continue;
 		cur = xa_load(&vi->pages, idx);
-		if (vmr_pages_differ(cur, e)) {
+		changed = vmr_pages_differ(cur, e);
+		if (changed) {
 			if (!dry_run) {
 				copy_highpage(cur, e);
 				vi->hot_copies++;
 			}
 			n++;
 		}
+		if (learn && !xa_get_mark(&vi->hot, idx, VMR_MARK_EXPLICIT) &&
+		    !(vmr_hist_note(vi, idx, changed) & ((1UL << vi->learn_n) - 1))) {
+			/* Restored and unchanged: demoting cannot fail. */
+			if (vmr_hot_demote(vi, idx, e) == 1) {
+				wp_start = min(wp_start, idx);
+				wp_end = idx + 1;
+			}
+		}
 		cond_resched();
 	}
+	if (wp_start < wp_end)
+		vmr_wrprotect(vi, wp_start, wp_end);
+	if (learn)
+		vmr_hist_prune(vi);
 	return n;
 }
 
@@ -540,6 +644,9 @@ int vmr_hot_config(struct vmr_inode *vi, struct vmreset_hot_config *c)
 			err = vmr_hot_demote_where(vi, 0, ULONG_MAX, false);
 		else if (c->mode == VMRESET_HOT_EXPLICIT)
 			err = vmr_hot_demote_where(vi, 0, ULONG_MAX, true);
+		/* The history only serves learning. */
+		if (c->mode != VMRESET_HOT_LEARN)
+			xa_destroy(&vi->hist);
 		if (!err)
 			vmr_hot_promote_wanted(vi, 0, ULONG_MAX);
 		vmr_update_blocks(vi);

@@ -224,7 +224,7 @@ static pgoff_t vmr_next_dirty(struct vmr_inode *vi, pgoff_t idx)
 
 	if (!xa_find(&vi->undo, &u, ULONG_MAX - 1, XA_PRESENT))
 		u = ULONG_MAX;
-	return min_t(pgoff_t, u, vmr_hot_next_changed(vi, idx));
+	return min_t(pgoff_t, u, vmr_hot_next_changed(vi, idx, u));
 }
 
 /*

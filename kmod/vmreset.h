@@ -72,6 +72,7 @@ struct vmr_inode {
 	 * and its copy is private; hot copies exist only with a snapshot.
 	 */
 	struct xarray hot;
+	struct xarray hist;		/* learning: idx -> dirty history */
 	unsigned long nr_hot;
 	unsigned long nr_explicit;
 	unsigned long hot_max;
@@ -146,7 +147,8 @@ bool vmr_hot_try_promote(struct vmr_inode *vi, pgoff_t idx);
 void vmr_hot_after_snapshot(struct vmr_inode *vi);
 u64 vmr_hot_revert(struct vmr_inode *vi, bool dry_run);
 bool vmr_hot_changed(struct vmr_inode *vi, pgoff_t idx);
-unsigned long vmr_hot_next_changed(struct vmr_inode *vi, pgoff_t idx);
+unsigned long vmr_hot_next_changed(struct vmr_inode *vi, pgoff_t idx,
+				   pgoff_t limit);
 long vmr_ioc_hot(struct vmr_inode *vi, void __user *argp);
 long vmr_ioc_hot_config(struct vmr_inode *vi, void __user *argp, bool writer);
 int vmr_hot_apply(struct vmr_inode *vi, u32 op, struct vmr_prange *r,

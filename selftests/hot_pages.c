@@ -342,6 +342,83 @@ TEST_F(hot, two_vcpus)
 	ASSERT_EQ(128, st.hot_pages);
 }
 
+/* Run the guest over the @n pages in params, revert, check; stats after. */
+static void cycle(FIXTURE_DATA(hot) *self, struct kvm_vcpu *vcpu, uint64_t n,
+		  uint64_t tag, struct vmreset_stats *before,
+		  struct vmreset_stats *after)
+{
+	uint64_t reverted;
+
+	ASSERT_EQ(0, vmr_stats(self->fd, before));
+	vcpu_set_entry(vcpu, guest_fill_list, 4, VM_TEST_GPA, PARAM_GPA, n, tag);
+	ASSERT_EQ(n, vcpu_run_to_done(vcpu));
+	ASSERT_EQ((long)n, list_pages(self->fd, VMRESET_IOC_DIRTY, 0));
+	ASSERT_EQ(0, vmr_revert(self->fd, &reverted, NULL));
+	ASSERT_EQ(n, reverted);
+	check_snap_pread(self);
+	ASSERT_EQ(0, vmr_stats(self->fd, after));
+}
+
+TEST_F(hot, learned_set_converges_and_shrinks)
+{
+	struct vmreset_hot_config c = { .mode = VMRESET_HOT_LEARN };
+	struct vmreset_stats st0, st1, st2;
+	static struct vmreset_range r[64];
+	struct vmreset_range_list l = { .ranges = (uintptr_t)r, .nr = 64 };
+	struct kvm_vcpu *vcpu;
+	const uint64_t n = 32;
+	uint64_t tag = 0x100;
+
+	ASSERT_EQ(0, hot_config(self->fd, VMRESET_HOT_CFG_MODE, &c));
+	ASSERT_EQ(2, c.learn_k);
+	ASSERT_EQ(4, c.learn_n);
+	ASSERT_EQ(0, vmr_snapshot(self->fd, NULL));
+	save_snap(self);
+
+	/* Steady: the same 32 scattered pages every cycle. */
+	for (uint64_t i = 0; i < n; i++)
+		self->params[i] = i * 7;
+	vcpu = vcpu_add(self->vm, 0, guest_fill_list, 4, VM_TEST_GPA, PARAM_GPA, n, tag);
+	cycle(self, vcpu, n, tag++, &st0, &st1);
+	ASSERT_EQ(0, st1.hot_pages);
+	cycle(self, vcpu, n, tag++, &st0, &st1);
+	ASSERT_EQ(n, st1.hot_pages);		/* dirty in 2 of the last 4 */
+	ASSERT_EQ(n, st1.hot_promotions);
+	/* Converged: the next run neither faults nor copies on them. */
+	cycle(self, vcpu, n, tag++, &st1, &st2);
+	ASSERT_EQ(st1.faults, st2.faults);
+	ASSERT_EQ(st1.cow_faults, st2.cow_faults);
+	ASSERT_EQ(st1.hot_copies + n, st2.hot_copies);
+	ASSERT_EQ(n, st2.hot_pages);
+
+	/* The workload moves: new pages are learned, the old ones let go. */
+	for (uint64_t i = 0; i < n; i++)
+		self->params[i] = 512 + i * 3;
+	for (int k = 0; k < 6; k++)
+		cycle(self, vcpu, n, tag++, &st0, &st1);
+	ASSERT_EQ(n, st1.hot_pages);
+	ASSERT_EQ(2 * n, st1.hot_promotions);
+	ASSERT_EQ(n, st1.hot_demotions);
+	ASSERT_EQ(0, ioctl(self->fd, VMRESET_IOC_HOT_LIST, &l));
+	ASSERT_EQ(n, l.nr);
+	for (uint64_t i = 0; i < n; i++) {
+		ASSERT_EQ((512 + i * 3) * PG, r[i].offset);
+		ASSERT_EQ(PG, r[i].length);
+	}
+	cycle(self, vcpu, n, tag++, &st1, &st2);
+	ASSERT_EQ(st1.faults, st2.faults);
+	check_snap(self);
+
+	/* Off: all demoted, reverts exact and tracked by faults again. */
+	c.mode = VMRESET_HOT_OFF;
+	ASSERT_EQ(0, hot_config(self->fd, VMRESET_HOT_CFG_MODE, &c));
+	ASSERT_EQ(0, c.hot_pages);
+	cycle(self, vcpu, n, tag++, &st1, &st2);
+	ASSERT_EQ(st1.cow_faults + n, st2.cow_faults);
+	ASSERT_EQ(0, st2.hot_pages);
+	check_snap(self);
+}
+
 TEST_F(hot, clone_demotes_and_isolates)
 {
 	struct vmreset_stats st;
