@@ -124,9 +124,10 @@ VMR_EXPORT int vmreset_preserve_del(int fd, uint64_t offset, uint64_t length)
 	return preserve(fd, VMRESET_PRESERVE_DEL, offset, length);
 }
 
-static long list(int fd, unsigned long cmd, struct vmreset_range **out)
+static long list_flags(int fd, unsigned long cmd, uint32_t flags,
+		       struct vmreset_range **out)
 {
-	struct vmreset_range_list l = { 0 };
+	struct vmreset_range_list l = { .flags = flags };
 	struct vmreset_range *r = NULL, *nr;
 	size_t n = 0, cap = 0;
 
@@ -154,6 +155,11 @@ static long list(int fd, unsigned long cmd, struct vmreset_range **out)
 	return (long)n;
 }
 
+static long list(int fd, unsigned long cmd, struct vmreset_range **out)
+{
+	return list_flags(fd, cmd, 0, out);
+}
+
 VMR_EXPORT long vmreset_preserve_list(int fd, struct vmreset_range **ranges)
 {
 	return list(fd, VMRESET_IOC_PRESERVE_LIST, ranges);
@@ -174,4 +180,46 @@ VMR_EXPORT int vmreset_stats(int fd, struct vmreset_stats *st)
 VMR_EXPORT int vmreset_clone(int dst_fd, int src_fd)
 {
 	return neg_errno(ioctl(dst_fd, FICLONE, src_fd));
+}
+
+VMR_EXPORT int vmreset_hot(int fd, uint32_t op, const struct vmreset_range *ranges,
+			   uint32_t nr)
+{
+	struct vmreset_hot h = {
+		.op = op, .nr = nr, .ranges = (uintptr_t)ranges,
+	};
+
+	return neg_errno(ioctl(fd, VMRESET_IOC_HOT, &h));
+}
+
+VMR_EXPORT int vmreset_hot_add(int fd, uint64_t offset, uint64_t length)
+{
+	struct vmreset_range r = { offset, length };
+
+	return vmreset_hot(fd, VMRESET_HOT_ADD, &r, 1);
+}
+
+VMR_EXPORT int vmreset_hot_del(int fd, uint64_t offset, uint64_t length)
+{
+	struct vmreset_range r = { offset, length };
+
+	return vmreset_hot(fd, VMRESET_HOT_DEL, &r, 1);
+}
+
+VMR_EXPORT int vmreset_hot_set(int fd, const struct vmreset_range *ranges,
+			       uint32_t nr)
+{
+	return vmreset_hot(fd, VMRESET_HOT_SET, ranges, nr);
+}
+
+VMR_EXPORT long vmreset_hot_list(int fd, int explicit_set,
+				 struct vmreset_range **ranges)
+{
+	return list_flags(fd, VMRESET_IOC_HOT_LIST,
+			  explicit_set ? VMRESET_LIST_F_EXPLICIT : 0, ranges);
+}
+
+VMR_EXPORT int vmreset_hot_config(int fd, struct vmreset_hot_config *c)
+{
+	return neg_errno(ioctl(fd, VMRESET_IOC_HOT_CONFIG, c));
 }

@@ -186,6 +186,12 @@ static int parse_obj(struct nl_msg *msg, struct vmreset_obj *o)
 	o->snapshots = get_u64(tb, VMRESET_A_SNAPSHOTS);
 	o->reverts = get_u64(tb, VMRESET_A_REVERTS);
 	o->reverted_pages = get_u64(tb, VMRESET_A_REVERTED_PAGES);
+	o->hot_pages = get_u64(tb, VMRESET_A_HOT_PAGES);
+	o->hot_promotions = get_u64(tb, VMRESET_A_HOT_PROMOTIONS);
+	o->hot_demotions = get_u64(tb, VMRESET_A_HOT_DEMOTIONS);
+	o->hot_copies = get_u64(tb, VMRESET_A_HOT_COPIES);
+	o->cached_pages = get_u64(tb, VMRESET_A_CACHED_PAGES);
+	o->hot_mode = tb[VMRESET_A_HOT_MODE] ? nla_get_u32(tb[VMRESET_A_HOT_MODE]) : 0;
 	if (tb[VMRESET_A_PRESERVED]) {
 		nla_for_each_nested(r, tb[VMRESET_A_PRESERVED], rem) {
 			struct nlattr *rt[VMRESET_A_RANGE_MAX + 1];
@@ -544,4 +550,91 @@ VMR_EXPORT int vmreset_nl_monitor(struct vmreset_nl *nl, vmreset_event_fn fn,
 	}
 	nl_cb_put(cb);
 	return m.ret > 0 ? 0 : m.ret;
+}
+
+VMR_EXPORT int vmreset_nl_hot(struct vmreset_nl *nl, uint64_t id, uint32_t op,
+			      const struct vmreset_range *ranges, uint32_t nr)
+{
+	static const uint8_t cmds[] = {
+		[VMRESET_HOT_ADD] = VMRESET_CMD_HOT_ADD,
+		[VMRESET_HOT_DEL] = VMRESET_CMD_HOT_DEL,
+		[VMRESET_HOT_SET] = VMRESET_CMD_HOT_SET,
+	};
+	struct nl_msg *msg;
+	struct nlattr *hot, *r;
+
+	if (op < VMRESET_HOT_ADD || op > VMRESET_HOT_SET ||
+	    (op != VMRESET_HOT_SET && nr != 1))
+		return -EINVAL;
+	if (op != VMRESET_HOT_SET)
+		return do_preserve(nl, new_msg(nl, cmds[op], 0, id),
+				   ranges[0].offset, ranges[0].length);
+	/* Each range takes a nest and two u64s: size the message for them. */
+	msg = nlmsg_alloc_size(4096 + (size_t)nr * 40);
+	if (!msg)
+		return -ENOMEM;
+	if (!genlmsg_put(msg, NL_AUTO_PORT, NL_AUTO_SEQ, nl->family, 0, NLM_F_ACK,
+			 VMRESET_CMD_HOT_SET, VMRESET_GENL_VERSION) ||
+	    nla_put_u64(msg, VMRESET_A_OBJ_ID, id))
+		goto nomem;
+	if (nr) {
+		hot = nla_nest_start(msg, VMRESET_A_HOT);
+		if (!hot)
+			goto nomem;
+		for (uint32_t i = 0; i < nr; i++) {
+			r = nla_nest_start(msg, VMRESET_A_RANGE);
+			if (!r ||
+			    nla_put_u64(msg, VMRESET_A_RANGE_OFFSET, ranges[i].offset) ||
+			    nla_put_u64(msg, VMRESET_A_RANGE_LENGTH, ranges[i].length))
+				goto nomem;
+			nla_nest_end(msg, r);
+		}
+		nla_nest_end(msg, hot);
+	}
+	return request(nl, msg, NULL, NULL);
+nomem:
+	nlmsg_free(msg);
+	return -ENOMEM;
+}
+
+static int got_hot_config(struct nl_msg *msg, void *arg)
+{
+	struct nlattr *tb[VMRESET_A_MAX + 1];
+	struct vmreset_hot_config *c = arg;
+
+	if (genlmsg_parse(nlmsg_hdr(msg), 0, tb, VMRESET_A_MAX, NULL))
+		return NL_STOP;
+	c->mode = tb[VMRESET_A_HOT_MODE] ? nla_get_u32(tb[VMRESET_A_HOT_MODE]) : 0;
+	c->max_pages = get_u64(tb, VMRESET_A_HOT_MAX);
+	c->learn_k = tb[VMRESET_A_HOT_LEARN_K] ? nla_get_u32(tb[VMRESET_A_HOT_LEARN_K]) : 0;
+	c->learn_n = tb[VMRESET_A_HOT_LEARN_N] ? nla_get_u32(tb[VMRESET_A_HOT_LEARN_N]) : 0;
+	c->explicit_pages = get_u64(tb, VMRESET_A_HOT_EXPLICIT_PAGES);
+	c->hot_pages = get_u64(tb, VMRESET_A_HOT_PAGES);
+	c->mount_max_pages = get_u64(tb, VMRESET_A_HOT_MOUNT_MAX);
+	c->mount_hot_pages = get_u64(tb, VMRESET_A_HOT_MOUNT_PAGES);
+	return NL_OK;
+}
+
+VMR_EXPORT int vmreset_nl_hot_config(struct vmreset_nl *nl, uint64_t id,
+				     struct vmreset_hot_config *c)
+{
+	struct nl_msg *msg = new_msg(nl, VMRESET_CMD_HOT_CONFIG, 0, id);
+
+	if (!msg)
+		return -ENOMEM;
+	if (c->flags & ~VMRESET_HOT_CFG_ALL) {
+		nlmsg_free(msg);
+		return -EINVAL;
+	}
+	if (((c->flags & VMRESET_HOT_CFG_MODE) &&
+	     nla_put_u32(msg, VMRESET_A_HOT_MODE, c->mode)) ||
+	    ((c->flags & VMRESET_HOT_CFG_MAX) &&
+	     nla_put_u64(msg, VMRESET_A_HOT_MAX, c->max_pages)) ||
+	    ((c->flags & VMRESET_HOT_CFG_LEARN) &&
+	     (nla_put_u32(msg, VMRESET_A_HOT_LEARN_K, c->learn_k) ||
+	      nla_put_u32(msg, VMRESET_A_HOT_LEARN_N, c->learn_n)))) {
+		nlmsg_free(msg);
+		return -ENOMEM;
+	}
+	return request(nl, msg, got_hot_config, c);
 }

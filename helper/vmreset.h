@@ -60,6 +60,21 @@ int vmreset_stats(int fd, struct vmreset_stats *st);
 int vmreset_clone(int dst_fd, int src_fd);
 
 /*
+ * Hot pages (see the UAPI header): @op is VMRESET_HOT_ADD, _DEL or _SET.
+ * vmreset_hot_list() lists the pages hot now, or with @explicit_set the
+ * explicit set; the array is malloc()ed, free() it. vmreset_hot_config()
+ * sets the fields named by c->flags (VMRESET_HOT_CFG_*) and reports all;
+ * c->flags = 0 only reads.
+ */
+int vmreset_hot(int fd, uint32_t op, const struct vmreset_range *ranges,
+		uint32_t nr);
+int vmreset_hot_add(int fd, uint64_t offset, uint64_t length);
+int vmreset_hot_del(int fd, uint64_t offset, uint64_t length);
+int vmreset_hot_set(int fd, const struct vmreset_range *ranges, uint32_t nr);
+long vmreset_hot_list(int fd, int explicit_set, struct vmreset_range **ranges);
+int vmreset_hot_config(int fd, struct vmreset_hot_config *c);
+
+/*
  * Netlink management (any process, by object ID). The caller needs write
  * permission on an object's file, or CAP_SYS_ADMIN. Failed requests leave
  * the kernel's message in vmreset_nl_errmsg().
@@ -76,6 +91,9 @@ struct vmreset_obj {
 	uint64_t cow_faults, faults, snapshots, reverts, reverted_pages;
 	size_t nr_preserved;
 	struct vmreset_range *preserved;	/* vmreset_obj_free() */
+	uint64_t hot_pages, hot_promotions, hot_demotions, hot_copies;
+	uint64_t cached_pages;
+	uint32_t hot_mode;		/* enum vmreset_hot_mode */
 };
 
 struct vmreset_event {
@@ -102,6 +120,12 @@ int vmreset_nl_revert(struct vmreset_nl *nl, uint64_t id, uint64_t flags,
 		      uint64_t *reverted_pages, uint64_t *kept_pages);
 int vmreset_nl_preserve(struct vmreset_nl *nl, uint64_t id, int add,
 			uint64_t offset, uint64_t length);
+/* Hot sets by object ID; as the ioctls. */
+int vmreset_nl_hot(struct vmreset_nl *nl, uint64_t id, uint32_t op,
+		   const struct vmreset_range *ranges, uint32_t nr);
+/* c->flags names what to set; all of *c is filled in from the reply. */
+int vmreset_nl_hot_config(struct vmreset_nl *nl, uint64_t id,
+			  struct vmreset_hot_config *c);
 /* KVM VMs: attach the VM whose fd @vm_fd this process holds. */
 struct vmreset_vm_slot {
 	uint64_t gpa, size, obj_id, offset;

@@ -673,6 +673,10 @@ static struct json_object *json_obj(const struct vmreset_obj *o)
 	ju64(j, "snapshots", o->snapshots);
 	ju64(j, "reverts", o->reverts);
 	ju64(j, "reverted_pages", o->reverted_pages);
+	ju64(j, "hot_pages", o->hot_pages);
+	ju64(j, "hot_promotions", o->hot_promotions);
+	ju64(j, "hot_demotions", o->hot_demotions);
+	ju64(j, "hot_copies", o->hot_copies);
 	json_object_object_add(j, "preserved", json_ranges(o->preserved, o->nr_preserved));
 	return j;
 }
@@ -1006,12 +1010,15 @@ static int cmd_vm(int argc, char **argv)
 
 static int cmd_help(int argc, char **argv);
 
+int cmd_hot(int argc, char **argv);	/* hot.c */
+
 static const struct cmd cmds[] = {
 	{ "mount", cmd_mount, "DIR [OPTIONS]", "mount vmresetfs (options: size=, nr_inodes=, mode=, uid=, gid=)" },
 	{ "create", cmd_create, "[-f|--force] PATH SIZE", "create a memory object of SIZE bytes (refuses an existing PATH unless -f)" },
 	{ "snapshot", cmd_snapshot, "OBJECT", "make the current content the revert point" },
 	{ "revert", cmd_revert, "[--dry-run] OBJECT", "give every page written since the snapshot its content back" },
 	{ "preserve", cmd_preserve, "add|del OBJECT OFF LEN | list OBJECT", "ranges that revert leaves alone" },
+	{ "hot", cmd_hot, "add|del|set|list|config ...", "pages restored in place at every revert (hot help)" },
 	{ "dirty", cmd_dirty, "OBJECT", "ranges written since the snapshot" },
 	{ "stats", cmd_stats, "OBJECT", "pages, faults, snapshots and reverts of an object" },
 	{ "clone", cmd_clone, "OBJECT DST", "create the file DST as a copy-on-write clone of OBJECT" },
