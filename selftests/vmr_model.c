@@ -1,0 +1,483 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * A randomized model test: thousands of random operations on one vmresetfs
+ * file (and a second one it is cloned to and from), each applied to the
+ * file and to a shadow model in user space. Guest writes through KVM, VMM
+ * writes through the mapping, pwrite, punch, truncate, snapshot, revert,
+ * dry-run revert, preserve add/del, hot add/del/set, hot modes, clones.
+ * The whole file (read and mapped), the clone, and the dirty list (every
+ * page that differs from the snapshot must be listed) are compared after
+ * every revert and every 64 operations.
+ *
+ *   vmr_model [--seed N] [--ops N] [harness options]
+ *
+ * The seed is printed; the same seed replays the same operations.
+ */
+#define _GNU_SOURCE
+#include <inttypes.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include "harness.h"
+#include "kvm_guest.h"
+#include "vmr_util.h"
+#include "vmr_guest.h"
+
+#define NP	256			/* pages of the file at most */
+#define FSZ	(NP * PG)
+#define LOGN	24
+
+static uint64_t seed, nops = 3000;
+static uint64_t rng;
+
+static uint64_t rnd(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return rng;
+}
+
+static uint64_t below(uint64_t n)
+{
+	return n ? rnd() % n : 0;
+}
+
+/* The model. */
+static uint8_t cur[FSZ], snap[FSZ], bcur[FSZ], buf[FSZ];
+static uint64_t size, snap_size, bsize;
+static bool has_snap, pres[NP];
+
+static char oplog[LOGN][128];
+static uint64_t opno;
+
+#define LOG(...) snprintf(oplog[opno % LOGN], sizeof(oplog[0]), __VA_ARGS__)
+
+static void dump_log(void)
+{
+	fprintf(stderr, "# seed %" PRIu64 ", failed at op %" PRIu64 "; last ops:\n",
+		seed, opno);
+	for (uint64_t i = opno >= LOGN ? opno - LOGN + 1 : 0; i <= opno; i++)
+		fprintf(stderr, "#   %" PRIu64 ": %s\n", i, oplog[i % LOGN]);
+}
+
+#define CHECK(cond) do {						\
+	if (!(cond)) {							\
+		dump_log();						\
+		ASSERT_TRUE(cond);					\
+	}								\
+} while (0)
+
+GUEST_CODE static uint64_t guest_fill(uint64_t base, uint64_t list, uint64_t n,
+				      uint64_t tag)
+{
+	const volatile uint64_t *idx = (const volatile uint64_t *)list;
+
+	for (uint64_t i = 0; i < n; i++) {
+		volatile uint64_t *p = (volatile uint64_t *)(base + idx[i] * PG);
+
+		for (uint64_t w = 0; w < PG / 8; w++)
+			p[w] = tag ^ (idx[i] << 12) ^ w;
+	}
+	return n;
+}
+
+static bool pres_overlap(uint64_t first, uint64_t end)
+{
+	for (uint64_t p = first; p < end && p < NP; p++)
+		if (pres[p])
+			return true;
+	return false;
+}
+
+static bool any_pres(uint64_t *pend)
+{
+	bool any = false;
+
+	for (uint64_t p = 0; p < NP; p++)
+		if (pres[p]) {
+			any = true;
+			*pend = (p + 1) * PG;
+		}
+	return any;
+}
+
+struct model_ctx {
+	int fd, bfd;
+	uint8_t *map;
+	uint64_t *params;
+	struct kvm_vcpu *vcpu;
+};
+
+/* File, mapping, clone and dirty list against the model. */
+static void check_all(struct model_ctx *c)
+{
+	static struct vmreset_range r[NP];
+	struct vmreset_range_list l = { .ranges = (uintptr_t)r, .nr = NP };
+	struct stat st;
+	bool listed[NP] = { false };
+
+	CHECK(!fstat(c->fd, &st) && (uint64_t)st.st_size == size);
+	CHECK(pread(c->fd, buf, FSZ, 0) == (ssize_t)size);
+	for (uint64_t p = 0; p * PG < size; p++) {
+		uint64_t n = size - p * PG < PG ? size - p * PG : PG;
+
+		if (memcmp(buf + p * PG, cur + p * PG, n)) {
+			fprintf(stderr, "# page %" PRIu64 " differs (pread)\n", p);
+			CHECK(0);
+		}
+		if (memcmp(c->map + p * PG, cur + p * PG, n)) {
+			fprintf(stderr, "# page %" PRIu64 " differs (mapping)\n", p);
+			CHECK(0);
+		}
+	}
+	CHECK(!fstat(c->bfd, &st) && (uint64_t)st.st_size == bsize);
+	CHECK(pread(c->bfd, buf, FSZ, 0) == (ssize_t)bsize);
+	CHECK(!memcmp(buf, bcur, bsize));
+	if (!has_snap)
+		return;
+	CHECK(!ioctl(c->fd, VMRESET_IOC_DIRTY, &l));
+	CHECK(l.cursor == VMRESET_CURSOR_END);
+	for (uint32_t i = 0; i < l.nr; i++)
+		for (uint64_t o = r[i].offset; o < r[i].offset + r[i].length; o += PG)
+			if (o / PG < NP)
+				listed[o / PG] = true;
+	for (uint64_t p = 0; p < NP; p++)
+		if (memcmp(cur + p * PG, snap + p * PG, PG) && !listed[p]) {
+			fprintf(stderr, "# page %" PRIu64 " changed, not in DIRTY\n", p);
+			CHECK(0);
+		}
+}
+
+static void op_guest(struct model_ctx *c)
+{
+	uint64_t full = size / PG, n = 1 + below(8), tag = rnd();
+
+	if (!full)
+		return;
+	for (uint64_t i = 0; i < n; i++)
+		c->params[i] = below(full);
+	LOG("guest writes %" PRIu64 " pages, first %" PRIu64, n, c->params[0]);
+	vcpu_set_entry(c->vcpu, guest_fill, 4, VM_TEST_GPA, PARAM_GPA, n, tag);
+	CHECK(vcpu_run_to_done(c->vcpu) == n);
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t *p = (uint64_t *)(cur + c->params[i] * PG);
+
+		for (uint64_t w = 0; w < PG / 8; w++)
+			p[w] = tag ^ (c->params[i] << 12) ^ w;
+	}
+}
+
+static void op_mapw(struct model_ctx *c)
+{
+	uint64_t full = size / PG, p, o, n;
+	int v = (int)below(256);
+
+	if (!full)
+		return;
+	p = below(full);
+	o = below(PG);
+	n = 1 + below(PG - o);
+	LOG("map write page %" PRIu64 " +%" PRIu64 " len %" PRIu64 " = %d", p, o, n, v);
+	memset(c->map + p * PG + o, v, n);
+	memset(cur + p * PG + o, v, n);
+}
+
+static void op_pwrite(struct model_ctx *c)
+{
+	uint64_t off = below(FSZ), len = 1 + below(2 * PG);
+
+	if (off + len > FSZ)
+		len = FSZ - off;
+	for (uint64_t i = 0; i < len; i++)
+		buf[i] = (uint8_t)rnd();
+	LOG("pwrite %#" PRIx64 " len %" PRIu64, off, len);
+	CHECK(pwrite(c->fd, buf, len, off) == (ssize_t)len);
+	memcpy(cur + off, buf, len);
+	if (off + len > size)
+		size = off + len;
+}
+
+static void op_punch(struct model_ctx *c)
+{
+	uint64_t off = below(FSZ), len = 1 + below(8 * PG), end;
+	int ret;
+
+	if (rnd() & 1) {
+		off &= ~(PG - 1);
+		len = (len + PG - 1) & ~(PG - 1);
+	}
+	LOG("punch %#" PRIx64 " len %" PRIu64, off, len);
+	ret = fallocate(c->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len);
+	end = off + len < size ? off + len : size;
+	if (off < end && pres_overlap(off / PG, (end + PG - 1) / PG)) {
+		CHECK(ret == -1 && errno == EBUSY);
+		return;
+	}
+	CHECK(ret == 0);
+	if (off < end)
+		memset(cur + off, 0, end - off);
+}
+
+static void op_truncate(struct model_ctx *c)
+{
+	uint64_t ns = below(FSZ + 1);
+	int ret;
+
+	if (rnd() & 1)
+		ns &= ~(PG - 1);
+	LOG("truncate %#" PRIx64 " (from %#" PRIx64 ")", ns, size);
+	ret = ftruncate(c->fd, ns);
+	if (ns < size && pres_overlap(ns / PG, NP)) {
+		CHECK(ret == -1 && errno == EBUSY);
+		return;
+	}
+	CHECK(ret == 0);
+	if (ns < size)
+		memset(cur + ns, 0, size - ns);
+	size = ns;
+}
+
+static void op_snapshot(struct model_ctx *c)
+{
+	LOG("snapshot");
+	CHECK(!vmr_snapshot(c->fd, NULL));
+	memcpy(snap, cur, FSZ);
+	snap_size = size;
+	has_snap = true;
+}
+
+static void op_revert(struct model_ctx *c, bool dry)
+{
+	struct vmreset_revert r = { .flags = dry ? VMRESET_REVERT_F_DRY_RUN : 0 };
+	uint64_t pend = 0, ns;
+	int ret;
+
+	LOG("%s", dry ? "dry-run revert" : "revert");
+	ret = ioctl(c->fd, VMRESET_IOC_REVERT, &r);
+	if (!has_snap) {
+		CHECK(ret == -1 && errno == ENODATA);
+		return;
+	}
+	CHECK(ret == 0);
+	if (!dry) {
+		/* Preserved pages keep their content, which becomes the snapshot's. */
+		for (uint64_t p = 0; p < NP; p++) {
+			if (pres[p])
+				memcpy(snap + p * PG, cur + p * PG, PG);
+			else
+				memcpy(cur + p * PG, snap + p * PG, PG);
+		}
+		ns = snap_size;
+		if (any_pres(&pend))
+			ns = ns > (pend < size ? pend : size) ? ns : (pend < size ? pend : size);
+		/* Bytes past the new end read as zero if the file grows again. */
+		if (ns < FSZ)
+			memset(cur + ns, 0, FSZ - ns);
+		size = ns;
+	}
+	check_all(c);
+	if (!dry) {
+		struct vmreset_range_list l = { .ranges = (uintptr_t)buf, .nr = 16 };
+
+		CHECK(!ioctl(c->fd, VMRESET_IOC_DIRTY, &l) && l.nr == 0);
+	}
+}
+
+static void op_preserve(struct model_ctx *c)
+{
+	uint64_t a = below(NP), n = 1 + below(16);
+	bool add = rnd() & 1;
+
+	if (a + n > NP)
+		n = NP - a;
+	LOG("preserve %s %" PRIu64 "+%" PRIu64, add ? "add" : "del", a, n);
+	CHECK(!vmr_preserve(c->fd, add ? VMRESET_PRESERVE_ADD : VMRESET_PRESERVE_DEL,
+			    a * PG, n * PG));
+	for (uint64_t p = a; p < a + n; p++)
+		pres[p] = add;
+}
+
+static void op_hot(struct model_ctx *c)
+{
+	struct vmreset_range r[3];
+	struct vmreset_hot h = { .op = 1 + (uint32_t)below(3), .ranges = (uintptr_t)r };
+
+	h.nr = (uint32_t)below(4);
+	if (h.op != VMRESET_HOT_SET && !h.nr)
+		h.nr = 1;
+	for (uint32_t i = 0; i < h.nr; i++) {
+		uint64_t a = below(NP), n = 1 + below(32);
+
+		r[i].offset = a * PG;
+		r[i].length = n * PG;
+	}
+	LOG("hot op %u, %u ranges, first %#" PRIx64 "+%#" PRIx64, h.op, h.nr,
+	    h.nr ? (uint64_t)r[0].offset : 0, h.nr ? (uint64_t)r[0].length : 0);
+	CHECK(!ioctl(c->fd, VMRESET_IOC_HOT, &h));
+}
+
+static void op_hot_mode(struct model_ctx *c)
+{
+	struct vmreset_hot_config cfg = { .flags = VMRESET_HOT_CFG_MODE };
+
+	cfg.mode = (uint32_t)below(3);
+	if (rnd() & 1) {
+		cfg.flags |= VMRESET_HOT_CFG_LEARN;
+		cfg.learn_n = 1 + (uint32_t)below(VMRESET_HOT_MAX_LEARN_N);
+		cfg.learn_k = 1 + (uint32_t)below(cfg.learn_n);
+	}
+	LOG("hot mode %u learn %u/%u", cfg.mode, cfg.learn_k, cfg.learn_n);
+	CHECK(!ioctl(c->fd, VMRESET_IOC_HOT_CONFIG, &cfg));
+}
+
+static void op_clone_out(struct model_ctx *c)
+{
+	LOG("clone main to b");
+	CHECK(!ftruncate(c->bfd, 0));
+	CHECK(!ioctl(c->bfd, FICLONE, c->fd));
+	memset(bcur, 0, FSZ);
+	memcpy(bcur, cur, size);
+	bsize = size;
+}
+
+static void op_clone_in(struct model_ctx *c)
+{
+	uint64_t bfull = bsize / PG, a, n, d;
+	struct file_clone_range fcr = { .src_fd = c->bfd };
+	int ret;
+
+	if (!bfull)
+		return;
+	a = below(bfull);
+	n = 1 + below(bfull - a < 16 ? bfull - a : 16);
+	d = below(size / PG + 1);
+	if (d + n > NP)
+		n = NP - d;
+	if (!n)
+		return;
+	fcr.src_offset = a * PG;
+	fcr.src_length = n * PG;
+	fcr.dest_offset = d * PG;
+	LOG("clone b %" PRIu64 "+%" PRIu64 " to main %" PRIu64, a, n, d);
+	ret = ioctl(c->fd, FICLONERANGE, &fcr);
+	if (pres_overlap(d, d + n)) {
+		CHECK(ret == -1 && errno == EBUSY);
+		return;
+	}
+	CHECK(ret == 0);
+	memcpy(cur + d * PG, bcur + a * PG, n * PG);
+	if ((d + n) * PG > size)
+		size = (d + n) * PG;
+}
+
+static void op_bwrite(struct model_ctx *c)
+{
+	uint64_t full = bsize / PG, p;
+	int v = (int)below(256);
+
+	if (!full)
+		return;
+	p = below(full);
+	LOG("b pwrite page %" PRIu64 " = %d", p, v);
+	memset(buf, v, PG);
+	CHECK(pwrite(c->bfd, buf, PG, p * PG) == (ssize_t)PG);
+	memcpy(bcur + p * PG, buf, PG);
+}
+
+TEST_TIMEOUT(model, 900)
+{
+	struct model_ctx c;
+	struct kvm_vm *vm;
+	struct vmreset_stats st;
+	char dir[64];
+	uint64_t reverts = 0;
+
+	TEST_REQUIRE_KVM();
+	fprintf(stderr, "# seed %" PRIu64 ", %" PRIu64 " ops (replay: --seed %" PRIu64 ")\n",
+		seed, nops, seed);
+	rng = seed ? seed : 1;
+	ASSERT_EQ(0, vmr_mount(dir, "size=64m")) TH_LOG("mount: %s", strerror(errno));
+	c.fd = vmr_file(dir, "main", 0);
+	c.bfd = vmr_file(dir, "b", 0);
+	ASSERT_LE(0, c.fd);
+	ASSERT_LE(0, c.bfd);
+	c.map = mmap(NULL, FSZ, PROT_READ | PROT_WRITE, MAP_SHARED, c.fd, 0);
+	ASSERT_NE(MAP_FAILED, c.map);
+	c.params = mmap(NULL, PARAM_SIZE, PROT_READ | PROT_WRITE,
+			MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, c.params);
+	vm = vm_create();
+	vm_add_slot(vm, 1, VM_TEST_GPA, FSZ, c.map, 0);
+	vm_add_slot(vm, 2, PARAM_GPA, PARAM_SIZE, c.params, 0);
+	c.vcpu = vcpu_add(vm, 0, guest_fill, 4, VM_TEST_GPA, PARAM_GPA, 0, 0);
+
+	/* Start from a full file, so that most operations have pages to hit. */
+	for (uint64_t i = 0; i < FSZ; i++)
+		cur[i] = (uint8_t)rnd();
+	ASSERT_EQ((ssize_t)FSZ, pwrite(c.fd, cur, FSZ, 0));
+	size = FSZ;
+
+	for (opno = 0; opno < nops; opno++) {
+		uint64_t k = below(100);
+
+		if (k < 22)
+			op_guest(&c);
+		else if (k < 34)
+			op_mapw(&c);
+		else if (k < 42)
+			op_pwrite(&c);
+		else if (k < 46)
+			op_punch(&c);
+		else if (k < 49)
+			op_truncate(&c);
+		else if (k < 57)
+			op_snapshot(&c);
+		else if (k < 71) {
+			op_revert(&c, false);
+			reverts++;
+		} else if (k < 74)
+			op_revert(&c, true);
+		else if (k < 78)
+			op_preserve(&c);
+		else if (k < 87)
+			op_hot(&c);
+		else if (k < 90)
+			op_hot_mode(&c);
+		else if (k < 93)
+			op_clone_out(&c);
+		else if (k < 97)
+			op_clone_in(&c);
+		else
+			op_bwrite(&c);
+		if (opno % 64 == 63)
+			check_all(&c);
+	}
+	check_all(&c);
+	ASSERT_EQ(0, vmr_stats(c.fd, &st));
+	fprintf(stderr, "# %" PRIu64 " reverts; hot: %" PRIu64 " now, %" PRIu64
+		" promoted, %" PRIu64 " demoted, %" PRIu64 " copies\n", reverts,
+		(uint64_t)st.hot_pages, (uint64_t)st.hot_promotions,
+		(uint64_t)st.hot_demotions, (uint64_t)st.hot_copies);
+	vm_free(vm);
+	munmap(c.map, FSZ);
+	close(c.fd);
+	close(c.bfd);
+	vmr_umount(dir);
+}
+
+int main(int argc, char **argv)
+{
+	int n = 1;
+
+	seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--seed") && i + 1 < argc)
+			seed = strtoull(argv[++i], NULL, 0);
+		else if (!strcmp(argv[i], "--ops") && i + 1 < argc)
+			nops = strtoull(argv[++i], NULL, 0);
+		else
+			argv[n++] = argv[i];
+	}
+	argv[n] = NULL;
+	return __th_run(n, argv);
+}
