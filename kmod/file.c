@@ -77,34 +77,63 @@ static vm_fault_t vmr_page_mkwrite(struct vm_fault *vmf)
 {
 	struct inode *inode = file_inode(vmf->vma->vm_file);
 	struct vmr_inode *vi = VMR_I(inode);
+	struct vmr_sb *sbi = VMR_SB(inode->i_sb);
+	struct page *page, *pre = NULL;
 	pgoff_t idx = vmf->pgoff;
-	struct page *page;
+	vm_fault_t ret;
 	bool replaced;
+	u64 gen;
+
+	/*
+	 * The first write since the snapshot (or to a page shared with a
+	 * clone) needs a copy of the page. Make it before taking vi->lock,
+	 * so that vCPUs faulting on different pages do not serialise on
+	 * the allocation and the copy; it is used only if nothing changed
+	 * the page's state meanwhile (vi->gen, and the checks under the
+	 * lock), and freed otherwise.
+	 */
+	gen = READ_ONCE(vi->gen);
+	smp_rmb();
+	if ((READ_ONCE(vi->has_snap) && !xa_load(&vi->undo, idx) &&
+	     !vmr_is_hot(vi, idx)) || page_private(vmf->page) > 1) {
+		pre = vmr_alloc_page(sbi, vmf->page);
+		if (IS_ERR(pre))
+			pre = NULL;	/* try again under the lock */
+	}
 
 	mutex_lock(&vi->lock);
 	if (xa_load(&vi->pages, idx) != vmf->page ||
 	    idx >= size_pages(i_size_read(inode))) {
-		mutex_unlock(&vi->lock);
-		return VM_FAULT_NOPAGE;
+		ret = VM_FAULT_NOPAGE;
+		goto out_unlock;
 	}
-	page = vmr_write_begin(vi, idx, &replaced);
+	page = vmr_write_begin_pre(vi, idx, &replaced,
+				   vi->gen == gen ? &pre : NULL);
 	if (IS_ERR(page)) {
-		mutex_unlock(&vi->lock);
-		return vmf_error(PTR_ERR(page));
+		ret = vmf_error(PTR_ERR(page));
+		goto out_unlock;
 	}
 	if (replaced) {
 		/* A private copy replaced a shared page: map the copy. */
 		unlock_page(page);
 		put_page(page);
 		unmap_mapping_pages(inode->i_mapping, idx, 1, false);
-		mutex_unlock(&vi->lock);
-		return VM_FAULT_NOPAGE;
+		ret = VM_FAULT_NOPAGE;
+		goto out_unlock;
 	}
 	xa_set_mark(&vi->pages, idx, VMR_MARK_WRITABLE);
 	mutex_unlock(&vi->lock);
 	/* The fault holds its own reference; keep the page lock for it. */
 	put_page(page);
+	if (pre)
+		vmr_put_page(sbi, pre);
 	return VM_FAULT_LOCKED;
+
+out_unlock:
+	mutex_unlock(&vi->lock);
+	if (pre)
+		vmr_put_page(sbi, pre);
+	return ret;
 }
 
 const struct vm_operations_struct vmr_vm_ops = {

@@ -148,6 +148,7 @@ static bool vmr_hot_promote(struct vmr_inode *vi, pgoff_t idx, bool learned)
 		vi->nr_dirty--;
 		vi->nr_undo_pages--;
 	}
+	WRITE_ONCE(vi->gen, vi->gen + 1);
 	return true;
 
 err_release:
@@ -181,6 +182,7 @@ static int vmr_hot_demote(struct vmr_inode *vi, pgoff_t idx, struct page *copy)
 		xa_erase(&vi->hot, idx);
 	vmr_hot_release(vi);
 	vi->hot_demotions++;
+	WRITE_ONCE(vi->gen, vi->gen + 1);
 	return ret;
 }
 

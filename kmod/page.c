@@ -107,6 +107,20 @@ struct page *vmr_get_page(struct vmr_inode *vi, pgoff_t idx)
 }
 
 /* Is the next write to @idx the first since the snapshot? Not if hot. */
+/* A copy of @page: the caller's (see vmr_write_begin_pre()) or a new one. */
+static struct page *vmr_take_pre(struct vmr_sb *sbi, struct page *page,
+				 struct page **pre)
+{
+	struct page *new;
+
+	if (pre && *pre) {
+		new = *pre;
+		*pre = NULL;
+		return new;
+	}
+	return vmr_alloc_page(sbi, page);
+}
+
 static inline bool vmr_tracking(struct vmr_inode *vi, pgoff_t idx)
 {
 	return vi->has_snap && !xa_load(&vi->undo, idx) && !vmr_is_hot(vi, idx);
@@ -139,8 +153,13 @@ static void vmr_forget_undo(struct vmr_inode *vi, pgoff_t idx, void *old)
  * snapshot. Returns the page locked and with a reference. *@replaced tells
  * the caller that a new page took the place of one that may still be
  * mapped: it must unmap @idx.
+ *
+ * *@pre, if set, is a copy of the page at @idx that the caller made without
+ * vi->lock, while vi->gen had its current value: it is used instead of
+ * allocating and copying here (and *@pre cleared), or left to the caller.
  */
-struct page *vmr_write_begin(struct vmr_inode *vi, pgoff_t idx, bool *replaced)
+struct page *vmr_write_begin_pre(struct vmr_inode *vi, pgoff_t idx,
+				 bool *replaced, struct page **pre)
 {
 	struct vmr_sb *sbi = vi_sb(vi);
 	bool track = vmr_tracking(vi, idx);
@@ -175,7 +194,7 @@ struct page *vmr_write_begin(struct vmr_inode *vi, pgoff_t idx, bool *replaced)
 	lock_page(page);
 	if (page_private(page) > 1) {
 		/* Shared with a clone: the writer gets a private copy. */
-		new = vmr_alloc_page(sbi, page);
+		new = vmr_take_pre(sbi, page, pre);
 		if (IS_ERR(new)) {
 			unlock_page(page);
 			return new;
@@ -204,7 +223,7 @@ struct page *vmr_write_begin(struct vmr_inode *vi, pgoff_t idx, bool *replaced)
 
 	if (track) {
 		/* Copy before write: the page itself stays mapped. */
-		new = vmr_alloc_page(sbi, page);
+		new = vmr_take_pre(sbi, page, pre);
 		if (IS_ERR(new)) {
 			unlock_page(page);
 			return new;
@@ -223,6 +242,11 @@ struct page *vmr_write_begin(struct vmr_inode *vi, pgoff_t idx, bool *replaced)
 err_put_new:
 	vmr_put_page(sbi, new);
 	return ERR_PTR(err);
+}
+
+struct page *vmr_write_begin(struct vmr_inode *vi, pgoff_t idx, bool *replaced)
+{
+	return vmr_write_begin_pre(vi, idx, replaced, NULL);
 }
 
 /* Back a hole with a zero page; not a change of content, so not dirty. */
@@ -374,6 +398,7 @@ u64 vmr_snapshot(struct vmr_inode *vi)
 	vmr_wrprotect(vi, 0, ULONG_MAX);
 	vi->snap_size = i_size_read(&vi->vfs_inode);
 	vi->snapshots++;
+	WRITE_ONCE(vi->gen, vi->gen + 1);
 	vmr_update_blocks(vi);
 	return folded;
 }
@@ -478,6 +503,8 @@ int vmr_revert(struct vmr_inode *vi, bool dry_run, u64 *reverted, u64 *kept)
 	*kept = 0;
 	if (!vi->has_snap)
 		return -ENODATA;
+	if (!dry_run)
+		WRITE_ONCE(vi->gen, vi->gen + 1);
 
 	/* Walk runs of consecutive dirty pages, split where preservation changes. */
 	while (xa_find(&vi->undo, &idx, ULONG_MAX - 1, XA_PRESENT)) {

@@ -162,6 +162,7 @@ static struct inode *vmr_alloc_inode(struct super_block *sb)
 	vi->nr_pages = 0;
 	vi->nr_undo_pages = 0;
 	vi->nr_dirty = 0;
+	vi->gen = 0;
 	atomic64_set(&vi->cow_faults, 0);
 	atomic64_set(&vi->faults, 0);
 	vi->snapshots = 0;

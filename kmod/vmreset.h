@@ -58,6 +58,13 @@ struct vmr_inode {
 	unsigned long nr_pages;
 	unsigned long nr_undo_pages;
 	unsigned long nr_dirty;
+	/*
+	 * Bumped (under @lock) whenever a clean page's content may have
+	 * changed without an undo entry recording it: SNAPSHOT, REVERT, hot
+	 * promotion and demotion. page_mkwrite copies outside @lock and
+	 * keeps the copy only if @gen did not move.
+	 */
+	u64 gen;
 	atomic64_t cow_faults;
 	atomic64_t faults;
 	u64 snapshots;
@@ -115,6 +122,8 @@ struct page *vmr_alloc_page(struct vmr_sb *sbi, struct page *copy_from);
 void vmr_put_page(struct vmr_sb *sbi, struct page *page);
 struct page *vmr_get_page(struct vmr_inode *vi, pgoff_t idx);
 struct page *vmr_write_begin(struct vmr_inode *vi, pgoff_t idx, bool *replaced);
+struct page *vmr_write_begin_pre(struct vmr_inode *vi, pgoff_t idx,
+				 bool *replaced, struct page **pre);
 int vmr_fill_hole(struct vmr_inode *vi, pgoff_t idx);
 int vmr_remove_range(struct vmr_inode *vi, pgoff_t start, pgoff_t end);
 void vmr_free_all(struct vmr_inode *vi);
