@@ -14,6 +14,7 @@
  */
 
 #include <linux/highmem.h>
+#include <linux/moduleparam.h>
 #include <linux/pagemap.h>
 #include <linux/sched.h>
 #include <linux/slab.h>
@@ -34,6 +35,31 @@ void vmr_unmap(struct vmr_inode *vi, pgoff_t start, pgoff_t end)
 {
 	if (start < end)
 		unmap_mapping_pages(vi_mapping(vi), start, end - start, false);
+}
+
+/*
+ * Gaps of up to this many pages between dirty pages are covered by the same
+ * unmap (one MMU notifier round, one TLB flush) when nothing maps them.
+ */
+static unsigned int merge_gap = 32;
+module_param(merge_gap, uint, 0644);
+MODULE_PARM_DESC(merge_gap,
+		 "merge unmaps across up to this many unmapped pages (0: never)");
+
+/* Is [from, to) short and mapped by nobody, so an unmap may cover it? */
+static bool vmr_gap_unmapped(struct vmr_inode *vi, pgoff_t from, pgoff_t to)
+{
+	pgoff_t i;
+
+	if (to - from > READ_ONCE(merge_gap))
+		return false;
+	for (i = from; i < to; i++) {
+		struct page *page = xa_load(&vi->pages, i);
+
+		if (page && page_mapped(page))
+			return false;
+	}
+	return true;
 }
 
 void vmr_update_blocks(struct vmr_inode *vi)
@@ -365,7 +391,8 @@ void vmr_wrprotect(struct vmr_inode *vi, pgoff_t start, pgoff_t end)
 		lock_page(page);
 		unlock_page(page);
 		xa_clear_mark(&vi->pages, idx, VMR_MARK_WRITABLE);
-		if (idx != run_end) {
+		if (idx != run_end &&
+		    !(run_end && vmr_gap_unmapped(vi, run_end, idx))) {
 			vmr_unmap(vi, run_start, run_end);
 			run_start = idx;
 		}
@@ -493,8 +520,31 @@ static void vmr_keep_run(struct vmr_inode *vi, pgoff_t start, pgoff_t end)
 	vmr_wrprotect(vi, start, end);
 }
 
+/* Revert the dirty pages in [start, end), none of them preserved or hot. */
+static int vmr_revert_batch(struct vmr_inode *vi, pgoff_t start, pgoff_t end,
+			    u64 *reverted)
+{
+	unsigned long i;
+	void *saved;
+	int err;
+
+	if (start >= end)
+		return 0;
+	/* One MMU notifier round for the batch. */
+	vmr_unmap(vi, start, end);
+	xa_for_each_range(&vi->undo, i, saved, start, end - 1) {
+		err = vmr_revert_one(vi, i, saved);
+		if (err)
+			return err;
+		(*reverted)++;
+	}
+	cond_resched();
+	return 0;
+}
+
 int vmr_revert(struct vmr_inode *vi, bool dry_run, u64 *reverted, u64 *kept)
 {
+	pgoff_t bs = 0, be = 0;		/* the batch being gathered */
 	unsigned long idx = 0;
 	int err = 0;
 
@@ -506,47 +556,51 @@ int vmr_revert(struct vmr_inode *vi, bool dry_run, u64 *reverted, u64 *kept)
 	if (!dry_run)
 		WRITE_ONCE(vi->gen, vi->gen + 1);
 
-	/* Walk runs of consecutive dirty pages, split where preservation changes. */
+	/*
+	 * Walk the dirty pages in order. Ordinary ones gather into batches
+	 * that one unmap covers: consecutive pages, or pages apart by a gap
+	 * nothing maps. A preserved run, or a page promoted to hot (which
+	 * must stay mapped), ends a batch.
+	 */
 	while (xa_find(&vi->undo, &idx, ULONG_MAX - 1, XA_PRESENT)) {
-		pgoff_t start = idx, end = idx + 1, next, i;
-		bool keep;
+		pgoff_t next, end;
 
-		while (end < ULONG_MAX && xa_load(&vi->undo, end))
-			end++;
-		keep = vmr_preserved_at(vi, start, &next);
-		end = min(end, next);
-
-		if (keep) {
-			*kept += end - start;
+		if (vmr_preserved_at(vi, idx, &next)) {
+			for (end = idx + 1; end < next && xa_load(&vi->undo, end); end++)
+				;
+			err = vmr_revert_batch(vi, bs, be, reverted);
+			if (err)
+				goto out;
+			bs = be = 0;
+			*kept += end - idx;
 			if (!dry_run)
-				vmr_keep_run(vi, start, end);
-		} else if (dry_run) {
-			*reverted += end - start;
-		} else {
-			pgoff_t s = start;
-
-			/*
-			 * Pages promoted to hot split the run; the rest take one
-			 * MMU notifier round per piece.
-			 */
-			for (i = start; i <= end; i++) {
-				pgoff_t j;
-
-				if (i < end && !vmr_hot_try_promote(vi, i))
-					continue;
-				vmr_unmap(vi, s, i);
-				for (j = s; j < i; j++) {
-					err = vmr_revert_one(vi, j, xa_load(&vi->undo, j));
-					if (err)
-						goto out;
-					(*reverted)++;
-				}
-				s = i + 1;
-			}
-			cond_resched();
+				vmr_keep_run(vi, idx, end);
+			idx = end;
+			continue;
 		}
-		idx = end;
+		if (dry_run) {
+			(*reverted)++;
+		} else if (vmr_hot_try_promote(vi, idx)) {
+			err = vmr_revert_batch(vi, bs, be, reverted);
+			if (err)
+				goto out;
+			bs = be = 0;
+		} else {
+			if (be && idx != be && !vmr_gap_unmapped(vi, be, idx)) {
+				err = vmr_revert_batch(vi, bs, be, reverted);
+				if (err)
+					goto out;
+				be = 0;
+			}
+			if (!be)
+				bs = idx;
+			be = idx + 1;
+		}
+		idx++;
 	}
+	err = vmr_revert_batch(vi, bs, be, reverted);
+	if (err)
+		goto out;
 	if (!dry_run) {
 		loff_t size = vi->snap_size;
 
