@@ -583,6 +583,69 @@ TEST_F(hot, bound_holds)
 	ASSERT_EQ(EFAULT, errno);
 }
 
+static double median5(double *v)
+{
+	qsort(v, 5, sizeof(*v), cmp_double);
+	return v[2];
+}
+
+/*
+ * Not a timed test (nothing is asserted on time): it logs, side by side in
+ * one run, what REVERT and the guest's next run cost with the same 256
+ * written pages ordinary and hot, for the closing numbers.
+ */
+TEST_F(hot, costs_logged)
+{
+	const uint64_t n = 256;
+	double rv[2][5], run[2][5];
+	struct vmreset_stats st0, st1;
+	uint64_t faults[2] = { 0 };
+	struct kvm_vcpu *vcpu;
+
+	for (uint64_t i = 0; i < n; i++)
+		self->params[i] = (i * 37) % NPAGES;
+	ASSERT_EQ(0, vmr_snapshot(self->fd, NULL));
+	save_snap(self);
+	vcpu = vcpu_add(self->vm, 0, guest_fill_list, 4, VM_TEST_GPA, PARAM_GPA, n, 1);
+	for (int hot_on = 0; hot_on < 2; hot_on++) {
+		if (hot_on) {
+			struct vmreset_range r[256];
+
+			for (uint64_t i = 0; i < n; i++)
+				r[i] = (struct vmreset_range){ self->params[i] * PG, PG };
+			ASSERT_EQ(0, hot(self->fd, VMRESET_HOT_SET, r, n));
+		}
+		/* One cycle to settle, then five measured. */
+		for (int c = -1; c < 5; c++) {
+			double t0, t1, t2;
+
+			ASSERT_EQ(0, vmr_stats(self->fd, &st0));
+			vcpu_set_entry(vcpu, guest_fill_list, 4, VM_TEST_GPA, PARAM_GPA, n,
+				       0x77 + c);
+			t0 = now_us();
+			ASSERT_EQ(n, vcpu_run_to_done(vcpu));
+			t1 = now_us();
+			ASSERT_EQ(0, vmr_revert(self->fd, NULL, NULL));
+			t2 = now_us();
+			ASSERT_EQ(0, vmr_stats(self->fd, &st1));
+			if (c < 0)
+				continue;
+			run[hot_on][c] = t1 - t0;
+			rv[hot_on][c] = t2 - t1;
+			faults[hot_on] += st1.faults - st0.faults;
+		}
+		check_snap_pread(self);
+	}
+	ASSERT_EQ(0, faults[1]);
+	ASSERT_EQ(5 * n, faults[0]);
+	TH_LOG("%lu pages written per cycle, medians of 5 cycles:",
+	       (unsigned long)n);
+	TH_LOG("  ordinary: revert %.0f us, next guest run %.0f us, %lu faults/cycle",
+	       median5(rv[0]), median5(run[0]), (unsigned long)(faults[0] / 5));
+	TH_LOG("  hot:      revert %.0f us, next guest run %.0f us, %lu faults/cycle",
+	       median5(rv[1]), median5(run[1]), (unsigned long)(faults[1] / 5));
+}
+
 TEST_F_TIMEOUT(hot, memory_flat_10000_cycles, 900)
 {
 	struct statfs s0, s1;
