@@ -297,24 +297,32 @@ static int fi_knob(const char *attr, const char *file, const char *val)
 	return 0;
 }
 
-/* Allocations fail only with vmreset.ko's text on the stack. */
+/*
+ * Allocations fail only with vmreset.ko's text on the stack. Since 6.4 a
+ * module's text is an allocation of its own and /proc/modules gives its
+ * start with the size of all its parts, so the range comes from the
+ * module's text symbols (plus a page for the last function).
+ */
 static int fi_setup(void)
 {
 	static const char *const attrs[] = { "failslab", "fail_page_alloc" };
-	unsigned long base = 0, size = 0;
-	char line[256], buf[32];
-	FILE *f = fopen("/proc/modules", "r");
+	unsigned long base = ~0UL, end = 0, size, a;
+	char line[512], buf[32], type;
+	FILE *f = fopen("/proc/kallsyms", "r");
 
 	while (f && fgets(line, sizeof(line), f))
-		if (!strncmp(line, "vmreset ", 8) &&
-		    sscanf(line, "vmreset %lu %*s %*s %*s 0x%lx", &size, &base) == 2)
-			break;
+		if (strstr(line, "\t[vmreset]") && sscanf(line, "%lx %c", &a, &type) == 2 &&
+		    (type == 't' || type == 'T') && a) {
+			base = a < base ? a : base;
+			end = a > end ? a : end;
+		}
 	if (f)
 		fclose(f);
-	if (!base || !size) {
-		say("fault injection: no vmreset in /proc/modules");
+	if (!end) {
+		say("fault injection: no vmreset text symbols in /proc/kallsyms");
 		return -1;
 	}
+	size = end + PG - base;
 	for (unsigned int i = 0; i < 2; i++) {
 		const char *a = attrs[i];
 
