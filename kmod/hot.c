@@ -81,6 +81,21 @@ unsigned long vmr_hot_next_changed(struct vmr_inode *vi, pgoff_t idx,
 	return ULONG_MAX;
 }
 
+/* Hot pages that differ from their snapshot copy: the dirty ones. */
+unsigned long vmr_hot_count_changed(struct vmr_inode *vi)
+{
+	unsigned long idx, n = 0;
+	void *e;
+
+	xa_for_each(&vi->hot, idx, e) {
+		if (!xa_is_value(e) &&
+		    vmr_pages_differ(xa_load(&vi->pages, idx), e))
+			n++;
+		cond_resched();
+	}
+	return n;
+}
+
 /*
  * Take one slot of the file's and the mount's bound, if there is room.
  * Learned pages leave room for the whole explicit set.

@@ -361,7 +361,8 @@ static long vmr_ioc_stats(struct vmr_inode *vi, void __user *argp)
 	s.resident_pages = vi->nr_pages;
 	s.shared_pages = vmr_count_shared(vi);
 	s.undo_pages = vi->nr_undo_pages;
-	s.dirty_pages = vi->nr_dirty;
+	/* As DIRTY lists them: hot pages count when they changed. */
+	s.dirty_pages = vi->nr_dirty + vmr_hot_count_changed(vi);
 	s.preserved_ranges = vi->nr_preserved;
 	s.cow_faults = atomic64_read(&vi->cow_faults);
 	s.faults = atomic64_read(&vi->faults);

@@ -139,7 +139,8 @@ static int vmr_put_obj(struct sk_buff *skb, struct vmr_inode *vi)
 	    nla_put_u64_64bit(skb, VMRESET_A_SHARED_PAGES, vmr_count_shared(vi),
 			      VMRESET_A_PAD) ||
 	    nla_put_u64_64bit(skb, VMRESET_A_UNDO_PAGES, vi->nr_undo_pages, VMRESET_A_PAD) ||
-	    nla_put_u64_64bit(skb, VMRESET_A_DIRTY_PAGES, vi->nr_dirty, VMRESET_A_PAD) ||
+	    nla_put_u64_64bit(skb, VMRESET_A_DIRTY_PAGES,
+			      vi->nr_dirty + vmr_hot_count_changed(vi), VMRESET_A_PAD) ||
 	    nla_put_u64_64bit(skb, VMRESET_A_COW_FAULTS,
 			      atomic64_read(&vi->cow_faults), VMRESET_A_PAD) ||
 	    nla_put_u64_64bit(skb, VMRESET_A_FAULTS, atomic64_read(&vi->faults),

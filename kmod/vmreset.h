@@ -156,6 +156,7 @@ bool vmr_hot_try_promote(struct vmr_inode *vi, pgoff_t idx);
 void vmr_hot_after_snapshot(struct vmr_inode *vi);
 u64 vmr_hot_revert(struct vmr_inode *vi, bool dry_run);
 bool vmr_hot_changed(struct vmr_inode *vi, pgoff_t idx);
+unsigned long vmr_hot_count_changed(struct vmr_inode *vi);
 unsigned long vmr_hot_next_changed(struct vmr_inode *vi, pgoff_t idx,
 				   pgoff_t limit);
 long vmr_ioc_hot(struct vmr_inode *vi, void __user *argp);

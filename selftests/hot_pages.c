@@ -175,7 +175,7 @@ TEST_F(hot, guest_next_run_takes_no_faults)
 	struct vmreset_stats st, st2;
 	struct vmreset_revert rv = { .flags = VMRESET_REVERT_F_DRY_RUN };
 	struct kvm_vcpu *vcpu;
-	uint64_t n = 0, reverted;
+	uint64_t n = 0, reverted = 0;
 
 	/* Hot: every 8th page of the first 512; cold: 16 pages above. */
 	for (uint64_t i = 0; i < nhot; i++)
@@ -211,7 +211,7 @@ TEST_F(hot, guest_next_run_takes_no_faults)
 			ASSERT_EQ(faults0 + ncold, st2.faults);
 			ASSERT_EQ(cow0 + ncold, st2.cow_faults);
 		}
-		ASSERT_EQ(ncold, st2.dirty_pages);
+		ASSERT_EQ(n, st2.dirty_pages);	/* hot ones by content */
 		/* The dirty list has the written hot pages too. */
 		ASSERT_EQ((long)n, list_pages(self->fd, VMRESET_IOC_DIRTY, 0));
 		ASSERT_EQ(0, ioctl(self->fd, VMRESET_IOC_REVERT, &rv));
@@ -260,7 +260,7 @@ TEST_F(hot, guest_next_run_takes_no_faults)
 TEST_F(hot, promoted_while_dirty)
 {
 	struct vmreset_stats st;
-	uint64_t reverted;
+	uint64_t reverted = 0;
 
 	ASSERT_EQ(0, vmr_snapshot(self->fd, NULL));
 	save_snap(self);
@@ -268,7 +268,7 @@ TEST_F(hot, promoted_while_dirty)
 	ASSERT_EQ(0, hot_range(self->fd, VMRESET_HOT_ADD, 0, 16));
 	ASSERT_EQ(0, vmr_stats(self->fd, &st));
 	ASSERT_EQ(16, st.hot_pages);
-	ASSERT_EQ(0, st.dirty_pages);
+	ASSERT_EQ(4, st.dirty_pages);		/* moved to hot, still changed */
 	ASSERT_EQ(4, list_pages(self->fd, VMRESET_IOC_DIRTY, 0));
 	ASSERT_EQ(0, vmr_revert(self->fd, &reverted, NULL));
 	ASSERT_EQ(4, reverted);
@@ -320,7 +320,7 @@ TEST_F(hot, two_vcpus)
 				     v * 256, 128, 0x4000 + v);
 	}
 	for (int round = 0; round < 6; round++) {
-		uint64_t reverted;
+		uint64_t reverted = 0;
 
 		for (int v = 0; v < 2; v++)
 			ASSERT_EQ(0, pthread_create(&r[v].th, NULL, run_round, &r[v]));
@@ -331,7 +331,7 @@ TEST_F(hot, two_vcpus)
 		ASSERT_EQ(0, vmr_stats(self->fd, &st));
 		if (round > 0)
 			ASSERT_EQ(faults0 + 128, st.faults);	/* cold pages only */
-		ASSERT_EQ(128, st.dirty_pages);
+		ASSERT_EQ(256, st.dirty_pages);
 		ASSERT_EQ(0, vmr_revert(self->fd, &reverted, NULL));
 		ASSERT_EQ(256, reverted);
 		check_snap_pread(self);
@@ -347,7 +347,7 @@ static void cycle(FIXTURE_DATA(hot) *self, struct kvm_vcpu *vcpu, uint64_t n,
 		  uint64_t tag, struct vmreset_stats *before,
 		  struct vmreset_stats *after)
 {
-	uint64_t reverted;
+	uint64_t reverted = 0;
 
 	ASSERT_EQ(0, vmr_stats(self->fd, before));
 	vcpu_set_entry(vcpu, guest_fill_list, 4, VM_TEST_GPA, PARAM_GPA, n, tag);
@@ -422,7 +422,7 @@ TEST_F(hot, learned_set_converges_and_shrinks)
 TEST_F(hot, clone_demotes_and_isolates)
 {
 	struct vmreset_stats st;
-	uint64_t reverted;
+	uint64_t reverted = 0;
 	uint8_t *cmap;
 	int cfd;
 
@@ -475,7 +475,7 @@ TEST_F(hot, clone_demotes_and_isolates)
 TEST_F(hot, preserved_overlap_and_punch)
 {
 	struct vmreset_stats st;
-	uint64_t reverted, kept;
+	uint64_t reverted = 0, kept = 0;
 
 	ASSERT_EQ(0, hot_range(self->fd, VMRESET_HOT_ADD, 0, 32));
 	ASSERT_EQ(0, vmr_snapshot(self->fd, NULL));
@@ -486,7 +486,7 @@ TEST_F(hot, preserved_overlap_and_punch)
 	ASSERT_EQ(0, vmr_preserve(self->fd, VMRESET_PRESERVE_ADD, 8 * PG, 8 * PG));
 	ASSERT_EQ(0, vmr_stats(self->fd, &st));
 	ASSERT_EQ(24, st.hot_pages);
-	ASSERT_EQ(4, st.dirty_pages);
+	ASSERT_EQ(8, st.dirty_pages);		/* 4 hot, 4 demoted */
 	ASSERT_EQ(0, vmr_revert(self->fd, &reverted, &kept));
 	ASSERT_EQ(4, reverted);
 	ASSERT_EQ(4, kept);
@@ -512,7 +512,7 @@ TEST_F(hot, bound_holds)
 {
 	struct vmreset_hot_config c = { 0 };
 	struct vmreset_stats st;
-	uint64_t reverted;
+	uint64_t reverted = 0;
 
 	ASSERT_EQ(0, hot_config(self->fd, 0, &c));
 	ASSERT_EQ(VMRESET_HOT_EXPLICIT, c.mode);

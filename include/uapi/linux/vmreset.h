@@ -372,8 +372,9 @@ enum vmreset_a_slot {
  * simply stay ordinary.
  *
  * DIRTY lists a hot page if its content differs from its snapshot copy (a
- * page compare), REVERT counts it in @reverted_pages if it had to copy it
- * back, and SNAPSHOT in @dirty_pages if it had to refresh the copy.
+ * page compare) and STATS counts it in @dirty_pages then, REVERT counts it
+ * in @reverted_pages if it had to copy it back, and SNAPSHOT in
+ * @dirty_pages if it had to refresh the copy.
  *
  * VMRESET_IOC_HOT        struct vmreset_hot (in)
  *   @op VMRESET_HOT_ADD adds the @nr ranges at @ranges to the explicit set,
