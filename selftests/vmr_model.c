@@ -115,6 +115,8 @@ static void check_all(struct model_ctx *c)
 	struct vmreset_range_list l = { .ranges = (uintptr_t)r, .nr = NP };
 	struct stat st;
 	bool listed[NP] = { false };
+	struct vmreset_stats vs;
+	uint64_t nlisted = 0;
 
 	CHECK(!fstat(c->fd, &st) && (uint64_t)st.st_size == size);
 	CHECK(pread(c->fd, buf, FSZ, 0) == (ssize_t)size);
@@ -138,9 +140,13 @@ static void check_all(struct model_ctx *c)
 	CHECK(!ioctl(c->fd, VMRESET_IOC_DIRTY, &l));
 	CHECK(l.cursor == VMRESET_CURSOR_END);
 	for (uint32_t i = 0; i < l.nr; i++)
-		for (uint64_t o = r[i].offset; o < r[i].offset + r[i].length; o += PG)
+		for (uint64_t o = r[i].offset; o < r[i].offset + r[i].length; o += PG) {
 			if (o / PG < NP)
 				listed[o / PG] = true;
+			nlisted++;
+		}
+	/* STATS counts what DIRTY lists, hot pages included. */
+	CHECK(!vmr_stats(c->fd, &vs) && vs.dirty_pages == nlisted);
 	for (uint64_t p = 0; p < NP; p++)
 		if (memcmp(cur + p * PG, snap + p * PG, PG) && !listed[p]) {
 			fprintf(stderr, "# page %" PRIu64 " changed, not in DIRTY\n", p);
