@@ -42,3 +42,17 @@ run vmresetctl -j stats /run/vmreset/vm1.ram
 
 step "the same with a real KVM guest writing its RAM (selftest)"
 run /selftests/vmresetfs_kvm -t guest_writes_reverted
+
+step "what that request cost the guest: vmreset-trace (eBPF) around it"
+vmreset-trace -o /tmp/trace.txt 2> /tmp/trace.err &
+tracer=$!
+until grep -q tracing /tmp/trace.err 2>/dev/null; do
+	kill -0 $tracer 2>/dev/null || { cat /tmp/trace.err; exit 1; }
+	sleep 0.2
+done
+echo "\$ vmreset-trace &    # every VM; Ctrl-C prints the summary"
+echo "\$ /selftests/vmresetfs_kvm -t guest_writes_reverted > /dev/null"
+/selftests/vmresetfs_kvm -t guest_writes_reverted > /dev/null
+kill -INT $tracer
+wait $tracer
+cat /tmp/trace.txt
