@@ -830,6 +830,74 @@ TEST_F(bpf, profile_applied_to_a_clone)
 	}
 }
 
+/* Written pages as the hot set: after a REVERT they take no fault. */
+TEST_F(bpf, profile_hot_set_survives_revert)
+{
+	uint64_t nr = 0, nw = 0;
+	struct vmreset_profile p;
+	struct vmreset_stats st;
+	uint64_t before, after;
+	struct tracer t;
+	char prof[64], ws[64], args[160];
+	long hot;
+	int line;
+
+	for (uint64_t i = 0; i < NPAGES; i += 4)
+		self->params[nr++] = i;
+	for (uint64_t i = 2; i < NPAGES; i += 4)
+		self->params[64 + nw++] = i;
+	for (uint64_t i = 0; i < NPAGES; i++)
+		fill_page(self->mem, i, pat(5, i));
+	ASSERT_EQ(0, vmr_snapshot(self->fd, NULL));
+	snprintf(prof, sizeof(prof), "/tmp/hot-%d.prof", getpid());
+	snprintf(ws, sizeof(ws), "/tmp/hot-%d.ws", getpid());
+
+	/* The request, recorded; then again after a revert without a hot set. */
+	snprintf(args, sizeof(args), "-p $PPID -w %s", prof);
+	tracer_start(&t, args);
+	vcpu_set_entry(self->vcpu, guest_touch, 5, VM_TEST_GPA, PARAM_GPA, nr,
+		       PARAM_GPA + 64 * 8, nw);
+	run_guest(self->vcpu);
+	json_object_put(tracer_stop(&t));
+	ASSERT_EQ(nr + nw, slot_pages(prof));
+	ASSERT_EQ(0, vmr_revert(self->fd, NULL, NULL));
+	snprintf(args, sizeof(args), "-p $PPID -w %s", ws);
+	tracer_start(&t, args);
+	vcpu_set_entry(self->vcpu, guest_touch, 5, VM_TEST_GPA, PARAM_GPA, nr,
+		       PARAM_GPA + 64 * 8, nw);
+	run_guest(self->vcpu);
+	json_object_put(tracer_stop(&t));
+	before = slot_pages(ws);
+
+	/* The profile's written pages become hot. */
+	ASSERT_EQ(0, vmreset_profile_load(&p, prof, &line));
+	hot = vmreset_profile_hot(&p, self->fd, VM_TEST_GPA, NPAGES * PG, 0);
+	vmreset_profile_free(&p);
+	ASSERT_EQ((long)nw, hot);
+	ASSERT_EQ(0, vmr_revert(self->fd, NULL, NULL));
+	ASSERT_EQ(0, vmr_stats(self->fd, &st));
+	EXPECT_EQ(nw, st.hot_pages);
+	/* Once more: the revert gave the hot pages back in place. */
+	vcpu_set_entry(self->vcpu, guest_touch, 5, VM_TEST_GPA, PARAM_GPA, nr,
+		       PARAM_GPA + 64 * 8, nw);
+	run_guest(self->vcpu);
+	ASSERT_EQ(0, vmr_revert(self->fd, NULL, NULL));
+	tracer_start(&t, args);
+	vcpu_set_entry(self->vcpu, guest_touch, 5, VM_TEST_GPA, PARAM_GPA, nr,
+		       PARAM_GPA + 64 * 8, nw);
+	run_guest(self->vcpu);
+	json_object_put(tracer_stop(&t));
+	after = slot_pages(ws);
+	unlink(prof);
+	unlink(ws);
+	printf("# request after a revert: %llu pages faulted without the hot set, "
+	       "%llu with the profile's %llu written pages hot\n",
+	       (unsigned long long)before, (unsigned long long)after,
+	       (unsigned long long)nw);
+	EXPECT_EQ(nw, before);
+	EXPECT_EQ(0, after);
+}
+
 /*
  * Exits per second of a guest with and without a tracer on all VMs: exits
  * KVM handles itself (hypercalls) and exits to the VMM (port writes).
