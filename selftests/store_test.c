@@ -740,6 +740,82 @@ TEST_F_TIMEOUT(store, kill9_during_save, 1200)
 	ASSERT_EQ(0, sh("cmp %s %s/b.out", f, d));
 }
 
+/*
+ * Run from cron or a daemon with fds 0-2 closed, the store's own files got
+ * them: the "damaged; storing it again" message went into the LMDB index
+ * (fd 2) and made the whole store unreadable (MDB_INVALID).
+ */
+TEST_F_TIMEOUT(store, closed_std_fds, 600)
+{
+	char *d = self->dir, f[256], path[512];
+
+	snprintf(f, sizeof(f), "%s/a", d);
+	fill_random(f, 8 * 4096, 51);
+	ASSERT_EQ(0, st("save %s %s --key %s --name a <&- >&- 2>&-", f, self->s, self->k));
+	some_pack(self->s, path, sizeof(path));
+	ASSERT_NE(0, path[0]);
+	flip(path, 100);	/* the next save repairs it, saying so on stderr */
+	ASSERT_EQ(0, st("save %s %s --key %s --name b <&- >&- 2>&-", f, self->s, self->k));
+	ASSERT_EQ(0, st("load %s b %s/b.out --key %s >/dev/null", self->s, d, self->k));
+	ASSERT_EQ(0, sh("cmp %s %s/b.out", f, d));
+	ASSERT_EQ(0, st("load %s a %s/a.out --key %s <&- >&- 2>&-", self->s, d, self->k));
+	ASSERT_EQ(0, sh("cmp %s %s/a.out", f, d));
+	ASSERT_EQ(0, st("verify %s --key %s >/dev/null", self->s, self->k));
+	ASSERT_EQ(8, blocks(self->s));
+}
+
+/*
+ * The index is not authenticated: an entry whose length is wrong must be
+ * reported, not read into a one-block buffer (a heap overflow before).
+ */
+TEST_F_TIMEOUT(store, damaged_index_entry_length, 600)
+{
+	char *d = self->dir, f[256], path[512], ipath[300];
+	unsigned char pat[20], *buf;
+	unsigned long long pack;
+	uint64_t off = 16;
+	uint32_t len = 4112, big = 1U << 20;
+	int fd, hits = 0;
+	struct stat sb;
+
+	snprintf(f, sizeof(f), "%s/a", d);
+	fill_random(f, 40 * 4096, 61);
+	ASSERT_EQ(0, st("save %s %s --key %s --name a -t 1 >/dev/null", f, self->s, self->k));
+	some_pack(self->s, path, sizeof(path));
+	ASSERT_NE(0, path[0]);
+	ASSERT_EQ(1, sscanf(strrchr(path, '/') + 1, "%llx", &pack));
+	/* The first block's value: (pack, offset 16, length 4096 + 16). */
+	memcpy(pat, &pack, 8);
+	memcpy(pat + 8, &off, 8);
+	memcpy(pat + 16, &len, 4);
+	snprintf(ipath, sizeof(ipath), "%s/index", self->s);
+	fd = open(ipath, O_RDWR);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(0, fstat(fd, &sb));
+	buf = malloc((size_t)sb.st_size);
+	ASSERT_NONNULL(buf);
+	ASSERT_EQ(sb.st_size, pread(fd, buf, (size_t)sb.st_size, 0));
+	for (off_t o = 0; o + 20 <= sb.st_size; o++)
+		if (!memcmp(buf + o, pat, 20)) {
+			ASSERT_EQ(4, pwrite(fd, &big, 4, o + 16));
+			hits++;
+		}
+	close(fd);
+	free(buf);
+	ASSERT_LT(0, hits);
+	ASSERT_EQ(1, st("load %s a %s/out --key %s 2>%s/err", self->s, d, self->k, d));
+	ASSERT_EQ(0, sh("grep -q 'block 0 (offset 0, id [0-9a-f]*): damaged index entry' %s/err", d));
+	ASSERT_EQ(0, sh("test ! -e %s/out", d));
+	ASSERT_EQ(1, st("verify %s --key %s 2>%s/err >&2", self->s, self->k, d));
+	ASSERT_EQ(0, sh("grep -q 'damaged index entry' %s/err", d));
+	ASSERT_EQ(1, st("verify %s 2>%s/err >&2", self->s, d));
+	ASSERT_EQ(0, sh("grep -q 'damaged index entry (length 1048576)' %s/err", d));
+	/* The next save of that content replaces the entry. */
+	ASSERT_EQ(0, st("save %s %s --key %s --name b 2>/dev/null >&2", f, self->s, self->k));
+	ASSERT_EQ(0, st("load %s a %s/out --key %s >/dev/null", self->s, d, self->k));
+	ASSERT_EQ(0, sh("cmp %s %s/out", f, d));
+}
+
 /* Names and paths with quotes, backslashes and control characters. */
 TEST_F_TIMEOUT(store, json_hostile_names, 600)
 {
@@ -809,6 +885,15 @@ TEST_F(store, usage_errors)
 	ASSERT_EQ(0, sh("grep -q \"vmreset-store: manifest 'nosuch': no such snapshot\" %s/err", self->dir));
 	ASSERT_EQ(1, st("delete %s nosuch 2>/dev/null", self->s));
 	ASSERT_EQ(1, st("list %s >/dev/full 2>/dev/null", self->s));
+	/* A name that is a path is refused before any file is read. */
+	ASSERT_EQ(2, st("load %s ../policy %s/x --key %s 2>/dev/null", self->s, self->dir, self->k));
+	ASSERT_EQ(2, st("verify %s ../policy 2>/dev/null", self->s));
+	/* A device or pipe has st_size 0: it used to be saved as an empty snapshot. */
+	ASSERT_EQ(1, st("save /dev/zero %s --key %s --name z 2>%s/err", self->s, self->k, self->dir));
+	ASSERT_EQ(0, sh("grep -q \"'/dev/zero': not a regular file or a block device\" %s/err", self->dir));
+	ASSERT_EQ(0, sh("mkfifo %s/fifo", self->dir));
+	ASSERT_EQ(1, st("save %s/fifo %s --key %s --name z 2>/dev/null", self->dir, self->s, self->k));
+	ASSERT_EQ(0, sh("test ! -e %s/manifests/z", self->s));
 }
 
 static void guest_writes(int fd)
@@ -950,6 +1035,87 @@ TEST_F_TIMEOUT(store, vmresetfs_base_after_revert, 300)
 	ASSERT_EQ(1, st("save %s %s --key %s --name inc2 --base base2 2>%s/err",
 			f, self->s, self->k, self->dir));
 	ASSERT_EQ(0, sh("grep -q 'saved from another object' %s/err", self->dir));
+	close(fd);
+	umount(mnt);
+}
+
+/*
+ * A vmresetfs file that never had a snapshot has no dirty list (the ioctl
+ * returns an empty one), so save --base used to read nothing and store
+ * the base's content again, whatever the guest had written.
+ */
+TEST_F_TIMEOUT(store, vmresetfs_base_without_snapshot, 300)
+{
+	char mnt[256], f[300], out[8192];
+	unsigned char *m;
+	int fd, ret;
+
+	ret = vmr_mount(self, mnt, sizeof(mnt));
+	if (ret == 1)
+		SKIP(return, "no vmresetfs here");
+	ASSERT_EQ(0, ret);
+	fd = vmr_file(mnt, "vm.ram", f, sizeof(f));
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(0, st("save %s %s --key %s --name base >/dev/null", f, self->s, self->k));
+	m = mmap(NULL, 4 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ASSERT_NE(MAP_FAILED, m);
+	m[10 * 4096] ^= 0x55;		/* a data page */
+	m[11 * 4096 + 7] = 9;		/* a hole */
+	munmap(m, 4 << 20);
+	ASSERT_EQ(0, st_line(out, sizeof(out), "save %s %s --key %s --name inc --base base",
+			     f, self->s, self->k));
+	ASSERT_NONNULL(strstr(out, " 2 new, 0 deduplicated, ")) TH_LOG("%s", out);
+	ASSERT_EQ(0, st("load %s inc %s/inc.out --key %s >/dev/null", self->s, self->dir, self->k));
+	ASSERT_EQ(0, sh("cmp %s %s/inc.out", f, self->dir));
+	close(fd);
+	umount(mnt);
+}
+
+/*
+ * A revert while a save reads the file leaves it with blocks of two
+ * states under counters that claim one: the save must fail, not succeed.
+ */
+TEST_F_TIMEOUT(store, vmresetfs_revert_during_save, 300)
+{
+	struct vmreset_snapshot snap = { 0 };
+	struct vmreset_revert rev = { 0 };
+	char mnt[256], f[300], err[300];
+	unsigned char *m;
+	int fd, ret, status;
+	pid_t pid;
+
+	ret = vmr_mount(self, mnt, sizeof(mnt));
+	if (ret == 1)
+		SKIP(return, "no vmresetfs here");
+	ASSERT_EQ(0, ret);
+	fd = vmr_file(mnt, "vm.ram", f, sizeof(f));
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(0, ioctl(fd, VMRESET_IOC_SNAPSHOT, &snap));
+	m = mmap(NULL, 4 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ASSERT_NE(MAP_FAILED, m);
+	for (int i = 0; i < 1024; i += 8)
+		m[i * 4096] ^= 0x55;
+	munmap(m, 4 << 20);
+	snprintf(err, sizeof(err), "%s/err", self->dir);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		if (!freopen("/dev/null", "w", stdout) || !freopen(err, "w", stderr))
+			_exit(126);
+		setenv("VMRESET_STORE_STOP_AT", "mid-blocks", 1);
+		execl(tool, tool, "save", f, self->s, "--key", self->k, "--name", "mid",
+		      "-t", "1", (char *)NULL);
+		_exit(127);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, WUNTRACED));
+	ASSERT_TRUE(WIFSTOPPED(status)) TH_LOG("status %#x", status);
+	ASSERT_EQ(0, ioctl(fd, VMRESET_IOC_REVERT, &rev));
+	kill(pid, SIGCONT);
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(1, WEXITSTATUS(status));
+	ASSERT_EQ(0, sh("grep -q 'snapshotted or reverted during the save: nothing saved' %s", err));
+	ASSERT_EQ(1, sh("test -e %s/manifests/mid", self->s));
 	close(fd);
 	umount(mnt);
 }

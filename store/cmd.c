@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/fs.h>
 #include <linux/vmreset.h>
 
 #include "cmd.h"
@@ -336,11 +337,18 @@ static int load_chunk(struct worker *w, uint64_t i0, uint64_t i1)
 				memset(plain, 0, len);
 				continue;
 			}
-		} else if (vmrs_index_get(j->s, w->rtxn, e->id, &loc) ||
-			   (ret = vmrs_block_read(j->s, &loc, w->sealed)) == -ENOENT) {
+		} else if (vmrs_index_get(j->s, w->rtxn, e->id, &loc)) {
 			bad = "missing from the store";
-		} else if (ret || loc.len != len + VMRS_TAG_LEN ||
-			   vmrs_block_open(w->c, e->key, w->sealed, len, plain)) {
+		} else if (loc.len != len + VMRS_TAG_LEN) {
+			/* Checked before the read: w->sealed holds one block. */
+			bad = "damaged index entry (wrong length)";
+		} else if ((ret = vmrs_block_read(j->s, &loc, w->sealed)) == -ENOENT) {
+			bad = "missing from the store";
+		} else if (ret == -ENODATA) {
+			bad = "truncated in the store";
+		} else if (ret) {
+			bad = strerror(-ret);
+		} else if (vmrs_block_open(w->c, e->key, w->sealed, len, plain)) {
 			bad = "tampered (authentication failed)";
 		} else {
 			continue;
@@ -368,8 +376,9 @@ static void *worker(void *arg)
 	w->check = malloc(bs);
 	w->c = vmrs_crypto_new(j->salt);
 	w->rtxn = vmrs_index_reader(j->s);
-	if (!w->plain || !w->sealed || !w->check || !w->c) {
-		vmrs_err("%s: out of memory", j->what);
+	if (!w->plain || !w->sealed || !w->check || !w->c || !w->rtxn) {
+		vmrs_err("%s: %s", j->what, w->rtxn ? "out of memory" :
+			 "cannot read the block index (too many readers?)");
 		atomic_store(&j->abort, true);
 		atomic_fetch_add(&j->errors, 1);
 	}
@@ -572,12 +581,13 @@ static void boot_id(uint8_t out[16])
 }
 
 /* A vmresetfs file's identity and counters; false for any other file. */
-static bool file_ident(int fd, const struct stat *st, struct vmrs_ident *id)
+static bool file_ident(int fd, const struct stat *st, struct vmrs_ident *id, bool *has_snap)
 {
 	struct vmreset_stats vs = { .size = sizeof(vs) };
 
 	if (!S_ISREG(st->st_mode) || ioctl(fd, VMRESET_IOC_STATS, &vs))
 		return false;
+	*has_snap = vs.flags & VMRESET_STATS_F_SNAPSHOT;
 	boot_id(id->boot_id);
 	id->dev = (uint64_t)st->st_dev;
 	id->ino = (uint64_t)st->st_ino;
@@ -633,8 +643,8 @@ int cmd_save(const char *file, const char *store, const struct vmrs_opts *o)
 	uint8_t key[VMRS_KEY_LEN], salt[VMRS_HASH_LEN], *dirty = NULL;
 	const char *name = o->name ? o->name : base_name(file);
 	char sel[512], dep[VMRS_MAX_NAME + 1];
-	struct vmrs_ident cur;
-	bool is_vmr;
+	struct vmrs_ident cur, now_id;
+	bool is_vmr, has_snap = false;
 	struct stat st;
 	int fd = -1, ret = 1, r;
 	uint64_t toread;
@@ -652,24 +662,37 @@ int cmd_save(const char *file, const char *store, const struct vmrs_opts *o)
 	if (vmrs_store_open(&s, store, false) || vmrs_key_load(o->key_file, key))
 		goto out;
 	r = vmrs_dependents(&s, name, dep, sizeof(dep));
+	if (r < 0)
+		goto out;
 	if (r > 0) {
 		vmrs_err("'%s' is the base of '%s'%s: it cannot be replaced (save under a new name)",
 			 name, dep, r > 1 ? " and others" : "");
 		goto out;
 	}
-	fd = open(file, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO must be refused below, not wait for a writer. */
+	fd = open(file, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0 || fstat(fd, &st)) {
 		vmrs_err("'%s': %s", file, strerror(errno));
 		goto out;
 	}
 	snprintf(m.h.name, sizeof(m.h.name), "%s", name);
 	m.size = (uint64_t)st.st_size;
+	/* st_size is 0 for a device or a pipe: never save those as empty. */
+	if (S_ISBLK(st.st_mode)) {
+		if (ioctl(fd, BLKGETSIZE64, &m.size)) {
+			vmrs_err("'%s': device size: %s", file, strerror(errno));
+			goto out;
+		}
+	} else if (!S_ISREG(st.st_mode)) {
+		vmrs_err("'%s': not a regular file or a block device", file);
+		goto out;
+	}
 	m.block_size = s.block_size;
 	m.nblocks = (m.size + m.block_size - 1) / m.block_size;
 	m.e = calloc(m.nblocks + 1, sizeof(*m.e));
 	if (!m.e)
 		goto out;
-	is_vmr = file_ident(fd, &st, &cur);
+	is_vmr = file_ident(fd, &st, &cur, &has_snap);
 	if (is_vmr) {
 		m.has_ident = true;
 		m.ident = cur;
@@ -696,7 +719,11 @@ int cmd_save(const char *file, const char *store, const struct vmrs_opts *o)
 				 base.block_size, m.block_size);
 			goto out;
 		}
-		if (o->dirty_file || is_vmr) {
+		/*
+		 * Without a snapshot a vmresetfs file has no dirty list (the
+		 * ioctl returns an empty one): read every block instead.
+		 */
+		if (o->dirty_file || (is_vmr && has_snap)) {
 			dirty = calloc(m.nblocks + 1, 1);
 			if (!dirty)
 				goto out;
@@ -737,6 +764,15 @@ int cmd_save(const char *file, const char *store, const struct vmrs_opts *o)
 	stop_at("before-blocks");
 	if (run_job(&j, o->threads))
 		goto out;
+	/*
+	 * A snapshot or revert while the blocks were read leaves a mix of
+	 * two states, and the dirty list may have missed pages: refuse.
+	 */
+	if (is_vmr && (!file_ident(fd, &st, &now_id, &has_snap) ||
+		       now_id.snapshots != cur.snapshots || now_id.reverts != cur.reverts)) {
+		vmrs_err("'%s' was snapshotted or reverted during the save: nothing saved", file);
+		goto out;
+	}
 	for (int k = 0; k < j.npacks; k++) {
 		r = vmrs_pack_finish(&j.packs[k]);
 		if (r) {
@@ -856,6 +892,10 @@ int cmd_load(const char *store, const char *name, const char *file,
 	int fd = -1, ret = 1, r;
 	double t0 = now();
 
+	if (!vmrs_name_ok(name)) {
+		vmrs_err("bad snapshot name '%s'", name);
+		return 2;
+	}
 	if (vmrs_store_open(&s, store, false) || vmrs_key_load(o->key_file, key) ||
 	    vmrs_manifest_read(&s, name, key, &m))
 		goto out;
@@ -981,11 +1021,17 @@ static int verify_refs(struct vmrs_store *s, const char *name)
 	}
 	for (uint64_t i = 0; i < h.nrefs; i++) {
 		vmrs_hex(ids[i], VMRS_HASH_LEN, hex);
-		if (vmrs_index_get(s, rtxn, ids[i], &loc) ||
-		    (r = vmrs_block_read(s, &loc, buf)) == -ENOENT) {
+		if (vmrs_index_get(s, rtxn, ids[i], &loc)) {
 			vmrs_err("%s: block %s: missing from the store", name, hex);
 			bad++;
-		} else if (r || loc.len > VMRS_MAX_BLOCK + VMRS_TAG_LEN) {
+		} else if (loc.len <= VMRS_TAG_LEN || loc.len > VMRS_MAX_BLOCK + VMRS_TAG_LEN) {
+			/* Checked before the read: buf holds one block. */
+			vmrs_err("%s: block %s: damaged index entry (length %u)", name, hex, loc.len);
+			bad++;
+		} else if ((r = vmrs_block_read(s, &loc, buf)) == -ENOENT) {
+			vmrs_err("%s: block %s: missing from the store", name, hex);
+			bad++;
+		} else if (r) {
 			vmrs_err("%s: block %s: truncated (%s)", name, hex, strerror(-r));
 			bad++;
 		}
@@ -1037,6 +1083,11 @@ int cmd_verify(const char *store, const char *name, const struct vmrs_opts *o)
 	    (o->key_file && vmrs_key_load(o->key_file, key))) {
 		vmrs_store_close(&s);
 		return 1;
+	}
+	if (name && !vmrs_name_ok(name)) {
+		vmrs_err("bad snapshot name '%s'", name);
+		vmrs_store_close(&s);
+		return 2;
 	}
 	if (name) {
 		ret = verify_one(&s, name, o->key_file ? key : NULL, o);

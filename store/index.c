@@ -59,12 +59,14 @@ int vmrs_index_open(struct vmrs_store *s)
 	char path[PATH_MAX];
 	MDB_txn *t;
 	int rc, dead;
+	bool created;
 
 	if (!x)
 		return -1;
 	pthread_mutex_init(&x->lock, NULL);
 	s->idx = x;
 	snprintf(path, sizeof(path), "%s/index", s->root);
+	created = access(path, F_OK) != 0;
 	rc = mdb_env_create(&x->env);
 	if (!rc)
 		rc = mdb_env_set_mapsize(x->env, 1ULL << 40);	/* address space only */
@@ -81,7 +83,14 @@ int vmrs_index_open(struct vmrs_store *s)
 		rc = mdb_dbi_open(t, NULL, 0, &x->dbi);
 	if (!rc)
 		rc = mdb_txn_commit(t);
-	return rc ? lmdb_err(s->root, "open", rc) : 0;
+	if (rc)
+		return lmdb_err(s->root, "open", rc);
+	/* LMDB syncs the file, not its name: without this a crash can lose the index. */
+	if (created && (rc = vmrs_fsync_dir(s->root))) {
+		vmrs_err("'%s': fsync: %s", s->root, strerror(-rc));
+		return -1;
+	}
+	return 0;
 }
 
 void vmrs_pack_cache_drop(struct vmrs_store *s)
@@ -228,6 +237,13 @@ static int pack_flush(struct vmrs_pack_writer *w)
 		return 0;
 	ret = vmrs_pwrite_all(w->fd, w->buf, w->blen, (off_t)(w->off - w->blen));
 	w->blen = 0;
+	/*
+	 * The blocks in the buffer are gone, but their locations were handed
+	 * out: the pack must never be finished, or an index entry would
+	 * point at a hole once a later write succeeds.
+	 */
+	if (ret)
+		w->err = ret;
 	return ret;
 }
 
@@ -237,8 +253,8 @@ int vmrs_pack_finish(struct vmrs_pack_writer *w)
 	int ret;
 
 	if (w->fd <= 0)
-		return 0;
-	ret = pack_flush(w);
+		return w->err;
+	ret = w->err ? w->err : pack_flush(w);
 	if (!ret && fsync(w->fd))
 		ret = -errno;
 	close(w->fd);
@@ -246,8 +262,10 @@ int vmrs_pack_finish(struct vmrs_pack_writer *w)
 	vmrs_pack_path(w->s, w->id, path, sizeof(path));
 	if (!ret && rename(w->tmp, path))
 		ret = -errno;
-	if (ret)
+	if (ret) {
 		unlink(w->tmp);
+		w->err = ret;
+	}
 	return ret;
 }
 
@@ -268,8 +286,8 @@ uint8_t *vmrs_pack_reserve(struct vmrs_pack_writer *w, uint32_t len, struct vmrs
 {
 	uint8_t *p;
 
-	*err = 0;
-	if (w->fd > 0 && w->off + len > VMRS_PACK_MAX)
+	*err = w->err;
+	if (!*err && w->fd > 0 && w->off + len > VMRS_PACK_MAX)
 		*err = vmrs_pack_finish(w);
 	if (!*err && w->fd <= 0)
 		*err = pack_start(w);
@@ -526,8 +544,15 @@ int vmrs_index_gc(struct vmrs_store *s, uint8_t (*live)[VMRS_HASH_LEN], uint64_t
 	}
 	mdb_cursor_close(cur);
 	mdb_txn_abort(t);
-	if (vmrs_pack_finish(&w) || vmrs_sync_packs(s) ||
-	    (nnb && vmrs_index_commit(s, nb, nnb)))
+	rc = vmrs_pack_finish(&w);
+	if (!rc)
+		rc = vmrs_sync_packs(s);
+	if (rc) {
+		/* Nothing switched: every old pack stays, the new one is removed. */
+		vmrs_err("gc: rewriting packs: %s; nothing rewritten", strerror(-rc));
+		goto out;
+	}
+	if (nnb && vmrs_index_commit(s, nb, nnb))
 		goto out;
 	vmrs_pack_cache_drop(s);
 	for (size_t i = 0; i < npacks; i++) {

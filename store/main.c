@@ -5,6 +5,7 @@
  * Exit codes: 0 ok, 1 failed, 2 usage.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -33,6 +34,24 @@ static const struct subcmd cmds[] = {
 	{ "gc", "gc STORE", 1, 1 },
 	{ NULL, NULL, 0, 0 },
 };
+
+/*
+ * Run with stdin, stdout or stderr closed (cron, daemons), the store's own
+ * files would get descriptors 0-2: a message then lands in the LMDB index
+ * (destroying it) and a pack on fd 0 looks like "no pack". Fill them first.
+ */
+static int std_fds(void)
+{
+	int fd;
+
+	do
+		fd = open("/dev/null", O_RDWR);
+	while (fd >= 0 && fd <= 2);
+	if (fd < 0)
+		return -1;
+	close(fd);
+	return 0;
+}
 
 static void usage(FILE *f)
 {
@@ -69,6 +88,8 @@ int main(int argc, char **argv)
 	const struct subcmd *cmd;
 	char **args;
 
+	if (std_fds())
+		return 1;
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
 	    !strcmp(argv[1], "help")) {
 		usage(argc < 2 ? stderr : stdout);

@@ -321,6 +321,23 @@ int vmrs_key_create(const char *path)
 	if (!ret && fsync(fd))
 		ret = -errno;
 	close(fd);
+	/* The key's name must be durable too: without the key every snapshot is lost. */
+	if (!ret) {
+		char dir[PATH_MAX], *slash;
+
+		snprintf(dir, sizeof(dir), "%s", path);
+		slash = strrchr(dir, '/');
+		if (!slash)
+			snprintf(dir, sizeof(dir), ".");
+		else if (slash == dir)
+			dir[1] = 0;
+		else
+			*slash = 0;
+		ret = vmrs_fsync_dir(dir);
+	}
+	/* A partial key file would only fail later, after a save was attempted. */
+	if (ret)
+		unlink(path);
 	return ret;
 }
 
@@ -826,7 +843,7 @@ static int read_one(const struct vmrs_store *s, const char *name,
 	p += IDENT_LEN;
 	m->e = calloc(m->nblocks + 1, sizeof(struct vmrs_entry));
 	m->ranges = malloc(m->nranges * sizeof(struct vmrs_range) + 1);
-	m->blob = malloc(m->blob_len + 1);
+	m->blob = malloc((size_t)m->blob_len + 1);	/* u32 + 1 wraps to 0 */
 	if (!m->e || !m->ranges || !m->blob)
 		goto bad;
 	if (b.flags & MF_INCREMENTAL) {

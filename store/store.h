@@ -120,6 +120,7 @@ struct vmrs_pack_writer {
 	uint64_t id, off;	/* off: the pack's length, buffered bytes included */
 	uint8_t *buf;
 	size_t blen;
+	int err;		/* sticky: a failed write lost buffered blocks */
 	char tmp[4096];
 };
 /* Room for @len sealed bytes in the pack, at @loc (written when full/finished). */
