@@ -623,6 +623,30 @@ TEST_F_TIMEOUT(store, gc_with_concurrent_saves, 300)
 	}
 }
 
+/*
+ * An incremental manifest's unchanged blocks are listed only in its base:
+ * with the base's file missing (moved away, restored later), gc used to
+ * remove them and the dependent could never load again.
+ */
+TEST_F_TIMEOUT(store, gc_stops_on_missing_base, 600)
+{
+	char *d = self->dir, f[256];
+
+	snprintf(f, sizeof(f), "%s/a", d);
+	fill_random(f, 32 * 4096, 71);
+	ASSERT_EQ(0, st("save %s %s --key %s --name v1 >/dev/null", f, self->s, self->k));
+	poke(f, 4096 * 5, 1);
+	ASSERT_EQ(0, st("save %s %s --key %s --name v2 --base v1 >/dev/null", f, self->s, self->k));
+	ASSERT_EQ(0, sh("mv %s/manifests/v1 %s/v1.away", self->s, d));
+	ASSERT_EQ(1, st("gc %s >/dev/null 2>%s/err", self->s, d));
+	ASSERT_EQ(0, sh("grep -q \"gc: manifest 'v2' is based on 'v1', which is missing: stopped, nothing removed\" %s/err", d));
+	ASSERT_EQ(33, blocks(self->s));
+	ASSERT_EQ(0, sh("mv %s/v1.away %s/manifests/v1", d, self->s));
+	ASSERT_EQ(0, st("gc %s >/dev/null", self->s));
+	ASSERT_EQ(0, st("load %s v2 %s/v2.out --key %s >/dev/null", self->s, d, self->k));
+	ASSERT_EQ(0, sh("cmp %s %s/v2.out", f, d));
+}
+
 /* Consistent: verify with and without key, "keep" loads, no "big" half-made. */
 static void consistent(struct __th_fixture_store *self, const char *small, const char *big)
 {

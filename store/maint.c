@@ -19,6 +19,11 @@
 #include "store.h"
 #include "util.h"
 
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 int cmd_gc(const char *store, const struct vmrs_opts *o)
 {
 	uint8_t (*all)[VMRS_HASH_LEN] = NULL;
@@ -46,6 +51,19 @@ int cmd_gc(const char *store, const struct vmrs_opts *o)
 		/* An unreadable manifest must stop gc, or its blocks would go. */
 		if (vmrs_manifest_header(&s, names[i], &h, &ids, NULL)) {
 			vmrs_err("gc: stopped, nothing removed");
+			goto out;
+		}
+		/*
+		 * So must a missing base: its blocks are listed only in its own
+		 * manifest, and gc would make the dependent unrecoverable even
+		 * once the base is put back.
+		 */
+		if (h.base[0] && !bsearch(&(const char *){ h.base }, names, (size_t)n,
+					  sizeof(*names), cmp_name)) {
+			vmrs_err("gc: manifest '%s' is based on '%s', which is missing: stopped, "
+				 "nothing removed (put '%s' back, or delete '%s')", names[i], h.base,
+				 h.base, names[i]);
+			free(ids);
 			goto out;
 		}
 		grown = realloc(all, (nall + h.nrefs + 1) * VMRS_HASH_LEN);
