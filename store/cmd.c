@@ -751,7 +751,10 @@ int cmd_save(const char *file, const char *store, const struct vmrs_opts *o)
 		snprintf(sel, sizeof(sel), "%s", o->selector);
 	else
 		default_selector(&s, sel, sizeof(sel));
-	vmrs_salt(&s, sel, salt, &m.salt_index);
+	if (vmrs_salt(&s, sel, salt, &m.salt_index)) {
+		vmrs_err("deriving the salt: HMAC-SHA256 failed (OpenSSL)");
+		goto out;
+	}
 	if (idset_init(&j.ids, toread))
 		goto out;
 	j.s = &s;

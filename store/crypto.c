@@ -194,23 +194,29 @@ int vmrs_aead_open(const uint8_t key[VMRS_KEY_LEN], const uint8_t nonce[VMRS_NON
 	return ret;
 }
 
-void vmrs_sha256(const void *data, size_t len, uint8_t out[VMRS_HASH_LEN])
+int vmrs_sha256(const void *data, size_t len, uint8_t out[VMRS_HASH_LEN])
 {
 	unsigned int n;
 
 	/* EVP_Digest takes a size_t: no int slicing needed. */
-	if (!EVP_Digest(data, len, out, &n, EVP_sha256(), NULL))
+	if (!EVP_Digest(data, len, out, &n, EVP_sha256(), NULL)) {
 		memset(out, 0, VMRS_HASH_LEN);
+		return -1;
+	}
+	return 0;
 }
 
-void vmrs_hmac(const void *key, size_t key_len, const void *data, size_t len,
-	       uint8_t out[VMRS_HASH_LEN])
+int vmrs_hmac(const void *key, size_t key_len, const void *data, size_t len,
+	      uint8_t out[VMRS_HASH_LEN])
 {
 	size_t olen;
 
 	if (!EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, key, key_len, data, len,
-		       out, VMRS_HASH_LEN, &olen))
+		       out, VMRS_HASH_LEN, &olen) || olen != VMRS_HASH_LEN) {
 		memset(out, 0, VMRS_HASH_LEN);
+		return -1;
+	}
+	return 0;
 }
 
 int vmrs_random(void *buf, size_t len)

@@ -42,8 +42,9 @@ int vmrs_aead_open(const uint8_t key[VMRS_KEY_LEN], const uint8_t nonce[VMRS_NON
 		   const void *aad, size_t aad_len, const uint8_t *in, size_t len,
 		   uint8_t *plain);
 
-void vmrs_sha256(const void *data, size_t len, uint8_t out[VMRS_HASH_LEN]);
-void vmrs_hmac(const void *key, size_t key_len, const void *data, size_t len,
+/* 0, or -1 if OpenSSL failed (the output is then all zeros: never use it). */
+int vmrs_sha256(const void *data, size_t len, uint8_t out[VMRS_HASH_LEN]);
+int vmrs_hmac(const void *key, size_t key_len, const void *data, size_t len,
 	       uint8_t out[VMRS_HASH_LEN]);
 int vmrs_random(void *buf, size_t len);
 /* Lower-case hex of @len bytes into @out (2 * len + 1 bytes). */

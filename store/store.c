@@ -287,10 +287,12 @@ int vmrs_salt(const struct vmrs_store *s, const char *selector,
 	char buf[64];
 	uint32_t idx;
 
-	vmrs_hmac(s->secret, sizeof(s->secret), selector, strlen(selector), h);
+	if (vmrs_hmac(s->secret, sizeof(s->secret), selector, strlen(selector), h))
+		return -1;
 	idx = (uint32_t)(h[0] | h[1] << 8 | h[2] << 16 | (uint32_t)h[3] << 24) % s->copies;
 	snprintf(buf, sizeof(buf), "salt %u", idx);
-	vmrs_hmac(s->secret, sizeof(s->secret), buf, strlen(buf), salt);
+	if (vmrs_hmac(s->secret, sizeof(s->secret), buf, strlen(buf), salt))
+		return -1;
 	if (index)
 		*index = idx;
 	return 0;
@@ -312,7 +314,8 @@ int vmrs_key_create(const char *path)
 	memcpy(buf, KEY_MAGIC, 8);
 	if (vmrs_random(buf + 8, VMRS_KEY_LEN))
 		return -EIO;
-	vmrs_sha256(buf, 8 + VMRS_KEY_LEN, h);
+	if (vmrs_sha256(buf, 8 + VMRS_KEY_LEN, h))
+		return -EIO;
 	memcpy(buf + 8 + VMRS_KEY_LEN, h, 8);
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0)
@@ -351,8 +354,11 @@ int vmrs_key_load(const char *path, uint8_t key[VMRS_KEY_LEN])
 		vmrs_err("key file '%s': %s", path, strerror(errno));
 		return -1;
 	}
-	if (len >= 8 + VMRS_KEY_LEN)
-		vmrs_sha256(p, 8 + VMRS_KEY_LEN, h);
+	if (len >= 8 + VMRS_KEY_LEN && vmrs_sha256(p, 8 + VMRS_KEY_LEN, h)) {
+		vmrs_err("key file '%s': SHA-256 failed (OpenSSL)", path);
+		free(p);
+		return -1;
+	}
 	if (len != KEY_FILE_LEN || memcmp(p, KEY_MAGIC, 8) ||
 	    memcmp(p + 8 + VMRS_KEY_LEN, h, 8)) {
 		vmrs_err("key file '%s': corrupted or not a vmreset-store key", path);
@@ -573,13 +579,14 @@ static int manifest_digest(const struct vmrs_store *s, const char *name,
 {
 	char path[PATH_MAX];
 	size_t len;
+	int ret;
 	char *buf = vmrs_read_file(man_path(s, name, path, sizeof(path)), &len);
 
 	if (!buf)
 		return -1;
-	vmrs_sha256(buf, len, digest);
+	ret = vmrs_sha256(buf, len, digest);
 	free(buf);
-	return 0;
+	return ret;
 }
 
 int vmrs_manifest_write(const struct vmrs_store *s, const uint8_t key[VMRS_KEY_LEN],
@@ -790,7 +797,10 @@ static int read_one(const struct vmrs_store *s, const char *name,
 	buf = manifest_load(s, name, &len, &m->h, &off);
 	if (!buf)
 		return -1;
-	vmrs_sha256(buf, len, digest);
+	if (vmrs_sha256(buf, len, digest)) {
+		vmrs_err("manifest '%s': SHA-256 failed (OpenSSL)", name);
+		goto err;
+	}
 	if (want_digest) {
 		if (memcmp(digest, want_digest, VMRS_HASH_LEN)) {
 			vmrs_err("manifest '%s': it changed after a snapshot based on it was saved",
