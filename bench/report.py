@@ -294,7 +294,8 @@ def kphases_section(results):
     if not kp:
         return ""
     rows = [[k.get("what", "?"), f"{k.get('pages', 0):,}", fmt_stat(stat(k["us"])),
-             fmt_us(k["us_per_page"]) if k.get("us_per_page") is not None else NONE]
+             fmt_us(k["us_per_page"]) if k.get("pages") and k.get("us_per_page") is not None
+             else NONE]
             for k in kp]
     return ("### vmreset's phases, one at a time\n\n"
             "On a 64 MiB vmresetfs file without a guest, 7 samples each: µs, median "
