@@ -53,6 +53,8 @@ mem=$(( avail - 3 < 12 ? avail - 3 : 12 ))
 [ "$mem" -ge 3 ] || mem=3
 export VM_MEM=${VM_MEM:-${mem}G} VM_TIMEOUT=${VM_TIMEOUT:-$((deadline + 1200))}
 
+# vm.sh passes test arguments on the kernel command line; a bench has none.
+export VM_TEST_ARGS=${VM_TEST_ARGS:-}
 echo "# benchmark on $KREL, VM memory $VM_MEM; progress:"
 start=$(date +%s)
 log=$build/console-$KREL.log
