@@ -270,7 +270,7 @@ static void check_errno(const char *what, long ret, int err)
  * Fault injection (debugfs), on the model-check thread only
  */
 static bool fi_on;
-static char fi_tid_path[64];
+static __thread char fi_tid_path[64];	/* per thread: each epoch has new ones */
 
 static int write_str(const char *path, const char *val)
 {
