@@ -11,7 +11,7 @@ bench=/bench/vmreset_bench
 json=/tmp/bench-quick.json
 
 [ -x $bench ] || { echo "1..0 # SKIP no $bench in this VM"; exit 4; }
-echo "1..8"
+echo "1..12"
 
 tap "quick run completes, every reset verified" $bench --quick -o $json
 row() {	# row METHOD WORKLOAD VCPUS: results for D=1, 16 and 256
@@ -44,6 +44,27 @@ all_rows() {
 	fi
 }
 tap "all methods measured on all workloads (M4 on Linux 6.7+)" all_rows
+hot_rows() {
+	for m in vmreset-hot vmreset-learn; do
+		for w in steady drift random; do
+			for v in 1 2; do row $m $w $v || return 1; done
+		done
+	done
+}
+# The benchmark verifies every reset (and all of RAM at the end), so the
+# rows exist only if every hot-set reset restored the snapshot exactly.
+tap "hot-set rows (given and learned) measured and verified on all workloads" hot_rows
+in_place() {	# METHOD: steady runs restored all D pages in place, no faults
+	for v in 1 2; do
+		for d in 16 256; do
+			l=$(grep "\"d\": $d, \"workload\": \"steady\", \"vcpus\": $v, \"read_pages\": 0, \"method\": \"$1\"" $json)
+			echo "$l" | grep -q "\"reset_pages\": $d, .*\"faults\": { \"median\": 0.00, .*\"hot_copies\": { \"median\": $d.00," ||
+				{ echo "$1, $v vCPUs, D=$d: not all pages restored in place without faults:"; echo "$l"; return 1; }
+		done
+	done
+}
+tap "hot set given: steady pages restored in place, no fault on the next run" in_place vmreset-hot
+tap "hot set learned: the same after the warm-up runs" in_place vmreset-learn
 copy_recorded() {
 	c=$(sed -n 's/.*"chosen": "\([^"]*\)".*/\1/p' $json)
 	echo "copy routine: $c"
@@ -58,6 +79,7 @@ caught() {	# caught METHOD true|false
 }
 tap "vmreset undoes VMM-side writes" caught vmreset true
 tap "VM-level netlink REVERT undoes VMM-side writes" caught vmreset-nl true
+tap "vmreset undoes VMM-side writes into hot pages" caught vmreset-hot true
 # The check can tell a miss: the dirty log never sees the VMM's writes.
 tap "the KVM dirty log misses VMM-side writes" caught M3 false
 tap "so does the KVM dirty ring" caught M3-ring false
