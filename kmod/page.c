@@ -624,6 +624,17 @@ out:
 	return err;
 }
 
+/* The offset from @base of the first page at or after @base + @i, or @nr. */
+static pgoff_t vmr_next_present(struct xarray *xa, pgoff_t base, pgoff_t i,
+				pgoff_t nr)
+{
+	unsigned long idx = base + i;
+
+	if (!xa_find(xa, &idx, base + nr - 1, XA_PRESENT))
+		return nr;
+	return idx - base;
+}
+
 /*
  * Make [dst, dst + nr) of @dvi share the pages of [src, src + nr) of @svi.
  * Both locks are held; the caller checked the ranges.
@@ -647,13 +658,26 @@ int vmr_clone_pages(struct vmr_inode *svi, pgoff_t src, struct vmr_inode *dvi,
 		return err;
 	vmr_wrprotect(svi, src, src + nr);
 	vmr_unmap(dvi, dst, dst + nr);
+	/*
+	 * Visit only indexes where either file has a page: the range comes
+	 * from i_size, which ftruncate() sets to terabytes without a page,
+	 * and a walk over its holes would hold both locks for hours.
+	 */
 	for (i = 0; i < nr; i++) {
-		struct page *page = xa_load(&svi->pages, src + i);
-		struct page *old = xa_load(&dvi->pages, dst + i);
-		bool track = vmr_tracking(dvi, dst + i);
+		struct page *page, *old;
+		bool track;
 
-		if (page == old)
+		i = min(vmr_next_present(&svi->pages, src, i, nr),
+			vmr_next_present(&dvi->pages, dst, i, nr));
+		if (i >= nr)
+			break;
+		page = xa_load(&svi->pages, src + i);
+		old = xa_load(&dvi->pages, dst + i);
+		if (page == old) {
+			cond_resched();
 			continue;
+		}
+		track = vmr_tracking(dvi, dst + i);
 		if (track) {
 			err = vmr_save_undo(dvi, dst + i, old ? old : VMR_HOLE);
 			if (err)

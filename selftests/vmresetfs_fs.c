@@ -391,6 +391,46 @@ TEST_F(fs, clones_share_and_isolate)
 	}
 }
 
+/*
+ * A clone's range comes from i_size, which ftruncate() makes terabytes
+ * long without a page: the clone must cost what the files hold, not what
+ * their size says (it used to walk every hole with both locks held, a soft
+ * lockup that kill -9 could not end). Pages of the destination where the
+ * source has a hole must still go.
+ */
+TEST_F_TIMEOUT(fs, clone_sparse_terabytes, 120)
+{
+	const off_t size = 64LL << 40, far = size - 3 * PG;
+	uint8_t buf[PG], want[PG], zero[PG] = { 0 };
+	int fa, fb;
+
+	fa = vmr_file(self->dir, "sparse-a", 0);
+	fb = vmr_file(self->dir, "sparse-b", 0);
+	ASSERT_LE(0, fa);
+	ASSERT_LE(0, fb);
+	ASSERT_EQ(0, ftruncate(fa, size));
+	ASSERT_EQ(0, ftruncate(fb, size));
+	fill_page(want, 0, pat(7, 1));
+	ASSERT_EQ(PG, pwrite(fa, want, PG, 0));
+	ASSERT_EQ(PG, pwrite(fa, want, PG, far));
+	/* b has pages where a has holes: the clone must drop them. */
+	fill_page(buf, 0, pat(8, 2));
+	ASSERT_EQ(PG, pwrite(fb, buf, PG, PG));
+	ASSERT_EQ(PG, pwrite(fb, buf, PG, size / 2));
+	ASSERT_EQ(0, ioctl(fb, FICLONE, fa));
+	ASSERT_EQ(size, lseek(fb, 0, SEEK_END));
+	ASSERT_EQ(PG, pread(fb, buf, PG, 0));
+	ASSERT_EQ(0, memcmp(buf, want, PG));
+	ASSERT_EQ(PG, pread(fb, buf, PG, far));
+	ASSERT_EQ(0, memcmp(buf, want, PG));
+	ASSERT_EQ(PG, pread(fb, buf, PG, PG));
+	ASSERT_EQ(0, memcmp(buf, zero, PG));
+	ASSERT_EQ(PG, pread(fb, buf, PG, size / 2));
+	ASSERT_EQ(0, memcmp(buf, zero, PG));
+	close(fa);
+	close(fb);
+}
+
 TEST_F(fs, filesystem_limits)
 {
 	struct statfs s;
