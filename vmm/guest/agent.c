@@ -1,0 +1,478 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The guest agent of vmreset-vmm: /init of the guest initramfs, and the
+ * `vmreset-guest` tool for handlers (same binary, chosen by argv[0]).
+ *
+ * As /init it sets the runtime up, declares the preserved range, rings
+ * the READY doorbell (where the VMM snapshots the VM), then runs one
+ * request per doorbell round trip: see abi.h. Static, no libraries: the
+ * image holds only this, busybox and the kernel's modules.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/io.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include "abi.h"
+
+#define MAX_ARGS	256
+
+static volatile struct vmr_mbox *mbox;
+static uint8_t *mbox_base;
+static uint64_t mbox_gpa, keep_gpa, keep_len;
+static char disk_dev[64];
+
+static void doorbell(uint32_t cmd)
+{
+	/* "memory": the mailbox is written before the VMM looks at it. */
+	__asm__ volatile("outl %0, %w1" : : "a"(cmd), "Nd"(VMR_PORT_DOORBELL)
+			 : "memory");
+}
+
+static uint32_t host_counter(void)
+{
+	uint32_t v;
+
+	__asm__ volatile("inl %w1, %0" : "=a"(v) : "Nd"(VMR_PORT_COUNTER)
+			 : "memory");
+	return v;
+}
+
+static void klog(const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+	int fd, n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	fd = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (write(fd, buf, n > 0 ? (size_t)n : 0) < 0)
+			n = 0;
+		close(fd);
+	}
+}
+
+/* Setup failed: tell the VMM why (err area) and stop. */
+static void __attribute__((noreturn)) fail(const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	klog("vmreset-agent: %s\n", buf);
+	if (mbox) {
+		memcpy(mbox_base + VMR_MBOX_ERR_OFF, buf, n);
+		mbox->err_len = n;
+		doorbell(VMR_DB_FAIL);
+	}
+	for (;;)
+		pause();
+}
+
+static uint64_t cmdline_u64(const char *cmdline, const char *key, uint64_t *second)
+{
+	const char *p = strstr(cmdline, key);
+	char *end;
+	uint64_t v;
+
+	if (!p)
+		return 0;
+	v = strtoull(p + strlen(key), &end, 0);
+	if (second && *end == ',')
+		*second = strtoull(end + 1, NULL, 0);
+	return v;
+}
+
+static void read_cmdline(void)
+{
+	char buf[4096] = "";
+	int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+	const char *d;
+
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		fail("cannot read /proc/cmdline");
+	buf[n] = 0;
+	mbox_gpa = cmdline_u64(buf, "vmreset.mbox=", NULL);
+	keep_gpa = cmdline_u64(buf, "vmreset.keep=", &keep_len);
+	d = strstr(buf, "vmreset.disk=");
+	if (d)
+		sscanf(d + strlen("vmreset.disk="), "%63[^ \n]", disk_dev);
+}
+
+static void *map_phys(uint64_t gpa, uint64_t len)
+{
+	int fd = open("/dev/mem", O_RDWR | O_CLOEXEC);
+	void *p;
+
+	if (fd < 0)
+		return NULL;
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, gpa);
+	close(fd);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+/* Modules named in /etc/vmreset/modules, dependencies first. */
+static void load_modules(void)
+{
+	char line[512];
+	FILE *f = fopen("/etc/vmreset/modules", "re");
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		int fd;
+
+		line[strcspn(line, "\n")] = 0;
+		if (!line[0])
+			continue;
+		fd = open(line, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			fail("module %s: %s", line, strerror(errno));
+		/* ENODEV: e.g. crc32c-intel without SSE4.2; the generic one loads. */
+		if (syscall(SYS_finit_module, fd, "", 0) && errno != EEXIST &&
+		    errno != ENODEV)
+			fail("loading %s: %s", line, strerror(errno));
+		close(fd);
+	}
+	fclose(f);
+}
+
+static void setup(void)
+{
+	cpu_set_t cpus;
+
+	mount("proc", "/proc", "proc", 0, NULL);
+	mount("sysfs", "/sys", "sysfs", 0, NULL);
+	mount("devtmpfs", "/dev", "devtmpfs", 0, NULL);
+	mount("tmpfs", "/tmp", "tmpfs", 0, "mode=1777");
+	mount("tmpfs", "/run", "tmpfs", 0, NULL);
+	setenv("PATH", "/bin:/sbin:/usr/bin:/usr/sbin", 1);
+	setenv("HOME", "/root", 1);
+	read_cmdline();
+	if (!mbox_gpa)
+		fail("no vmreset.mbox= on the kernel command line");
+	mbox_base = map_phys(mbox_gpa, VMR_MBOX_SIZE);
+	if (!mbox_base)
+		fail("cannot map the mailbox at %#llx from /dev/mem: %s",
+		     (unsigned long long)mbox_gpa, strerror(errno));
+	mbox = (volatile struct vmr_mbox *)mbox_base;
+	if (iopl(3))
+		fail("iopl: %s", strerror(errno));
+	/* Doorbells from one vCPU: the VMM serves them on vCPU 0. */
+	CPU_ZERO(&cpus);
+	CPU_SET(0, &cpus);
+	sched_setaffinity(0, sizeof(cpus), &cpus);
+	if (disk_dev[0]) {
+		/* Only the disk needs modules; loading them costs seconds when emulated. */
+		load_modules();
+		mkdir("/disk", 0755);
+		if (mount(disk_dev, "/disk", "ext4", 0, NULL))
+			fail("mount %s on /disk: %s", disk_dev, strerror(errno));
+	}
+	if (keep_gpa && keep_len) {
+		char v[32];
+
+		mbox->preserve_gpa = keep_gpa;
+		mbox->preserve_len = keep_len;
+		doorbell(VMR_DB_PRESERVE);
+		if (mbox->preserve_result)
+			fail("the VMM refused to preserve %#llx+%#llx: %d",
+			     (unsigned long long)keep_gpa,
+			     (unsigned long long)keep_len, mbox->preserve_result);
+		snprintf(v, sizeof(v), "%#llx", (unsigned long long)keep_gpa);
+		setenv("VMRESET_KEEP", v, 1);
+		snprintf(v, sizeof(v), "%llu", (unsigned long long)keep_len);
+		setenv("VMRESET_KEEP_SIZE", v, 1);
+	}
+	/* The page cache reverts with memory, the disk with its file. */
+	sync();
+}
+
+static int64_t now_ns(clockid_t c)
+{
+	struct timespec ts;
+
+	clock_gettime(c, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Read what @fd has into @buf (up to @cap), draining the rest. */
+static int drain(int fd, uint8_t *buf, uint32_t cap, uint32_t *len, int *trunc)
+{
+	char junk[4096];
+	ssize_t n;
+
+	if (*len < cap)
+		n = read(fd, buf + *len, cap - *len);
+	else
+		n = read(fd, junk, sizeof(junk));
+	if (n > 0) {
+		if (*len < cap)
+			*len += n;
+		else
+			*trunc = 1;
+		return 1;
+	}
+	return n < 0 && errno == EINTR;
+}
+
+static void serve(void)
+{
+	uint8_t *req = mbox_base + VMR_MBOX_REQ_OFF;
+	char *argv[MAX_ARGS + 1];
+	uint32_t argc = mbox->argc, args_len = mbox->args_len;
+	uint32_t in_len = mbox->stdin_len, in_off = 0, out_len = 0, err_len = 0;
+	int in[2], out[2], err[2], status = 0, otrunc = 0, etrunc = 0;
+	uint32_t flags = 0;
+	int64_t t0;
+	pid_t pid;
+	char *p;
+
+	if (argc == 0 || argc > MAX_ARGS || args_len > VMR_MBOX_REQ_SIZE ||
+	    in_len > VMR_MBOX_REQ_SIZE - args_len || req[args_len - 1] != 0) {
+		status = 126 << 8;
+		flags |= VMR_RESP_EXEC_FAILED;
+		goto out;
+	}
+	p = (char *)req;
+	for (uint32_t i = 0; i < argc; i++) {
+		if (p >= (char *)req + args_len) {
+			status = 126 << 8;
+			flags |= VMR_RESP_EXEC_FAILED;
+			goto out;
+		}
+		argv[i] = p;
+		p += strlen(p) + 1;
+	}
+	argv[argc] = NULL;
+	if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC)) {
+		status = 126 << 8;
+		flags |= VMR_RESP_EXEC_FAILED;
+		goto out;
+	}
+	mbox->guest_mono_ns = now_ns(CLOCK_MONOTONIC);
+	mbox->guest_real_ns = now_ns(CLOCK_REALTIME);
+	t0 = now_ns(CLOCK_MONOTONIC);
+	pid = fork();
+	if (pid == 0) {
+		cpu_set_t cpus;
+
+		/* Handlers may use every vCPU; only the agent stays on 0. */
+		CPU_ZERO(&cpus);
+		for (int c = 0; c < CPU_SETSIZE; c++)
+			CPU_SET(c, &cpus);
+		sched_setaffinity(0, sizeof(cpus), &cpus);
+		iopl(0);
+		setsid();
+		dup2(in[0], 0);
+		dup2(out[1], 1);
+		dup2(err[1], 2);
+		if (chdir("/tmp"))
+			_exit(126);
+		execvp(argv[0], argv);
+		dprintf(2, "vmreset-agent: %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(in[0]);
+	close(out[1]);
+	close(err[1]);
+	if (pid < 0) {
+		status = 126 << 8;
+		flags |= VMR_RESP_EXEC_FAILED;
+		goto out;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	if (in_len == 0) {
+		close(in[1]);
+		in[1] = -1;
+	}
+	while (out[0] >= 0 || err[0] >= 0) {
+		struct pollfd pfd[3] = {
+			{ .fd = out[0], .events = POLLIN },
+			{ .fd = err[0], .events = POLLIN },
+			{ .fd = in[1], .events = POLLOUT },
+		};
+
+		if (poll(pfd, 3, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (pfd[0].revents && !drain(out[0], mbox_base + VMR_MBOX_OUT_OFF,
+					     VMR_MBOX_OUT_SIZE, &out_len, &otrunc)) {
+			close(out[0]);
+			out[0] = -1;
+		}
+		if (pfd[1].revents && !drain(err[0], mbox_base + VMR_MBOX_ERR_OFF,
+					     VMR_MBOX_ERR_SIZE, &err_len, &etrunc)) {
+			close(err[0]);
+			err[0] = -1;
+		}
+		if (pfd[2].revents) {
+			ssize_t n = (pfd[2].revents & POLLOUT) ?
+				write(in[1], req + args_len + in_off, in_len - in_off) : -1;
+
+			if (n > 0)
+				in_off += n;
+			if (n <= 0 || in_off == in_len) {
+				close(in[1]);
+				in[1] = -1;
+			}
+		}
+	}
+	if (in[1] >= 0)
+		close(in[1]);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	mbox->run_ns = now_ns(CLOCK_MONOTONIC) - t0;
+	if (otrunc)
+		flags |= VMR_RESP_OUT_TRUNC;
+	if (etrunc)
+		flags |= VMR_RESP_ERR_TRUNC;
+out:
+	mbox->wait_status = status;
+	mbox->resp_flags = flags;
+	mbox->out_len = out_len;
+	mbox->err_len = err_len;
+	mbox->resp_seq = mbox->seq;
+}
+
+static void __attribute__((noreturn)) agent(void)
+{
+	setup();
+	for (;;) {
+		/* The ready snapshot is taken at this exit. */
+		doorbell(VMR_DB_READY);
+		serve();
+		doorbell(VMR_DB_DONE);
+	}
+}
+
+/* ---- vmreset-guest: tools for handlers ---- */
+
+static int keep_map(uint64_t **p)
+{
+	const char *g = getenv("VMRESET_KEEP");
+	uint64_t gpa = g ? strtoull(g, NULL, 0) : 0;
+
+	if (!gpa) {
+		read_cmdline();
+		gpa = keep_gpa;
+	}
+	if (!gpa) {
+		fprintf(stderr, "vmreset-guest: no preserved range (vmreset.keep=)\n");
+		return -1;
+	}
+	*p = map_phys(gpa, 4096);
+	if (!*p) {
+		fprintf(stderr, "vmreset-guest: map %#llx: %s\n",
+			(unsigned long long)gpa, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Touch as much memory as the guest lets us, with a pattern. */
+static int hog(void)
+{
+	size_t chunk = 4 << 20, total = 0;
+
+	for (;;) {
+		uint64_t *p = mmap(NULL, chunk, PROT_READ | PROT_WRITE,
+				   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+
+		if (p == MAP_FAILED)
+			break;
+		for (size_t i = 0; i < chunk / 8; i++)
+			p[i] = 0xdeadbeef00000000ULL | i;
+		total += chunk;
+		if (total >= ((size_t)1 << 40))
+			break;
+	}
+	printf("%zu\n", total);
+	return 0;
+}
+
+static int usage(void)
+{
+	fprintf(stderr,
+		"usage: vmreset-guest COMMAND\n"
+		"  counter      read (and bump) the VMM's host-side counter\n"
+		"  keep-inc     add one to the counter in the preserved page, print it\n"
+		"  keep-get     print the counter in the preserved page\n"
+		"  triple       reboot the kernel (reboot=t: a triple fault)\n"
+		"  kbdreset     pulse the reset line of the keyboard controller\n"
+		"  hog          fill guest memory until allocation fails\n");
+	return 2;
+}
+
+static int tool(int argc, char **argv)
+{
+	uint64_t *keep;
+
+	if (argc < 2)
+		return usage();
+	if (!strcmp(argv[1], "counter") || !strcmp(argv[1], "kbdreset")) {
+		if (iopl(3)) {
+			perror("vmreset-guest: iopl");
+			return 1;
+		}
+		if (argv[1][0] == 'c') {
+			printf("%u\n", host_counter());
+			return 0;
+		}
+		outb(0xfe, 0x64);
+		return 1;
+	}
+	if (!strcmp(argv[1], "keep-inc") || !strcmp(argv[1], "keep-get")) {
+		if (keep_map(&keep))
+			return 1;
+		if (argv[1][5] == 'i')
+			__atomic_add_fetch(keep, 1, __ATOMIC_SEQ_CST);
+		printf("%llu\n", (unsigned long long)*keep);
+		return 0;
+	}
+	if (!strcmp(argv[1], "triple")) {
+		sync();
+		reboot(RB_AUTOBOOT);
+		perror("vmreset-guest: reboot");
+		return 1;
+	}
+	if (!strcmp(argv[1], "hog"))
+		return hog();
+	return usage();
+}
+
+int main(int argc, char **argv)
+{
+	const char *name = strrchr(argv[0], '/');
+
+	name = name ? name + 1 : argv[0];
+	if (getpid() == 1 || !strcmp(name, "init"))
+		agent();
+	return tool(argc, argv);
+}

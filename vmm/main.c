@@ -1,0 +1,551 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * vmreset-vmm: boot Linux once to a ready state on vmresetfs, snapshot it,
+ * and serve every request in a VM reset in place. See vmreset-vmm.1.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <regex.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <json-c/json.h>
+#include "vmm.h"
+
+static struct vmm_opts opts = {
+	.mem_size = 256ULL << 20,
+	.cpus = 1,
+	.dir = "/run/vmreset",
+	.keep_size = 64 << 10,
+	.console_fd = -1,
+	/* The in-place reset is not enabled yet: docs/vmm.md, Status. */
+	.no_snapshot = true,
+};
+static unsigned int boot_timeout_ms = 600000;
+static bool json, verbose;
+static char kernel_buf[PATH_MAX], initrd_buf[PATH_MAX];
+
+/* Transaction: how a request is judged and how often it is retried. */
+struct txn {
+	unsigned int retry, timeout_ms;
+	int success_exit;		/* -1: any exit status */
+	bool has_match;
+	regex_t match;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+"usage: vmreset-vmm [OPTIONS] COMMAND [ARGS]\n"
+"\n"
+"Boot a Linux guest once to a ready state on vmresetfs and run requests in\n"
+"it through the guest agent. (The in-place reset to the ready snapshot is\n"
+"not enabled yet: requests run one after another in the same VM; see\n"
+"docs/vmm.md.)\n"
+"\n"
+"Commands:\n"
+"  boot                 boot to ready, print the timings\n"
+"  run [TXN] -- PROG [ARG...]\n"
+"                       boot, run one request, print its output; exit\n"
+"                       with the handler's exit status\n"
+"  serve [TXN] [--socket PATH]\n"
+"                       boot, then serve JSON requests, one per line, from\n"
+"                       stdin (or each connection to the UNIX socket)\n"
+"\n"
+"Options:\n"
+"  -k, --kernel PATH    bzImage (default /boot/vmlinuz-$(uname -r))\n"
+"  -i, --initrd PATH    guest initramfs with the agent (make -C vmm guest)\n"
+"  -m, --mem SIZE       guest RAM (default 256M; K, M, G suffixes)\n"
+"  -c, --cpus N         vCPUs (default 1, at most %d)\n"
+"  -d, --dir DIR        vmresetfs directory for guest RAM (default /run/vmreset)\n"
+"      --disk IMAGE     raw disk image (mkfs.ext4 -d), copied to vmresetfs, on /disk\n"
+"      --keep SIZE      guest range the agent preserves across resets (default 64K, 0: none)\n"
+"      --append ARGS    more kernel command line\n"
+"      --console        copy the guest console to stderr\n"
+"      --boot-timeout MS  give up booting after MS (default 600000)\n"
+"  -j, --json           JSON output\n"
+"  -v, --verbose        timings of each request on stderr\n"
+"  -h, --help           this text\n"
+"\n"
+"Transactions (TXN, for run and serve; JSON requests may override them):\n"
+"      --timeout MS       stop a request after MS (default none; without a reset the VM is spent)\n"
+"      --retry N          retry a failed attempt up to N times\n"
+"      --success-exit N   an attempt succeeds only with exit status N (default 0)\n"
+"      --success-match RE ... and only if its stdout matches the extended regex RE\n"
+"\n"
+"JSON requests: {\"argv\": [\"sh\", \"-c\", \"echo hi\"], \"stdin\": \"...\",\n"
+"  \"timeout_ms\": 1000, \"retry\": 2, \"success_exit\": 0, \"success_match\": \"RE\",\n"
+"  \"id\": ANY}; each response is one line with \"outcome\", \"exit\", \"stdout\",\n"
+"  \"stderr\", \"attempts\" and timings.\n", VMM_MAX_CPUS);
+}
+
+static int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 0);
+	if (errno || end == s)
+		return -1;
+	switch (*end) {
+	case 'k': case 'K': v <<= 10; end++; break;
+	case 'm': case 'M': v <<= 20; end++; break;
+	case 'g': case 'G': v <<= 30; end++; break;
+	default: break;
+	}
+	if (*end == 'i' || *end == 'B')
+		end += (*end == 'i' && end[1] == 'B') ? 2 : 1;
+	if (*end)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int parse_uint(const char *opt, const char *s, unsigned int *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 0);
+	if (errno || end == s || *end || v > UINT_MAX || *s == '-') {
+		fprintf(stderr, "vmreset-vmm: %s '%s': not a number\n", opt, s);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+static const char *outcome_name(enum vmm_outcome o)
+{
+	static const char *const n[] = { "ok", "timeout", "crash", "error" };
+
+	return n[o];
+}
+
+static int transact(struct vmm *vm, const struct txn *t, struct vmm_req *req,
+		    struct vmm_resp *resp, unsigned int *attempts, bool *ok)
+{
+	struct vmm_txn vt = {
+		.retry = t->retry, .timeout_ms = t->timeout_ms,
+		.success_exit = t->success_exit, .match = t->has_match ? &t->match : NULL,
+	};
+	int ret = vmm_transact(vm, &vt, req, resp, attempts, ok);
+
+	if (!ret && verbose && *attempts > 1)
+		fprintf(stderr, "vmreset-vmm: %u attempts, the last %s\n", *attempts,
+			*ok ? "succeeded" : "failed too");
+	return ret;
+}
+
+static json_object *resp_json(const struct vmm_resp *r, unsigned int attempts, bool ok)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "outcome", json_object_new_string(outcome_name(r->outcome)));
+	json_object_object_add(o, "success", json_object_new_boolean(ok));
+	json_object_object_add(o, "attempts", json_object_new_int(attempts));
+	if (r->outcome == VMM_OK) {
+		if (WIFEXITED(r->wait_status))
+			json_object_object_add(o, "exit", json_object_new_int(WEXITSTATUS(r->wait_status)));
+		else if (WIFSIGNALED(r->wait_status))
+			json_object_object_add(o, "signal", json_object_new_int(WTERMSIG(r->wait_status)));
+		json_object_object_add(o, "stdout", json_object_new_string_len(r->out ? r->out : "", r->out_len));
+		json_object_object_add(o, "stderr", json_object_new_string_len(r->err ? r->err : "", r->err_len));
+		if (r->flags & (VMR_RESP_OUT_TRUNC | VMR_RESP_ERR_TRUNC))
+			json_object_object_add(o, "truncated", json_object_new_boolean(1));
+	} else {
+		json_object_object_add(o, "why", json_object_new_string(r->why));
+	}
+	json_object_object_add(o, "run_us", json_object_new_int64(r->run_us));
+	json_object_object_add(o, "reset_us", json_object_new_int64(r->reset_us));
+	json_object_object_add(o, "reverted_pages", json_object_new_int64(r->reverted_pages));
+	return o;
+}
+
+static struct vmm *boot_vm(void)
+{
+	char err[512];
+	struct vmm *vm;
+	uint64_t t0 = vmm_now_us();
+
+	if (verbose || !json)
+		fprintf(stderr, "vmreset-vmm: booting %s (%llu MiB, %u vCPU%s)...\n",
+			opts.kernel, (unsigned long long)(opts.mem_size >> 20),
+			opts.cpus, opts.cpus > 1 ? "s" : "");
+	vm = vmm_create(&opts, err, sizeof(err));
+	if (!vm) {
+		fprintf(stderr, "vmreset-vmm: %s\n", err);
+		return NULL;
+	}
+	if (vmm_boot(vm, boot_timeout_ms)) {
+		fprintf(stderr, "vmreset-vmm: %s\n", vmm_error(vm));
+		vmm_destroy(vm);
+		return NULL;
+	}
+	if (verbose || !json)
+		fprintf(stderr, "vmreset-vmm: ready in %.1f ms (guest boot %.1f ms, snapshot %.1f ms)\n",
+			(vmm_now_us() - t0) / 1000.0, vm->boot_us / 1000.0,
+			vm->snapshot_us / 1000.0);
+	return vm;
+}
+
+static int cmd_boot(void)
+{
+	struct vmm *vm = boot_vm();
+
+	if (!vm)
+		return 1;
+	if (json) {
+		json_object *o = json_object_new_object();
+
+		json_object_object_add(o, "boot_us", json_object_new_int64(vm->boot_us));
+		json_object_object_add(o, "snapshot_us", json_object_new_int64(vm->snapshot_us));
+		json_object_object_add(o, "mem_bytes", json_object_new_int64(vm->mem_size));
+		json_object_object_add(o, "cpus", json_object_new_int(vm->nr_vcpus));
+		printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+		json_object_put(o);
+	}
+	vmm_destroy(vm);
+	return 0;
+}
+
+static int cmd_run(const struct txn *t, int argc, char **argv)
+{
+	struct vmm_req req = { .argc = argc, .argv = argv };
+	struct vmm_resp resp;
+	unsigned int attempts;
+	bool ok;
+	struct vmm *vm;
+	int rc;
+
+	if (argc < 1) {
+		fprintf(stderr, "vmreset-vmm: run: give the handler to run after --\n");
+		return 2;
+	}
+	vm = boot_vm();
+	if (!vm)
+		return 1;
+	if (transact(vm, t, &req, &resp, &attempts, &ok)) {
+		fprintf(stderr, "vmreset-vmm: %s\n", vmm_error(vm));
+		vmm_destroy(vm);
+		return 1;
+	}
+	if (json) {
+		json_object *o = resp_json(&resp, attempts, ok);
+
+		printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+		json_object_put(o);
+	} else {
+		if (resp.out_len)
+			fwrite(resp.out, 1, resp.out_len, stdout);
+		if (resp.err_len)
+			fwrite(resp.err, 1, resp.err_len, stderr);
+		if (resp.outcome != VMM_OK)
+			fprintf(stderr, "vmreset-vmm: request failed: %s: %s\n",
+				outcome_name(resp.outcome), resp.why);
+		if (verbose || attempts > 1)
+			fprintf(stderr, "vmreset-vmm: %u attempt%s, last ran %.1f ms, reset %.1f ms (%llu pages)\n",
+				attempts, attempts > 1 ? "s" : "", resp.run_us / 1000.0,
+				resp.reset_us / 1000.0, (unsigned long long)resp.reverted_pages);
+	}
+	rc = resp.outcome != VMM_OK ? 1 :
+	     WIFEXITED(resp.wait_status) ? WEXITSTATUS(resp.wait_status) : 128 + WTERMSIG(resp.wait_status);
+	if (!ok && rc == 0)
+		rc = 1;
+	vmm_resp_free(&resp);
+	vmm_destroy(vm);
+	return rc;
+}
+
+/* One JSON request line -> one JSON response line. */
+static void serve_line(struct vmm *vm, const struct txn *deflt, const char *line, FILE *out)
+{
+	json_object *o = NULL, *v, *r;
+	struct json_tokener *tok = json_tokener_new();
+	enum json_tokener_error jerr;
+	struct txn t = *deflt;
+	char *argv[257], errbuf[256] = "";
+	struct vmm_req req = { 0 };
+	struct vmm_resp resp;
+	unsigned int attempts = 0;
+	bool ok = false;
+	int n = 0;
+
+	t.has_match = false;
+	o = json_tokener_parse_ex(tok, line, strlen(line));
+	jerr = json_tokener_get_error(tok);
+	json_tokener_free(tok);
+	if (!o || jerr != json_tokener_success || !json_object_is_type(o, json_type_object)) {
+		snprintf(errbuf, sizeof(errbuf), "request is not a JSON object: %s",
+			 jerr != json_tokener_success ? json_tokener_error_desc(jerr) : "wrong type");
+		goto reply;
+	}
+	if (!json_object_object_get_ex(o, "argv", &v) || !json_object_is_type(v, json_type_array) ||
+	    json_object_array_length(v) < 1 || json_object_array_length(v) > 256) {
+		snprintf(errbuf, sizeof(errbuf), "\"argv\": need an array of 1 to 256 strings");
+		goto reply;
+	}
+	for (n = 0; n < (int)json_object_array_length(v); n++) {
+		json_object *a = json_object_array_get_idx(v, n);
+
+		if (!json_object_is_type(a, json_type_string)) {
+			snprintf(errbuf, sizeof(errbuf), "\"argv\"[%d]: not a string", n);
+			goto reply;
+		}
+		argv[n] = (char *)json_object_get_string(a);
+	}
+	argv[n] = NULL;
+	req.argc = n;
+	req.argv = argv;
+	if (json_object_object_get_ex(o, "stdin", &v)) {
+		req.in = json_object_get_string(v);
+		req.in_len = json_object_get_string_len(v);
+	}
+	if (json_object_object_get_ex(o, "timeout_ms", &v))
+		t.timeout_ms = json_object_get_int(v);
+	if (json_object_object_get_ex(o, "retry", &v))
+		t.retry = json_object_get_int(v);
+	if (json_object_object_get_ex(o, "success_exit", &v))
+		t.success_exit = json_object_get_int(v);
+	if (json_object_object_get_ex(o, "success_match", &v)) {
+		if (regcomp(&t.match, json_object_get_string(v), REG_EXTENDED | REG_NOSUB)) {
+			snprintf(errbuf, sizeof(errbuf), "\"success_match\": bad regex '%s'",
+				 json_object_get_string(v));
+			goto reply;
+		}
+		t.has_match = true;
+	} else if (deflt->has_match) {
+		t.match = deflt->match;
+		t.has_match = true;
+		deflt = NULL;	/* not ours to free */
+	}
+	if (transact(vm, &t, &req, &resp, &attempts, &ok))
+		snprintf(errbuf, sizeof(errbuf), "%s", vmm_error(vm));
+reply:
+	if (errbuf[0]) {
+		r = json_object_new_object();
+		json_object_object_add(r, "outcome", json_object_new_string("error"));
+		json_object_object_add(r, "success", json_object_new_boolean(0));
+		json_object_object_add(r, "why", json_object_new_string(errbuf));
+	} else {
+		r = resp_json(&resp, attempts, ok);
+		vmm_resp_free(&resp);
+	}
+	if (o && json_object_object_get_ex(o, "id", &v))
+		json_object_object_add(r, "id", json_object_get(v));
+	fprintf(out, "%s\n", json_object_to_json_string_ext(r, JSON_C_TO_STRING_PLAIN));
+	fflush(out);
+	json_object_put(r);
+	if (t.has_match && deflt)
+		regfree(&t.match);
+	json_object_put(o);
+}
+
+static void serve_stream(struct vmm *vm, const struct txn *t, FILE *in, FILE *out)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+
+	while ((n = getline(&line, &cap, in)) > 0) {
+		if (n == 1 && line[0] == '\n')
+			continue;
+		serve_line(vm, t, line, out);
+		if (!vm->ready) {
+			fprintf(stderr, "vmreset-vmm: the VM cannot serve any more: %s\n",
+				vmm_error(vm));
+			break;
+		}
+	}
+	free(line);
+}
+
+static int cmd_serve(const struct txn *t, const char *sock)
+{
+	struct vmm *vm = boot_vm();
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int lfd;
+
+	if (!vm)
+		return 1;
+	if (!sock) {
+		serve_stream(vm, t, stdin, stdout);
+		vmm_destroy(vm);
+		return 0;
+	}
+	if (strlen(sock) >= sizeof(sa.sun_path)) {
+		fprintf(stderr, "vmreset-vmm: --socket %s: path too long\n", sock);
+		vmm_destroy(vm);
+		return 2;
+	}
+	strcpy(sa.sun_path, sock);
+	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	unlink(sock);
+	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) || listen(lfd, 16)) {
+		fprintf(stderr, "vmreset-vmm: --socket %s: %s\n", sock, strerror(errno));
+		vmm_destroy(vm);
+		return 1;
+	}
+	fprintf(stderr, "vmreset-vmm: serving on %s\n", sock);
+	signal(SIGPIPE, SIG_IGN);
+	while (vm->ready) {
+		int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		FILE *in, *out;
+
+		if (c < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		in = fdopen(c, "r");
+		out = fdopen(dup(c), "w");
+		if (in && out)
+			serve_stream(vm, t, in, out);
+		if (in)
+			fclose(in);
+		if (out)
+			fclose(out);
+	}
+	close(lfd);
+	unlink(sock);
+	vmm_destroy(vm);
+	return 0;
+}
+
+enum {
+	OPT_KEEP = 256, OPT_APPEND, OPT_CONSOLE, OPT_BOOT_TIMEOUT, OPT_TIMEOUT,
+	OPT_RETRY, OPT_SUCCESS_EXIT, OPT_SUCCESS_MATCH, OPT_SOCKET, OPT_DISK,
+};
+
+int main(int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{ "kernel", required_argument, NULL, 'k' },
+		{ "initrd", required_argument, NULL, 'i' },
+		{ "mem", required_argument, NULL, 'm' },
+		{ "cpus", required_argument, NULL, 'c' },
+		{ "dir", required_argument, NULL, 'd' },
+		{ "keep", required_argument, NULL, OPT_KEEP },
+		{ "disk", required_argument, NULL, OPT_DISK },
+		{ "append", required_argument, NULL, OPT_APPEND },
+		{ "console", no_argument, NULL, OPT_CONSOLE },
+		{ "boot-timeout", required_argument, NULL, OPT_BOOT_TIMEOUT },
+		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+		{ "retry", required_argument, NULL, OPT_RETRY },
+		{ "success-exit", required_argument, NULL, OPT_SUCCESS_EXIT },
+		{ "success-match", required_argument, NULL, OPT_SUCCESS_MATCH },
+		{ "socket", required_argument, NULL, OPT_SOCKET },
+		{ "json", no_argument, NULL, 'j' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct txn t = { .success_exit = 0 };
+	const char *sock = NULL, *cmd;
+	struct utsname u;
+	unsigned int se;
+	int c, rc;
+
+	/* GNU getopt permutes: options go anywhere before "--". */
+	while ((c = getopt_long(argc, argv, "k:i:m:c:d:jvh", lopts, NULL)) != -1) {
+		switch (c) {
+		case 'k': opts.kernel = optarg; break;
+		case 'i': opts.initrd = optarg; break;
+		case 'm':
+			if (parse_size(optarg, &opts.mem_size)) {
+				fprintf(stderr, "vmreset-vmm: --mem '%s': not a size\n", optarg);
+				return 2;
+			}
+			break;
+		case 'c':
+			if (parse_uint("--cpus", optarg, &opts.cpus))
+				return 2;
+			break;
+		case 'd': opts.dir = optarg; break;
+		case OPT_KEEP:
+			if (parse_size(optarg, &opts.keep_size)) {
+				fprintf(stderr, "vmreset-vmm: --keep '%s': not a size\n", optarg);
+				return 2;
+			}
+			break;
+		case OPT_APPEND: opts.cmdline = optarg; break;
+		case OPT_DISK: opts.disk = optarg; break;
+		case OPT_CONSOLE: opts.console_fd = 2; break;
+		case OPT_BOOT_TIMEOUT:
+			if (parse_uint("--boot-timeout", optarg, &boot_timeout_ms))
+				return 2;
+			break;
+		case OPT_TIMEOUT:
+			if (parse_uint("--timeout", optarg, &t.timeout_ms))
+				return 2;
+			break;
+		case OPT_RETRY:
+			if (parse_uint("--retry", optarg, &t.retry))
+				return 2;
+			break;
+		case OPT_SUCCESS_EXIT:
+			if (parse_uint("--success-exit", optarg, &se) || se > 255) {
+				fprintf(stderr, "vmreset-vmm: --success-exit '%s': an exit status 0-255\n", optarg);
+				return 2;
+			}
+			t.success_exit = se;
+			break;
+		case OPT_SUCCESS_MATCH:
+			if (regcomp(&t.match, optarg, REG_EXTENDED | REG_NOSUB)) {
+				fprintf(stderr, "vmreset-vmm: --success-match '%s': not an extended regex\n", optarg);
+				return 2;
+			}
+			t.has_match = true;
+			break;
+		case OPT_SOCKET: sock = optarg; break;
+		case 'j': json = true; break;
+		case 'v': verbose = true; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return 2;
+	}
+	cmd = argv[optind++];
+	if (strcmp(cmd, "boot") && strcmp(cmd, "run") && strcmp(cmd, "serve")) {
+		fprintf(stderr, "vmreset-vmm: unknown command '%s' (boot, run, serve; --help)\n", cmd);
+		return 2;
+	}
+	if (strcmp(cmd, "run") && optind < argc) {
+		fprintf(stderr, "vmreset-vmm: %s: unexpected argument '%s'\n", cmd, argv[optind]);
+		return 2;
+	}
+	if (!opts.kernel) {
+		uname(&u);
+		snprintf(kernel_buf, sizeof(kernel_buf), "/boot/vmlinuz-%s", u.release);
+		opts.kernel = kernel_buf;
+	}
+	if (!opts.initrd) {
+		uname(&u);
+		snprintf(initrd_buf, sizeof(initrd_buf), "%s/lib/vmreset/guest-%s.cpio.gz",
+			 "/usr/local", u.release);
+		opts.initrd = initrd_buf;
+	}
+	if (!strcmp(cmd, "boot")) {
+		rc = cmd_boot();
+	} else if (!strcmp(cmd, "run")) {
+		rc = cmd_run(&t, argc - optind, argv + optind);
+	} else {
+		rc = cmd_serve(&t, sock);
+	}
+	return rc;
+}

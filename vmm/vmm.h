@@ -1,0 +1,202 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * vmreset-vmm: a small reference VMM that boots Linux on vmresetfs guest
+ * RAM, snapshots it once ready, and resets it in place after every
+ * request. docs/vmm.md explains the design; this header is the library
+ * the CLI (main.c) and the selftests use.
+ *
+ * Functions return 0 or a negative errno, and leave a message naming the
+ * bad input in vmm_error().
+ */
+#ifndef VMM_H
+#define VMM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <linux/kvm.h>
+#include "dev.h"
+#include "virtio_blk.h"
+#include "guest/abi.h"
+
+#define VMM_MAX_CPUS		8
+#define VMM_MAX_MSRS		256
+#define VMM_XSAVE_MAX		16384
+#define VMM_MAX_MEM		(3ULL << 30)	/* below the 32-bit MMIO hole */
+
+struct vmm_opts {
+	const char *kernel;		/* bzImage */
+	const char *initrd;		/* the guest initramfs (agent as /init) */
+	const char *cmdline;		/* appended to the built-in command line */
+	uint64_t mem_size;		/* guest RAM, bytes */
+	unsigned int cpus;
+	const char *dir;		/* vmresetfs directory for RAM and disk */
+	uint64_t keep_size;		/* preserved range for the guest, or 0 */
+	int console_fd;			/* copy of the guest console, or -1 */
+	bool no_snapshot;		/* cold mode: never snapshot or reset */
+	const char *disk;		/* disk image (ext4) copied to vmresetfs, or NULL */
+	bool hypervisor_bit;		/* CPUID.1:ECX[31], see vm.c */
+};
+
+enum vmm_outcome {
+	VMM_OK,			/* the handler ran; see wait_status */
+	VMM_TIMEOUT,		/* killed after the request's timeout */
+	VMM_CRASH,		/* the guest rebooted, panicked or triple-faulted */
+	VMM_ERROR,		/* KVM or the agent failed */
+};
+
+struct vmm_req {
+	int argc;
+	char *const *argv;
+	const void *in;
+	size_t in_len;
+	unsigned int timeout_ms;	/* 0: none */
+};
+
+struct vmm_resp {
+	enum vmm_outcome outcome;
+	int wait_status;
+	uint32_t flags;			/* VMR_RESP_* */
+	char *out, *err;		/* NUL-terminated, malloc()ed */
+	size_t out_len, err_len;
+	int64_t guest_mono_ns, guest_real_ns;
+	uint64_t run_us;		/* host: request start to DONE */
+	uint64_t reset_us;		/* host: the reset after it */
+	uint64_t reverted_pages;
+	char why[256];			/* for VMM_CRASH/VMM_ERROR */
+};
+
+struct vmm_vcpu_state {
+	struct kvm_mp_state mp;
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	uint32_t xsave_size;
+	uint8_t xsave[VMM_XSAVE_MAX];
+	struct kvm_xcrs xcrs;
+	struct kvm_debugregs dregs;
+	struct kvm_lapic_state lapic;
+	uint32_t nr_msrs;
+	struct kvm_msr_entry msrs[VMM_MAX_MSRS];
+	struct kvm_vcpu_events events;
+};
+
+#define VMM_STATE_MAGIC		0x54534d56	/* "VMST" */
+#define VMM_STATE_VERSION	1
+
+/* Everything but memory and disk: what the ready snapshot adds to them. */
+struct vmm_state {
+	uint32_t magic, version, size, nr_vcpus;
+	uint64_t mem_size, keep_size, mbox_gpa, keep_gpa;
+	struct kvm_pit_state2 pit;
+	struct kvm_clock_data clock;
+	struct kvm_irqchip chips[3];	/* PIC master, PIC slave, IOAPIC */
+	struct uart uart;
+	struct i8042 i8042;
+	struct cmos cmos;
+	struct vblk blk;
+	uint64_t disk_size;
+	struct vmm_vcpu_state vcpu[VMM_MAX_CPUS];
+};
+
+struct vmm_vcpu {
+	struct vmm *vm;
+	unsigned int id;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	bool paused;
+};
+
+struct vmm {
+	struct vmm_opts o;
+	int kvm_fd, vm_fd, ram_fd;
+	uint8_t *ram;
+	uint64_t mem_size, mbox_gpa, keep_gpa;
+	size_t run_size;
+	unsigned int nr_vcpus;
+	struct vmm_vcpu vcpu[VMM_MAX_CPUS];
+	uint32_t msr_index[VMM_MAX_MSRS];
+	unsigned int nr_msrs;		/* msr_index[0] is IA32_TSC */
+	struct kvm_cpuid2 *cpuid;
+	struct vmr_mbox *mbox;
+	pthread_mutex_t lock;		/* devices, the pause handshake */
+	pthread_cond_t cond;
+	bool pause, stopping;
+	unsigned int nr_paused;
+	int ap_event;			/* set by an AP: crash/error */
+	char ap_why[128];
+	struct uart uart;
+	struct i8042 i8042;
+	struct cmos cmos;
+	struct vblk blk;
+	int disk_fd;			/* -1: no disk */
+	uint64_t disk_size;
+	unsigned int nr_mmio;
+	struct { uint32_t base, irq; } mmio[1];
+	uint32_t host_counter;
+	bool ready, booted, snapshotted;
+	struct vmm_state *snap;		/* the ready snapshot */
+	uint64_t seq;
+	uint64_t boot_us, snapshot_us;
+	uint64_t boot_rip;
+	char console_tail[4096];	/* last console bytes, for errors */
+	size_t console_pos;
+	char err[512];
+};
+
+const char *vmm_error(const struct vmm *vm);
+
+/* Creates the VM, its RAM file and vCPUs, and loads the kernel. */
+struct vmm *vmm_create(const struct vmm_opts *o, char *err, size_t errlen);
+void vmm_destroy(struct vmm *vm);
+
+/* Runs the guest until the agent is ready; snapshots unless no_snapshot. */
+int vmm_boot(struct vmm *vm, unsigned int timeout_ms);
+
+/*
+ * Runs one request and, unless no_snapshot, resets the VM to the ready
+ * snapshot afterwards whatever the outcome. Free @resp with vmm_resp_free().
+ */
+int vmm_request(struct vmm *vm, const struct vmm_req *req, struct vmm_resp *resp);
+void vmm_resp_free(struct vmm_resp *resp);
+
+/*
+ * A transaction: a request that must meet success criteria, retried from
+ * the snapshot up to @retry more times. @success_exit < 0: any exit
+ * status; @match: a compiled regex stdout must match, or NULL.
+ */
+struct vmm_txn {
+	unsigned int retry, timeout_ms;
+	int success_exit;
+	const void *match;		/* regex_t * */
+};
+
+/* @resp is the last attempt's; *@attempts how many ran, *@ok the verdict. */
+int vmm_transact(struct vmm *vm, const struct vmm_txn *t, struct vmm_req *req,
+		 struct vmm_resp *resp, unsigned int *attempts, bool *ok);
+bool vmm_attempt_ok(const struct vmm_txn *t, const struct vmm_resp *r);
+
+/* Stops the vCPUs and completes their last exit (before state save/load). */
+int vmm_quiesce(struct vmm *vm);
+
+/* Resets memory, vCPUs, VM and devices to the ready snapshot. */
+int vmm_reset(struct vmm *vm, uint64_t *reverted_pages);
+
+/* State of the whole VM now (vCPUs must be stopped: between requests). */
+int vmm_state_save(struct vmm *vm, struct vmm_state *st);
+/* @in_place: keep the TSC and kvmclock running (see docs/vmm.md). */
+int vmm_state_load(struct vmm *vm, const struct vmm_state *st, bool in_place);
+
+/* The console's last bytes (for messages). */
+const char *vmm_console_tail(struct vmm *vm, char *buf, size_t len);
+
+uint64_t vmm_now_us(void);
+
+/* boot.c, acpi.c */
+size_t vmm_write_acpi(struct vmm *vm, uint8_t *base, uint64_t gpa);
+int vmm_load_kernel(struct vmm *vm);
+void vmm_setup_boot_cpu(struct vmm *vm, struct kvm_regs *regs,
+			struct kvm_sregs *sregs);
+
+#endif
