@@ -38,10 +38,10 @@ TARGS ?=
 
 KMOD_SRCS := $(wildcard kmod/*.c kmod/*.h)
 
-.PHONY: all module helper bpf selftests bench check check-debug demo install uninstall \
+.PHONY: all module helper bpf vmm selftests bench check check-debug demo install uninstall \
 	dkms-install dkms-uninstall deps clean help
 
-all: module helper bpf selftests
+all: module helper bpf vmm selftests
 
 help:
 	@sed -n '3,20p' Makefile | sed 's/^# \{0,1\}//'
@@ -66,7 +66,10 @@ helper:
 bpf: helper
 	$(MAKE) -C bpf
 
-selftests: helper bpf
+vmm: helper
+	$(MAKE) -C vmm
+
+selftests: helper bpf vmm
 	$(MAKE) -C selftests
 
 check:
@@ -88,6 +91,7 @@ install: module helper bpf
 	$(MAKE) -C helper install PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
 	$(MAKE) -C bpf install PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
 	$(if $(wildcard store/Makefile),$(MAKE) -C store install PREFIX=$(PREFIX) DESTDIR=$(DESTDIR))
+	$(MAKE) -C vmm install PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
 	$(if $(DESTDIR),,depmod -a $(KREL))
 
 uninstall:
@@ -96,6 +100,7 @@ uninstall:
 	$(MAKE) -C helper uninstall PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
 	$(MAKE) -C bpf uninstall PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
 	$(if $(wildcard store/Makefile),$(MAKE) -C store uninstall PREFIX=$(PREFIX) DESTDIR=$(DESTDIR))
+	$(MAKE) -C vmm uninstall PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
 	$(if $(DESTDIR),,depmod -a $(KREL))
 
 DKMS_SRC := /usr/src/vmreset-$(VERSION)
@@ -120,3 +125,4 @@ clean:
 	$(MAKE) -C selftests clean
 	$(MAKE) -C bpf clean
 	$(MAKE) -C bench clean
+	$(MAKE) -C vmm clean

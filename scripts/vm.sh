@@ -50,6 +50,13 @@ vm_prepare() {
 	files+=(${VM_FILES[@]+"${VM_FILES[@]}"})
 	[ -e "$top/helper/vmresetctl" ] && files+=("$top/helper/vmresetctl:/usr/bin/vmresetctl")
 	[ -e "$top/store/vmreset-store" ] && files+=("$top/store/vmreset-store:/usr/bin/vmreset-store")
+	# vmreset-vmm: the VMM, its guest (this kernel, the agent's initramfs).
+	if [ -x "$top/vmm/vmreset-vmm" ] && [ -x "$top/vmm/guest/vmreset-agent" ]; then
+		"$top/vmm/mkguest.sh" "$KREL" "$top/vmm/guest/vmreset-agent" "$build/guest-$KREL.cpio.gz" || return 1
+		files+=("$top/vmm/vmreset-vmm:/usr/bin/vmreset-vmm"
+			"/boot/vmlinuz-$KREL:/vmm/vmlinuz"
+			"$build/guest-$KREL.cpio.gz:/vmm/guest.cpio.gz")
+	fi
 	# GNU cp, for cp --reflink=always (busybox cp has no --reflink).
 	files+=("$(command -v cp):/usr/bin/gnucp")
 	# The stand-in VMM of readme_session.
