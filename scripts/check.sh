@@ -144,7 +144,7 @@ for kver in "$@"; do
 	# The debug kernel runs more: the fault injection run of the fuzzer.
 	list=list
 	[[ $kver = debug ]] && list=list-debug
-	make -s -C "$top/selftests" $list > "$build/tests.list" || exit 1
+	make -s -C "$top/selftests" $list ONLY="$only" > "$build/tests.list" || exit 1
 	[[ $kver = debug ]] && export VM_TIMEOUT=${VM_TIMEOUT:-5400}
 	if ! vm_prepare "$kver"; then
 		report fail "not ok [$kver] build module and test VM"
