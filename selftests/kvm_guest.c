@@ -32,6 +32,7 @@
 
 #define PTE_P			(1ULL << 0)
 #define PTE_RW			(1ULL << 1)
+#define PTE_US			(1ULL << 2)
 #define PTE_PS			(1ULL << 7)
 
 #define SZ_2M			(2ULL << 20)
@@ -233,24 +234,30 @@ static void vm_build_tables(struct kvm_vm *vm)
 			      1ULL << 47 |			/* present */
 			      ((VM_TSS_GPA >> 24) & 0xff) << 56;
 	gdt[VM_TSS_SEL / 8 + 1] = VM_TSS_GPA >> 32;
+	gdt[VM_UCODE_SEL / 8] = 0x00affb000000ffffULL;	/* L, P, DPL 3, code */
+	gdt[VM_UDATA_SEL / 8] = 0x00cff3000000ffffULL;	/* D/B, P, DPL 3, data */
 	/* I/O bitmap base past the limit: no bitmap. */
 	tss[0x66] = 0x68;
 
-	pml4[0] = VM_PDPT_GPA | PTE_P | PTE_RW;
+	/*
+	 * Everything is user-accessible too (CR4 has no SMEP/SMAP), so that a
+	 * test can drop a guest function to CPL 3 with vcpu_enter_user().
+	 */
+	pml4[0] = VM_PDPT_GPA | PTE_P | PTE_RW | PTE_US;
 	for (i = 0; i < VM_NR_PDS; i++) {
 		uint64_t *pd = (uint64_t *)((char *)vm->mem + VM_PD_GPA +
 					    i * VM_PAGE_SIZE);
 
-		pdpt[i] = (VM_PD_GPA + i * VM_PAGE_SIZE) | PTE_P | PTE_RW;
+		pdpt[i] = (VM_PD_GPA + i * VM_PAGE_SIZE) | PTE_P | PTE_RW | PTE_US;
 		for (j = 0; j < 512; j++)
-			pd[j] = (i << 30 | j << 21) | PTE_P | PTE_RW | PTE_PS;
+			pd[j] = (i << 30 | j << 21) | PTE_P | PTE_RW | PTE_US | PTE_PS;
 	}
 	/* 4 KiB pages for the first 2 MiB, to leave page 0 out. */
 	((uint64_t *)((char *)vm->mem + VM_PD_GPA))[0] =
-		VM_PT0_GPA | PTE_P | PTE_RW;
+		VM_PT0_GPA | PTE_P | PTE_RW | PTE_US;
 	pt0[0] = 0;
 	for (j = 1; j < 512; j++)
-		pt0[j] = j << 12 | PTE_P | PTE_RW;
+		pt0[j] = j << 12 | PTE_P | PTE_RW | PTE_US;
 }
 
 static struct kvm_cpuid2 *get_supported_cpuid(int kvm_fd)
@@ -524,7 +531,7 @@ static int vcpu_init_sregs(struct kvm_vcpu *vcpu)
 	};
 	sregs.ldt = (struct kvm_segment) { .unusable = 1 };
 	sregs.gdt.base = VM_GDT_GPA;
-	sregs.gdt.limit = 5 * 8 - 1;
+	sregs.gdt.limit = VM_GDT_ENTRIES * 8 - 1;
 	/* Empty IDT: any exception escalates to a triple fault. */
 	sregs.idt.base = 0;
 	sregs.idt.limit = 0;
@@ -624,6 +631,41 @@ void (vcpu_set_entry)(struct kvm_vcpu *vcpu, void *guest_fn, int nargs, ...)
 	if (ret)
 		kvm_fail("vcpu_set_entry: vcpu %u: %s", vcpu->id,
 			 kvm_last_error());
+}
+
+int vcpu_enter_user(struct kvm_vcpu *vcpu)
+{
+	struct kvm_sregs sregs;
+	struct kvm_regs regs;
+	struct kvm_segment *segs[] = { &sregs.ds, &sregs.es, &sregs.fs,
+				       &sregs.gs, &sregs.ss };
+
+	if (ioctl(vcpu->fd, KVM_GET_SREGS, &sregs)) {
+		kvm_set_err(errno, "KVM_GET_SREGS");
+		return -1;
+	}
+	/* SVM takes the CPL from SS.DPL, VMX checks CS.DPL == SS.DPL == RPL. */
+	sregs.cs.selector = VM_UCODE_SEL | 3;
+	sregs.cs.dpl = 3;
+	for (size_t i = 0; i < sizeof(segs) / sizeof(segs[0]); i++) {
+		segs[i]->selector = VM_UDATA_SEL | 3;
+		segs[i]->dpl = 3;
+	}
+	if (ioctl(vcpu->fd, KVM_SET_SREGS, &sregs)) {
+		kvm_set_err(errno, "KVM_SET_SREGS (CPL 3)");
+		return -1;
+	}
+	if (ioctl(vcpu->fd, KVM_GET_REGS, &regs)) {
+		kvm_set_err(errno, "KVM_GET_REGS");
+		return -1;
+	}
+	/* IOPL 3: the ucalls are port writes. */
+	regs.rflags |= 3 << 12;
+	if (ioctl(vcpu->fd, KVM_SET_REGS, &regs)) {
+		kvm_set_err(errno, "KVM_SET_REGS (IOPL 3)");
+		return -1;
+	}
+	return 0;
 }
 
 static struct kvm_vcpu *vcpu_add_va(struct kvm_vm *vm, uint32_t id,

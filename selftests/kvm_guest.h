@@ -82,7 +82,10 @@
 
 #define VM_CODE_SEL		0x08
 #define VM_DATA_SEL		0x10
-#define VM_TSS_SEL		0x18
+#define VM_TSS_SEL		0x18	/* 16 bytes */
+#define VM_UCODE_SEL		0x28	/* DPL 3 */
+#define VM_UDATA_SEL		0x30	/* DPL 3 */
+#define VM_GDT_ENTRIES		7
 
 /* For KVM_SET_TSS_ADDR: Intel needs it (real-mode emulation), AMD ignores it. */
 #define VM_TSS_ADDR		0xfffbd000ULL
@@ -283,6 +286,12 @@ struct kvm_vcpu *vcpu_add(struct kvm_vm *vm, uint32_t id, void *guest_fn,
  */
 int __vcpu_set_entry(struct kvm_vcpu *vcpu, void *guest_fn, int nargs, ...);
 void vcpu_set_entry(struct kvm_vcpu *vcpu, void *guest_fn, int nargs, ...);
+/*
+ * After vcpu_set_entry(): run the guest function at CPL 3 (IOPL 3, so its
+ * ucalls still work), to test what the host does with a guest's user mode.
+ * Returns -1 with kvm_last_error() set on failure.
+ */
+int vcpu_enter_user(struct kvm_vcpu *vcpu);
 
 /*
  * Runs until the guest's next ucall and returns its command, with @uc (may be

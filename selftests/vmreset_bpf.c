@@ -622,6 +622,61 @@ TEST_F(bpf, hypercall_bad_arguments_counted)
 	EXPECT_EQ(VMRESET_HC_MAX_PENDING, hc_stat(getpid(), "applied"));
 }
 
+/* The hypercall's result as the guest sees it. */
+GUEST_CODE static uint64_t guest_hc_one(uint64_t gpa, uint64_t len, uint64_t base,
+					uint64_t wpage)
+{
+	uint64_t ret = guest_hypercall(VMRESET_HC_PRESERVE, gpa, len, 0, 0);
+
+	*(volatile uint64_t *)(base + wpage * PG) = 0xabc ^ wpage;
+	return ret;
+}
+
+/*
+ * Only the guest kernel may declare memory: a guest user process that could
+ * would carry its data over into the next request. KVM refuses the hypercall
+ * at CPL 3 (-KVM_EPERM to the guest) and the program must not record it.
+ */
+TEST_F(bpf, hypercall_from_user_mode_refused)
+{
+	struct vmreset_hc_result res;
+	uint64_t reverted, kept;
+	uint32_t id;
+
+	hc_load(self);
+	for (uint64_t i = 0; i < NPAGES; i++)
+		fill_page(self->mem, i, pat(1, i));
+	ASSERT_EQ(0, vmreset_nl_vm_attach(self->nl, self->vm->fd, &id));
+	ASSERT_EQ(0, vmreset_nl_vm_snapshot(self->nl, id, NULL));
+
+	vcpu_set_entry(self->vcpu, guest_hc_one, 4, VM_TEST_GPA + 2 * PG, PG,
+		       VM_TEST_GPA, 2);
+	ASSERT_EQ(0, vcpu_enter_user(self->vcpu)) TH_LOG("%s", kvm_last_error());
+	EXPECT_EQ((uint64_t)-1 /* -KVM_EPERM */, run_guest(self->vcpu));
+	EXPECT_EQ(1, hc_stat(getpid(), "requests"));
+	EXPECT_EQ(1, hc_stat(getpid(), "not_kernel"));
+	EXPECT_EQ(0, hc_stat(getpid(), "accepted"));
+	EXPECT_EQ(0, hc_stat(getpid(), "pending"));
+	ASSERT_EQ(0, vmreset_hc_vm_revert(self->nl, id, -1, 0, &reverted, &kept, &res));
+	EXPECT_EQ(0, res.applied);
+	EXPECT_EQ(1, reverted);
+	EXPECT_EQ(0, kept);
+	EXPECT_TRUE(page_has(self->mem, 2, pat(1, 2)));
+
+	/*
+	 * The same call from CPL 0 is taken: the refusal was the CPL's. KVM
+	 * itself still answers -KVM_ENOSYS: the service lives outside it.
+	 */
+	vcpu_set_entry(self->vcpu, guest_hc_one, 4, VM_TEST_GPA + 2 * PG, PG,
+		       VM_TEST_GPA, 2);
+	EXPECT_EQ((uint64_t)-1000 /* -KVM_ENOSYS */, run_guest(self->vcpu));
+	EXPECT_EQ(1, hc_stat(getpid(), "accepted"));
+	ASSERT_EQ(0, vmreset_hc_vm_revert(self->nl, id, -1, 0, &reverted, &kept, &res));
+	EXPECT_EQ(1, res.applied);
+	EXPECT_EQ(1, kept);
+	EXPECT_EQ(0xabc ^ 2, *(uint64_t *)(self->mem + 2 * PG));
+}
+
 /* A VM that is not attached (here: another VMM's) changes nothing. */
 TEST_F(bpf, hypercall_from_unattached_vm_ignored)
 {
