@@ -23,6 +23,8 @@
 #include <bpf/libbpf.h>
 #include <json-c/json.h>
 #include "vmreset_bpf.h"
+#include "tool.h"
+#include "util.h"
 #include "hc.h"
 #include "hc.skel.h"
 
@@ -31,25 +33,8 @@
 static const char *prog = "vmreset-hc";
 static bool json;
 
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail(const char *fmt, ...)
-{
-	va_list ap;
+#define fail(...)	vmr_err(prog, 1, __VA_ARGS__)
 
-	fprintf(stderr, "%s: ", prog);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return 1;
-}
-
-static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
-{
-	if (level == LIBBPF_DEBUG && !getenv("VMRESET_BPF_DEBUG"))
-		return 0;
-	return vfprintf(stderr, fmt, ap);
-}
 
 /* bpffs at /sys/fs/bpf, mounting it if nobody did (as bpftool does). */
 static int ensure_bpffs(void)
@@ -335,7 +320,7 @@ int main(int argc, char **argv)
 	err = vmreset_bpf_check_privilege();
 	if (err)
 		return fail("%s", err == -EPERM ? VMRESET_BPF_PRIV_MSG : strerror(-err));
-	libbpf_set_print(libbpf_print);
+	libbpf_set_print(vmr_libbpf_print);
 	const char *cmd = argv[optind];
 	int nargs = argc - optind - 1;
 

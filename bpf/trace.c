@@ -23,6 +23,8 @@
 #include <bpf/libbpf.h>
 #include <json-c/json.h>
 #include "vmreset_bpf.h"
+#include "tool.h"
+#include "util.h"
 #include "trace.h"
 #include "trace.skel.h"
 
@@ -42,25 +44,8 @@ static struct {
 static bool svm;		/* exit codes are SVM's, else VMX's */
 static struct vmreset_profile profile;
 
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail(const char *fmt, ...)
-{
-	va_list ap;
+#define fail(...)	vmr_err(prog, 1, __VA_ARGS__)
 
-	fprintf(stderr, "%s: ", prog);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return 1;
-}
-
-static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
-{
-	if (level == LIBBPF_DEBUG && !getenv("VMRESET_BPF_DEBUG"))
-		return 0;
-	return vfprintf(stderr, fmt, ap);
-}
 
 static void on_signal(int sig)
 {
@@ -734,7 +719,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	svm = !access("/sys/module/kvm_amd", F_OK);
-	libbpf_set_print(libbpf_print);
+	libbpf_set_print(vmr_libbpf_print);
 	vmreset_profile_init(&profile);
 
 	skel = trace_bpf__open();

@@ -5,6 +5,7 @@
  * caller forgetting to look at the end pointer); these accept none.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include "util.h"
 
@@ -104,4 +105,22 @@ int vmr_parse_size(const char *s, uint64_t *out)
 int vmr_cmp_id(const void *a, const void *b)
 {
 	return memcmp(a, b, VMR_ID_LEN);
+}
+
+int vmr_verr(const char *prog, int status, const char *fmt, va_list ap)
+{
+	fprintf(stderr, "%s: ", prog);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	return status;
+}
+
+int vmr_err(const char *prog, int status, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	status = vmr_verr(prog, status, fmt, ap);
+	va_end(ap);
+	return status;
 }

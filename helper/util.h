@@ -13,6 +13,7 @@
 #ifndef VMRESET_UTIL_H
 #define VMRESET_UTIL_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,5 +36,14 @@ int vmr_parse_size(const char *s, uint64_t *out);
 
 /* qsort()/bsearch() order of VMR_ID_LEN-byte IDs: memcmp() order. */
 int vmr_cmp_id(const void *a, const void *b);
+
+/*
+ * "PROG: message" and a newline on stderr, for the tools' one error format;
+ * returns @status so that a command can end with `return vmr_err(...)`.
+ */
+int vmr_err(const char *prog, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+int vmr_verr(const char *prog, int status, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
 
 #endif /* VMRESET_UTIL_H */

@@ -31,18 +31,7 @@ struct cmd {
 	const char *help;
 };
 
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "%s: ", prog);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return 2;
-}
+#define usage_error(...)	vmr_err(prog, 2, __VA_ARGS__)
 
 static int op_error(const char *what, const char *obj, int err)
 {

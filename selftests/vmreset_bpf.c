@@ -505,6 +505,19 @@ static void hc_load(FIXTURE_DATA(bpf) *self)
 }
 
 /* The service's counters of the VMs of @pid, summed. */
+/* The service loaded, the VM attached and snapshotted (pages pat(1, i) if @fill). */
+static uint32_t hc_snapshot(FIXTURE_DATA(bpf) *self, bool fill)
+{
+	uint32_t id = 0;
+
+	hc_load(self);
+	for (uint64_t i = 0; fill && i < NPAGES; i++)
+		fill_page(self->mem, i, pat(1, i));
+	ASSERT_EQ(0, vmreset_nl_vm_attach(self->nl, self->vm->fd, &id));
+	ASSERT_EQ(0, vmreset_nl_vm_snapshot(self->nl, id, NULL));
+	return id;
+}
+
 static uint64_t hc_stat(pid_t pid, const char *key)
 {
 	struct json_object *arr;
@@ -540,11 +553,7 @@ TEST_F(bpf, hypercall_range_kept_across_revert)
 	uint64_t reverted, kept;
 	uint32_t id;
 
-	hc_load(self);
-	for (uint64_t i = 0; i < NPAGES; i++)
-		fill_page(self->mem, i, pat(1, i));
-	ASSERT_EQ(0, vmreset_nl_vm_attach(self->nl, self->vm->fd, &id));
-	ASSERT_EQ(0, vmreset_nl_vm_snapshot(self->nl, id, NULL));
+	id = hc_snapshot(self, true);
 
 	/* Keep page 2; write pages 1, 2, 3. */
 	set_req(self->params, VM_TEST_GPA + 2 * PG, PG, 0, 0);
@@ -587,9 +596,7 @@ TEST_F(bpf, hypercall_bad_arguments_counted)
 	uint32_t id;
 	int n = 0;
 
-	hc_load(self);
-	ASSERT_EQ(0, vmreset_nl_vm_attach(self->nl, self->vm->fd, &id));
-	ASSERT_EQ(0, vmreset_nl_vm_snapshot(self->nl, id, NULL));
+	id = hc_snapshot(self, false);
 	set_req(l + 4 * n++, VM_TEST_GPA + 1, PG, 0, 0);		/* unaligned address */
 	set_req(l + 4 * n++, VM_TEST_GPA, 100, 0, 0);			/* unaligned length */
 	set_req(l + 4 * n++, VM_TEST_GPA, 0, 0, 0);			/* empty */
@@ -643,11 +650,7 @@ TEST_F(bpf, hypercall_from_user_mode_refused)
 	uint64_t reverted, kept;
 	uint32_t id;
 
-	hc_load(self);
-	for (uint64_t i = 0; i < NPAGES; i++)
-		fill_page(self->mem, i, pat(1, i));
-	ASSERT_EQ(0, vmreset_nl_vm_attach(self->nl, self->vm->fd, &id));
-	ASSERT_EQ(0, vmreset_nl_vm_snapshot(self->nl, id, NULL));
+	id = hc_snapshot(self, true);
 
 	vcpu_set_entry(self->vcpu, guest_hc_one, 4, VM_TEST_GPA + 2 * PG, PG,
 		       VM_TEST_GPA, 2);
@@ -686,11 +689,7 @@ TEST_F(bpf, hypercall_from_unattached_vm_ignored)
 	uint32_t id;
 	pid_t pid;
 
-	hc_load(self);
-	for (uint64_t i = 0; i < NPAGES; i++)
-		fill_page(self->mem, i, pat(1, i));
-	ASSERT_EQ(0, vmreset_nl_vm_attach(self->nl, self->vm->fd, &id));
-	ASSERT_EQ(0, vmreset_nl_vm_snapshot(self->nl, id, NULL));
+	id = hc_snapshot(self, true);
 	pid = fork();
 	ASSERT_LE(0, pid);
 	if (!pid) {
@@ -727,11 +726,7 @@ TEST_F(bpf, hypercall_from_second_vm_of_the_vmm)
 	struct kvm_vm *vm2;
 	uint32_t id;
 
-	hc_load(self);
-	for (uint64_t i = 0; i < NPAGES; i++)
-		fill_page(self->mem, i, pat(1, i));
-	ASSERT_EQ(0, vmreset_nl_vm_attach(self->nl, self->vm->fd, &id));
-	ASSERT_EQ(0, vmreset_nl_vm_snapshot(self->nl, id, NULL));
+	id = hc_snapshot(self, true);
 	vm2 = vm_create();
 	vm_add_slot(vm2, 1, VM_TEST_GPA, NPAGES * PG, self->mem, 0);
 	vm_add_slot(vm2, 2, PARAM_GPA, PARAM_SIZE, self->params, 0);
