@@ -13,6 +13,7 @@
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1140,6 +1141,86 @@ TEST_F_TIMEOUT(store, vmresetfs_revert_during_save, 300)
 	ASSERT_EQ(1, WEXITSTATUS(status));
 	ASSERT_EQ(0, sh("grep -q 'snapshotted or reverted during the save: nothing saved' %s", err));
 	ASSERT_EQ(1, sh("test -e %s/manifests/mid", self->s));
+	close(fd);
+	umount(mnt);
+}
+
+static int hot_op(int fd, __u32 op, uint64_t off, uint64_t len)
+{
+	struct vmreset_range r = { .offset = off, .length = len };
+	struct vmreset_hot h = { .op = op, .nr = 1, .ranges = (uintptr_t)&r };
+
+	return ioctl(fd, VMRESET_IOC_HOT, &h);
+}
+
+/*
+ * DIRTY lists a hot page only while it differs from its snapshot copy.
+ * Snapshot, write hot page H, save the base, write H back to its snapshot
+ * content, write Y, save --base: before the store read the hot list too,
+ * only Y was read and H came back from the base with the content it had
+ * when the base was saved. A hot page demoted after the base (HOT_DEL)
+ * is in neither list: that base must be refused.
+ */
+TEST_F_TIMEOUT(store, vmresetfs_hot_page_written_back, 300)
+{
+	struct vmreset_snapshot snap = { 0 };
+	struct vmreset_revert rev = { 0 };
+	struct vmreset_stats vs = { .size = sizeof(vs) };
+	char mnt[256], f[300], out[8192];
+	unsigned char *m;
+	int fd, ret;
+
+	ret = vmr_mount(self, mnt, sizeof(mnt));
+	if (ret == 1)
+		SKIP(return, "no vmresetfs here");
+	ASSERT_EQ(0, ret);
+	fd = vmr_file(mnt, "vm.ram", f, sizeof(f));
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(0, hot_op(fd, VMRESET_HOT_ADD, 10 * 4096, 4096));	/* H */
+	ASSERT_EQ(0, hot_op(fd, VMRESET_HOT_ADD, 40 * 4096, 4096));	/* H2 */
+	ASSERT_EQ(0, ioctl(fd, VMRESET_IOC_SNAPSHOT, &snap));
+	ASSERT_EQ(0, ioctl(fd, VMRESET_IOC_STATS, &vs));
+	ASSERT_EQ(2, vs.hot_pages);
+	m = mmap(NULL, 4 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ASSERT_NE(MAP_FAILED, m);
+	m[10 * 4096 + 5] ^= 0x55;
+	ASSERT_EQ(0, st("save %s %s --key %s --name base >/dev/null", f, self->s, self->k));
+	m[10 * 4096 + 5] ^= 0x55;		/* H back to its snapshot content */
+	m[20 * 4096] ^= 0x55;			/* Y */
+	ASSERT_EQ(0, st_line(out, sizeof(out), "save %s %s --key %s --name inc --base base",
+			     f, self->s, self->k));
+	ASSERT_EQ(0, st("load %s inc %s/inc.out --key %s >/dev/null", self->s, self->dir, self->k));
+	ASSERT_EQ(0, sh("cmp %s %s/inc.out", f, self->dir)) TH_LOG("%s", out);
+	/* Only the hot pages and Y were read: H (the base's copy differs) and Y are new. */
+	ASSERT_NONNULL(strstr(out, " 2 new, 0 deduplicated")) TH_LOG("%s", out);
+
+	/* H2 changed at the base, changed back, then demoted: in neither list. */
+	ASSERT_EQ(0, st("save %s %s --key %s --name base2 >/dev/null", f, self->s, self->k));
+	m[40 * 4096] ^= 0x55;
+	ASSERT_EQ(0, st("save %s %s --key %s --name base3 >/dev/null", f, self->s, self->k));
+	m[40 * 4096] ^= 0x55;
+	ASSERT_EQ(0, hot_op(fd, VMRESET_HOT_DEL, 40 * 4096, 4096));
+	ASSERT_EQ(1, st("save %s %s --key %s --name inc3 --base base3 2>%s/err",
+			f, self->s, self->k, self->dir));
+	ASSERT_EQ(0, sh("grep -q \"hot pages of '.*' were demoted since base 'base3'\" %s/err",
+			self->dir));
+	ASSERT_EQ(1, sh("test -e %s/manifests/inc3", self->s));
+	/* A revert after the base is still refused, hot pages or not. */
+	ASSERT_EQ(0, st("save %s %s --key %s --name base4 >/dev/null", f, self->s, self->k));
+	ASSERT_EQ(0, ioctl(fd, VMRESET_IOC_REVERT, &rev));
+	ASSERT_EQ(1, st("save %s %s --key %s --name inc4 --base base4 2>%s/err",
+			f, self->s, self->k, self->dir));
+	ASSERT_EQ(0, sh("grep -q 'the dirty list no longer covers' %s/err", self->dir));
+	/* Saved on a fresh base after the revert, it round-trips. */
+	ASSERT_EQ(0, st("save %s %s --key %s --name base5 >/dev/null", f, self->s, self->k));
+	m[10 * 4096 + 5] ^= 0x55;
+	ASSERT_EQ(0, st("save %s %s --key %s --name base6 >/dev/null", f, self->s, self->k));
+	m[10 * 4096 + 5] ^= 0x55;
+	ASSERT_EQ(0, st("save %s %s --key %s --name inc6 --base base6 >/dev/null",
+			f, self->s, self->k));
+	ASSERT_EQ(0, st("load %s inc6 %s/inc6.out --key %s >/dev/null", self->s, self->dir, self->k));
+	ASSERT_EQ(0, sh("cmp %s %s/inc6.out", f, self->dir));
+	munmap(m, 4 << 20);
 	close(fd);
 	umount(mnt);
 }

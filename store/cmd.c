@@ -519,8 +519,17 @@ static int read_dirty_file(const struct vmrs_opts *o, uint8_t *dirty, uint64_t n
 	return 0;
 }
 
-static int read_dirty_ioctl(const char *file, int fd, uint8_t *dirty, uint64_t nblocks,
-			    uint32_t bs)
+/*
+ * The pages a save --base must read: DIRTY lists the pages written since
+ * the last snapshot or revert, but a hot page only while it differs from
+ * its snapshot copy; one changed when the base was saved and changed back
+ * since is in no dirty list, yet differs from the base. So every page hot
+ * now is read too. A page hot at the base and demoted since is in neither
+ * list; check_base_ident refuses a base when the file's demotion counter
+ * moved, so every page hot at any time since the base is hot now.
+ */
+static int read_list_ioctl(const char *file, int fd, unsigned long req, const char *what,
+			   uint8_t *dirty, uint64_t nblocks, uint32_t bs)
 {
 	struct vmreset_range r[1024];
 	struct vmreset_range_list l = { .cursor = 0 };
@@ -528,14 +537,26 @@ static int read_dirty_ioctl(const char *file, int fd, uint8_t *dirty, uint64_t n
 	do {
 		l.ranges = (uintptr_t)r;
 		l.nr = 1024;
-		if (ioctl(fd, VMRESET_IOC_DIRTY, &l)) {
-			vmrs_err("'%s': no dirty list: %s", file, strerror(errno));
+		if (ioctl(fd, req, &l)) {
+			vmrs_err("'%s': no %s list: %s", file, what, strerror(errno));
 			return -1;
 		}
 		for (uint32_t k = 0; k < l.nr; k++)
 			mark(dirty, nblocks, bs, r[k].offset, r[k].length);
 	} while (l.cursor != VMRESET_CURSOR_END && l.nr);
 	return 0;
+}
+
+static int read_dirty_ioctl(const char *file, int fd, uint8_t *dirty, uint64_t nblocks,
+			    uint32_t bs)
+{
+	struct vmreset_features f = { .size = sizeof(f) };
+
+	if (read_list_ioctl(file, fd, VMRESET_IOC_DIRTY, "dirty", dirty, nblocks, bs))
+		return -1;
+	if (ioctl(fd, VMRESET_IOC_FEATURES, &f) || !(f.features & VMRESET_FEATURE_HOT))
+		return 0;	/* a module without hot pages: DIRTY is exact */
+	return read_list_ioctl(file, fd, VMRESET_IOC_HOT_LIST, "hot page", dirty, nblocks, bs);
 }
 
 static int read_preserved(const char *file, int fd, struct vmrs_manifest *m)
@@ -594,6 +615,8 @@ static bool file_ident(int fd, const struct stat *st, struct vmrs_ident *id, boo
 	id->obj_id = vs.id;
 	id->snapshots = vs.snapshots;
 	id->reverts = vs.reverts;
+	id->hot_demotions = vs.hot_demotions;
+	id->has_hot = true;
 	return true;
 }
 
@@ -623,6 +646,16 @@ static int check_base_ident(const char *file, const char *base_name,
 			 "which is now at snapshot %" PRIu64 ", revert %" PRIu64 ": the dirty list "
 			 "no longer covers the changes since the base; save without --base",
 			 base_name, b->snapshots, b->reverts, file, cur->snapshots, cur->reverts);
+		return -1;
+	}
+	/*
+	 * A base saved before demotions were recorded is only complete while
+	 * the file never demoted a hot page.
+	 */
+	if (b->has_hot ? b->hot_demotions != cur->hot_demotions : cur->hot_demotions != 0) {
+		vmrs_err("hot pages of '%s' were demoted since base '%s' was saved (a demoted "
+			 "page that changed back is in no dirty list): save without --base",
+			 file, base_name);
 		return -1;
 	}
 	return 0;

@@ -30,8 +30,10 @@ const char *vmrs_salt_names[] = { "user", "time", "location", "mix", NULL };
 #define MAN_FIXED	96	/* magic .. nrefs */
 #define BODY_FIXED	48
 #define IDENT_LEN	56
+#define IDENT_LEN2	64	/* with MF_HOTDEM: + u64 hot_demotions */
 #define MF_INCREMENTAL	1U
 #define MF_IDENT	2U
+#define MF_HOTDEM	4U
 #define KEY_MAGIC	"VMRSKEY1"
 #define KEY_FILE_LEN	(8 + VMRS_KEY_LEN + 8)
 
@@ -598,7 +600,7 @@ int vmrs_manifest_write(const struct vmrs_store *s, const uint8_t key[VMRS_KEY_L
 	uint64_t nent = 0, nrefs = 0;
 	size_t esz, plen, olen, nl = strlen(m->h.name), bl;
 	uint8_t (*refs)[VMRS_HASH_LEN] = NULL, *plain = NULL, *out = NULL, *p;
-	uint8_t ident[IDENT_LEN] = { 0 };
+	uint8_t ident[IDENT_LEN2] = { 0 };
 	char dir[PATH_MAX], path[PATH_MAX];
 	int ret = -ENOMEM;
 
@@ -647,7 +649,7 @@ int vmrs_manifest_write(const struct vmrs_store *s, const uint8_t key[VMRS_KEY_L
 		    memcmp(&m->e[i], &base->e[i], sizeof(m->e[i])))
 			nent++;
 	refs = malloc((nent + 1) * VMRS_HASH_LEN);
-	plen = BODY_FIXED + IDENT_LEN + nent * esz +
+	plen = BODY_FIXED + IDENT_LEN2 + nent * esz +
 	       m->nranges * sizeof(struct vmrs_range) + m->blob_len;
 	plain = malloc(plen);
 	if (!refs || !plain)
@@ -658,17 +660,18 @@ int vmrs_manifest_write(const struct vmrs_store *s, const uint8_t key[VMRS_KEY_L
 	b.nblocks = m->nblocks;
 	b.nentries = nent;
 	b.blob_len = m->blob_len;
-	b.flags = (base ? MF_INCREMENTAL : 0) | (m->has_ident ? MF_IDENT : 0);
+	b.flags = (base ? MF_INCREMENTAL : 0) | (m->has_ident ? MF_IDENT : 0) | MF_HOTDEM;
 	b.salt_index = m->salt_index;
 	if (m->has_ident) {
 		memcpy(ident, m->ident.boot_id, 16);
 		memcpy(ident + 16, &m->ident.dev, 40);
+		memcpy(ident + 56, &m->ident.hot_demotions, 8);
 	}
 	p = plain;
 	memcpy(p, &b, BODY_FIXED);
 	p += BODY_FIXED;
-	memcpy(p, ident, IDENT_LEN);
-	p += IDENT_LEN;
+	memcpy(p, ident, IDENT_LEN2);
+	p += IDENT_LEN2;
 	for (uint64_t i = 0; i < m->nblocks; i++) {
 		if (base && i < base->nblocks &&
 		    !memcmp(&m->e[i], &base->e[i], sizeof(m->e[i])))
@@ -790,7 +793,7 @@ static int read_one(const struct vmrs_store *s, const char *name,
 	struct man_body b;
 	uint8_t *buf, *plain = NULL, *p, *nonce, digest[VMRS_HASH_LEN];
 	uint64_t plen;
-	size_t len, off, esz, need;
+	size_t len, off, esz, need, ilen;
 	int ret = -1;
 
 	memset(m, 0, sizeof(*m));
@@ -829,6 +832,9 @@ static int read_one(const struct vmrs_store *s, const char *name,
 		goto err;
 	}
 	memcpy(&b, plain, BODY_FIXED);
+	ilen = (b.flags & MF_HOTDEM) ? IDENT_LEN2 : IDENT_LEN;
+	if (plen < BODY_FIXED + ilen)
+		goto bad;
 	esz = (b.flags & MF_INCREMENTAL) ? 8 + sizeof(struct vmrs_entry) :
 					   sizeof(struct vmrs_entry);
 	if (!b.block_size || b.nentries > plen / esz || b.nranges > plen ||
@@ -836,7 +842,7 @@ static int read_one(const struct vmrs_store *s, const char *name,
 	    b.nblocks != (b.size + b.block_size - 1) / b.block_size ||
 	    !(b.flags & MF_INCREMENTAL) != !m->h.base[0])
 		goto bad;
-	need = BODY_FIXED + IDENT_LEN + b.nentries * esz +
+	need = BODY_FIXED + ilen + b.nentries * esz +
 	       (size_t)b.nranges * sizeof(struct vmrs_range) + b.blob_len;
 	if (need != plen)
 		goto bad;
@@ -850,7 +856,11 @@ static int read_one(const struct vmrs_store *s, const char *name,
 	m->has_ident = b.flags & MF_IDENT;
 	memcpy(m->ident.boot_id, p, 16);
 	memcpy(&m->ident.dev, p + 16, 40);
-	p += IDENT_LEN;
+	/* Older manifests did not record demotions of hot pages. */
+	m->ident.has_hot = b.flags & MF_HOTDEM;
+	if (m->ident.has_hot)
+		memcpy(&m->ident.hot_demotions, p + 56, 8);
+	p += ilen;
 	m->e = calloc(m->nblocks + 1, sizeof(struct vmrs_entry));
 	m->ranges = malloc(m->nranges * sizeof(struct vmrs_range) + 1);
 	m->blob = malloc((size_t)m->blob_len + 1);	/* u32 + 1 wraps to 0 */

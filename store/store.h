@@ -46,6 +46,8 @@ struct vmrs_range {
 struct vmrs_ident {
 	uint8_t boot_id[16];
 	uint64_t dev, ino, obj_id, snapshots, reverts;
+	uint64_t hot_demotions;	/* valid if has_hot (manifests since the hot-page fix) */
+	bool has_hot;
 };
 
 /* The clear, authenticated part of a manifest (no key needed to read it). */
