@@ -28,8 +28,13 @@ struct vmr_vm {
 	u64 snapshots, reverts, reverted_pages;
 };
 
-/* A vmresetfs file behind a memslot, with a reference on its inode. */
+/*
+ * A vmresetfs file behind a memslot. We hold the file, not only its inode:
+ * the file keeps the mount and so the superblock alive, and an unmount
+ * (umount -l) that runs meanwhile finishes when we let go.
+ */
 struct vmr_slot {
+	struct file *file;
 	struct vmr_inode *vi;
 	u64 gpa;
 	pgoff_t start, nr;		/* file pages */
@@ -250,23 +255,20 @@ static int vmr_vm_slots(struct vmr_vm *vm, struct vmr_slot **out)
 	kvm_for_each_memslot(slot, bkt, slots) {
 		unsigned long hva = slot->userspace_addr;
 		struct vm_area_struct *vma = vma_lookup(vm->mm, hva);
-		struct inode *inode;
 		pgoff_t nr;
 
 		if (!vma || !vma->vm_file || !vmr_is_vmr_file(vma->vm_file))
 			continue;
-		inode = igrab(file_inode(vma->vm_file));
-		if (!inode)
-			continue;
 		ns = krealloc(s, (n + 1) * sizeof(*s), GFP_KERNEL);
 		if (!ns) {
-			iput(inode);
 			err = -ENOMEM;
 			break;
 		}
 		s = ns;
 		nr = min_t(u64, slot->npages, (vma->vm_end - hva) >> PAGE_SHIFT);
-		s[n].vi = VMR_I(inode);
+		/* The VMA holds the file while we hold mmap_lock. */
+		s[n].file = get_file(vma->vm_file);
+		s[n].vi = VMR_I(file_inode(vma->vm_file));
 		s[n].gpa = (u64)slot->base_gfn << PAGE_SHIFT;
 		s[n].start = vma->vm_pgoff + ((hva - vma->vm_start) >> PAGE_SHIFT);
 		s[n].nr = nr;
@@ -282,7 +284,7 @@ static int vmr_vm_slots(struct vmr_vm *vm, struct vmr_slot **out)
 static void vmr_put_slots(struct vmr_slot *s, int n)
 {
 	while (n--)
-		iput(&s[n].vi->vfs_inode);
+		fput(s[n].file);
 	kfree(s);
 }
 
