@@ -47,20 +47,30 @@ void vmr_obj_unregister(struct vmr_inode *vi)
  */
 static struct vmr_inode *vmr_obj_get(u64 id)
 {
-	struct vmr_inode *vi;
 	struct super_block *sb;
+	struct vmr_inode *vi;
 
 	rcu_read_lock();
 	vi = xa_load(&vmr_objects, id);
-	if (vi) {
-		sb = vi->vfs_inode.i_sb;
-		if (!atomic_inc_not_zero(&sb->s_active)) {
-			vi = NULL;
-		} else if (!igrab(&vi->vfs_inode)) {
-			atomic_dec(&sb->s_active);	/* cannot be the last */
-			vi = NULL;
-		}
+	if (!vi)
+		goto out;
+	sb = vi->vfs_inode.i_sb;
+	if (!atomic_inc_not_zero(&sb->s_active)) {
+		vi = NULL;
+		goto out;
 	}
+	if (!igrab(&vi->vfs_inode)) {
+		rcu_read_unlock();
+		/*
+		 * The inode is being evicted. An unmount may have dropped
+		 * its reference meanwhile, so ours can be the superblock's
+		 * last: only deactivate_super() shuts it down then (and it
+		 * sleeps, so not under RCU).
+		 */
+		deactivate_super(sb);
+		return NULL;
+	}
+out:
 	rcu_read_unlock();
 	return vi;
 }
