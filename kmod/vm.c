@@ -29,9 +29,10 @@ struct vmr_vm {
 };
 
 /*
- * A vmresetfs file behind a memslot. We hold the file, not only its inode:
- * the file keeps the mount and so the superblock alive, and an unmount
- * (umount -l) that runs meanwhile finishes when we let go.
+ * A run of a vmresetfs file's pages behind (part of) a memslot. We hold the
+ * file, not only its inode: the file keeps the mount and so the superblock
+ * alive, and an unmount (umount -l) that runs meanwhile finishes when we
+ * let go.
  */
 struct vmr_slot {
 	struct file *file;
@@ -236,56 +237,110 @@ int vmr_nl_vm_detach_doit(struct sk_buff *skb, struct genl_info *info)
 	return 0;
 }
 
-/*
- * The vmresetfs files behind the VM's memslots (address space 0). Returns
- * how many, or a negative errno; vmr_put_slots() releases them.
- */
-static int vmr_vm_slots(struct vmr_vm *vm, struct vmr_slot **out)
+static void vmr_put_slots(struct vmr_slot *s, int n)
 {
-	struct kvm_memory_slot *slot;
+	while (n--)
+		fput(s[n].file);
+	kfree(s);
+}
+
+/* Append a part to *@s (growing it); false on ENOMEM. */
+static bool vmr_add_part(struct vmr_slot **s, int *n, struct vm_area_struct *vma,
+			 u64 gpa, unsigned long lo, unsigned long hi)
+{
+	struct vmr_inode *vi = VMR_I(file_inode(vma->vm_file));
+	pgoff_t start = vma->vm_pgoff + ((lo - vma->vm_start) >> PAGE_SHIFT);
+	pgoff_t nr = (hi - lo) >> PAGE_SHIFT;
+	struct vmr_slot *p = *n ? &(*s)[*n - 1] : NULL, *ns;
+
+	/* The next pages of the same file at the next addresses (a split VMA). */
+	if (p && p->vi == vi && p->gpa + ((u64)p->nr << PAGE_SHIFT) == gpa &&
+	    p->start + p->nr == start) {
+		p->nr += nr;
+		return true;
+	}
+	ns = krealloc(*s, (*n + 1) * sizeof(**s), GFP_KERNEL);
+	if (!ns)
+		return false;
+	*s = ns;
+	/* The VMA holds the file while we hold mmap_lock. */
+	ns[*n] = (struct vmr_slot){
+		.file = get_file(vma->vm_file),
+		.vi = vi,
+		.gpa = gpa,
+		.start = start,
+		.nr = nr,
+	};
+	(*n)++;
+	return true;
+}
+
+/*
+ * The vmresetfs memory behind the VM's memslots (address space 0), in
+ * guest-physical order: one part per run of a file's pages, whatever the
+ * VMAs a memslot spans. A memslot without vmresetfs memory is left out; one
+ * only partly backed by it (other memory, holes) fails with EINVAL when
+ * @extack is given (an operation there would miss part of the VM) and
+ * contributes its vmresetfs parts otherwise. Returns how many parts, or a
+ * negative errno; vmr_put_slots() releases them.
+ */
+static int vmr_vm_slots(struct vmr_vm *vm, struct vmr_slot **out,
+			struct netlink_ext_ack *extack)
+{
+	struct kvm_memslot_iter iter;
 	struct kvm_memslots *slots;
-	struct vmr_slot *s = NULL, *ns;
-	int n = 0, bkt, idx, err = 0;
+	struct vmr_slot *s = NULL;
+	int n = 0, idx, err = 0;
 
 	if (!mmget_not_zero(vm->mm))
 		return -ESRCH;
 	mmap_read_lock(vm->mm);
 	idx = srcu_read_lock(&vm->kvm->srcu);
 	slots = __kvm_memslots(vm->kvm, 0);
-	kvm_for_each_memslot(slot, bkt, slots) {
-		unsigned long hva = slot->userspace_addr;
-		struct vm_area_struct *vma = vma_lookup(vm->mm, hva);
-		pgoff_t nr;
+	kvm_for_each_memslot_in_gfn_range(&iter, slots, 0, U64_MAX) {
+		struct kvm_memory_slot *slot = iter.slot;
+		unsigned long hva = slot->userspace_addr, next = hva;
+		unsigned long end = hva + (slot->npages << PAGE_SHIFT);
+		u64 gpa = (u64)slot->base_gfn << PAGE_SHIFT;
+		VMA_ITERATOR(vmi, vm->mm, hva);
+		struct vm_area_struct *vma;
+		bool other = false;
+		int first = n;
 
-		if (!vma || !vma->vm_file || !vmr_is_vmr_file(vma->vm_file))
-			continue;
-		ns = krealloc(s, (n + 1) * sizeof(*s), GFP_KERNEL);
-		if (!ns) {
-			err = -ENOMEM;
-			break;
+		for_each_vma_range(vmi, vma, end) {
+			unsigned long lo = max(hva, vma->vm_start);
+			unsigned long hi = min(end, vma->vm_end);
+
+			if (vma->vm_start > next)
+				other = true;		/* a hole */
+			next = vma->vm_end;
+			if (!vma->vm_file || !vmr_is_vmr_file(vma->vm_file)) {
+				other = true;
+				continue;
+			}
+			if (!vmr_add_part(&s, &n, vma, gpa + (lo - hva), lo, hi)) {
+				err = -ENOMEM;
+				goto out;
+			}
 		}
-		s = ns;
-		nr = min_t(u64, slot->npages, (vma->vm_end - hva) >> PAGE_SHIFT);
-		/* The VMA holds the file while we hold mmap_lock. */
-		s[n].file = get_file(vma->vm_file);
-		s[n].vi = VMR_I(file_inode(vma->vm_file));
-		s[n].gpa = (u64)slot->base_gfn << PAGE_SHIFT;
-		s[n].start = vma->vm_pgoff + ((hva - vma->vm_start) >> PAGE_SHIFT);
-		s[n].nr = nr;
-		n++;
+		if (next < end)
+			other = true;
+		if (other && n > first && extack) {
+			NL_SET_ERR_MSG(extack, "a memslot is only partly vmresetfs memory");
+			err = -EINVAL;
+			goto out;
+		}
 	}
+out:
 	srcu_read_unlock(&vm->kvm->srcu, idx);
 	mmap_read_unlock(vm->mm);
 	mmput(vm->mm);
 	*out = s;
+	if (err) {
+		vmr_put_slots(s, n);
+		*out = NULL;
+	}
 	return err ?: n;
-}
-
-static void vmr_put_slots(struct vmr_slot *s, int n)
-{
-	while (n--)
-		fput(s[n].file);
-	kfree(s);
 }
 
 /* Is s[i]'s file also behind an earlier slot? (Act on each file once.) */
@@ -312,7 +367,7 @@ static int vmr_vm_prepare(struct genl_info *info, struct vmr_vm **vmp,
 		mutex_unlock(&vmr_vms_lock);
 		return PTR_ERR(vm);
 	}
-	n = vmr_vm_slots(vm, sp);
+	n = vmr_vm_slots(vm, sp, info->extack);
 	if (n < 0) {
 		mutex_unlock(&vmr_vms_lock);
 		return n;
@@ -466,7 +521,7 @@ static int vmr_put_vm(struct sk_buff *skb, struct vmr_vm *vm)
 	    nla_put_u64_64bit(skb, VMRESET_A_REVERTED_PAGES, vm->reverted_pages,
 			      VMRESET_A_PAD))
 		return -EMSGSIZE;
-	n = vmr_vm_slots(vm, &s);
+	n = vmr_vm_slots(vm, &s, NULL);
 	if (n < 0)
 		return 0;	/* the VMM is exiting: no memslots to show */
 	nest = nla_nest_start(skb, VMRESET_A_SLOTS);
