@@ -731,6 +731,13 @@ struct genl_family vmr_genl_family __ro_after_init = {
 	.name		= VMRESET_GENL_NAME,
 	.version	= VMRESET_GENL_VERSION,
 	.module		= THIS_MODULE,
+	/*
+	 * Without genl_mutex: a VM revert can take long, and would hold up
+	 * every generic netlink family of the host. Objects are serialised
+	 * by their inode's locks, VMs by their own lock, the registries by
+	 * theirs.
+	 */
+	.parallel_ops	= true,
 	.ops		= vmr_genl_ops,
 	.n_ops		= ARRAY_SIZE(vmr_genl_ops),
 	.resv_start_op	= VMRESET_CMD_MAX + 1,

@@ -7,6 +7,7 @@
  * VMM's address space is torn down (an MMU notifier's ->release), or when
  * ours is the last reference to the VM (polled: KVM has no destroy hook).
  */
+#include <linux/kref.h>
 #include <linux/kvm_host.h>
 #include <linux/mmu_notifier.h>
 #include <linux/sched/mm.h>
@@ -14,7 +15,16 @@
 #include <net/genetlink.h>
 #include "vmreset.h"
 
+/*
+ * An attachment. @ref counts the registry's reference (dropped by whoever
+ * unlinks the VM) and one per operation in flight; the last one lets go
+ * of the VM and the mm. @lock serialises the VM-level operations, so that
+ * one VM's SNAPSHOT, REVERT and PRESERVE do not interleave file by file,
+ * while other VMs' operations and the rest of generic netlink go on.
+ */
 struct vmr_vm {
+	struct kref ref;
+	struct mutex lock;
 	u32 id;
 	pid_t pid;
 	kuid_t uid;
@@ -24,8 +34,8 @@ struct vmr_vm {
 	struct delayed_work poll;
 	bool mm_gone;
 	bool detaching;			/* under vmr_vms_lock */
-	struct list_head exit_link;			/* under vmr_vms_lock */
-	u64 snapshots, reverts, reverted_pages;
+	struct list_head exit_link;	/* under vmr_vms_lock */
+	atomic64_t snapshots, reverts, reverted_pages;
 };
 
 /*
@@ -65,17 +75,32 @@ static bool vmr_vm_unlink(struct vmr_vm *vm)
 	return true;
 }
 
-static void vmr_vm_teardown(struct vmr_vm *vm, bool from_poll)
+/* The last reference: operations in flight are done. Not under vmr_vms_lock. */
+static void vmr_vm_release(struct kref *ref)
 {
-	vmr_notify_vm(VMRESET_CMD_VM_DETACH_NTF, vm->id, vm->pid);
+	struct vmr_vm *vm = container_of(ref, struct vmr_vm, ref);
+
 	/* Waits out a ->release in flight, which may have requeued the poll. */
 	mmu_notifier_unregister(&vm->mn, vm->mm);
-	if (from_poll)
+	if (current_work() == &vm->poll.work)
 		cancel_delayed_work(&vm->poll);	/* not ourselves: a requeue */
 	else
 		cancel_delayed_work_sync(&vm->poll);
 	kvm_put_kvm(vm->kvm);
+	mutex_destroy(&vm->lock);
 	kfree(vm);
+}
+
+static void vmr_vm_put(struct vmr_vm *vm)
+{
+	kref_put(&vm->ref, vmr_vm_release);
+}
+
+/* After vmr_vm_unlink() said so: the registry's reference goes. */
+static void vmr_vm_teardown(struct vmr_vm *vm)
+{
+	vmr_notify_vm(VMRESET_CMD_VM_DETACH_NTF, vm->id, vm->pid);
+	vmr_vm_put(vm);
 }
 
 static void vmr_vm_poll(struct work_struct *work)
@@ -93,7 +118,7 @@ static void vmr_vm_poll(struct work_struct *work)
 	}
 	mutex_unlock(&vmr_vms_lock);
 	if (own)
-		vmr_vm_teardown(vm, true);
+		vmr_vm_teardown(vm);
 }
 
 /* The VMM's address space is going away: so is its VM. */
@@ -115,7 +140,8 @@ static bool vmr_may_manage_vm(struct vmr_vm *vm)
 	return uid_eq(current_fsuid(), vm->uid) || capable(CAP_SYS_ADMIN);
 }
 
-static struct vmr_vm *vmr_vm_from_info(struct genl_info *info)
+/* The VM named by VMRESET_A_VM_ID, checked; with vmr_vms_lock held. */
+static struct vmr_vm *vmr_vm_lookup(struct genl_info *info)
 {
 	struct vmr_vm *vm;
 
@@ -132,6 +158,19 @@ static struct vmr_vm *vmr_vm_from_info(struct genl_info *info)
 				    "VM attached by another user");
 		return ERR_PTR(-EPERM);
 	}
+	return vm;
+}
+
+/* The same with a reference, for vmr_vm_put(). */
+static struct vmr_vm *vmr_vm_get(struct genl_info *info)
+{
+	struct vmr_vm *vm;
+
+	mutex_lock(&vmr_vms_lock);
+	vm = vmr_vm_lookup(info);
+	if (!IS_ERR(vm))
+		kref_get(&vm->ref);
+	mutex_unlock(&vmr_vms_lock);
 	return vm;
 }
 
@@ -172,6 +211,8 @@ int vmr_nl_vm_attach_doit(struct sk_buff *skb, struct genl_info *info)
 	vm->pid = kvm->userspace_pid;
 	vm->uid = current_fsuid();
 	vm->mn.ops = &vmr_mn_ops;
+	kref_init(&vm->ref);
+	mutex_init(&vm->lock);
 	INIT_DELAYED_WORK(&vm->poll, vmr_vm_poll);
 
 	mutex_lock(&vmr_vms_lock);
@@ -197,6 +238,7 @@ int vmr_nl_vm_attach_doit(struct sk_buff *skb, struct genl_info *info)
 		mmu_notifier_unregister(&vm->mn, vm->mm);
 		/* A ->release that ran before detaching was set queued the poll. */
 		cancel_delayed_work_sync(&vm->poll);
+		mutex_destroy(&vm->lock);
 		kfree(vm);
 		goto err_put_kvm;
 	}
@@ -212,6 +254,7 @@ int vmr_nl_vm_attach_doit(struct sk_buff *skb, struct genl_info *info)
 
 err_unlock:
 	mutex_unlock(&vmr_vms_lock);
+	mutex_destroy(&vm->lock);
 	kfree(vm);
 err_put_kvm:
 	kvm_put_kvm(kvm);
@@ -226,14 +269,15 @@ int vmr_nl_vm_detach_doit(struct sk_buff *skb, struct genl_info *info)
 	bool own = false;
 
 	mutex_lock(&vmr_vms_lock);
-	vm = vmr_vm_from_info(info);
+	vm = vmr_vm_lookup(info);
 	if (!IS_ERR(vm))
 		own = vmr_vm_unlink(vm);
 	mutex_unlock(&vmr_vms_lock);
 	if (IS_ERR(vm))
 		return PTR_ERR(vm);
+	/* Operations in flight finish; the VM goes with the last of them. */
 	if (own)
-		vmr_vm_teardown(vm, false);
+		vmr_vm_teardown(vm);
 	return 0;
 }
 
@@ -354,35 +398,51 @@ static bool vmr_seen(struct vmr_slot *s, int i)
 	return false;
 }
 
-/* Resolve the VM and its files, checking the caller's rights on each. */
+/*
+ * Resolve the VM and its files, checking the caller's rights on each.
+ * Returns how many parts, with a reference on the VM and its lock held
+ * (vmr_vm_finish() undoes both), or a negative errno.
+ */
 static int vmr_vm_prepare(struct genl_info *info, struct vmr_vm **vmp,
 			  struct vmr_slot **sp)
 {
 	struct vmr_vm *vm;
 	int n, i;
 
-	mutex_lock(&vmr_vms_lock);
-	vm = vmr_vm_from_info(info);
-	if (IS_ERR(vm)) {
-		mutex_unlock(&vmr_vms_lock);
+	vm = vmr_vm_get(info);
+	if (IS_ERR(vm))
 		return PTR_ERR(vm);
+	/* A signal ends the wait for a long operation of the same VM. */
+	if (mutex_lock_killable(&vm->lock)) {
+		vmr_vm_put(vm);
+		return -EINTR;
 	}
 	n = vmr_vm_slots(vm, sp, info->extack);
-	if (n < 0) {
-		mutex_unlock(&vmr_vms_lock);
-		return n;
-	}
+	if (n < 0)
+		goto err;
 	for (i = 0; i < n; i++) {
 		if (!vmr_may_manage((*sp)[i].vi)) {
 			NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[VMRESET_A_VM_ID],
 					    "no write permission on a file of the VM");
 			vmr_put_slots(*sp, n);
-			mutex_unlock(&vmr_vms_lock);
-			return -EACCES;
+			n = -EACCES;
+			goto err;
 		}
 	}
 	*vmp = vm;
-	return n;	/* with vmr_vms_lock held: the VM cannot go away */
+	return n;
+
+err:
+	mutex_unlock(&vm->lock);
+	vmr_vm_put(vm);
+	return n;
+}
+
+static void vmr_vm_finish(struct vmr_vm *vm, struct vmr_slot *s, int n)
+{
+	mutex_unlock(&vm->lock);
+	vmr_put_slots(s, n);
+	vmr_vm_put(vm);
 }
 
 int vmr_nl_vm_snapshot_doit(struct sk_buff *skb, struct genl_info *info)
@@ -399,10 +459,9 @@ int vmr_nl_vm_snapshot_doit(struct sk_buff *skb, struct genl_info *info)
 	for (i = 0; i < n; i++)
 		if (!vmr_seen(s, i))
 			dirty += vmr_op_snapshot(s[i].vi);
-	vm->snapshots++;
+	atomic64_inc(&vm->snapshots);
 	id = vm->id;
-	mutex_unlock(&vmr_vms_lock);
-	vmr_put_slots(s, n);
+	vmr_vm_finish(vm, s, n);
 	return vmr_nl_reply(info, VMRESET_CMD_VM_SNAPSHOT, VMRESET_A_VM_ID, id,
 				VMRESET_A_DIRTY_PAGES, dirty, 0, 0);
 }
@@ -445,13 +504,12 @@ int vmr_nl_vm_revert_doit(struct sk_buff *skb, struct genl_info *info)
 		kept += k;
 	}
 	if (!err && !(flags & VMRESET_REVERT_F_DRY_RUN)) {
-		vm->reverts++;
-		vm->reverted_pages += reverted;
+		atomic64_inc(&vm->reverts);
+		atomic64_add(reverted, &vm->reverted_pages);
 	}
 out:
 	id = vm->id;
-	mutex_unlock(&vmr_vms_lock);
-	vmr_put_slots(s, n);
+	vmr_vm_finish(vm, s, n);
 	if (err)
 		return err;
 	return vmr_nl_reply(info, VMRESET_CMD_VM_REVERT, VMRESET_A_VM_ID, id,
@@ -497,8 +555,7 @@ int vmr_nl_vm_preserve_doit(struct sk_buff *skb, struct genl_info *info)
 			  : vmr_preserve_del(s[i].vi, start, stop);
 		mutex_unlock(&s[i].vi->lock);
 	}
-	mutex_unlock(&vmr_vms_lock);
-	vmr_put_slots(s, n);
+	vmr_vm_finish(vm, s, n);
 	if (!err && !hit) {
 		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[VMRESET_A_OFFSET],
 				    "no vmresetfs memory at these guest addresses");
@@ -516,10 +573,12 @@ static int vmr_put_vm(struct sk_buff *skb, struct vmr_vm *vm)
 	if (nla_put_u32(skb, VMRESET_A_VM_ID, vm->id) ||
 	    nla_put_u32(skb, VMRESET_A_PID, vm->pid) ||
 	    nla_put_u32(skb, VMRESET_A_UID, from_kuid_munged(&init_user_ns, vm->uid)) ||
-	    nla_put_u64_64bit(skb, VMRESET_A_SNAPSHOTS, vm->snapshots, VMRESET_A_PAD) ||
-	    nla_put_u64_64bit(skb, VMRESET_A_REVERTS, vm->reverts, VMRESET_A_PAD) ||
-	    nla_put_u64_64bit(skb, VMRESET_A_REVERTED_PAGES, vm->reverted_pages,
-			      VMRESET_A_PAD))
+	    nla_put_u64_64bit(skb, VMRESET_A_SNAPSHOTS,
+			      atomic64_read(&vm->snapshots), VMRESET_A_PAD) ||
+	    nla_put_u64_64bit(skb, VMRESET_A_REVERTS,
+			      atomic64_read(&vm->reverts), VMRESET_A_PAD) ||
+	    nla_put_u64_64bit(skb, VMRESET_A_REVERTED_PAGES,
+			      atomic64_read(&vm->reverted_pages), VMRESET_A_PAD))
 		return -EMSGSIZE;
 	n = vmr_vm_slots(vm, &s, NULL);
 	if (n < 0)
@@ -556,8 +615,8 @@ int vmr_nl_vm_get_doit(struct sk_buff *skb, struct genl_info *info)
 	msg = genlmsg_new(NLMSG_GOODSIZE, GFP_KERNEL);
 	if (!msg)
 		return -ENOMEM;
-	mutex_lock(&vmr_vms_lock);
-	vm = vmr_vm_from_info(info);
+	/* Without vm->lock: a long REVERT of the VM does not hold up GET. */
+	vm = vmr_vm_get(info);
 	err = PTR_ERR_OR_ZERO(vm);
 	if (!err) {
 		hdr = genlmsg_put_reply(msg, info, &vmr_genl_family, 0,
@@ -565,8 +624,8 @@ int vmr_nl_vm_get_doit(struct sk_buff *skb, struct genl_info *info)
 		err = hdr ? vmr_put_vm(msg, vm) : -EMSGSIZE;
 		if (!err)
 			genlmsg_end(msg, hdr);
+		vmr_vm_put(vm);
 	}
-	mutex_unlock(&vmr_vms_lock);
 	if (err) {
 		nlmsg_free(msg);
 		return err;
@@ -581,17 +640,25 @@ int vmr_nl_vm_get_dumpit(struct sk_buff *skb, struct netlink_callback *cb)
 	void *hdr;
 	int err = 0;
 
-	mutex_lock(&vmr_vms_lock);
-	cb->seq = vmr_vms_gen;
-	for (; (vm = xa_find(&vmr_vms, &id, ULONG_MAX, XA_PRESENT)); id++) {
-		if (vm->detaching || !vmr_may_manage_vm(vm))
-			continue;
+	for (;; id++) {
+		/* Each VM with a reference, so the lock is not held across a VMM's mmap_lock. */
+		mutex_lock(&vmr_vms_lock);
+		cb->seq = vmr_vms_gen;
+		while ((vm = xa_find(&vmr_vms, &id, ULONG_MAX, XA_PRESENT)) &&
+		       (vm->detaching || !vmr_may_manage_vm(vm)))
+			id++;
+		if (vm)
+			kref_get(&vm->ref);
+		mutex_unlock(&vmr_vms_lock);
+		if (!vm)
+			break;
 		hdr = genlmsg_put(skb, NETLINK_CB(cb->skb).portid,
 				  cb->nlh->nlmsg_seq, &vmr_genl_family,
 				  NLM_F_MULTI, VMRESET_CMD_VM_GET);
 		if (hdr)
 			genl_dump_check_consistent(cb, hdr);
 		err = hdr ? vmr_put_vm(skb, vm) : -EMSGSIZE;
+		vmr_vm_put(vm);
 		if (err) {
 			if (hdr)
 				genlmsg_cancel(skb, hdr);
@@ -599,7 +666,6 @@ int vmr_nl_vm_get_dumpit(struct sk_buff *skb, struct netlink_callback *cb)
 		}
 		genlmsg_end(skb, hdr);
 	}
-	mutex_unlock(&vmr_vms_lock);
 	cb->args[0] = id;
 	if (err == -EMSGSIZE && skb->len)
 		return skb->len;
@@ -627,7 +693,7 @@ void vmr_vm_exit(void)
 	while (!list_empty(&gone)) {
 		vm = list_first_entry(&gone, struct vmr_vm, exit_link);
 		list_del(&vm->exit_link);
-		vmr_vm_teardown(vm, false);
+		vmr_vm_teardown(vm);
 	}
 	/* Polls that are tearing down a VM of their own finish here. */
 	destroy_workqueue(vmr_wq);
