@@ -14,92 +14,6 @@ static bool vmr_all_zero(const void *p, size_t n)
 	return !memchr_inv(p, 0, n);
 }
 
-/* Page-aligned, non-empty, non-wrapping [off, off + len) in pages. */
-int vmr_byte_range(u64 off, u64 len, pgoff_t *start, pgoff_t *end)
-{
-	if (!len || !PAGE_ALIGNED(off) || !PAGE_ALIGNED(len) ||
-	    off + len < off || off + len > MAX_LFS_FILESIZE)
-		return -EINVAL;
-	*start = off >> PAGE_SHIFT;
-	*end = (off + len) >> PAGE_SHIFT;
-	return 0;
-}
-
-static int vmr_set_preserved(struct vmr_inode *vi, struct vmr_prange *r,
-			     unsigned int n)
-{
-	if (n > VMRESET_MAX_PRESERVED) {
-		kfree(r);
-		return -ENOSPC;
-	}
-	kfree(vi->preserved);
-	vi->preserved = r;
-	vi->nr_preserved = n;
-	return 0;
-}
-
-/* Merge [start, end) into the sorted set; vi->lock held. */
-int vmr_preserve_add(struct vmr_inode *vi, pgoff_t start, pgoff_t end)
-{
-	unsigned int i, n = 0;
-	struct vmr_prange *r;
-	bool placed = false;
-	int err;
-
-	/* Preserved pages keep their content at REVERT: not hot ones. */
-	err = vmr_hot_demote_range(vi, start, end);
-	if (err)
-		return err;
-	r = kmalloc_array(vi->nr_preserved + 1, sizeof(*r), GFP_KERNEL);
-	if (!r)
-		return -ENOMEM;
-	for (i = 0; i < vi->nr_preserved; i++) {
-		struct vmr_prange cur = vi->preserved[i];
-
-		if (cur.end < start) {
-			r[n++] = cur;
-		} else if (cur.start > end) {
-			if (!placed) {
-				r[n++] = (struct vmr_prange){ start, end };
-				placed = true;
-			}
-			r[n++] = cur;
-		} else {	/* overlapping or adjacent: absorb */
-			start = min(start, cur.start);
-			end = max(end, cur.end);
-		}
-	}
-	if (!placed)
-		r[n++] = (struct vmr_prange){ start, end };
-	return vmr_set_preserved(vi, r, n);
-}
-
-/* Remove [start, end) from the set, splitting ranges; vi->lock held. */
-int vmr_preserve_del(struct vmr_inode *vi, pgoff_t start, pgoff_t end)
-{
-	unsigned int i, n = 0;
-	struct vmr_prange *r;
-
-	if (!vmr_range_preserved(vi, start, end))
-		return 0;
-	r = kmalloc_array(vi->nr_preserved + 1, sizeof(*r), GFP_KERNEL);
-	if (!r)
-		return -ENOMEM;
-	for (i = 0; i < vi->nr_preserved; i++) {
-		struct vmr_prange cur = vi->preserved[i];
-
-		if (cur.end <= start || cur.start >= end) {
-			r[n++] = cur;
-			continue;
-		}
-		if (cur.start < start)
-			r[n++] = (struct vmr_prange){ cur.start, start };
-		if (cur.end > end)
-			r[n++] = (struct vmr_prange){ end, cur.end };
-	}
-	return vmr_set_preserved(vi, r, n);
-}
-
 static long vmr_ioc_features(void __user *argp)
 {
 	struct vmreset_features f;
@@ -119,34 +33,6 @@ static long vmr_ioc_features(void __user *argp)
 	if (copy_to_user(argp, &f, min_t(size_t, usize, sizeof(f))))
 		return -EFAULT;
 	return 0;
-}
-
-/* SNAPSHOT and REVERT for the ioctls and netlink alike. */
-u64 vmr_op_snapshot(struct vmr_inode *vi)
-{
-	u64 dirty;
-
-	mutex_lock(&vi->lock);
-	dirty = vmr_snapshot(vi);
-	mutex_unlock(&vi->lock);
-	vmr_notify_snapshot(vi, dirty);
-	return dirty;
-}
-
-int vmr_op_revert(struct vmr_inode *vi, u64 flags, u64 *reverted, u64 *kept)
-{
-	bool dry_run = flags & VMRESET_REVERT_F_DRY_RUN;
-	int err;
-
-	/* The size may change back: hold off writers and truncation. */
-	inode_lock(&vi->vfs_inode);
-	mutex_lock(&vi->lock);
-	err = vmr_revert(vi, dry_run, reverted, kept);
-	mutex_unlock(&vi->lock);
-	inode_unlock(&vi->vfs_inode);
-	if (!err && !dry_run)
-		vmr_notify_revert(vi, *reverted, *kept);
-	return err;
 }
 
 static long vmr_ioc_snapshot(struct vmr_inode *vi, void __user *argp)
@@ -192,19 +78,9 @@ static long vmr_ioc_preserve(struct vmr_inode *vi, void __user *argp)
 	err = vmr_byte_range(p.offset, p.length, &start, &end);
 	if (err)
 		return err;
-	mutex_lock(&vi->lock);
-	switch (p.op) {
-	case VMRESET_PRESERVE_ADD:
-		err = vmr_preserve_add(vi, start, end);
-		break;
-	case VMRESET_PRESERVE_DEL:
-		err = vmr_preserve_del(vi, start, end);
-		break;
-	default:
-		err = -EINVAL;
-	}
-	mutex_unlock(&vi->lock);
-	return err;
+	if (p.op != VMRESET_PRESERVE_ADD && p.op != VMRESET_PRESERVE_DEL)
+		return -EINVAL;
+	return vmr_op_preserve(vi, p.op == VMRESET_PRESERVE_ADD, start, end);
 }
 
 #define VMR_LIST_CHUNK	(PAGE_SIZE / sizeof(struct vmreset_range))

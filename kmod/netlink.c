@@ -5,89 +5,14 @@
  * docs/netlink/vmreset.yaml is the spec; scripts/check-spec.py keeps this
  * file's policies in line with it.
  */
-#include <linux/capability.h>
 #include <linux/dcache.h>
 #include <linux/slab.h>
 #include <net/genetlink.h>
 #include "vmreset.h"
 
-static DEFINE_XARRAY(vmr_objects);
-/* Bumped when the set of objects changes: dumps report NLM_F_DUMP_INTR. */
-static atomic_t vmr_objects_gen = ATOMIC_INIT(1);
-
-
-enum { VMR_MCGRP_EVENTS };
-
 static const struct genl_multicast_group vmr_mcgrps[] = {
 	[VMR_MCGRP_EVENTS] = { .name = VMRESET_MCGRP_EVENTS },
 };
-
-int vmr_obj_register(struct vmr_inode *vi)
-{
-	int err = xa_err(xa_store(&vmr_objects, vi->id, vi, GFP_KERNEL));
-
-	if (!err)
-		atomic_inc(&vmr_objects_gen);
-	return err;
-}
-
-static void vmr_notify(struct vmr_inode *vi, u8 cmd, u64 a, u64 b);
-
-void vmr_obj_unregister(struct vmr_inode *vi)
-{
-	if (!vi->id || xa_erase(&vmr_objects, vi->id) != vi)
-		return;
-	atomic_inc(&vmr_objects_gen);
-	vmr_notify(vi, VMRESET_CMD_OBJ_DEL_NTF, 0, 0);
-}
-
-/*
- * The object with @id, with a reference on its inode and on its mount's
- * superblock (so that an unmount cannot find the inode busy), or NULL.
- */
-static struct vmr_inode *vmr_obj_get(u64 id)
-{
-	struct super_block *sb;
-	struct vmr_inode *vi;
-
-	rcu_read_lock();
-	vi = xa_load(&vmr_objects, id);
-	if (!vi)
-		goto out;
-	sb = vi->vfs_inode.i_sb;
-	if (!atomic_inc_not_zero(&sb->s_active)) {
-		vi = NULL;
-		goto out;
-	}
-	if (!igrab(&vi->vfs_inode)) {
-		rcu_read_unlock();
-		/*
-		 * The inode is being evicted. An unmount may have dropped
-		 * its reference meanwhile, so ours can be the superblock's
-		 * last: only deactivate_super() shuts it down then (and it
-		 * sleeps, so not under RCU).
-		 */
-		deactivate_super(sb);
-		return NULL;
-	}
-out:
-	rcu_read_unlock();
-	return vi;
-}
-
-static void vmr_obj_put(struct vmr_inode *vi)
-{
-	struct super_block *sb = vi->vfs_inode.i_sb;
-
-	iput(&vi->vfs_inode);
-	deactivate_super(sb);
-}
-
-bool vmr_may_manage(struct vmr_inode *vi)
-{
-	return capable(CAP_SYS_ADMIN) ||
-	       !inode_permission(VMR_IDMAP_NONE, &vi->vfs_inode, MAY_WRITE);
-}
 
 /* The object named by VMRESET_A_OBJ_ID, checked for the caller's rights. */
 static struct vmr_inode *vmr_obj_from_info(struct genl_info *info)
@@ -232,18 +157,8 @@ static int vmr_nl_obj_get_dumpit(struct sk_buff *skb, struct netlink_callback *c
 	void *hdr;
 	int err = 0;
 
-	cb->seq = atomic_read(&vmr_objects_gen);
-	for (;;) {
-		rcu_read_lock();
-		vi = xa_find(&vmr_objects, &id, ULONG_MAX, XA_PRESENT);
-		rcu_read_unlock();
-		if (!vi)
-			break;
-		vi = vmr_obj_get(id);
-		if (!vi) {
-			id++;
-			continue;
-		}
+	cb->seq = vmr_obj_gen();
+	while ((vi = vmr_obj_next(&id))) {
 		if (!vmr_may_manage(vi)) {
 			vmr_obj_put(vi);
 			id++;
@@ -272,31 +187,6 @@ static int vmr_nl_obj_get_dumpit(struct sk_buff *skb, struct netlink_callback *c
 	if (err == -EMSGSIZE && skb->len)
 		return skb->len;
 	return err ?: skb->len;
-}
-
-/*
- * Reply to @info with the object's or VM's ID (@id_type: VMRESET_A_OBJ_ID,
- * a u64, or VMRESET_A_VM_ID, a u32) and up to two u64 counters.
- */
-int vmr_nl_reply(struct genl_info *info, u8 cmd, int id_type, u64 id,
-		 int a_type, u64 a, int b_type, u64 b)
-{
-	struct sk_buff *msg = genlmsg_new(NLMSG_GOODSIZE, GFP_KERNEL);
-	void *hdr;
-
-	if (!msg)
-		return -ENOMEM;
-	hdr = genlmsg_put_reply(msg, info, &vmr_genl_family, 0, cmd);
-	if (!hdr ||
-	    (id_type == VMRESET_A_VM_ID ? nla_put_u32(msg, id_type, id)
-		: nla_put_u64_64bit(msg, id_type, id, VMRESET_A_PAD)) ||
-	    (a_type && nla_put_u64_64bit(msg, a_type, a, VMRESET_A_PAD)) ||
-	    (b_type && nla_put_u64_64bit(msg, b_type, b, VMRESET_A_PAD))) {
-		nlmsg_free(msg);
-		return -EMSGSIZE;
-	}
-	genlmsg_end(msg, hdr);
-	return genlmsg_reply(msg, info);
 }
 
 static int vmr_nl_snapshot_doit(struct sk_buff *skb, struct genl_info *info)
@@ -363,9 +253,7 @@ static int vmr_nl_preserve_doit(struct sk_buff *skb, struct genl_info *info)
 	vi = vmr_obj_from_info(info);
 	if (IS_ERR(vi))
 		return PTR_ERR(vi);
-	mutex_lock(&vi->lock);
-	err = add ? vmr_preserve_add(vi, start, end) : vmr_preserve_del(vi, start, end);
-	mutex_unlock(&vi->lock);
+	err = vmr_op_preserve(vi, add, start, end);
 	if (err == -ENOSPC)
 		NL_SET_ERR_MSG(info->extack, "too many preserved ranges");
 	vmr_obj_put(vi);
@@ -744,62 +632,6 @@ struct genl_family vmr_genl_family __ro_after_init = {
 	.mcgrps		= vmr_mcgrps,
 	.n_mcgrps	= ARRAY_SIZE(vmr_mcgrps),
 };
-
-/* Multicast an event; cheap when nobody listens. */
-static void vmr_notify(struct vmr_inode *vi, u8 cmd, u64 a, u64 b)
-{
-	struct sk_buff *msg;
-	void *hdr;
-
-	if (!genl_has_listeners(&vmr_genl_family, &init_net, VMR_MCGRP_EVENTS))
-		return;
-	msg = genlmsg_new(NLMSG_GOODSIZE, GFP_KERNEL);
-	if (!msg)
-		return;
-	hdr = genlmsg_put(msg, 0, 0, &vmr_genl_family, 0, cmd);
-	if (!hdr ||
-	    nla_put_u64_64bit(msg, VMRESET_A_OBJ_ID, vi->id, VMRESET_A_PAD) ||
-	    (cmd == VMRESET_CMD_SNAPSHOT_NTF &&
-	     nla_put_u64_64bit(msg, VMRESET_A_DIRTY_PAGES, a, VMRESET_A_PAD)) ||
-	    (cmd == VMRESET_CMD_REVERT_NTF &&
-	     (nla_put_u64_64bit(msg, VMRESET_A_REVERTED_PAGES, a, VMRESET_A_PAD) ||
-	      nla_put_u64_64bit(msg, VMRESET_A_KEPT_PAGES, b, VMRESET_A_PAD)))) {
-		nlmsg_free(msg);
-		return;
-	}
-	genlmsg_end(msg, hdr);
-	genlmsg_multicast(&vmr_genl_family, msg, 0, VMR_MCGRP_EVENTS, GFP_KERNEL);
-}
-
-void vmr_notify_vm(u8 cmd, u32 vm_id, u32 pid)
-{
-	struct sk_buff *msg;
-	void *hdr;
-
-	if (!genl_has_listeners(&vmr_genl_family, &init_net, VMR_MCGRP_EVENTS))
-		return;
-	msg = genlmsg_new(NLMSG_GOODSIZE, GFP_KERNEL);
-	if (!msg)
-		return;
-	hdr = genlmsg_put(msg, 0, 0, &vmr_genl_family, 0, cmd);
-	if (!hdr || nla_put_u32(msg, VMRESET_A_VM_ID, vm_id) ||
-	    nla_put_u32(msg, VMRESET_A_PID, pid)) {
-		nlmsg_free(msg);
-		return;
-	}
-	genlmsg_end(msg, hdr);
-	genlmsg_multicast(&vmr_genl_family, msg, 0, VMR_MCGRP_EVENTS, GFP_KERNEL);
-}
-
-void vmr_notify_snapshot(struct vmr_inode *vi, u64 dirty)
-{
-	vmr_notify(vi, VMRESET_CMD_SNAPSHOT_NTF, dirty, 0);
-}
-
-void vmr_notify_revert(struct vmr_inode *vi, u64 reverted, u64 kept)
-{
-	vmr_notify(vi, VMRESET_CMD_REVERT_NTF, reverted, kept);
-}
 
 int __init vmr_nl_init(void)
 {

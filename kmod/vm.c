@@ -550,10 +550,7 @@ int vmr_nl_vm_preserve_doit(struct sk_buff *skb, struct genl_info *info)
 		hit++;
 		start = s[i].start + ((lo - sgpa) >> PAGE_SHIFT);
 		stop = s[i].start + ((hi - sgpa) >> PAGE_SHIFT);
-		mutex_lock(&s[i].vi->lock);
-		err = add ? vmr_preserve_add(s[i].vi, start, stop)
-			  : vmr_preserve_del(s[i].vi, start, stop);
-		mutex_unlock(&s[i].vi->lock);
+		err = vmr_op_preserve(s[i].vi, add, start, stop);
 	}
 	vmr_vm_finish(vm, s, n);
 	if (!err && !hit) {

@@ -174,28 +174,33 @@ int vmr_setsize(struct inode *inode, loff_t newsize);
 loff_t vmr_remap_file_range(struct file *src, loff_t pos_in, struct file *dst,
 			    loff_t pos_out, loff_t len, unsigned int flags);
 
-/* ioctl.c */
-long vmr_ioctl(struct file *file, unsigned int cmd, unsigned long arg);
+/* obj.c: the object registry, operations both front ends share, events */
+int vmr_obj_register(struct vmr_inode *vi);
+void vmr_obj_unregister(struct vmr_inode *vi);
+struct vmr_inode *vmr_obj_get(u64 id);
+void vmr_obj_put(struct vmr_inode *vi);
+struct vmr_inode *vmr_obj_next(unsigned long *id);
+unsigned int vmr_obj_gen(void);
+bool vmr_may_manage(struct vmr_inode *vi);
 int vmr_byte_range(u64 off, u64 len, pgoff_t *start, pgoff_t *end);
+int vmr_op_preserve(struct vmr_inode *vi, bool add, pgoff_t start, pgoff_t end);
 u64 vmr_op_snapshot(struct vmr_inode *vi);
 int vmr_op_revert(struct vmr_inode *vi, u64 flags, u64 *reverted, u64 *kept);
-int vmr_preserve_add(struct vmr_inode *vi, pgoff_t start, pgoff_t end);
-int vmr_preserve_del(struct vmr_inode *vi, pgoff_t start, pgoff_t end);
+void vmr_notify_vm(u8 cmd, u32 vm_id, u32 pid);
+struct genl_info;
+int vmr_nl_reply(struct genl_info *info, u8 cmd, int id_type, u64 id,
+		 int a_type, u64 a, int b_type, u64 b);
 
-/* netlink.c */
+/* ioctl.c: the ioctl front end */
+long vmr_ioctl(struct file *file, unsigned int cmd, unsigned long arg);
+
+/* netlink.c: the netlink front end */
 struct genl_family;
 struct genl_info;
 struct netlink_callback;
 struct sk_buff;
 extern struct genl_family vmr_genl_family;
-bool vmr_may_manage(struct vmr_inode *vi);
-int vmr_nl_reply(struct genl_info *info, u8 cmd, int id_type, u64 id,
-		 int a_type, u64 a, int b_type, u64 b);
-void vmr_notify_vm(u8 cmd, u32 vm_id, u32 pid);
-int vmr_obj_register(struct vmr_inode *vi);
-void vmr_obj_unregister(struct vmr_inode *vi);
-void vmr_notify_snapshot(struct vmr_inode *vi, u64 dirty);
-void vmr_notify_revert(struct vmr_inode *vi, u64 reverted, u64 kept);
+enum { VMR_MCGRP_EVENTS };	/* vmr_genl_family's multicast groups */
 int vmr_nl_init(void);
 void vmr_nl_exit(void);
 
