@@ -224,14 +224,18 @@ struct vmreset_stats {
  * memslot changes need no update. An attachment holds a reference on the
  * VM and ends with VM_DETACH or when the VMM's address space goes away.
  * Only the attaching user (or CAP_SYS_ADMIN) manages a VM, and VM-level
- * operations also need write permission on each file.
+ * operations also need write permission on each file. A memslot may span
+ * several mappings (and files); one only partly backed by vmresetfs
+ * (anonymous memory, another file system, a hole) makes VM_SNAPSHOT,
+ * VM_REVERT and VM_PRESERVE_* fail with EINVAL.
  * VMRESET_CMD_VM_ATTACH      VM_FD -> VM_ID; EINVAL if not a KVM VM fd,
  *                            EEXIST if already attached
  * VMRESET_CMD_VM_DETACH      VM_ID
  * VMRESET_CMD_VM_GET         do: VM_ID; dump: all -> VM_ID, PID, UID,
  *                            SNAPSHOTS, REVERTS, REVERTED_PAGES, SLOTS (nest
  *                            of SLOT nests: SLOT_GPA, SLOT_SIZE, SLOT_OBJ_ID,
- *                            SLOT_OFFSET)
+ *                            SLOT_OFFSET; one per run of a file's pages, in
+ *                            guest-physical order)
  * VMRESET_CMD_VM_SNAPSHOT    VM_ID -> VM_ID, DIRTY_PAGES (all its files)
  * VMRESET_CMD_VM_REVERT      VM_ID, [FLAGS] -> VM_ID, REVERTED_PAGES,
  *                            KEPT_PAGES; ENODATA if a file has no snapshot
