@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #include <linux/netlink.h>
 #include <netlink/genl/ctrl.h>
 #include <netlink/genl/genl.h>
@@ -364,33 +365,54 @@ static struct nl_msg *new_vm_msg(struct vmreset_nl *nl, uint8_t cmd, int flags,
 	return msg;
 }
 
-static int got_vm_id(struct nl_msg *msg, void *arg)
+struct attach_reply {
+	uint32_t id;
+	int fd;
+};
+
+static int got_attach(struct nl_msg *msg, void *arg)
 {
 	struct nlattr *tb[VMRESET_A_MAX + 1];
+	struct attach_reply *r = arg;
 
-	if (!genlmsg_parse(nlmsg_hdr(msg), 0, tb, VMRESET_A_MAX, NULL) &&
-	    tb[VMRESET_A_VM_ID])
-		*(uint32_t *)arg = nla_get_u32(tb[VMRESET_A_VM_ID]);
+	if (genlmsg_parse(nlmsg_hdr(msg), 0, tb, VMRESET_A_MAX, NULL))
+		return NL_OK;
+	if (tb[VMRESET_A_VM_ID])
+		r->id = nla_get_u32(tb[VMRESET_A_VM_ID]);
+	if (tb[VMRESET_A_ATTACH_FD])
+		r->fd = (int)nla_get_u32(tb[VMRESET_A_ATTACH_FD]);
 	return NL_OK;
+}
+
+VMR_EXPORT int vmreset_nl_vm_attach_flags(struct vmreset_nl *nl, int vm_fd,
+					  uint32_t flags, uint32_t *vm_id,
+					  int *attach_fd)
+{
+	struct nl_msg *msg = new_msg(nl, VMRESET_CMD_VM_ATTACH, 0, 0);
+	struct attach_reply r = { .fd = -1 };
+	int ret;
+
+	if (!msg)
+		return -ENOMEM;
+	if (nla_put_u32(msg, VMRESET_A_VM_FD, (uint32_t)vm_fd) ||
+	    (flags && nla_put_u32(msg, VMRESET_A_ATTACH_FLAGS, flags))) {
+		nlmsg_free(msg);
+		return -ENOMEM;
+	}
+	ret = request(nl, msg, got_attach, &r);
+	if (!ret && vm_id)
+		*vm_id = r.id;
+	if (attach_fd)
+		*attach_fd = ret ? -1 : r.fd;
+	else if (!ret && r.fd >= 0)
+		close(r.fd);
+	return ret;
 }
 
 VMR_EXPORT int vmreset_nl_vm_attach(struct vmreset_nl *nl, int vm_fd,
 				    uint32_t *vm_id)
 {
-	struct nl_msg *msg = new_msg(nl, VMRESET_CMD_VM_ATTACH, 0, 0);
-	uint32_t id = 0;
-	int ret;
-
-	if (!msg)
-		return -ENOMEM;
-	if (nla_put_u32(msg, VMRESET_A_VM_FD, (uint32_t)vm_fd)) {
-		nlmsg_free(msg);
-		return -ENOMEM;
-	}
-	ret = request(nl, msg, got_vm_id, &id);
-	if (!ret && vm_id)
-		*vm_id = id;
-	return ret;
+	return vmreset_nl_vm_attach_flags(nl, vm_fd, 0, vm_id, NULL);
 }
 
 VMR_EXPORT int vmreset_nl_vm_detach(struct vmreset_nl *nl, uint32_t vm_id)

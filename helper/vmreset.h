@@ -141,6 +141,13 @@ struct vmreset_vm {
 typedef int (*vmreset_vm_fn)(const struct vmreset_vm *vm, void *arg);
 
 int vmreset_nl_vm_attach(struct vmreset_nl *nl, int vm_fd, uint32_t *vm_id);
+/*
+ * The same, bound to a new fd of ours (VMRESET_VM_ATTACH_F_FD in @flags;
+ * *@attach_fd, close-on-exec): the attachment lasts until that is closed.
+ * For the VM's own process (the VMM), which should prefer it.
+ */
+int vmreset_nl_vm_attach_flags(struct vmreset_nl *nl, int vm_fd, uint32_t flags,
+			       uint32_t *vm_id, int *attach_fd);
 int vmreset_nl_vm_detach(struct vmreset_nl *nl, uint32_t vm_id);
 int vmreset_nl_vm_list(struct vmreset_nl *nl, vmreset_vm_fn fn, void *arg);
 void vmreset_vm_free(struct vmreset_vm *vm);

@@ -482,8 +482,9 @@ static const struct nla_policy vmr_preserve_policy[VMRESET_A_LENGTH + 1] = {
 	[VMRESET_A_LENGTH] = { .type = NLA_U64 },
 };
 
-static const struct nla_policy vmr_vm_attach_policy[VMRESET_A_VM_FD + 1] = {
+static const struct nla_policy vmr_vm_attach_policy[VMRESET_A_ATTACH_FLAGS + 1] = {
 	[VMRESET_A_VM_FD] = { .type = NLA_U32 },
+	[VMRESET_A_ATTACH_FLAGS] = { .type = NLA_U32 },
 };
 
 static const struct nla_policy vmr_vm_id_policy[VMRESET_A_VM_ID + 1] = {

@@ -4,9 +4,13 @@
  * guest-physical ranges act on every vmresetfs file behind the VM's
  * memslots. The memslots are looked up at each operation, so the VM → files
  * map is always current; an attachment ends with VM_DETACH, when the
- * VMM's address space is torn down (an MMU notifier's ->release), or when
- * ours is the last reference to the VM (polled: KVM has no destroy hook).
+ * VMM's address space is torn down (an MMU notifier's ->release), and
+ * either when the file descriptor it is bound to is closed
+ * (VMRESET_VM_ATTACH_F_FD) or, for an attachment without one, when ours
+ * is the last reference to the VM (polled: KVM has no destroy hook).
  */
+#include <linux/anon_inodes.h>
+#include <linux/file.h>
 #include <linux/kref.h>
 #include <linux/kvm_host.h>
 #include <linux/mmu_notifier.h>
@@ -33,6 +37,7 @@ struct vmr_vm {
 	struct mmu_notifier mn;
 	struct delayed_work poll;
 	bool mm_gone;
+	bool fd_bound;			/* lives as long as its file */
 	bool detaching;			/* under vmr_vms_lock */
 	struct list_head exit_link;	/* under vmr_vms_lock */
 	atomic64_t snapshots, reverts, reverted_pages;
@@ -111,9 +116,9 @@ static void vmr_vm_poll(struct work_struct *work)
 	mutex_lock(&vmr_vms_lock);
 	if (!vm->detaching) {
 		if (READ_ONCE(vm->mm_gone) ||
-		    refcount_read(&vm->kvm->users_count) == 1)
+		    (!vm->fd_bound && refcount_read(&vm->kvm->users_count) == 1))
 			own = vmr_vm_unlink(vm);
-		else
+		else if (!vm->fd_bound)
 			queue_delayed_work(vmr_wq, &vm->poll, VMR_POLL_INTERVAL);
 	}
 	mutex_unlock(&vmr_vms_lock);
@@ -133,6 +138,27 @@ static void vmr_mn_release(struct mmu_notifier *mn, struct mm_struct *mm)
 
 static const struct mmu_notifier_ops vmr_mn_ops = {
 	.release = vmr_mn_release,
+};
+
+/* The VMM closed the attachment's fd (or exited): it ends here. */
+static int vmr_attach_release(struct inode *inode, struct file *file)
+{
+	struct vmr_vm *vm = file->private_data;
+	bool own;
+
+	mutex_lock(&vmr_vms_lock);
+	own = vmr_vm_unlink(vm);
+	mutex_unlock(&vmr_vms_lock);
+	if (own)
+		vmr_vm_teardown(vm);
+	vmr_vm_put(vm);		/* the file's own reference */
+	return 0;
+}
+
+static const struct file_operations vmr_attach_fops = {
+	.owner		= THIS_MODULE,
+	.release	= vmr_attach_release,
+	.llseek		= noop_llseek,
 };
 
 static bool vmr_may_manage_vm(struct vmr_vm *vm)
@@ -174,22 +200,45 @@ static struct vmr_vm *vmr_vm_get(struct genl_info *info)
 	return vm;
 }
 
+/* Unlink and drop a VM whose attach failed after it was registered. */
+static void vmr_vm_abandon(struct vmr_vm *vm)
+{
+	bool own;
+
+	mutex_lock(&vmr_vms_lock);
+	own = vmr_vm_unlink(vm);
+	mutex_unlock(&vmr_vms_lock);
+	if (own)
+		vmr_vm_put(vm);
+}
+
 int vmr_nl_vm_attach_doit(struct sk_buff *skb, struct genl_info *info)
 {
+	struct nlattr *fa = info->attrs[VMRESET_A_ATTACH_FLAGS];
+	u32 flags = fa ? nla_get_u32(fa) : 0, id, pid;
+	struct file *file, *afile = NULL;
 	struct vmr_vm *vm, *other;
+	struct sk_buff *msg;
 	unsigned long idx;
-	struct file *file;
 	struct kvm *kvm;
-	u32 id, pid;
-	int err;
+	int err, afd = -1;
+	void *hdr;
 
 	if (GENL_REQ_ATTR_CHECK(info, VMRESET_A_VM_FD))
 		return -EINVAL;
+	if (flags & ~VMRESET_VM_ATTACH_F_ALL) {
+		NL_SET_ERR_MSG_ATTR(info->extack, fa, "unknown flags");
+		return -EINVAL;
+	}
+	msg = genlmsg_new(NLMSG_GOODSIZE, GFP_KERNEL);
+	if (!msg)
+		return -ENOMEM;
+	err = -EBADF;
 	file = fget(nla_get_u32(info->attrs[VMRESET_A_VM_FD]));
 	if (!file) {
 		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[VMRESET_A_VM_FD],
 				    "not an open file descriptor");
-		return -EBADF;
+		goto err_free_msg;
 	}
 	err = -EINVAL;
 	if (!file_is_kvm(file)) {
@@ -198,18 +247,37 @@ int vmr_nl_vm_attach_doit(struct sk_buff *skb, struct genl_info *info)
 		goto err_fput;
 	}
 	kvm = file->private_data;
+	/*
+	 * The fd goes to the caller, and the attachment's memslots are in
+	 * the VM's address space: as for KVM's own ioctls, the VM belongs to
+	 * the process that created it.
+	 */
+	err = -EPERM;
+	if ((flags & VMRESET_VM_ATTACH_F_FD) && kvm->mm != current->mm) {
+		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[VMRESET_A_VM_FD],
+				    "only the VM's own process can bind an attachment to an fd");
+		goto err_fput;
+	}
 	err = -ENOENT;
 	if (!kvm_get_kvm_safe(kvm))
 		goto err_fput;
+	if (flags & VMRESET_VM_ATTACH_F_FD) {
+		afd = get_unused_fd_flags(O_CLOEXEC);
+		if (afd < 0) {
+			err = afd;
+			goto err_put_kvm;
+		}
+	}
 	err = -ENOMEM;
 	vm = kzalloc(sizeof(*vm), GFP_KERNEL);
 	if (!vm)
-		goto err_put_kvm;
+		goto err_put_fd;
 	vm->kvm = kvm;
 	vm->mm = kvm->mm;
 	/* The VMM that created the VM, whoever attaches it. */
 	vm->pid = kvm->userspace_pid;
 	vm->uid = current_fsuid();
+	vm->fd_bound = flags & VMRESET_VM_ATTACH_F_FD;
 	vm->mn.ops = &vmr_mn_ops;
 	kref_init(&vm->ref);
 	mutex_init(&vm->lock);
@@ -240,26 +308,63 @@ int vmr_nl_vm_attach_doit(struct sk_buff *skb, struct genl_info *info)
 		cancel_delayed_work_sync(&vm->poll);
 		mutex_destroy(&vm->lock);
 		kfree(vm);
-		goto err_put_kvm;
+		goto err_put_fd;
 	}
 	vm->id = id;
 	pid = vm->pid;
 	vmr_vms_gen++;
-	queue_delayed_work(vmr_wq, &vm->poll, VMR_POLL_INTERVAL);
-	/* From here on a poll may tear @vm down: use the copies. */
+	if (!vm->fd_bound)
+		queue_delayed_work(vmr_wq, &vm->poll, VMR_POLL_INTERVAL);
+	/* From here on it may be detached; ours keeps it until the reply is out. */
+	kref_get(&vm->ref);
 	mutex_unlock(&vmr_vms_lock);
 	fput(file);
-	vmr_notify_vm(VMRESET_CMD_VM_ATTACH_NTF, id, pid);
-	return vmr_nl_reply(info, VMRESET_CMD_VM_ATTACH, VMRESET_A_VM_ID, id, 0, 0, 0, 0);
 
+	if (afd >= 0) {
+		/* The file's own reference; its ->release detaches. */
+		kref_get(&vm->ref);
+		afile = anon_inode_getfile("[vmreset-vm]", &vmr_attach_fops, vm,
+					   O_RDWR | O_CLOEXEC);
+		if (IS_ERR(afile)) {
+			err = PTR_ERR(afile);
+			vmr_vm_put(vm);
+			goto err_abandon;
+		}
+	}
+	err = -EMSGSIZE;
+	hdr = genlmsg_put_reply(msg, info, &vmr_genl_family, 0, VMRESET_CMD_VM_ATTACH);
+	if (!hdr || nla_put_u32(msg, VMRESET_A_VM_ID, id) ||
+	    (afile && nla_put_u32(msg, VMRESET_A_ATTACH_FD, afd)))
+		goto err_abandon;
+	genlmsg_end(msg, hdr);
+	if (afile)
+		fd_install(afd, afile);
+	vmr_vm_put(vm);
+	vmr_notify_vm(VMRESET_CMD_VM_ATTACH_NTF, id, pid);
+	return genlmsg_reply(msg, info);
+
+err_abandon:
+	vmr_vm_abandon(vm);
+	if (!IS_ERR_OR_NULL(afile))
+		fput(afile);
+	vmr_vm_put(vm);
+	if (afd >= 0)
+		put_unused_fd(afd);
+	nlmsg_free(msg);
+	return err;
 err_unlock:
 	mutex_unlock(&vmr_vms_lock);
 	mutex_destroy(&vm->lock);
 	kfree(vm);
+err_put_fd:
+	if (afd >= 0)
+		put_unused_fd(afd);
 err_put_kvm:
 	kvm_put_kvm(kvm);
 err_fput:
 	fput(file);
+err_free_msg:
+	nlmsg_free(msg);
 	return err;
 }
 

@@ -686,6 +686,65 @@ TEST_F(vm, long_revert_blocks_nothing_else)
 	close(fc);
 }
 
+/*
+ * An attachment bound to an fd (VMRESET_VM_ATTACH_F_FD) lives exactly as
+ * long as that fd: nothing polls the VM, and it ends the moment the fd is
+ * closed (issue 11, defect 9).
+ */
+TEST_F(vm, fd_bound_attachment)
+{
+	const char *eperm = "only the VM's own process can bind an attachment to an fd";
+	uint64_t dirty, reverted, kept;
+	struct find f = { 0 };
+	int afd, status;
+	uint32_t id, again;
+	pid_t pid;
+
+	ASSERT_EQ(-EINVAL, vmreset_nl_vm_attach_flags(self->nl, self->vm->fd, 2, &id, &afd));
+	ASSERT_EQ(0, strcmp("unknown flags", vmreset_nl_errmsg(self->nl)));
+	ASSERT_EQ(-1, afd);
+	/* A child holding the VM fd is not the VM's process. */
+	pid = fork();
+	if (!pid) {
+		struct vmreset_nl *nl = vmreset_nl_open(NULL);
+		int fd;
+
+		_exit(nl && vmreset_nl_vm_attach_flags(nl, self->vm->fd,
+						       VMRESET_VM_ATTACH_F_FD,
+						       &again, &fd) == -EPERM &&
+		      !strcmp(eperm, vmreset_nl_errmsg(nl)) ? 0 : 1);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_EQ(0, status);
+
+	ASSERT_EQ(0, vmreset_nl_vm_attach_flags(self->nl, self->vm->fd,
+						VMRESET_VM_ATTACH_F_FD, &id, &afd));
+	ASSERT_LE(0, afd);
+	ASSERT_EQ(FD_CLOEXEC, fcntl(afd, F_GETFD) & FD_CLOEXEC);
+	ASSERT_EQ(-EEXIST, vmreset_nl_vm_attach(self->nl, self->vm->fd, &again));
+	ASSERT_EQ(0, vmreset_nl_vm_snapshot(self->nl, id, &dirty));
+	guest_writes(self->vcpu, self->params, VM_TEST_GPA, 10, 0);
+	ASSERT_EQ(0, vmreset_nl_vm_revert(self->nl, id, 0, &reverted, &kept));
+	ASSERT_EQ(10, reverted);
+
+	/* The VMM closes its VM first: the attachment holds on, unpolled. */
+	vm_free(self->vm);
+	self->vm = NULL;
+	usleep(2500000);
+	f.id = id;
+	ASSERT_EQ(0, vmreset_nl_vm_list(self->nl, find_vm, &f));
+	ASSERT_TRUE(f.found) TH_LOG("VM %u detached without its fd closed", id);
+	free(f.vm.slots);
+	ASSERT_EQ(0, vmreset_nl_vm_revert(self->nl, id, 0, &reverted, &kept));
+
+	/* Closing the fd ends it there and then. */
+	ASSERT_EQ(0, close(afd));
+	f.found = 0;
+	ASSERT_EQ(0, vmreset_nl_vm_list(self->nl, find_vm, &f));
+	ASSERT_FALSE(f.found);
+	ASSERT_EQ(-ENOENT, vmreset_nl_vm_revert(self->nl, id, 0, &reverted, &kept));
+}
+
 /* The module's reference count: every vmresetfs superblock holds one. */
 static long module_refcnt(void)
 {

@@ -228,8 +228,16 @@ struct vmreset_stats {
  * several mappings (and files); one only partly backed by vmresetfs
  * (anonymous memory, another file system, a hole) makes VM_SNAPSHOT,
  * VM_REVERT and VM_PRESERVE_* fail with EINVAL.
- * VMRESET_CMD_VM_ATTACH      VM_FD -> VM_ID; EINVAL if not a KVM VM fd,
- *                            EEXIST if already attached
+ * VMRESET_CMD_VM_ATTACH      VM_FD, [ATTACH_FLAGS] -> VM_ID, [ATTACH_FD];
+ *                            EINVAL if not a KVM VM fd, EEXIST if already
+ *                            attached. With VMRESET_VM_ATTACH_F_FD the
+ *                            attachment is bound to a new file descriptor
+ *                            of the caller (close-on-exec, in ATTACH_FD):
+ *                            it ends when that is closed, by VM_DETACH or
+ *                            when the VMM's address space goes; only the
+ *                            VM's own process may ask (EPERM). Without it
+ *                            the attachment also ends when ours is the last
+ *                            reference to the VM (looked at once a second).
  * VMRESET_CMD_VM_DETACH      VM_ID
  * VMRESET_CMD_VM_GET         do: VM_ID; dump: all -> VM_ID, PID, UID,
  *                            SNAPSHOTS, REVERTS, REVERTED_PAGES, SLOTS (nest
@@ -284,6 +292,10 @@ enum vmreset_cmd {
 	VMRESET_CMD_MAX = __VMRESET_CMD_MAX - 1
 };
 
+/* VMRESET_A_ATTACH_FLAGS of VMRESET_CMD_VM_ATTACH */
+#define VMRESET_VM_ATTACH_F_FD		(1U << 0)	/* bound to an fd */
+#define VMRESET_VM_ATTACH_F_ALL		VMRESET_VM_ATTACH_F_FD
+
 enum vmreset_a {
 	VMRESET_A_UNSPEC,
 	VMRESET_A_PAD,
@@ -325,6 +337,8 @@ enum vmreset_a {
 	VMRESET_A_HOT_EXPLICIT_PAGES,	/* u64 */
 	VMRESET_A_HOT_MOUNT_MAX,	/* u64: the mount's bound, pages */
 	VMRESET_A_HOT_MOUNT_PAGES,	/* u64: hot pages on the mount */
+	VMRESET_A_ATTACH_FLAGS,		/* u32: VMRESET_VM_ATTACH_F_* */
+	VMRESET_A_ATTACH_FD,		/* u32: the attachment's fd */
 
 	__VMRESET_A_MAX,
 	VMRESET_A_MAX = __VMRESET_A_MAX - 1
