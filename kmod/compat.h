@@ -27,15 +27,11 @@
 #define VMR_IDMAP_NONE		(&init_user_ns)
 #endif
 
-/* 6.3 made vm_flags read-only outside its accessors. */
-#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 3, 0)
-static inline void vm_flags_set(struct vm_area_struct *vma, vm_flags_t flags)
-{
-	vma->vm_flags |= flags;
-}
-#endif
-
-/* 6.5 removed generic_file_splice_read(); copy_splice_read() replaced it. */
+/*
+ * 6.5 removed generic_file_splice_read(); copy_splice_read() replaced it.
+ * On 6.1 it reads through ->read_iter into a pipe iterator, and our
+ * read_iter copies (vmr_copy_to_iter()), so the pipe never holds our page.
+ */
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 5, 0)
 #define vmr_splice_read		copy_splice_read
 #else

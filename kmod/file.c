@@ -35,6 +35,11 @@ static vm_fault_t vmr_fault(struct vm_fault *vmf)
 		 * rather than copying a zero page in page_mkwrite.
 		 */
 		mutex_lock(&vi->lock);
+		/* Truncated meanwhile: no page past EOF. */
+		if (idx >= size_pages(i_size_read(inode))) {
+			mutex_unlock(&vi->lock);
+			return VM_FAULT_SIGBUS;
+		}
 		if (vmf->flags & FAULT_FLAG_WRITE) {
 			bool replaced;
 
@@ -43,9 +48,6 @@ static vm_fault_t vmr_fault(struct vm_fault *vmf)
 			if (!err) {
 				unlock_page(page);
 				put_page(page);
-				/* Filled meanwhile and shared: others map the old page. */
-				if (replaced)
-					unmap_mapping_pages(inode->i_mapping, idx, 1, false);
 			}
 		} else {
 			err = vmr_fill_hole(vi, idx);
@@ -102,8 +104,16 @@ static vm_fault_t vmr_page_mkwrite(struct vm_fault *vmf)
 	}
 
 	mutex_lock(&vi->lock);
-	if (xa_load(&vi->pages, idx) != vmf->page ||
-	    idx >= size_pages(i_size_read(inode))) {
+	/*
+	 * Past EOF (a truncation or a REVERT that shrank the file raced this
+	 * fault) nothing may be written: SIGBUS, as the fault handler gives.
+	 */
+	if (idx >= size_pages(i_size_read(inode))) {
+		ret = VM_FAULT_SIGBUS;
+		goto out_unlock;
+	}
+	/* Replaced meanwhile, and so unmapped: map the new one. */
+	if (xa_load(&vi->pages, idx) != vmf->page) {
 		ret = VM_FAULT_NOPAGE;
 		goto out_unlock;
 	}
@@ -117,7 +127,6 @@ static vm_fault_t vmr_page_mkwrite(struct vm_fault *vmf)
 		/* A private copy replaced a shared page: map the copy. */
 		unlock_page(page);
 		put_page(page);
-		unmap_mapping_pages(inode->i_mapping, idx, 1, false);
 		ret = VM_FAULT_NOPAGE;
 		goto out_unlock;
 	}
@@ -155,6 +164,26 @@ static int vmr_mmap(struct file *file, struct vm_area_struct *vma)
 	return 0;
 }
 
+/*
+ * Copy out of one of our pages, never hand the page itself over. On 6.1,
+ * generic_file_splice_read() reads into a pipe iterator, where
+ * copy_page_to_iter() puts a reference to the page into the pipe as a page
+ * cache buffer: the pipe then shows later writes to the page, and a
+ * consumer that steals the buffer (FUSE with SPLICE_F_MOVE) calls
+ * remove_mapping() on page->mapping, our anchor, which does not contain the
+ * page (docs/design.md, "page->mapping"). copy_to_iter() gives a pipe a copy
+ * in a page of its own, as copy_splice_read() does on 6.5 and later.
+ */
+static size_t vmr_copy_to_iter(struct page *page, size_t off, size_t n,
+			       struct iov_iter *to)
+{
+	void *kaddr = kmap_local_page(page);
+	size_t copied = copy_to_iter(kaddr + off, n, to);
+
+	kunmap_local(kaddr);
+	return copied;
+}
+
 static ssize_t vmr_read_iter(struct kiocb *iocb, struct iov_iter *to)
 {
 	struct inode *inode = file_inode(iocb->ki_filp);
@@ -174,7 +203,7 @@ static ssize_t vmr_read_iter(struct kiocb *iocb, struct iov_iter *to)
 		/* No lock held: the buffer may be a mapping of this file. */
 		page = vmr_get_page(vi, pos >> PAGE_SHIFT);
 		if (page) {
-			copied = copy_page_to_iter(page, off, n, to);
+			copied = vmr_copy_to_iter(page, off, n, to);
 			put_page(page);
 		} else {
 			copied = iov_iter_zero(n, to);
@@ -197,8 +226,8 @@ static ssize_t vmr_read_iter(struct kiocb *iocb, struct iov_iter *to)
 static int vmr_write_page(struct vmr_inode *vi, loff_t pos, const void *src,
 			  size_t len)
 {
-	bool replaced;
 	struct page *page;
+	bool replaced;
 
 	page = vmr_write_begin(vi, pos >> PAGE_SHIFT, &replaced);
 	if (IS_ERR(page))
@@ -208,9 +237,6 @@ static int vmr_write_page(struct vmr_inode *vi, loff_t pos, const void *src,
 	else
 		memzero_page(page, offset_in_page(pos), len);
 	unlock_page(page);
-	if (replaced)
-		unmap_mapping_pages(vi->vfs_inode.i_mapping, pos >> PAGE_SHIFT,
-				    1, false);
 	put_page(page);
 	return 0;
 }
@@ -253,13 +279,18 @@ static ssize_t vmr_write_iter(struct kiocb *iocb, struct iov_iter *from)
 		}
 		mutex_lock(&vi->lock);
 		ret = vmr_write_page(vi, pos, bounce, n);
+		/*
+		 * The size moves with the page, under vi->lock: a SNAPSHOT
+		 * in between would take the bytes without the size, and a
+		 * REVERT to it would leave them past EOF.
+		 */
+		if (!ret && pos + n > i_size_read(inode))
+			i_size_write(inode, pos + n);
 		mutex_unlock(&vi->lock);
 		if (ret)
 			break;
 		pos += n;
 		done += n;
-		if (pos > i_size_read(inode))
-			i_size_write(inode, pos);
 		cond_resched();
 	}
 	iocb->ki_pos = pos;
@@ -277,22 +308,53 @@ static int vmr_zero_partial(struct vmr_inode *vi, loff_t pos, loff_t end)
 	return vmr_write_page(vi, pos, NULL, end - pos);
 }
 
-/* Zero [start, end) byte-wise at the edges, page-wise in between. */
-static int vmr_punch(struct vmr_inode *vi, loff_t start, loff_t end)
+/*
+ * Make the page vmr_zero_partial(@pos, @end) would zero private and
+ * tracked, as a write to it would, without changing its content: the
+ * zeroing after this cannot fail.
+ */
+static int vmr_prepare_partial(struct vmr_inode *vi, loff_t pos, loff_t end)
+{
+	struct page *page;
+	bool replaced;
+
+	if (pos >= end || !xa_load(&vi->pages, pos >> PAGE_SHIFT))
+		return 0;
+	page = vmr_write_begin(vi, pos >> PAGE_SHIFT, &replaced);
+	if (IS_ERR(page))
+		return PTR_ERR(page);
+	unlock_page(page);
+	put_page(page);
+	return 0;
+}
+
+/*
+ * Zero [start, end) byte-wise at the edges and remove the pages in between
+ * (all of them from @start on if @to_end: truncation). All or nothing: the
+ * steps that can fail (a copy of an edge page, the undo slots) come first.
+ */
+static int vmr_punch(struct vmr_inode *vi, loff_t start, loff_t end,
+		     bool to_end)
 {
 	loff_t first = round_up(start, PAGE_SIZE);
 	loff_t last = round_down(end, PAGE_SIZE);
+	pgoff_t rm_end = to_end ? ULONG_MAX : last >> PAGE_SHIFT;
 	int err;
 
 	if (first > last)	/* within one page */
 		return vmr_zero_partial(vi, start, end);
-	err = vmr_zero_partial(vi, start, first);
+	err = vmr_prepare_partial(vi, start, first);
 	if (!err)
-		err = vmr_zero_partial(vi, last, end);
+		err = vmr_prepare_partial(vi, last, end);
 	if (!err)
-		err = vmr_remove_range(vi, first >> PAGE_SHIFT,
-				       last >> PAGE_SHIFT);
-	return err;
+		err = vmr_remove_prepare(vi, first >> PAGE_SHIFT, rm_end);
+	if (err)
+		return err;
+	/* Prepared pages: private and tracked, so no allocation below. */
+	vmr_zero_partial(vi, start, first);
+	vmr_zero_partial(vi, last, end);
+	vmr_remove_commit(vi, first >> PAGE_SHIFT, rm_end);
+	return 0;
 }
 
 /* Called with inode_lock held. */
@@ -302,25 +364,23 @@ int vmr_setsize(struct inode *inode, loff_t newsize)
 	loff_t oldsize = i_size_read(inode);
 	int err = 0;
 
-	if (newsize >= oldsize) {
-		i_size_write(inode, newsize);
-		return 0;
-	}
 	mutex_lock(&vi->lock);
+	if (newsize >= oldsize) {
+		/* Under vi->lock, as every size change: SNAPSHOT reads it. */
+		i_size_write(inode, newsize);
+		goto out;
+	}
 	if (vmr_range_preserved(vi, newsize >> PAGE_SHIFT, ULONG_MAX)) {
 		err = -EBUSY;
 		goto out;
 	}
-	i_size_write(inode, newsize);
-	/* Bytes past EOF in the last page read as zero when it grows again. */
-	err = vmr_punch(vi, newsize, round_up(oldsize, PAGE_SIZE));
-	if (!err)
-		err = vmr_remove_range(vi, size_pages(oldsize), ULONG_MAX);
 	/*
-	 * Only an allocation fails, part way: keep the old size, so that no
-	 * page is left beyond EOF. The pages already removed are holes now
-	 * (and, under a snapshot, tracked like any write).
+	 * Bytes past EOF in the last page read as zero when it grows again;
+	 * pages past the old EOF (fallocate with KEEP_SIZE) go too. On an
+	 * error nothing has changed.
 	 */
+	i_size_write(inode, newsize);
+	err = vmr_punch(vi, newsize, round_up(oldsize, PAGE_SIZE), true);
 	if (err)
 		i_size_write(inode, oldsize);
 out:
@@ -349,7 +409,7 @@ static long vmr_fallocate(struct file *file, int mode, loff_t offset,
 					size_pages(end)))
 			err = -EBUSY;
 		else
-			err = vmr_punch(vi, offset, end);
+			err = vmr_punch(vi, offset, end, false);
 		mutex_unlock(&vi->lock);
 	} else {
 		pgoff_t idx;
@@ -370,9 +430,11 @@ static long vmr_fallocate(struct file *file, int mode, loff_t offset,
 			}
 			cond_resched();
 		}
+		mutex_lock(&vi->lock);
 		if (!err && !(mode & FALLOC_FL_KEEP_SIZE) &&
 		    end > i_size_read(inode))
 			i_size_write(inode, end);
+		mutex_unlock(&vi->lock);
 	}
 	if (!err)
 		vmr_touch_mc(inode);

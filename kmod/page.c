@@ -91,10 +91,7 @@ struct page *vmr_alloc_page(struct vmr_sb *sbi, struct page *copy_from)
 	}
 	if (copy_from)
 		copy_highpage(page, copy_from);
-	/*
-	 * Always valid content. 6.1's splice hands our pages to pipes as
-	 * page cache pages, and a pipe reader refuses pages not up to date.
-	 */
+	/* Always valid content, for anything in the kernel that asks. */
 	SetPageUptodate(page);
 	page->mapping = sbi->anchor->i_mapping;
 	page->index = 0;
@@ -177,8 +174,9 @@ static void vmr_forget_undo(struct vmr_inode *vi, pgoff_t idx, void *old)
  * Prepare the page at @idx for a write in place: fill a hole, break sharing
  * with clones, and save the snapshot content on the first write since the
  * snapshot. Returns the page locked and with a reference. *@replaced tells
- * the caller that a new page took the place of one that may still be
- * mapped: it must unmap @idx.
+ * the caller that a new page took the place of one that was mapped (its
+ * PTEs are gone already): a fault must be retried to map the new one.
+ * Either everything is done or, on an error, nothing.
  *
  * *@pre, if set, is a copy of the page at @idx that the caller made without
  * vi->lock, while vi->gen had its current value: it is used instead of
@@ -235,8 +233,13 @@ struct page *vmr_write_begin_pre(struct vmr_inode *vi, pgoff_t idx,
 		/* Replacing a present entry allocates nothing: cannot fail. */
 		xa_store(&vi->pages, idx, new, GFP_KERNEL);
 		xa_clear_mark(&vi->pages, idx, VMR_MARK_WRITABLE);
+		/*
+		 * Our PTEs of the old page go before our slot does: once the
+		 * slot is dropped, the last other holder may write the page
+		 * in place, and a reader here must not see that.
+		 */
+		unmap_mapping_pages(vi_mapping(vi), idx, 1, false);
 		unlock_page(page);
-		/* Still shared, so this never frees it under a stale PTE. */
 		if (!track)
 			vmr_put_page(sbi, page);
 		atomic64_inc(&vi->cow_faults);
@@ -298,31 +301,69 @@ int vmr_fill_hole(struct vmr_inode *vi, pgoff_t idx)
 }
 
 /*
- * Make [start, end) holes, as truncate and hole punching do. With a
- * snapshot this is a write like any other: a clean page moves to @undo.
+ * The fallible part of removing [start, end): demote hot pages (which
+ * changes no content) and reserve an undo slot for every page the removal
+ * will track, so that vmr_remove_commit() cannot fail.
  */
-int vmr_remove_range(struct vmr_inode *vi, pgoff_t start, pgoff_t end)
+int vmr_remove_prepare(struct vmr_inode *vi, pgoff_t start, pgoff_t end)
 {
-	struct vmr_sb *sbi = vi_sb(vi);
 	struct page *page;
 	unsigned long idx;
-	int err = 0;
+	int err;
 
 	lockdep_assert_held(&vi->lock);
 	if (start >= end)
 		return 0;
 	err = vmr_hot_demote_range(vi, start, end);
-	if (err)
+	if (err || !vi->has_snap)
 		return err;
+	xa_for_each_range(&vi->pages, idx, page, start, end - 1) {
+		if (!vmr_tracking(vi, idx))
+			continue;
+		err = xa_reserve(&vi->undo, idx, GFP_KERNEL);
+		if (err) {
+			vmr_remove_cancel(vi, start, idx);
+			return err;
+		}
+		cond_resched();
+	}
+	return 0;
+}
+
+/* Give back what vmr_remove_prepare() reserved in [start, end). */
+void vmr_remove_cancel(struct vmr_inode *vi, pgoff_t start, pgoff_t end)
+{
+	struct page *page;
+	unsigned long idx;
+
+	if (start >= end)
+		return;
+	/* xa_release() leaves a real entry alone. */
+	xa_for_each_range(&vi->pages, idx, page, start, end - 1)
+		xa_release(&vi->undo, idx);
+}
+
+/*
+ * Make [start, end) holes, as truncate and hole punching do. With a
+ * snapshot this is a write like any other: a clean page moves to @undo.
+ * After vmr_remove_prepare() over the range, this cannot fail.
+ */
+void vmr_remove_commit(struct vmr_inode *vi, pgoff_t start, pgoff_t end)
+{
+	struct vmr_sb *sbi = vi_sb(vi);
+	struct page *page;
+	unsigned long idx;
+
+	lockdep_assert_held(&vi->lock);
+	if (start >= end)
+		return;
 	vmr_unmap(vi, start, end);
 	xa_for_each_range(&vi->pages, idx, page, start, end - 1) {
 		bool track = vmr_tracking(vi, idx);
 
-		if (track) {
-			err = vmr_save_undo(vi, idx, page);
-			if (err)
-				break;
-		}
+		/* Into the reserved slot: allocates nothing. */
+		if (track)
+			vmr_save_undo(vi, idx, page);
 		lock_page(page);
 		xa_erase(&vi->pages, idx);
 		/* A fault may have mapped it again since vmr_unmap(). */
@@ -335,6 +376,15 @@ int vmr_remove_range(struct vmr_inode *vi, pgoff_t start, pgoff_t end)
 		cond_resched();
 	}
 	vmr_update_blocks(vi);
+}
+
+/* All or nothing. */
+int vmr_remove_range(struct vmr_inode *vi, pgoff_t start, pgoff_t end)
+{
+	int err = vmr_remove_prepare(vi, start, end);
+
+	if (!err)
+		vmr_remove_commit(vi, start, end);
 	return err;
 }
 
@@ -367,7 +417,8 @@ void vmr_free_all(struct vmr_inode *vi)
  * so that the next write to them faults into page_mkwrite again. Hot pages
  * keep theirs: nothing tracks their writes.
  */
-void vmr_wrprotect(struct vmr_inode *vi, pgoff_t start, pgoff_t end)
+static void __vmr_wrprotect(struct vmr_inode *vi, pgoff_t start, pgoff_t end,
+			    bool keep_dirty)
 {
 	pgoff_t run_start = 0, run_end = 0;
 	struct page *page;
@@ -378,7 +429,8 @@ void vmr_wrprotect(struct vmr_inode *vi, pgoff_t start, pgoff_t end)
 	for (idx = start;
 	     (page = xa_find(&vi->pages, &idx, end - 1, VMR_MARK_WRITABLE));
 	     idx++) {
-		if (vmr_is_hot(vi, idx)) {
+		if (vmr_is_hot(vi, idx) ||
+		    (keep_dirty && xa_load(&vi->undo, idx))) {
 			if (idx == end - 1)
 				break;
 			continue;
@@ -403,6 +455,43 @@ void vmr_wrprotect(struct vmr_inode *vi, pgoff_t start, pgoff_t end)
 	vmr_unmap(vi, run_start, run_end);
 }
 
+void vmr_wrprotect(struct vmr_inode *vi, pgoff_t start, pgoff_t end)
+{
+	__vmr_wrprotect(vi, start, end, false);
+}
+
+/*
+ * A page pinned for DMA (FOLL_LONGTERM: io_uring fixed buffers, RDMA,
+ * VFIO) is written without a fault, so write protection cannot catch its
+ * next write. 6.12 refuses such pins on our write-notify mappings; 6.1 does
+ * not. SNAPSHOT keeps every pinned page dirty instead, its snapshot content
+ * in a copy, and writable (so the next SNAPSHOT looks at it again), and
+ * REVERT restores it like any dirty page. Only a page made writable since
+ * the last snapshot can be pinned for writing: a pin faults it in for write.
+ */
+static void vmr_snapshot_pinned(struct vmr_inode *vi)
+{
+	struct page *page, *copy;
+	unsigned long idx;
+
+	xa_for_each_marked(&vi->pages, idx, page, VMR_MARK_WRITABLE) {
+		if (!folio_maybe_dma_pinned(page_folio(page)) ||
+		    vmr_is_hot(vi, idx))
+			continue;
+		copy = vmr_alloc_page(vi_sb(vi), page);
+		if (!IS_ERR(copy) && vmr_save_undo(vi, idx, copy)) {
+			vmr_put_page(vi_sb(vi), copy);
+			copy = ERR_PTR(-ENOMEM);
+		}
+		if (IS_ERR(copy)) {
+			pr_warn_ratelimited("file %llu: no memory to track pinned page %lu\n",
+					    vi->id, idx);
+			continue;
+		}
+		cond_resched();
+	}
+}
+
 u64 vmr_snapshot(struct vmr_inode *vi)
 {
 	struct vmr_sb *sbi = vi_sb(vi);
@@ -422,7 +511,8 @@ u64 vmr_snapshot(struct vmr_inode *vi)
 	vi->has_snap = true;
 	/* Before write-protecting: the pages promoted keep their PTEs. */
 	vmr_hot_after_snapshot(vi);
-	vmr_wrprotect(vi, 0, ULONG_MAX);
+	vmr_snapshot_pinned(vi);
+	__vmr_wrprotect(vi, 0, ULONG_MAX, true);
 	vi->snap_size = i_size_read(&vi->vfs_inode);
 	vi->snapshots++;
 	WRITE_ONCE(vi->gen, vi->gen + 1);
@@ -468,26 +558,22 @@ bool vmr_range_preserved(struct vmr_inode *vi, pgoff_t start, pgoff_t end)
 	return vmr_preserved_at(vi, start, &next) || next < end;
 }
 
-/* Give @idx its snapshot content back. */
-static int vmr_revert_one(struct vmr_inode *vi, pgoff_t idx, void *saved)
+/*
+ * Give @idx its snapshot content back. A hole where the snapshot had a page
+ * (a truncated or punched page) needs a slot in @pages, which
+ * vmr_revert_reserve() made: this cannot fail.
+ */
+static void vmr_revert_one(struct vmr_inode *vi, pgoff_t idx, void *saved)
 {
 	struct page *page = xa_load(&vi->pages, idx);
-	int err = 0;
 
 	if (page)
 		lock_page(page);
 	if (xa_is_value(saved)) {
 		xa_erase(&vi->pages, idx);
 	} else {
-		/* Only a hole (truncated page) needs a node: may fail. */
-		err = xa_err(xa_store(&vi->pages, idx, saved, GFP_KERNEL));
-		if (!err)
-			xa_clear_mark(&vi->pages, idx, VMR_MARK_WRITABLE);
-	}
-	if (err) {
-		if (page)
-			unlock_page(page);
-		return err;
+		xa_store(&vi->pages, idx, saved, GFP_KERNEL);
+		xa_clear_mark(&vi->pages, idx, VMR_MARK_WRITABLE);
 	}
 	xa_erase(&vi->undo, idx);
 	vi->nr_dirty--;
@@ -503,7 +589,6 @@ static int vmr_revert_one(struct vmr_inode *vi, pgoff_t idx, void *saved)
 		unlock_page(page);
 		vmr_put_page(vi_sb(vi), page);
 	}
-	return 0;
 }
 
 /* Fold the dirty pages of a preserved run into the snapshot. */
@@ -521,40 +606,144 @@ static void vmr_keep_run(struct vmr_inode *vi, pgoff_t start, pgoff_t end)
 }
 
 /* Revert the dirty pages in [start, end), none of them preserved or hot. */
-static int vmr_revert_batch(struct vmr_inode *vi, pgoff_t start, pgoff_t end,
-			    u64 *reverted)
+static void vmr_revert_batch(struct vmr_inode *vi, pgoff_t start, pgoff_t end,
+			     u64 *reverted)
 {
 	unsigned long i;
 	void *saved;
-	int err;
 
 	if (start >= end)
-		return 0;
+		return;
 	/* One MMU notifier round for the batch. */
 	vmr_unmap(vi, start, end);
 	xa_for_each_range(&vi->undo, i, saved, start, end - 1) {
-		err = vmr_revert_one(vi, i, saved);
-		if (err)
-			return err;
+		vmr_revert_one(vi, i, saved);
 		(*reverted)++;
 	}
 	cond_resched();
+}
+
+/* Give back the slots vmr_revert_reserve() made below @upto and not used. */
+static void vmr_revert_unreserve(struct vmr_inode *vi, pgoff_t upto)
+{
+	unsigned long idx;
+	void *saved;
+
+	if (!upto)
+		return;
+	xa_for_each_range(&vi->undo, idx, saved, 0, upto - 1)
+		if (!xa_is_value(saved))
+			xa_release(&vi->pages, idx);
+}
+
+/*
+ * REVERT must not fail part way (a half-reverted file, or a preserved run
+ * folded into the snapshot by a REVERT that then failed): reserve, before
+ * anything changes, the @pages slot of every dirty index whose snapshot
+ * page comes back into a hole.
+ */
+static int vmr_revert_reserve(struct vmr_inode *vi)
+{
+	unsigned long idx;
+	void *saved;
+	pgoff_t next;
+	int err;
+
+	xa_for_each(&vi->undo, idx, saved) {
+		if (xa_is_value(saved) || xa_load(&vi->pages, idx) ||
+		    vmr_preserved_at(vi, idx, &next))
+			continue;
+		err = xa_reserve(&vi->pages, idx, GFP_KERNEL);
+		if (err) {
+			vmr_revert_unreserve(vi, idx);
+			return err;
+		}
+		cond_resched();
+	}
 	return 0;
 }
 
+/*
+ * The size after REVERT: the snapshot's, or up to the end of the last
+ * preserved range that starts below the current end of file (capped at
+ * it), so that preserved pages written past the old end of file stay
+ * reachable. A range that starts past EOF (it may lie anywhere) does not
+ * count. Range ends are at most MAX_LFS_FILESIZE (vmr_byte_range()).
+ */
+static loff_t vmr_revert_size(struct vmr_inode *vi)
+{
+	loff_t isize = i_size_read(&vi->vfs_inode);
+	pgoff_t eof = DIV_ROUND_UP(isize, PAGE_SIZE);
+	unsigned int i;
+
+	for (i = vi->nr_preserved; i-- > 0;) {
+		/* Sorted and disjoint: the first from the top has the end. */
+		if (vi->preserved[i].start < eof)
+			return max_t(loff_t, vi->snap_size,
+				     min_t(u64, (u64)vi->preserved[i].end << PAGE_SHIFT,
+					   isize));
+	}
+	return vi->snap_size;
+}
+
+/*
+ * Remove the pages of [start, end) after REVERT shrank the file over them:
+ * clean pages (a read fault in the grown tail fills a hole with a zero page
+ * without tracking it) would otherwise stay mapped past EOF, where
+ * page_mkwrite refuses every write. Past the snapshot's EOF they hold
+ * nothing of the snapshot, so nothing is tracked.
+ */
+static void vmr_revert_trim(struct vmr_inode *vi, pgoff_t start, pgoff_t end)
+{
+	struct vmr_sb *sbi = vi_sb(vi);
+	struct page *page;
+	unsigned long idx;
+
+	if (start >= end || !xa_find(&vi->pages, &start, end - 1, XA_PRESENT))
+		return;
+	vmr_unmap(vi, start, end);
+	xa_for_each_range(&vi->pages, idx, page, start, end - 1) {
+		/* Demoted before the walk; never removed under its copy. */
+		if (vmr_is_hot(vi, idx))
+			continue;
+		lock_page(page);
+		xa_erase(&vi->pages, idx);
+		if (page_mapped(page))
+			unmap_mapping_pages(vi_mapping(vi), idx, 1, false);
+		unlock_page(page);
+		vi->nr_pages--;
+		vmr_put_page(sbi, page);
+		cond_resched();
+	}
+}
+
+/*
+ * All or nothing: an error (ENOMEM) comes before anything has changed.
+ * Called with inode_lock held (the size changes) and vi->lock.
+ */
 int vmr_revert(struct vmr_inode *vi, bool dry_run, u64 *reverted, u64 *kept)
 {
 	pgoff_t bs = 0, be = 0;		/* the batch being gathered */
+	loff_t isize = i_size_read(&vi->vfs_inode), size = 0;
 	unsigned long idx = 0;
-	int err = 0;
+	int err;
 
 	lockdep_assert_held(&vi->lock);
 	*reverted = 0;
 	*kept = 0;
 	if (!vi->has_snap)
 		return -ENODATA;
-	if (!dry_run)
+	if (!dry_run) {
+		size = vmr_revert_size(vi);
+		/* Hot pages in the tail to be cut off become ordinary first. */
+		err = vmr_hot_demote_range(vi, DIV_ROUND_UP(size, PAGE_SIZE),
+					   DIV_ROUND_UP(isize, PAGE_SIZE));
+		if (!err)
+			err = vmr_revert_reserve(vi);
+		if (err)
+			return err;
 		WRITE_ONCE(vi->gen, vi->gen + 1);
+	}
 
 	/*
 	 * Walk the dirty pages in order. Ordinary ones gather into batches
@@ -568,9 +757,8 @@ int vmr_revert(struct vmr_inode *vi, bool dry_run, u64 *reverted, u64 *kept)
 		if (vmr_preserved_at(vi, idx, &next)) {
 			for (end = idx + 1; end < next && xa_load(&vi->undo, end); end++)
 				;
-			err = vmr_revert_batch(vi, bs, be, reverted);
-			if (err)
-				goto out;
+			if (!dry_run)
+				vmr_revert_batch(vi, bs, be, reverted);
 			bs = be = 0;
 			*kept += end - idx;
 			if (!dry_run)
@@ -580,16 +768,14 @@ int vmr_revert(struct vmr_inode *vi, bool dry_run, u64 *reverted, u64 *kept)
 		}
 		if (dry_run) {
 			(*reverted)++;
-		} else if (vmr_hot_try_promote(vi, idx)) {
-			err = vmr_revert_batch(vi, bs, be, reverted);
-			if (err)
-				goto out;
+		} else if (idx < DIV_ROUND_UP(size, PAGE_SIZE) &&
+			   vmr_hot_try_promote(vi, idx)) {
+			/* Never in the tail cut off below, where it could not stay. */
+			vmr_revert_batch(vi, bs, be, reverted);
 			bs = be = 0;
 		} else {
 			if (be && idx != be && !vmr_gap_unmapped(vi, be, idx)) {
-				err = vmr_revert_batch(vi, bs, be, reverted);
-				if (err)
-					goto out;
+				vmr_revert_batch(vi, bs, be, reverted);
 				be = 0;
 			}
 			if (!be)
@@ -598,22 +784,12 @@ int vmr_revert(struct vmr_inode *vi, bool dry_run, u64 *reverted, u64 *kept)
 		}
 		idx++;
 	}
-	err = vmr_revert_batch(vi, bs, be, reverted);
-	if (err)
-		goto out;
 	if (!dry_run) {
-		loff_t size = vi->snap_size;
-
-		/* Preserved pages beyond the old end of file stay reachable. */
-		if (vi->nr_preserved) {
-			loff_t pend = (loff_t)vi->preserved[vi->nr_preserved - 1].end
-				      << PAGE_SHIFT;
-
-			size = max(size, min(pend, i_size_read(&vi->vfs_inode)));
-		}
+		vmr_revert_batch(vi, bs, be, reverted);
 		i_size_write(&vi->vfs_inode, size);
+		vmr_revert_trim(vi, DIV_ROUND_UP(size, PAGE_SIZE),
+				DIV_ROUND_UP(isize, PAGE_SIZE));
 	}
-out:
 	/* After the walk: it may have promoted pages, which this restores. */
 	*reverted += vmr_hot_revert(vi, dry_run);
 	if (!dry_run) {
@@ -621,7 +797,7 @@ out:
 		vi->reverted_pages += *reverted;
 		vmr_update_blocks(vi);
 	}
-	return err;
+	return 0;
 }
 
 /* The offset from @base of the first page at or after @base + @i, or @nr. */

@@ -347,6 +347,7 @@ static int vmr_fill_super(struct super_block *sb, struct fs_context *fc)
 	struct vmr_fs_ctx *ctx = fc->fs_private;
 	struct vmr_sb *sbi;
 	struct inode *root;
+	int err;
 
 	sbi = kzalloc(sizeof(*sbi), GFP_KERNEL);
 	if (!sbi)
@@ -379,20 +380,25 @@ static int vmr_fill_super(struct super_block *sb, struct fs_context *fc)
 	sbi->anchor->i_mapping->a_ops = &vmr_aops;
 
 	root = vmr_get_inode(sb, VMR_IDMAP_NONE, NULL, S_IFDIR | sbi->mode);
-	if (IS_ERR(root))
+	if (IS_ERR(root)) {
+		/* -ENOSPC with nr_inodes=0, for one: say so, not ENOMEM. */
+		err = PTR_ERR(root);
 		goto err_anchor;
+	}
 	root->i_uid = sbi->uid;
 	root->i_gid = sbi->gid;
 	sb->s_root = d_make_root(root);
-	if (!sb->s_root)
+	if (!sb->s_root) {
+		err = -ENOMEM;
 		goto err_anchor;
+	}
 	return 0;
 
 err_anchor:
 	/* put_super only runs once there is a root. */
 	iput(sbi->anchor);
 	sbi->anchor = NULL;
-	return -ENOMEM;
+	return err;
 }
 
 static int vmr_get_tree(struct fs_context *fc)

@@ -126,6 +126,9 @@ struct page *vmr_write_begin_pre(struct vmr_inode *vi, pgoff_t idx,
 				 bool *replaced, struct page **pre);
 int vmr_fill_hole(struct vmr_inode *vi, pgoff_t idx);
 int vmr_remove_range(struct vmr_inode *vi, pgoff_t start, pgoff_t end);
+int vmr_remove_prepare(struct vmr_inode *vi, pgoff_t start, pgoff_t end);
+void vmr_remove_cancel(struct vmr_inode *vi, pgoff_t start, pgoff_t end);
+void vmr_remove_commit(struct vmr_inode *vi, pgoff_t start, pgoff_t end);
 void vmr_free_all(struct vmr_inode *vi);
 u64 vmr_snapshot(struct vmr_inode *vi);
 int vmr_revert(struct vmr_inode *vi, bool dry_run, u64 *reverted, u64 *kept);
