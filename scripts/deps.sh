@@ -21,6 +21,8 @@ base_pkgs=(
 	python3 python3-yaml gnuplot-nox util-linux man-db
 	# make check-debug builds Debian's 6.12 source (scripts/debug-kernel.sh).
 	linux-source-6.12 flex bison bc
+	# vmr_harden pins guest memory with io_uring fixed buffers.
+	liburing-dev
 )
 
 missing() {

@@ -89,18 +89,6 @@ static bool pres_overlap(uint64_t first, uint64_t end)
 	return false;
 }
 
-static bool any_pres(uint64_t *pend)
-{
-	bool any = false;
-
-	for (uint64_t p = 0; p < NP; p++)
-		if (pres[p]) {
-			any = true;
-			*pend = (p + 1) * PG;
-		}
-	return any;
-}
-
 struct model_ctx {
 	int fd, bfd;
 	uint8_t *map;
@@ -273,8 +261,15 @@ static void op_revert(struct model_ctx *c, bool dry)
 			else
 				memcpy(cur + p * PG, snap + p * PG, PG);
 		}
+		/*
+		 * The snapshot's size, or up to the end of the last preserved
+		 * page that starts below the current size (capped at it).
+		 */
 		ns = snap_size;
-		if (any_pres(&pend))
+		for (uint64_t p = 0; p < NP && p * PG < size; p++)
+			if (pres[p])
+				pend = (p + 1) * PG;
+		if (pend)
 			ns = ns > (pend < size ? pend : size) ? ns : (pend < size ? pend : size);
 		/* Bytes past the new end read as zero if the file grows again. */
 		if (ns < FSZ)
