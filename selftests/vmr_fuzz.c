@@ -126,6 +126,8 @@ struct worker {
 	bool fault_inject;		/* injection allowed for this thread */
 	_Atomic bool done;
 	_Atomic pid_t tid;
+	char trail[160];		/* the calls of the current operation */
+	struct slot *touched[2];	/* the slots it holds, for their logs */
 };
 
 static __thread struct worker *self;
@@ -239,13 +241,30 @@ static long now_s(void)
 static void begin(const char *op)
 {
 	self->op = op;
+	self->trail[0] = 0;
 	atomic_store(&self->op_start, now_s());
 	self->ops++;
 }
 
+static void slot_log(struct slot *s);
+
 static void end(void)
 {
+	for (int i = 0; i < 2; i++) {
+		if (self->touched[i])
+			slot_log(self->touched[i]);
+		self->touched[i] = NULL;
+	}
 	atomic_store(&self->op_start, 0);
+}
+
+/* Note a call and its result in the current operation's trail. */
+static void trail(const char *what, long ret)
+{
+	size_t n = strlen(self->trail);
+
+	if (n < sizeof(self->trail) - 1)
+		snprintf(self->trail + n, sizeof(self->trail) - n, " %s=%ld", what, ret);
 }
 
 /* Every errno the UAPI documents, plus what generic VFS paths return. */
@@ -264,7 +283,7 @@ static void check_errno(const char *what, long ret, int err)
 }
 
 #define CHK(what, expr) ({ long __r = (long)(expr); int __e = errno;	\
-	check_errno(what, __r, __e); errno = __e; __r; })
+	check_errno(what, __r, __e); trail(what, __r); errno = __e; __r; })
 
 /* ------------------------------------------------------------------------
  * Fault injection (debugfs), on the model-check thread only
@@ -468,6 +487,9 @@ struct slot {
 	char *map;			/* MAXSZ, MAP_SHARED; only < size is touched */
 	uint64_t id;			/* object ID */
 	off_t size;			/* stable under the read lock */
+	/* The last operations on it, printed when a model check fails. */
+	char log[24][224];
+	unsigned int nlog;
 };
 
 static struct slot slots[NSLOTS];
@@ -505,6 +527,34 @@ static void slot_resized(struct slot *s)
 	s->size = now;
 	if (workarounds && now < old)
 		slot_remap(s);
+}
+
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Hold @s's log for the current operation (after taking its lock). */
+static void touch(struct slot *s)
+{
+	if (!self->touched[0])
+		self->touched[0] = s;
+	else if (self->touched[0] != s)
+		self->touched[1] = s;
+}
+
+static void slot_log(struct slot *s)
+{
+	pthread_mutex_lock(&log_lock);
+	snprintf(s->log[s->nlog++ % 24], sizeof(s->log[0]), "t%d %ld %s: size %lld%s", self->idx,
+		 now_s(), self->op, (long long)fsize(s->fd), self->trail);
+	pthread_mutex_unlock(&log_lock);
+}
+
+static void slot_log_dump(struct slot *s)
+{
+	pthread_mutex_lock(&log_lock);
+	say("  the slot's last operations, oldest first:");
+	for (unsigned int i = s->nlog > 24 ? s->nlog - 24 : 0; i < s->nlog; i++)
+		say("  %s", s->log[i % 24]);
+	pthread_mutex_unlock(&log_lock);
 }
 
 /* The part of the file the slot's mapping covers. */
@@ -616,6 +666,59 @@ static bool check_invariant(struct slot *s, const uint8_t *snap, off_t snap_size
 	return ok;
 }
 
+
+/* What a model check did, printed when it fails. */
+struct mstep {
+	const char *what;
+	uint64_t off, len;
+	off_t before, after;
+	long ret;
+};
+
+/* Where and how the file differs from the model, and what led there. */
+static void explain(const uint8_t *file, const uint8_t *model, const uint8_t *snap,
+		    off_t msize, off_t snap_size, const struct mstep *h, int nh)
+{
+	off_t first = -1, last = -1;
+	long zero = 0, assnap = 0, n = 0;
+
+	for (off_t i = 0; i < msize; i++) {
+		if (file[i] == model[i])
+			continue;
+		if (first < 0)
+			first = i;
+		last = i;
+		n++;
+		zero += !file[i];
+		assnap += i < snap_size && file[i] == snap[i];
+	}
+	say("  %ld bytes differ in [%lld, %lld] (pages %lld-%lld); of them %ld zero in the file,"
+	    " %ld as in the snapshot; size %lld, snapshot %lld", n, (long long)first,
+	    (long long)last, (long long)(first / PG), (long long)(last / PG), zero, assnap,
+	    (long long)msize, (long long)snap_size);
+	for (int i = 0; i < nh; i++)
+		say("  step %d: %s %" PRIu64 "+%" PRIu64 " -> %ld, size %lld -> %lld", i, h[i].what,
+		    h[i].off, h[i].len, h[i].ret, (long long)h[i].before, (long long)h[i].after);
+}
+
+/* Does @fd hold what a REVERT gives: the snapshot, preserved pages as now? */
+static bool is_reverted(int fd, uint8_t *buf, const uint8_t *snap, off_t snap_size,
+			const uint8_t *model, off_t msize, uint64_t poff, uint64_t plen)
+{
+	if (fsize(fd) != snap_size || pread(fd, buf, snap_size, 0) != snap_size)
+		return false;
+	for (off_t off = 0; off < snap_size; off += PG) {
+		size_t l = snap_size - off < (off_t)PG ? (size_t)(snap_size - off) : PG;
+		bool kept = plen && (uint64_t)off >= poff && (uint64_t)off < poff + plen;
+
+		if (kept && off + (off_t)PG > msize)
+			continue;
+		if (memcmp(buf + off, kept ? model + off : snap + off, l))
+			return false;
+	}
+	return true;
+}
+
 static void model_check(struct slot *s)
 {
 	static __thread uint8_t snap[MAXSZ], model[MAXSZ], buf[MAXSZ];
@@ -625,10 +728,12 @@ static void model_check(struct slot *s)
 	struct vmreset_revert rv = { 0 };
 	int steps = 1 + rn(12), ret, mfd;
 	bool reverted = false;
+	struct mstep hist[12];
 	char proc[64];
 
 	wrlock(s);
 	begin("model check");
+	touch(s);
 	/* Its own file offset: other threads lseek() the slot's fd. */
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", s->fd);
 	mfd = open(proc, O_RDWR | O_CLOEXEC);
@@ -659,6 +764,40 @@ static void model_check(struct slot *s)
 	}
 	if (fsize(s->fd) > (off_t)MAXSZ && ftruncate(s->fd, rn(MAXPG + 1) * PG))
 		fail("ftruncate to fit the model: %s", strerror(errno));
+	/*
+	 * Past EOF the file holds nothing: the bytes past it in the last page
+	 * (seen through the mapping) and, grown to MAXSZ, everything after
+	 * it read as zero. What earlier operations left there would show up
+	 * only later, as a pwrite or ftruncate that grows the file.
+	 */
+	snap_size = fsize(s->fd);
+	if (snap_size < (off_t)MAXSZ) {
+		static const uint8_t zeros[PG];
+		size_t tail = (PG - snap_size % PG) % PG;
+
+		if (tail && probe_cmp(s->map + snap_size, zeros, tail) == 1) {
+			fail("before the model check: bytes past EOF (%lld) in the last page are not zero",
+			     (long long)snap_size);
+			slot_log_dump(s);
+			goto out;
+		}
+		if (ftruncate(s->fd, MAXSZ) ||
+		    pread(s->fd, buf, MAXSZ - snap_size, snap_size) != (ssize_t)(MAXSZ - snap_size)) {
+			fail("grow to check past EOF: %s", strerror(errno));
+			goto out;
+		}
+		for (off_t i = 0; i < (off_t)MAXSZ - snap_size; i++) {
+			if (buf[i]) {
+				fail("before the model check: byte %lld past EOF (%lld) is %#x, not zero",
+				     (long long)(snap_size + i), (long long)snap_size, buf[i]);
+				slot_log_dump(s);
+				goto out;
+			}
+		}
+		/* Without room for a copy of the last page it stays grown. */
+		if (ftruncate(s->fd, snap_size) && errno != ENOSPC)
+			fail("shrink back to %lld: %s", (long long)snap_size, strerror(errno));
+	}
 	if (vmr_snapshot(s->fd, NULL)) {
 		fail("SNAPSHOT: %s", strerror(errno));
 		goto out;
@@ -686,6 +825,9 @@ static void model_check(struct slot *s)
 		ssize_t n = 0;
 		int err = 0;
 
+		off_t before = msize;
+
+		hist[i] = (struct mstep){ "skipped", off, len, msize, msize, 0 };
 		if (off + len > MAXSZ)
 			len = MAXSZ - off;
 		for (uint64_t j = 0; j < len; j++)
@@ -713,10 +855,16 @@ static void model_check(struct slot *s)
 			}
 			if ((off_t)(off + len) > msize)
 				len = msize - off;
-			probe_copy(s->map + off, buf, len);
+			n = len;
+			if (probe_copy(s->map + off, buf, len)) {
+				/* SIGBUS: no room (ENOSPC) for a page it wrote. */
+				fi(false);
+				if (pread(s->fd, model, msize, 0) != msize)
+					fail("pread after %s: %s", what, strerror(errno));
+				break;
+			}
 			fi(false);
 			memcpy(model + off, buf, len);
-			n = len;
 			break;
 		case 2: {
 			off_t to = rn(MAXPG + 1) * PG - (one_in(2) ? rn(PG) : 0);
@@ -780,13 +928,13 @@ static void model_check(struct slot *s)
 		}
 		if (n < 0) {
 			if (err == ENOMEM && fi_on) {
-				/* What did happen is what the file says now. */
+				/*
+				 * All or nothing: a failed call changed nothing
+				 * (a write that did part returns its count).
+				 */
 				pthread_mutex_lock(&stats_lock);
 				fi_ops_failed++;
 				pthread_mutex_unlock(&stats_lock);
-				msize = fsize(s->fd);
-				if (pread(s->fd, model, msize, 0) != msize)
-					fail("pread after %s: %s", what, strerror(errno));
 			} else if (err == EBUSY && hits_p) {
 				/* Truncate and punch over a preserved range. */
 			} else if (err == ENOSPC) {
@@ -798,15 +946,19 @@ static void model_check(struct slot *s)
 				     strerror(err));
 			}
 		}
+		hist[i] = (struct mstep){ what, off, len, before, msize, n };
 		/* The file is what the model says, through pread and mapping. */
 		if (fsize(s->fd) != msize) {
 			fail("after %s: size %lld, model %lld", what,
 			     (long long)fsize(s->fd), (long long)msize);
+			slot_log_dump(s);
 			goto out;
 		}
 		if (pread(s->fd, buf, msize, 0) != msize || memcmp(buf, model, msize)) {
 			fail("after %s at %" PRIu64 "+%" PRIu64 ": content differs from the model",
 			     what, off, len);
+			explain(buf, model, snap, msize, snap_size, hist, i + 1);
+			slot_log_dump(s);
 			goto out;
 		}
 		if (!check_invariant(s, snap, snap_size, what))
@@ -830,12 +982,20 @@ static void model_check(struct slot *s)
 			pthread_mutex_lock(&stats_lock);
 			fi_ops_failed++;
 			pthread_mutex_unlock(&stats_lock);
-			/* All or nothing: still the pre-revert content? */
-			if (fsize(s->fd) != msize ||
-			    pread(s->fd, buf, msize, 0) != msize || memcmp(buf, model, msize)) {
+			/*
+			 * All or nothing: still the pre-revert content, or
+			 * (netlink: the revert was done, its reply could not
+			 * be allocated) exactly what the revert gives.
+			 */
+			if ((fsize(s->fd) != msize ||
+			     pread(s->fd, buf, msize, 0) != msize || memcmp(buf, model, msize)) &&
+			    !is_reverted(s->fd, buf, snap, snap_size, model, msize, poff, plen)) {
 				pthread_mutex_lock(&stats_lock);
 				fi_partial_reverts++;
 				pthread_mutex_unlock(&stats_lock);
+				fail("REVERT failed with ENOMEM part way (size %lld, before %lld)",
+				     (long long)fsize(s->fd), (long long)msize);
+				goto out;
 			}
 			if (!check_invariant(s, snap, snap_size, "REVERT failing with ENOMEM"))
 				goto out;
@@ -879,6 +1039,7 @@ static void model_check(struct slot *s)
 			     (long long)(off / PG),
 			     plen && (uint64_t)off >= poff && (uint64_t)off < poff + plen ?
 			     " (preserved)" : "");
+			slot_log_dump(s);
 			goto out;
 		}
 	}
@@ -986,6 +1147,7 @@ static void op_map_access(void)
 	struct slot *s = pick();
 	rdlock(s);
 	begin("mapping access");
+	touch(s);
 	/*
 	 * Past EOF a write must get SIGBUS. Only without the workaround: a
 	 * page a REVERT left mapped past the new EOF livelocks the writer
@@ -1003,7 +1165,7 @@ static void op_map_access(void)
 		uint64_t idx = rn(lim(s) / PG);
 
 		if (one_in(2))
-			probe_fill(s->map, idx, rnd());
+			trail("fill", probe_fill(s->map, idx, rnd()) ? -(long)idx : (long)idx);
 		else
 			probe_peek(s->map + idx * PG + rn(PG / 8) * 8);
 	}
@@ -1021,6 +1183,7 @@ static void op_vma(void)
 
 	rdlock(s);
 	begin("mmap and friends");
+	touch(s);
 	pages = lim(s) / PG;
 	fd = one_in(8) ? any_fd(s) : s->fd;
 	len = (one_in(8) ? 1 + rn(MAXPG + 4) : 1 + rn(pages ? pages : 1)) * PG;
@@ -1037,7 +1200,7 @@ static void op_vma(void)
 		switch (rn(6)) {
 		case 0:
 			if (inside)
-				probe_poke(p + off, rnd());
+				trail("poke", probe_poke(p + off, rnd()) ? -(long)off : (long)off);
 			break;
 		case 1:
 			if (inside)
@@ -1089,6 +1252,7 @@ static void op_fork(void)
 
 	rdlock(s);
 	begin("fork");
+	touch(s);
 	pid = fork();
 	if (pid == 0) {
 		volatile uint64_t sum = 0;
@@ -1119,6 +1283,8 @@ static void op_io(void)
 
 	lock2(s, grow, d, grow);
 	begin("read/write");
+	touch(s);
+	touch(d);
 	fd = one_in(8) ? any_fd(s) : s->fd;
 	off = grow ? rn(MAXSZ) : (s->size ? rn(s->size) : 0);
 	if (!grow && off + (off_t)len > s->size)
@@ -1177,6 +1343,7 @@ static void op_size(void)
 
 	wrlock(s);
 	begin("truncate/fallocate");
+	touch(s);
 	if (one_in(2))
 		CHK("ftruncate", ftruncate(s->fd, one_in(8) ? (off_t)big(0) :
 					    (off_t)rn(MAXSZ + 1)));
@@ -1193,6 +1360,8 @@ static void op_clone(void)
 
 	lock2(s, false, d, true);
 	begin("clone");
+	touch(s);
+	touch(d);
 	if (one_in(3)) {
 		CHK("FICLONE", ioctl(d->fd, FICLONE, one_in(8) ? any_fd(s) : s->fd));
 	} else {
@@ -1236,6 +1405,7 @@ static void op_ioctl(void)
 	memset(&u, 0, sizeof(u));
 	wr ? wrlock(s) : rdlock(s);
 	begin("vmreset ioctl");
+	touch(s);
 	fd = one_in(10) ? any_fd(s) : s->fd;
 	if (one_in(10))
 		for (size_t i = 0; i < sizeof(u); i++)
@@ -1289,6 +1459,7 @@ static void op_ioctl(void)
 		arg = one_in(2) ? (void *)ro : (void *)(uintptr_t)rnd();
 		break;
 	}
+	trail("which", which);
 	CHK("vmreset ioctl", ioctl(fd, cmd, arg));
 	if (wr)
 		slot_resized(s);
@@ -1306,6 +1477,7 @@ static void op_netlink(void)
 
 	wr ? wrlock(s) : rdlock(s);
 	begin("netlink");
+	touch(s);
 	switch (cmd) {
 	case 0:
 		ret = nl_req(self->nl, VMRESET_CMD_OBJ_GET, one_in(2),
@@ -1330,6 +1502,7 @@ static void op_netlink(void)
 		break;
 	}
 	check_errno("netlink object command", ret, -ret);
+	trail(cmd == 1 ? "OBJ_SNAPSHOT" : cmd == 2 ? "OBJ_REVERT" : "OBJ cmd", ret);
 	if (wr)
 		slot_resized(s);
 	end();
@@ -1366,6 +1539,7 @@ static void vcpu_ops(struct kvm_vm **vmp, struct kvm_vcpu **vcpup, uint64_t *par
 
 		wrlock(&slots[i]);
 		begin("memslot");
+		touch(&slots[i]);
 		if (*cur >= 0)
 			__vm_remove_slot(vm, 1);
 		*cur = -1;
@@ -1385,6 +1559,7 @@ static void vcpu_ops(struct kvm_vm **vmp, struct kvm_vcpu **vcpup, uint64_t *par
 
 		rdlock(s);
 		begin("guest writes");
+		touch(s);
 		for (uint64_t i = 0, k = 1 + rn(32); i < k && lim(s) >= (off_t)PG; i++)
 			params[n++] = rn(lim(s) / PG);
 		if (n) {
@@ -1398,6 +1573,7 @@ static void vcpu_ops(struct kvm_vm **vmp, struct kvm_vcpu **vcpup, uint64_t *par
 			} else {
 				struct ucall uc;
 
+				trail("guest pages", (long)n);
 				ret = vcpu_run(*vcpup, &uc);
 				if (ret != UCALL_DONE || uc.args[0] != n)
 					fail("guest writing %" PRIu64 " pages of slot %d (size %lld): %s",
@@ -1436,6 +1612,7 @@ static void vcpu_ops(struct kvm_vm **vmp, struct kvm_vcpu **vcpup, uint64_t *par
 
 		wrlock(s);
 		begin("vm netlink");
+		touch(s);
 		if (c == VMRESET_CMD_VM_GET)
 			ret = nl_req(self->nl, c, one_in(2),
 				     (struct nla[]){ NLA(VMRESET_A_VM_ID, id) }, 1, NULL);
@@ -1451,6 +1628,8 @@ static void vcpu_ops(struct kvm_vm **vmp, struct kvm_vcpu **vcpup, uint64_t *par
 				     (struct nla[]){ NLA(VMRESET_A_VM_ID, id),
 					NLA(VMRESET_A_OFFSET, gpa), NLA(VMRESET_A_LENGTH, len) }, 3, NULL);
 		check_errno("VM command", ret, -ret);
+		trail(c == VMRESET_CMD_VM_REVERT ? "VM_REVERT" : c == VMRESET_CMD_VM_SNAPSHOT ?
+		      "VM_SNAPSHOT" : "VM cmd", ret);
 		slot_resized(s);
 		end();
 		unlock(s);
@@ -1460,6 +1639,7 @@ static void vcpu_ops(struct kvm_vm **vmp, struct kvm_vcpu **vcpup, uint64_t *par
 		/* An object revert with the guest's pages mapped in KVM. */
 		wrlock(s);
 		begin("revert under the guest");
+		touch(s);
 		if (one_in(2))
 			CHK("SNAPSHOT", vmr_snapshot(s->fd, NULL));
 		else
