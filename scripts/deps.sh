@@ -19,6 +19,8 @@ base_pkgs=(
 	libbpf-dev bpftool clang llvm libelf-dev zlib1g-dev
 	libssl-dev openssl libjson-c-dev jq liblmdb-dev
 	python3 python3-yaml gnuplot-nox util-linux man-db
+	# vmreset-store's RADOS backend, and the one-node cluster its tests start.
+	librados-dev ceph-mon ceph-mgr ceph-osd ceph-common
 	# make check-debug builds Debian's 6.12 source (scripts/debug-kernel.sh).
 	linux-source-6.12 flex bison bc
 	# vmr_harden pins guest memory with io_uring fixed buffers.

@@ -160,6 +160,8 @@ struct worker {
 	void *rtxn;
 	struct vmrs_pack_writer *pw;
 	uint8_t *plain, *sealed, *check;
+	uint8_t (*ids)[VMRS_HASH_LEN];	/* RADOS: a chunk's IDs to look up */
+	struct vmrs_loc *locs;		/* RADOS: a chunk's blocks to fetch */
 	bool first;
 };
 
@@ -189,7 +191,8 @@ static int add_new(struct job *j, const uint8_t *id, const struct vmrs_loc *loc,
 	return ret;
 }
 
-static int save_block(struct worker *w, uint64_t i, size_t len, const uint8_t *plain)
+static int save_block(struct worker *w, uint64_t i, size_t len, const uint8_t *plain,
+		      bool named)
 {
 	struct job *j = w->j;
 	struct vmrs_entry *e = &j->m->e[i];
@@ -198,12 +201,12 @@ static int save_block(struct worker *w, uint64_t i, size_t len, const uint8_t *p
 	uint8_t *out;
 	int ret;
 
-	if (all_zero(plain, len)) {
+	if (named ? vmrs_entry_is_zero(e) : all_zero(plain, len)) {
 		memset(e, 0, sizeof(*e));
 		atomic_fetch_add(&j->zero, 1);
 		return 0;
 	}
-	if (vmrs_block_name(w->c, plain, len, e->key, e->id))
+	if (!named && vmrs_block_name(w->c, plain, len, e->key, e->id))
 		return -EIO;
 	/* Unchanged from the base: the base keeps that block alive. */
 	if (j->base && i < j->base->nblocks &&
@@ -221,7 +224,15 @@ static int save_block(struct worker *w, uint64_t i, size_t len, const uint8_t *p
 		 * key this save derived: a truncated or damaged one is
 		 * replaced, not shared.
 		 */
-		if (loc.len == len + VMRS_TAG_LEN && !vmrs_block_read(j->s, &loc, w->sealed) &&
+		if (loc.len == len + VMRS_TAG_LEN &&
+		    !vmrs_block_get(j->s, w->rtxn, &loc, w->sealed, false) &&
+		    !vmrs_block_open(w->c, e->key, w->sealed, len, w->check)) {
+			atomic_fetch_add(&j->dedup, 1);
+			return 0;
+		}
+		/* A host's cached copy may be the damaged one: ask RADOS itself. */
+		if (j->s->rados && loc.len == len + VMRS_TAG_LEN &&
+		    !vmrs_block_get(j->s, w->rtxn, &loc, w->sealed, true) &&
 		    !vmrs_block_open(w->c, e->key, w->sealed, len, w->check)) {
 			atomic_fetch_add(&j->dedup, 1);
 			return 0;
@@ -284,8 +295,37 @@ static int save_chunk(struct worker *w, uint64_t i0, uint64_t i1)
 				 ret == -ENODATA ? "file shrank during the save" : strerror(-ret));
 			return ret;
 		}
+		/* RADOS: name the run's blocks first, then look them all up at once. */
+		if (j->s->rados) {
+			size_t nid = 0;
+
+			for (uint64_t k = i; k < r; k++) {
+				struct vmrs_entry *e = &j->m->e[k];
+				size_t bl = block_len(j, k);
+				const uint8_t *p = w->plain + (k - (uint64_t)off / bs) * bs;
+
+				if (all_zero(p, bl)) {
+					memset(e, 0, sizeof(*e));
+					continue;
+				}
+				if (vmrs_block_name(w->c, p, bl, e->key, e->id))
+					return -EIO;
+				if (j->base && k < j->base->nblocks &&
+				    !memcmp(e, &j->base->e[k], sizeof(*e)))
+					continue;
+				memcpy(w->ids[nid++], e->id, VMRS_HASH_LEN);
+			}
+			ret = vmrs_index_prefetch(j->s, w->rtxn,
+						  (const uint8_t (*)[VMRS_HASH_LEN])w->ids, nid);
+			if (ret) {
+				vmrs_err("%s: looking up blocks in '%s': %s", j->what, j->s->root,
+					 vmrs_store_strerror(j->s, ret));
+				return ret;
+			}
+		}
 		for (; i < r; i++) {
-			ret = save_block(w, i, block_len(j, i), w->plain + (i - (uint64_t)off / bs) * bs);
+			ret = save_block(w, i, block_len(j, i), w->plain + (i - (uint64_t)off / bs) * bs,
+					 j->s->rados != NULL);
 			if (ret)
 				return ret;
 			if (j->stop_mid && atomic_fetch_add(&j->done_blocks, 1) + 1 == j->stop_mid)
@@ -326,6 +366,28 @@ static int load_chunk(struct worker *w, uint64_t i0, uint64_t i1)
 	struct vmrs_loc loc;
 	int ret;
 
+	/* RADOS: the chunk's index entries in one round trip, its blocks in a second. */
+	if (j->s->rados) {
+		size_t nid = 0, nl = 0;
+
+		for (uint64_t i = i0; i < i1; i++)
+			if (!vmrs_entry_is_zero(&j->m->e[i]))
+				memcpy(w->ids[nid++], j->m->e[i].id, VMRS_HASH_LEN);
+		ret = vmrs_index_prefetch(j->s, w->rtxn, (const uint8_t (*)[VMRS_HASH_LEN])w->ids,
+					  nid);
+		for (uint64_t i = i0; i < i1 && !ret; i++)
+			if (!vmrs_entry_is_zero(&j->m->e[i]) &&
+			    !vmrs_index_get(j->s, w->rtxn, j->m->e[i].id, &loc) &&
+			    loc.len == block_len(j, i) + VMRS_TAG_LEN)
+				w->locs[nl++] = loc;
+		if (!ret)
+			ret = vmrs_block_prefetch(j->s, w->rtxn, w->locs, nl);
+		if (ret) {
+			vmrs_err("%s: reading from '%s': %s", j->what, j->s->root,
+				 vmrs_store_strerror(j->s, ret));
+			return ret;
+		}
+	}
 	for (uint64_t i = i0; i < i1; i++) {
 		struct vmrs_entry *e = &j->m->e[i];
 		size_t len = block_len(j, i);
@@ -342,13 +404,17 @@ static int load_chunk(struct worker *w, uint64_t i0, uint64_t i1)
 		} else if (loc.len != len + VMRS_TAG_LEN) {
 			/* Checked before the read: w->sealed holds one block. */
 			bad = "damaged index entry (wrong length)";
-		} else if ((ret = vmrs_block_read(j->s, &loc, w->sealed)) == -ENOENT) {
+		} else if ((ret = vmrs_block_get(j->s, w->rtxn, &loc, w->sealed, false)) == -ENOENT) {
 			bad = "missing from the store";
 		} else if (ret == -ENODATA) {
 			bad = "truncated in the store";
 		} else if (ret) {
-			bad = strerror(-ret);
-		} else if (vmrs_block_open(w->c, e->key, w->sealed, len, plain)) {
+			bad = vmrs_store_strerror(j->s, ret);
+		} else if (vmrs_block_open(w->c, e->key, w->sealed, len, plain) &&
+			   (!j->s->rados ||
+			    /* the host cache's copy may be the bad one: RADOS's */
+			    vmrs_block_get(j->s, w->rtxn, &loc, w->sealed, true) ||
+			    vmrs_block_open(w->c, e->key, w->sealed, len, plain))) {
 			bad = "tampered (authentication failed)";
 		} else {
 			continue;
@@ -374,9 +440,11 @@ static void *worker(void *arg)
 	w->plain = malloc((size_t)j->chunk * bs);
 	w->sealed = malloc(bs + VMRS_TAG_LEN);
 	w->check = malloc(bs);
+	w->ids = malloc((size_t)j->chunk * VMRS_HASH_LEN);
+	w->locs = malloc((size_t)j->chunk * sizeof(*w->locs));
 	w->c = vmrs_crypto_new(j->salt);
 	w->rtxn = vmrs_index_reader(j->s);
-	if (!w->plain || !w->sealed || !w->check || !w->c || !w->rtxn) {
+	if (!w->plain || !w->sealed || !w->check || !w->ids || !w->locs || !w->c || !w->rtxn) {
 		vmrs_err("%s: %s", j->what, w->rtxn ? "out of memory" :
 			 "cannot read the block index (too many readers?)");
 		atomic_store(&j->abort, true);
@@ -395,11 +463,13 @@ static void *worker(void *arg)
 		if (first)
 			progress(j, false);
 	}
-	vmrs_index_reader_end(w->rtxn);
+	vmrs_index_reader_end(j->s, w->rtxn);
 	vmrs_crypto_free(w->c);
 	free(w->plain);
 	free(w->sealed);
 	free(w->check);
+	free(w->ids);
+	free(w->locs);
 	return NULL;
 }
 
@@ -798,8 +868,11 @@ int cmd_save(const char *file, const char *store, const struct vmrs_opts *o)
 	if (getenv("VMRESET_STORE_STOP_AT"))
 		j.stop_mid = toread / 2 ? toread / 2 : 1;
 	stop_at("before-blocks");
-	if (run_job(&j, o->threads))
+	if (run_job(&j, o->threads)) {
+		if (s.rados)
+			vmrs_err("'%s': nothing saved", file);
 		goto out;
+	}
 	/*
 	 * A snapshot or revert while the blocks were read leaves a mix of
 	 * two states, and the dirty list may have missed pages: refuse.
@@ -812,7 +885,8 @@ int cmd_save(const char *file, const char *store, const struct vmrs_opts *o)
 	for (int k = 0; k < j.npacks; k++) {
 		r = vmrs_pack_finish(&j.packs[k]);
 		if (r) {
-			vmrs_err("'%s': writing a pack: %s", store, strerror(-r));
+			vmrs_err("'%s': writing a pack: %s; nothing saved", store,
+				 vmrs_store_strerror(&s, r));
 			goto out;
 		}
 	}
@@ -826,6 +900,10 @@ int cmd_save(const char *file, const char *store, const struct vmrs_opts *o)
 		goto out;
 	stop_at("before-manifest");
 	r = vmrs_manifest_write(&s, key, &m, o->base ? &base : NULL);
+	if (r == -ENOLCK) {
+		vmrs_err("writing manifest '%s': %s; nothing saved", name, vmrs_rados_lost_msg(-EBUSY));
+		goto out;
+	}
 	if (r == -EBUSY || r == -ESTALE) {
 		vmrs_err("writing manifest '%s': %s", name, r == -EBUSY ?
 			 "another save based a snapshot on it meanwhile" :
@@ -833,7 +911,8 @@ int cmd_save(const char *file, const char *store, const struct vmrs_opts *o)
 		goto out;
 	}
 	if (r) {
-		vmrs_err("writing manifest '%s': %s", name, strerror(-r));
+		vmrs_err("writing manifest '%s': %s; nothing saved", name,
+			 vmrs_store_strerror(&s, r));
 		goto out;
 	}
 	printf("saved '%s' (seq %" PRIu64 "%s%s%s): %" PRIu64 " bytes, %" PRIu64
@@ -1026,9 +1105,19 @@ int cmd_load(const char *store, const char *name, const char *file,
 		goto out;
 	if (o->state_file && write_state(o->state_file, &m))
 		goto out;
-	printf("loaded '%s' (seq %" PRIu64 ") into '%s': %" PRIu64 " bytes, %" PRIu64
-	       " blocks%s; %.3f s\n", name, m.h.seq, file, m.size, m.nblocks,
-	       is_vmr && m.nranges ? ", preserved ranges re-applied" : "", now() - t0);
+	{
+		uint64_t hits = 0, misses = 0;
+		char cache[96] = "";
+
+		/* Misses: blocks not in the host cache, fetched from RADOS. */
+		if (vmrs_rados_cache_stats(&s, &hits, &misses))
+			snprintf(cache, sizeof(cache), "; host cache: %" PRIu64 " hits, %" PRIu64
+				 " fetched", hits, misses);
+		printf("loaded '%s' (seq %" PRIu64 ") into '%s': %" PRIu64 " bytes, %" PRIu64
+		       " blocks%s%s; %.3f s\n", name, m.h.seq, file, m.size, m.nblocks,
+		       is_vmr && m.nranges ? ", preserved ranges re-applied" : "", cache,
+		       now() - t0);
+	}
 	ret = 0;
 out:
 	if (tmp[0])
@@ -1052,7 +1141,7 @@ static int verify_refs(struct vmrs_store *s, const char *name)
 
 	if (!buf || vmrs_manifest_header(s, name, &h, &ids, NULL)) {
 		free(buf);
-		vmrs_index_reader_end(rtxn);
+		vmrs_index_reader_end(s, rtxn);
 		return 1;
 	}
 	for (uint64_t i = 0; i < h.nrefs; i++) {
@@ -1064,7 +1153,7 @@ static int verify_refs(struct vmrs_store *s, const char *name)
 			/* Checked before the read: buf holds one block. */
 			vmrs_err("%s: block %s: damaged index entry (length %u)", name, hex, loc.len);
 			bad++;
-		} else if ((r = vmrs_block_read(s, &loc, buf)) == -ENOENT) {
+		} else if ((r = vmrs_block_get(s, rtxn, &loc, buf, false)) == -ENOENT) {
 			vmrs_err("%s: block %s: missing from the store", name, hex);
 			bad++;
 		} else if (r) {
@@ -1082,7 +1171,7 @@ static int verify_refs(struct vmrs_store *s, const char *name)
 	}
 	free(ids);
 	free(buf);
-	vmrs_index_reader_end(rtxn);
+	vmrs_index_reader_end(s, rtxn);
 	if (!bad)
 		printf("verified '%s': %" PRIu64 " blocks present (no key: contents not decrypted)\n",
 		       name, h.nrefs);

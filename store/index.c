@@ -125,13 +125,43 @@ void *vmrs_index_reader(struct vmrs_store *s)
 {
 	MDB_txn *t;
 
+	if (s->rados)
+		return vmrs_rados_reader(s);
 	return mdb_txn_begin(s->idx->env, NULL, MDB_RDONLY, &t) ? NULL : t;
 }
 
-void vmrs_index_reader_end(void *rtxn)
+void vmrs_index_reader_end(struct vmrs_store *s, void *rtxn)
 {
-	if (rtxn)
+	if (s->rados)
+		vmrs_rados_reader_end(rtxn);
+	else if (rtxn)
 		mdb_txn_abort(rtxn);
+}
+
+int vmrs_index_prefetch(struct vmrs_store *s, void *rtxn, const uint8_t (*ids)[VMRS_HASH_LEN],
+			size_t n)
+{
+	return s->rados ? vmrs_rados_prefetch(s, rtxn, ids, n) : 0;
+}
+
+int vmrs_block_prefetch(struct vmrs_store *s, void *rtxn, const struct vmrs_loc *locs, size_t n)
+{
+	return s->rados ? vmrs_rados_block_prefetch(s, rtxn, locs, n) : 0;
+}
+
+int vmrs_block_get(struct vmrs_store *s, void *rtxn, const struct vmrs_loc *loc, uint8_t *buf,
+		   bool fresh)
+{
+	if (s->rados)
+		return vmrs_rados_block_read(s, rtxn, loc, buf, fresh);
+	return vmrs_block_read(s, loc, buf);
+}
+
+const char *vmrs_store_strerror(const struct vmrs_store *s, int rc)
+{
+	if (s->rados)
+		return vmrs_rados_lost_msg(rc);
+	return strerror(-rc);
 }
 
 int vmrs_index_get(struct vmrs_store *s, void *rtxn, const uint8_t id[VMRS_HASH_LEN],
@@ -140,6 +170,8 @@ int vmrs_index_get(struct vmrs_store *s, void *rtxn, const uint8_t id[VMRS_HASH_
 	MDB_val k = { VMRS_HASH_LEN, (void *)id }, v;
 	struct idx_val iv;
 
+	if (s->rados)
+		return vmrs_rados_get(s, rtxn, id, loc) ? -ENOENT : 0;
 	if (!rtxn || mdb_get(rtxn, s->idx->dbi, &k, &v) || v.mv_size != sizeof(iv))
 		return -ENOENT;
 	memcpy(&iv, v.mv_data, sizeof(iv));
@@ -154,6 +186,13 @@ int vmrs_index_commit(struct vmrs_store *s, const struct vmrs_newblock *nb, uint
 	MDB_txn *t;
 	int rc;
 
+	if (s->rados) {
+		rc = vmrs_rados_commit(s, nb, n);
+		if (rc)
+			vmrs_err("'%s': adding blocks to the index: %s", s->root,
+				 vmrs_rados_lost_msg(rc));
+		return rc ? -1 : 0;
+	}
 	rc = mdb_txn_begin(s->idx->env, NULL, 0, &t);
 	if (rc)
 		return lmdb_err(s->root, "begin", rc);
@@ -180,6 +219,8 @@ uint64_t vmrs_index_count(struct vmrs_store *s)
 	MDB_stat st;
 	uint64_t n = 0;
 
+	if (s->rados)
+		return vmrs_rados_count(s);
 	if (mdb_txn_begin(s->idx->env, NULL, MDB_RDONLY, &t))
 		return 0;
 	if (!mdb_stat(t, s->idx->dbi, &st))
@@ -195,6 +236,9 @@ uint64_t vmrs_index_bytes_used(struct vmrs_store *s)
 	MDB_stat st;
 	uint64_t n = 0;
 
+	/* RADOS: the omap keys and values (hex ID, location), before RocksDB's overhead. */
+	if (s->rados)
+		return vmrs_rados_count(s) * (2 * VMRS_HASH_LEN + 24);
 	if (mdb_txn_begin(s->idx->env, NULL, MDB_RDONLY, &t))
 		return 0;
 	if (!mdb_stat(t, s->idx->dbi, &st))
@@ -211,12 +255,23 @@ void vmrs_pack_path(const struct vmrs_store *s, uint64_t pack, char *path, size_
 
 #define PACK_BUF	(1U << 20)
 
+/* A RADOS pack is gathered whole and written with one write_full. */
+#define RADOS_BUF	(VMRS_RADOS_PACK + VMRS_MAX_BLOCK + VMRS_TAG_LEN)
+
 static int pack_start(struct vmrs_pack_writer *w)
 {
-	if (!w->buf && !(w->buf = malloc(PACK_BUF)))
+	if (!w->buf && !(w->buf = malloc(w->s->rados ? RADOS_BUF : PACK_BUF)))
 		return -ENOMEM;
 	if (vmrs_random(&w->id, sizeof(w->id)))
 		return -EIO;
+	if (w->s->rados) {
+		w->fd = INT_MAX;	/* "open" */
+		memcpy(w->buf, PACK_MAGIC, 8);
+		memcpy(w->buf + 8, &w->id, 8);
+		w->blen = PACK_HDR;
+		w->off = PACK_HDR;
+		return 0;
+	}
 	snprintf(w->tmp, sizeof(w->tmp), "%s/packs/.tmp.%016" PRIx64, w->s->root, w->id);
 	w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (w->fd < 0)
@@ -254,6 +309,14 @@ int vmrs_pack_finish(struct vmrs_pack_writer *w)
 
 	if (w->fd <= 0)
 		return w->err;
+	if (w->s->rados) {
+		ret = w->err ? w->err : vmrs_rados_pack_put(w->s, w->id, w->buf, w->blen);
+		w->fd = 0;
+		w->blen = 0;
+		if (ret)
+			w->err = ret;
+		return ret;
+	}
 	ret = w->err ? w->err : pack_flush(w);
 	if (!ret && fsync(w->fd))
 		ret = -errno;
@@ -271,7 +334,9 @@ int vmrs_pack_finish(struct vmrs_pack_writer *w)
 
 void vmrs_pack_abort(struct vmrs_pack_writer *w)
 {
-	if (w->fd > 0) {
+	if (w->fd > 0 && w->s && w->s->rados) {
+		w->fd = 0;	/* nothing was written */
+	} else if (w->fd > 0) {
 		close(w->fd);
 		w->fd = 0;
 		unlink(w->tmp);
@@ -287,11 +352,11 @@ uint8_t *vmrs_pack_reserve(struct vmrs_pack_writer *w, uint32_t len, struct vmrs
 	uint8_t *p;
 
 	*err = w->err;
-	if (!*err && w->fd > 0 && w->off + len > VMRS_PACK_MAX)
+	if (!*err && w->fd > 0 && w->off + len > (w->s->rados ? VMRS_RADOS_PACK : VMRS_PACK_MAX))
 		*err = vmrs_pack_finish(w);
 	if (!*err && w->fd <= 0)
 		*err = pack_start(w);
-	if (!*err && w->blen + len > PACK_BUF)
+	if (!*err && !w->s->rados && w->blen + len > PACK_BUF)
 		*err = pack_flush(w);
 	if (*err)
 		return NULL;
@@ -319,6 +384,8 @@ int vmrs_sync_packs(const struct vmrs_store *s)
 {
 	char path[PATH_MAX];
 
+	if (s->rados)
+		return 0;	/* a RADOS write is durable when acknowledged */
 	snprintf(path, sizeof(path), "%s/packs", s->root);
 	return vmrs_fsync_dir(path);
 }
@@ -363,8 +430,11 @@ static int pack_fd(struct vmrs_store *s, uint64_t pack, bool *owned)
 int vmrs_block_read(struct vmrs_store *s, const struct vmrs_loc *loc, uint8_t *buf)
 {
 	bool owned;
-	int fd = pack_fd(s, loc->pack, &owned), ret;
+	int fd, ret;
 
+	if (s->rados)
+		return vmrs_rados_block_read(s, NULL, loc, buf, false);
+	fd = pack_fd(s, loc->pack, &owned);
 	if (fd < 0)
 		return -ENOENT;
 	ret = vmrs_pread_all(fd, buf, loc->len, (off_t)loc->off);
@@ -379,10 +449,14 @@ uint64_t vmrs_index_bytes(struct vmrs_store *s, uint8_t (*ids)[VMRS_HASH_LEN], u
 	struct vmrs_loc loc;
 	uint64_t sum = 0;
 
-	for (uint64_t i = 0; i < n; i++)
+	for (uint64_t i = 0; i < n; i++) {
+		if (s->rados && !(i % 1024))
+			vmrs_index_prefetch(s, t, (const uint8_t (*)[VMRS_HASH_LEN])ids[i],
+					    n - i < 1024 ? n - i : 1024);
 		if (!vmrs_index_get(s, t, ids[i], &loc))
 			sum += loc.len;
-	vmrs_index_reader_end(t);
+	}
+	vmrs_index_reader_end(s, t);
 	return sum;
 }
 
@@ -431,6 +505,10 @@ int vmrs_index_gc(struct vmrs_store *s, uint8_t (*live)[VMRS_HASH_LEN], uint64_t
 	DIR *dd;
 	int rc, ret = -1;
 
+	if (s->rados) {
+		free(buf);
+		return vmrs_rados_gc(s, live, nlive, st);
+	}
 	memset(st, 0, sizeof(*st));
 	snprintf(dir, sizeof(dir), "%s/packs", s->root);
 	dd = opendir(dir);

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,10 +27,10 @@ struct subcmd {
 static const struct subcmd cmds[] = {
 	{ "init", "init STORE [--block-size N] [--copies R] [--salt user|time|location|mix]", 1, 1 },
 	{ "keygen", "keygen KEYFILE", 1, 1 },
-	{ "save", "save FILE STORE --key KEYFILE [--name N] [--base NAME [--dirty FILE]] [--selector S] [--state FILE] [-t THREADS]", 2, 2 },
-	{ "load", "load STORE NAME FILE --key KEYFILE [--partial] [--min-seq N] [--state FILE] [-t THREADS]", 3, 3 },
+	{ "save", "save FILE STORE --key KEYFILE [--name N] [--base NAME [--dirty FILE]] [--selector S] [--state FILE] [-t THREADS] [--cache DIR] [--cache-size N]", 2, 2 },
+	{ "load", "load STORE NAME FILE --key KEYFILE [--partial] [--min-seq N] [--state FILE] [-t THREADS] [--cache DIR] [--cache-size N]", 3, 3 },
 	{ "list", "list STORE [-j]", 1, 1 },
-	{ "verify", "verify STORE [NAME] [--key KEYFILE] [-t THREADS]", 1, 2 },
+	{ "verify", "verify STORE [NAME] [--key KEYFILE] [-t THREADS] [--cache DIR] [--cache-size N]", 1, 2 },
 	{ "delete", "delete STORE NAME", 2, 2 },
 	{ "gc", "gc STORE", 1, 1 },
 	{ NULL, NULL, 0, 0 },
@@ -58,7 +59,11 @@ static void usage(FILE *f)
 	fprintf(f, "usage: vmreset-store COMMAND [ARGS]\n\n");
 	for (const struct subcmd *c = cmds; c->name; c++)
 		fprintf(f, "  vmreset-store %s\n", c->usage);
-	fprintf(f, "\nSee vmreset-store(1). Exit codes: 0 ok, 1 failed, 2 usage.\n");
+	fprintf(f, "\nSTORE is a directory, or rados://POOL[/NAMESPACE] for a Ceph RADOS store\n"
+		   "(ceph.conf and keyring from $CEPH_CONF or /etc/ceph, $CEPH_ARGS for --id and\n"
+		   "others; a host block cache, --cache DIR --cache-size BYTES, default\n"
+		   "~/.cache/vmreset-store and 1g, 0 = none).\n"
+		   "See vmreset-store(1). Exit codes: 0 ok, 1 failed, 2 usage.\n");
 }
 
 int main(int argc, char **argv)
@@ -77,10 +82,13 @@ int main(int argc, char **argv)
 		{ "threads", required_argument, NULL, 't' },
 		{ "state", required_argument, NULL, 'T' },
 		{ "min-seq", required_argument, NULL, 'q' },
+		{ "cache", required_argument, NULL, 'C' },
+		{ "cache-size", required_argument, NULL, 'Z' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	const char *csize = getenv("VMRESET_STORE_CACHE_SIZE");
 	struct vmrs_opts o = { .threads = ncpu < 1 ? 1 : ncpu > 64 ? 64 : (int)ncpu };
 	uint64_t bs = VMRS_DEFAULT_BLOCK, v;
 	uint32_t copies = 1, nt;
@@ -90,6 +98,15 @@ int main(int argc, char **argv)
 
 	if (std_fds())
 		return 1;
+	/* A peer (an OSD) that reset its connection must be an error, not a kill. */
+	signal(SIGPIPE, SIG_IGN);
+	if (csize && vmr_parse_size(csize, &vmrs_cache_size)) {
+		vmrs_err("bad VMRESET_STORE_CACHE_SIZE '%s' (bytes, k/m/g suffixes; 0 = no cache)",
+			 csize);
+		return 2;
+	}
+	if (getenv("VMRESET_STORE_CACHE"))
+		vmrs_cache_dir = getenv("VMRESET_STORE_CACHE");
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
 	    !strcmp(argv[1], "help")) {
 		usage(argc < 2 ? stderr : stdout);
@@ -141,6 +158,15 @@ int main(int argc, char **argv)
 			}
 			o.min_seq = v;
 			break;
+		case 'C': vmrs_cache_dir = optarg; break;
+		case 'Z':
+			if (vmr_parse_size(optarg, &v)) {
+				vmrs_err("bad cache size '%s' (bytes, k/m/g suffixes; 0 = no cache)",
+					 optarg);
+				return 2;
+			}
+			vmrs_cache_size = v;
+			break;
 		case 'p': o.partial = true; break;
 		case 'j': o.json = true; break;
 		case 't':
@@ -175,6 +201,8 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd->name, "init")) {
 		int ret = vmrs_store_init(args[0], (uint32_t)bs, (uint32_t)copies, mode);
 
+		if (ret == -EALREADY)
+			return 1;	/* the RADOS backend said why */
 		if (ret) {
 			vmrs_err("init '%s': %s", args[0],
 				 ret == -EEXIST ? "already a store" : strerror(-ret));

@@ -101,7 +101,7 @@ out:
 int cmd_delete(const char *store, const char *name, const struct vmrs_opts *o)
 {
 	struct vmrs_store s = { .lock_fd = -1 };
-	char path[PATH_MAX], dep[VMRS_MAX_NAME + 1];
+	char dep[VMRS_MAX_NAME + 1];
 	struct vmrs_mhdr h;
 	int ret = 1, r, lock = -1;
 
@@ -125,22 +125,17 @@ int cmd_delete(const char *store, const char *name, const struct vmrs_opts *o)
 				 r > 1 ? " and others" : "", r > 1 ? "those" : "it");
 		goto out;
 	}
-	snprintf(path, sizeof(path), "%s/manifests/%s", store, name);
-	if (unlink(path)) {
-		vmrs_err("'%s': %s", path, strerror(errno));
-		goto out;
-	}
-	snprintf(path, sizeof(path), "%s/manifests", store);
-	r = vmrs_fsync_dir(path);
+	r = vmrs_manifest_remove(&s, name);
 	if (r) {
-		vmrs_err("'%s': fsync: %s", path, strerror(-r));
+		vmrs_err("deleting '%s' from '%s': %s", name, store, r == -ENOLCK ?
+			 vmrs_rados_lost_msg(-EBUSY) : vmrs_store_strerror(&s, r));
 		goto out;
 	}
 	printf("deleted '%s'; 'vmreset-store gc %s' frees the blocks nothing else uses\n",
 	       name, store);
 	ret = 0;
 out:
-	vmrs_manifest_unlock(lock);
+	vmrs_manifest_unlock(&s, lock);
 	vmrs_store_close(&s);
 	return ret;
 }

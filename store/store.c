@@ -25,6 +25,8 @@
 #include "util.h"
 
 const char *vmrs_salt_names[] = { "user", "time", "location", "mix", NULL };
+const char *vmrs_cache_dir;
+uint64_t vmrs_cache_size = 1ULL << 30;
 
 #define MAN_MAGIC	"VMRSMAN2"
 #define MAN_FIXED	96	/* magic .. nrefs */
@@ -193,6 +195,15 @@ int vmrs_store_init(const char *root, uint32_t block_size, uint32_t copies,
 	uint8_t secret[VMRS_HASH_LEN];
 	int n;
 
+	if (vmrs_is_rados(root)) {
+		if (vmrs_random(secret, sizeof(secret)))
+			return -EIO;
+		vmrs_hex(secret, sizeof(secret), hex);
+		n = snprintf(policy, sizeof(policy),
+			     "vmreset-store 2\nblock_size %u\ncopies %u\nsalt %s\nsecret %s\n",
+			     block_size, copies, vmrs_salt_names[mode], hex);
+		return vmrs_rados_init(root, policy, (size_t)n) ? -EALREADY : 0;
+	}
 	if (mkdir(root, 0755) && errno != EEXIST)
 		return -errno;
 	snprintf(path, sizeof(path), "%s/policy", root);
@@ -220,25 +231,14 @@ int vmrs_store_init(const char *root, uint32_t block_size, uint32_t copies,
 	return n ? n : vmrs_fsync_dir(root);
 }
 
-int vmrs_store_open(struct vmrs_store *s, const char *root, bool exclusive)
+static int parse_policy(struct vmrs_store *s, const char *root, const char *p)
 {
-	char path[PATH_MAX], mode[32] = "", hex[80] = "";
+	char mode[32] = "", hex[80] = "";
 	unsigned int ver = 0;
-	size_t len;
-	char *p;
 	int n;
 
-	memset(s, 0, sizeof(*s));
-	s->lock_fd = -1;
-	snprintf(path, sizeof(path), "%s/policy", root);
-	p = vmrs_read_file(path, &len);
-	if (!p) {
-		vmrs_err("'%s': not a store (no readable policy: %s)", root, strerror(errno));
-		return -1;
-	}
 	n = sscanf(p, "vmreset-store %u block_size %u copies %u salt %31s secret %79s",
 		   &ver, &s->block_size, &s->copies, mode, hex);
-	free(p);
 	s->salt_mode = SALT_MIX + 1;
 	for (int i = 0; vmrs_salt_names[i]; i++)
 		if (!strcmp(mode, vmrs_salt_names[i]))
@@ -255,6 +255,67 @@ int vmrs_store_open(struct vmrs_store *s, const char *root, bool exclusive)
 		vmrs_err("'%s/policy': malformed", root);
 		return -1;
 	}
+	return 0;
+}
+
+/* The host's cache of a RADOS store: one per store (named by its secret). */
+static int open_cache(struct vmrs_store *s)
+{
+	char dir[PATH_MAX], hex[17];
+	const char *base = vmrs_cache_dir, *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+	uint8_t h[VMRS_HASH_LEN];
+	struct vmrs_cache *c;
+
+	if (!vmrs_cache_size)
+		return 0;
+	if (vmrs_sha256(s->secret, sizeof(s->secret), h))
+		return -1;
+	vmrs_hex(h, 8, hex);
+	if (base)
+		snprintf(dir, sizeof(dir), "%s/%s", base, hex);
+	else if (xdg && *xdg)
+		snprintf(dir, sizeof(dir), "%s/vmreset-store/%s", xdg, hex);
+	else
+		snprintf(dir, sizeof(dir), "%s/.cache/vmreset-store/%s", home && *home ? home : "/tmp",
+			 hex);
+	c = vmrs_cache_open(dir, vmrs_cache_size);
+	if (!c)
+		return -1;
+	vmrs_rados_set_cache(s, c);
+	return 0;
+}
+
+int vmrs_store_open(struct vmrs_store *s, const char *root, bool exclusive)
+{
+	char path[PATH_MAX];
+	size_t len;
+	char *p;
+	int n;
+
+	memset(s, 0, sizeof(*s));
+	s->lock_fd = -1;
+	if (vmrs_is_rados(root)) {
+		s->root = strdup(root);
+		if (!s->root)
+			return -1;
+		if (vmrs_rados_open(s, root, exclusive, &p)) {
+			free(p);
+			return -1;
+		}
+		n = parse_policy(s, root, p);
+		free(p);
+		return n ? n : open_cache(s);
+	}
+	snprintf(path, sizeof(path), "%s/policy", root);
+	p = vmrs_read_file(path, &len);
+	if (!p) {
+		vmrs_err("'%s': not a store (no readable policy: %s)", root, strerror(errno));
+		return -1;
+	}
+	n = parse_policy(s, root, p);
+	free(p);
+	if (n)
+		return n;
 	snprintf(path, sizeof(path), "%s/lock", root);
 	s->lock_fd = open(path, O_RDWR | O_CLOEXEC);
 	if (s->lock_fd < 0 || flock(s->lock_fd, exclusive ? LOCK_EX : LOCK_SH)) {
@@ -269,6 +330,7 @@ int vmrs_store_open(struct vmrs_store *s, const char *root, bool exclusive)
 
 void vmrs_store_close(struct vmrs_store *s)
 {
+	vmrs_rados_close(s);
 	vmrs_index_close(s);
 	if (s->lock_fd >= 0)
 		close(s->lock_fd);
@@ -415,6 +477,8 @@ int vmrs_manifest_names(const struct vmrs_store *s, char ***names)
 	int n = 0;
 	DIR *dir;
 
+	if (s->rados)
+		return vmrs_rados_man_names((struct vmrs_store *)s, names);
 	snprintf(path, sizeof(path), "%s/manifests", s->root);
 	dir = opendir(path);
 	if (!dir) {
@@ -448,6 +512,8 @@ uint64_t vmrs_manifest_tmps_remove(const struct vmrs_store *s)
 	uint64_t n = 0;
 	DIR *dir;
 
+	if (s->rados)
+		return 0;	/* gc removes unnamed manifest objects */
 	snprintf(path, sizeof(path), "%s/manifests", s->root);
 	dir = opendir(path);
 	while (dir && (d = readdir(dir))) {
@@ -504,6 +570,39 @@ static char *man_path(const struct vmrs_store *s, const char *name, char *buf, s
 	return buf;
 }
 
+static char *man_read(const struct vmrs_store *s, const char *name, size_t *len)
+{
+	char path[PATH_MAX];
+
+	if (s->rados)
+		return vmrs_rados_man_read((struct vmrs_store *)s, name, len);
+	return vmrs_read_file(man_path(s, name, path, sizeof(path)), len);
+}
+
+static bool man_exists(const struct vmrs_store *s, const char *name)
+{
+	char path[PATH_MAX];
+
+	if (s->rados)
+		return vmrs_rados_man_exists((struct vmrs_store *)s, name);
+	return !access(man_path(s, name, path, sizeof(path)), F_OK);
+}
+
+int vmrs_manifest_remove(const struct vmrs_store *s, const char *name)
+{
+	char path[PATH_MAX], dir[PATH_MAX];
+	int rc;
+
+	if (s->rados) {
+		rc = vmrs_rados_man_delete((struct vmrs_store *)s, name);
+		return rc == -EBUSY ? -ENOLCK : rc;
+	}
+	if (unlink(man_path(s, name, path, sizeof(path))))
+		return -errno;
+	snprintf(dir, sizeof(dir), "%s/manifests", s->root);
+	return vmrs_fsync_dir(dir);
+}
+
 /* Parses the clear part; returns the offset of the nonce, or 0. */
 static size_t parse_clear(const char *name, const uint8_t *buf, size_t len,
 			  struct vmrs_mhdr *h)
@@ -537,10 +636,9 @@ static size_t parse_clear(const char *name, const uint8_t *buf, size_t len,
 static uint8_t *manifest_load(const struct vmrs_store *s, const char *name,
 			      size_t *len, struct vmrs_mhdr *h, size_t *nonce_off)
 {
-	char path[PATH_MAX];
 	uint8_t *buf;
 
-	buf = (uint8_t *)vmrs_read_file(man_path(s, name, path, sizeof(path)), len);
+	buf = (uint8_t *)man_read(s, name, len);
 	if (!buf) {
 		vmrs_err("manifest '%s': %s", name,
 			 errno == ENOENT ? "no such snapshot" : strerror(errno));
@@ -579,10 +677,9 @@ int vmrs_manifest_header(const struct vmrs_store *s, const char *name,
 static int manifest_digest(const struct vmrs_store *s, const char *name,
 			   uint8_t digest[VMRS_HASH_LEN])
 {
-	char path[PATH_MAX];
 	size_t len;
 	int ret;
-	char *buf = vmrs_read_file(man_path(s, name, path, sizeof(path)), &len);
+	char *buf = man_read(s, name, &len);
 
 	if (!buf)
 		return -1;
@@ -612,12 +709,12 @@ int vmrs_manifest_write(const struct vmrs_store *s, const uint8_t key[VMRS_KEY_L
 		return lock;
 	/* Under the lock: nobody built on the old one, our base is as we read it. */
 	if (vmrs_dependents(s, m->h.name, path, sizeof(path)) > 0) {
-		vmrs_manifest_unlock(lock);
+		vmrs_manifest_unlock(s, lock);
 		return -EBUSY;
 	}
 	if (base && (manifest_digest(s, base->h.name, digest) ||
 		     memcmp(digest, base->h.digest, VMRS_HASH_LEN))) {
-		vmrs_manifest_unlock(lock);
+		vmrs_manifest_unlock(s, lock);
 		return -ESTALE;
 	}
 	if (base && base->h.depth + 1 > VMRS_MAX_CHAIN)
@@ -629,9 +726,9 @@ int vmrs_manifest_write(const struct vmrs_store *s, const uint8_t key[VMRS_KEY_L
 		c.depth = base->h.depth + 1;
 	}
 	/* Replacing a manifest: the new one's seq follows the old one's. */
-	if (!access(man_path(s, m->h.name, path, sizeof(path)), F_OK)) {
+	if (man_exists(s, m->h.name)) {
 		if (vmrs_manifest_header(s, m->h.name, &old, NULL, NULL)) {
-			vmrs_manifest_unlock(lock);
+			vmrs_manifest_unlock(s, lock);
 			return -EBADMSG;
 		}
 		c.seq = old.seq + 1;
@@ -727,10 +824,17 @@ int vmrs_manifest_write(const struct vmrs_store *s, const uint8_t key[VMRS_KEY_L
 		ret = -EIO;
 		goto out;
 	}
-	snprintf(dir, sizeof(dir), "%s/manifests", s->root);
-	ret = vmrs_write_file_atomic(dir, m->h.name, out, olen);
-	if (!ret)
-		ret = vmrs_fsync_dir(dir);
+	if (s->rados) {
+		ret = vmrs_rados_man_commit((struct vmrs_store *)s, m->h.name, out, olen);
+		/* cls_lock's assert: the lock is gone (expired, taken by gc). */
+		if (ret == -EBUSY || ret == -ENOENT)
+			ret = -ENOLCK;
+	} else {
+		snprintf(dir, sizeof(dir), "%s/manifests", s->root);
+		ret = vmrs_write_file_atomic(dir, m->h.name, out, olen);
+		if (!ret)
+			ret = vmrs_fsync_dir(dir);
+	}
 	if (!ret) {
 		m->h.seq = c.seq;
 		m->h.time = c.time;
@@ -739,7 +843,7 @@ int vmrs_manifest_write(const struct vmrs_store *s, const uint8_t key[VMRS_KEY_L
 		snprintf(m->h.base, sizeof(m->h.base), "%s", base ? base->h.name : "");
 	}
 out:
-	vmrs_manifest_unlock(lock);
+	vmrs_manifest_unlock(s, lock);
 	free(refs);
 	free(plain);
 	free(out);
@@ -751,6 +855,8 @@ int vmrs_manifest_lock(const struct vmrs_store *s)
 	char path[PATH_MAX];
 	int fd;
 
+	if (s->rados)
+		return vmrs_rados_man_lock((struct vmrs_store *)s) ? -EBUSY : INT_MAX;
 	snprintf(path, sizeof(path), "%s/manifests.lock", s->root);
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (fd < 0)
@@ -762,9 +868,11 @@ int vmrs_manifest_lock(const struct vmrs_store *s)
 	return fd;
 }
 
-void vmrs_manifest_unlock(int fd)
+void vmrs_manifest_unlock(const struct vmrs_store *s, int fd)
 {
-	if (fd >= 0)
+	if (s->rados && fd == INT_MAX)
+		vmrs_rados_man_unlock((struct vmrs_store *)s);
+	else if (fd >= 0)
 		close(fd);
 }
 

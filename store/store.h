@@ -20,6 +20,11 @@
 enum vmrs_salt_mode { SALT_USER, SALT_TIME, SALT_LOCATION, SALT_MIX };
 
 struct vmrs_index;
+struct vmrs_rados;
+struct vmrs_cache;
+
+/* RADOS stores: packs are objects of at most this size (written whole). */
+#define VMRS_RADOS_PACK		(4ULL << 20)
 
 struct vmrs_store {
 	char *root;
@@ -29,7 +34,12 @@ struct vmrs_store {
 	enum vmrs_salt_mode salt_mode;
 	uint8_t secret[VMRS_HASH_LEN];
 	struct vmrs_index *idx;
+	struct vmrs_rados *rados;	/* a rados:// store; NULL = a directory */
 };
+
+/* Block cache of a RADOS store (--cache, --cache-size; 0 = none). */
+extern const char *vmrs_cache_dir;
+extern uint64_t vmrs_cache_size;
 
 /* A manifest entry; an all-zero @id marks an all-zero block (not stored). */
 struct vmrs_entry {
@@ -103,7 +113,7 @@ int vmrs_index_open(struct vmrs_store *s);
 void vmrs_index_close(struct vmrs_store *s);
 /* A read transaction per thread; vmrs_index_get returns 0 or -ENOENT. */
 void *vmrs_index_reader(struct vmrs_store *s);
-void vmrs_index_reader_end(void *rtxn);
+void vmrs_index_reader_end(struct vmrs_store *s, void *rtxn);
 int vmrs_index_get(struct vmrs_store *s, void *rtxn, const uint8_t id[VMRS_HASH_LEN],
 		   struct vmrs_loc *loc);
 struct vmrs_newblock {
@@ -155,7 +165,9 @@ int vmrs_manifest_header(const struct vmrs_store *s, const char *name,
 void vmrs_manifest_free(struct vmrs_manifest *m);
 /* Serialises replacing and deleting manifests against saves on them. */
 int vmrs_manifest_lock(const struct vmrs_store *s);
-void vmrs_manifest_unlock(int fd);
+void vmrs_manifest_unlock(const struct vmrs_store *s, int fd);
+/* Removes a manifest (under vmrs_manifest_lock). */
+int vmrs_manifest_remove(const struct vmrs_store *s, const char *name);
 int vmrs_dependents(const struct vmrs_store *s, const char *name, char *first, size_t len);
 
 struct vmrs_gc_stats {
@@ -179,5 +191,54 @@ char *vmrs_read_file(const char *path, size_t *len);
 int vmrs_pread_all(int fd, void *buf, size_t len, off_t off);
 int vmrs_pwrite_all(int fd, const void *buf, size_t len, off_t off);
 void vmrs_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Reads a block through the reader (RADOS: prefetched, cached; @fresh: from RADOS). */
+int vmrs_block_get(struct vmrs_store *s, void *rtxn, const struct vmrs_loc *loc, uint8_t *buf,
+		   bool fresh);
+/* Looks up many IDs at once (RADOS: one round trip; a no-op for LMDB). */
+int vmrs_index_prefetch(struct vmrs_store *s, void *rtxn, const uint8_t (*ids)[VMRS_HASH_LEN],
+			size_t n);
+int vmrs_block_prefetch(struct vmrs_store *s, void *rtxn, const struct vmrs_loc *locs, size_t n);
+const char *vmrs_store_strerror(const struct vmrs_store *s, int rc);
+
+/* rados.c */
+bool vmrs_is_rados(const char *store);
+int vmrs_rados_init(const char *url, const char *policy, size_t len);
+int vmrs_rados_open(struct vmrs_store *s, const char *url, bool exclusive, char **policy);
+void vmrs_rados_close(struct vmrs_store *s);
+void vmrs_rados_set_cache(struct vmrs_store *s, struct vmrs_cache *c);
+const char *vmrs_rados_lost_msg(int rc);
+bool vmrs_rados_cache_stats(struct vmrs_store *s, uint64_t *hits, uint64_t *misses);
+char *vmrs_rados_man_read(struct vmrs_store *s, const char *name, size_t *len);
+bool vmrs_rados_man_exists(struct vmrs_store *s, const char *name);
+int vmrs_rados_man_commit(struct vmrs_store *s, const char *name, const void *buf, size_t len);
+int vmrs_rados_man_delete(struct vmrs_store *s, const char *name);
+int vmrs_rados_man_lock(struct vmrs_store *s);
+void vmrs_rados_man_unlock(struct vmrs_store *s);
+int vmrs_rados_man_names(struct vmrs_store *s, char ***names);
+void *vmrs_rados_reader(struct vmrs_store *s);
+void vmrs_rados_reader_end(void *rtxn);
+int vmrs_rados_prefetch(struct vmrs_store *s, void *rtxn, const uint8_t (*ids)[VMRS_HASH_LEN],
+			size_t n);
+int vmrs_rados_get(struct vmrs_store *s, void *rtxn, const uint8_t id[VMRS_HASH_LEN],
+		   struct vmrs_loc *loc);
+int vmrs_rados_commit(struct vmrs_store *s, const struct vmrs_newblock *nb, uint64_t n);
+uint64_t vmrs_rados_count(struct vmrs_store *s);
+int vmrs_rados_pack_put(struct vmrs_store *s, uint64_t pack, const void *buf, size_t len);
+int vmrs_rados_block_read(struct vmrs_store *s, void *rtxn, const struct vmrs_loc *loc,
+			  uint8_t *buf, bool fresh);
+int vmrs_rados_block_prefetch(struct vmrs_store *s, void *rtxn, const struct vmrs_loc *locs,
+			      size_t n);
+int vmrs_rados_gc(struct vmrs_store *s, uint8_t (*live)[VMRS_HASH_LEN], uint64_t nlive,
+		  struct vmrs_gc_stats *st);
+
+/* cache.c */
+struct vmrs_cache *vmrs_cache_open(const char *dir, uint64_t max);
+void vmrs_cache_close(struct vmrs_cache *c);
+int vmrs_cache_get(struct vmrs_cache *c, const uint8_t k[16], uint8_t *buf, uint32_t len);
+bool vmrs_cache_has(struct vmrs_cache *c, const uint8_t k[16]);
+void vmrs_cache_put(struct vmrs_cache *c, const uint8_t k[16], const uint8_t *buf, uint32_t len);
+void vmrs_cache_drop(struct vmrs_cache *c, const uint8_t k[16]);
+void vmrs_cache_stats(struct vmrs_cache *c, uint64_t *hits, uint64_t *misses, uint64_t *bytes);
 
 #endif

@@ -1,0 +1,273 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# store_rados.sh - vmreset-store's RADOS backend against a real one-node
+# Ceph cluster (ceph-mon, ceph-mgr, ceph-osd on memstore) that this script
+# starts with store/ceph-cluster.sh and stops at the end: round trip and
+# errors, two "hosts" (processes with their own block caches) sharing one
+# store with dedup, the cache verified on read, gc while the other host
+# saves, a save that lost its lock refused, kill -9 at each stage of a
+# save, and the cluster going away mid-save. Run by scripts/check.sh
+# (HOST_TESTS); the cluster never runs inside the test VM.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/tap.sh"
+tool=${VMRESET_STORE:-$here/../store/vmreset-store}
+cluster=$here/../store/ceph-cluster.sh
+dir=$(mktemp -d /tmp/store_rados.XXXXXX)
+ceph_dir=$dir/ceph
+export CEPH_CONF=$ceph_dir/ceph.conf
+# Short lock and timeouts so that kills, stops and gc need seconds, not minutes.
+export VMRESET_STORE_RADOS_LOCK_SECS=3 VMRESET_STORE_RADOS_TIMEOUT=8
+cleanup() {
+	[ -n "${osd_stopped:-}" ] && kill -CONT "$osd_stopped" 2>/dev/null
+	"$cluster" stop "$ceph_dir" >/dev/null 2>&1
+	rm -rf "$dir"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+echo "TAP version 13"
+echo "1..12"
+
+S=rados://vmrs/st
+A=$dir/cacheA B=$dir/cacheB
+st() { "$tool" "$@"; }			# host A
+stA() { VMRESET_STORE_CACHE=$A "$tool" "$@"; }
+stB() { VMRESET_STORE_CACHE=$B "$tool" "$@"; }
+
+start_cluster() {
+	local t0=$SECONDS
+	OSD_BYTES=$((768 << 20)) "$cluster" start "$ceph_dir" >"$dir/cluster.log" 2>&1 ||
+		{ cat "$dir/cluster.log"; return 1; }
+	timeout 60 ceph --connect-timeout 30 osd pool create vmrs 8 >/dev/null 2>&1 || return 1
+	echo "cluster up in $((SECONDS - t0)) s"
+	[ $((SECONDS - t0)) -lt 120 ]
+}
+tap "a one-node Ceph cluster starts (mon, mgr, osd on memstore) in under 2 minutes" start_cluster
+
+round_trip() {
+	st keygen "$dir/k" &&
+	contains "block size 4096" st init "$S" &&
+	contains "already a store" st init "$S"; [ $? = 0 ] || return 1
+	head -c $((6 << 20)) /dev/urandom >"$dir/a" &&
+	truncate -s $((10 << 20)) "$dir/a" &&		# 4 MiB of zeros at the end
+	printf 'tail' >>"$dir/a" &&
+	stA save "$dir/a" "$S" --key "$dir/k" --name a >"$dir/out" &&
+	grep -q " 1024 zero, 1537 new, " "$dir/out" || { cat "$dir/out"; return 1; }
+	stA load "$S" a "$dir/a.out" --key "$dir/k" >/dev/null &&
+	cmp "$dir/a" "$dir/a.out" &&
+	stA verify "$S" --key "$dir/k" &&
+	stA verify "$S" &&
+	stA list -j "$S" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+assert d["store"] == "rados://vmrs/st" and [s["name"] for s in d["snapshots"]] == ["a"], d
+assert d["blocks"] == 1537, d["blocks"]'
+}
+tap "init, save, load, verify, list -j round trip (random + zero blocks)" round_trip
+
+errors() {
+	local rc
+	contains "bad RADOS store 'rados://'" st list rados://; [ $? = 0 ] || return 1
+	contains "bad RADOS store 'rados://p/a/b'" st list rados://p/a/b || return 1
+	contains "pool 'nopool': no such pool" st init rados://nopool || return 1
+	contains "not a store" st list rados://vmrs/none || return 1
+	# A monitor that is not there: an error within the timeout, not a hang.
+	sed 's/^mon host = .*/mon host = v1:127.0.0.1:9/' "$CEPH_CONF" >"$dir/dead.conf"
+	local t0=$SECONDS
+	CEPH_CONF=$dir/dead.conf VMRESET_STORE_RADOS_TIMEOUT=5 st list "$S" >"$dir/out" 2>&1
+	rc=$?
+	cat "$dir/out"
+	[ $rc = 1 ] && grep -q "cannot connect to the Ceph cluster: timed out" "$dir/out" &&
+		[ $((SECONDS - t0)) -lt 30 ]
+}
+tap "bad URL, missing pool, not a store, unreachable cluster: clear errors, bounded time" errors
+
+two_hosts() {
+	local n
+	cp "$dir/a" "$dir/b"
+	for i in 3 70 400 900 1400; do		# 5 changed pages
+		dd if=/dev/urandom of="$dir/b" bs=4096 seek=$i count=1 conv=notrunc 2>/dev/null
+	done
+	# Host B sees A's snapshot and stores only what A did not.
+	stB list "$S" | grep -q '^a ' || return 1
+	stB save "$dir/b" "$S" --key "$dir/k" --name b >"$dir/out" || return 1
+	cat "$dir/out"
+	grep -q " 5 new, 1532 deduplicated" "$dir/out" || return 1
+	n=$(stA list -j "$S" | python3 -c 'import json,sys; print(json.load(sys.stdin)["blocks"])')
+	[ "$n" = 1542 ] || { echo "blocks $n, want 1542"; return 1; }
+	# A loads B's snapshot; B loads it twice: the second time from its cache.
+	stA load "$S" b "$dir/b.outA" --key "$dir/k" >/dev/null && cmp "$dir/b" "$dir/b.outA" &&
+	stB load "$S" b "$dir/b.out1" --key "$dir/k" >"$dir/out1" &&
+	stB load "$S" b "$dir/b.out2" --key "$dir/k" >"$dir/out2" &&
+	cmp "$dir/b" "$dir/b.out2" || return 1
+	cat "$dir/out1" "$dir/out2"
+	# B fetched A's blocks once, when its save checked them for dedup.
+	grep -q "host cache: 1532 hits, 5 fetched" "$dir/out1" &&
+	grep -q "host cache: 1537 hits, 0 fetched" "$dir/out2"
+}
+tap "two hosts share the store: B dedups against A's blocks, its cache serves a 2nd load" two_hosts
+
+cache_verified() {
+	# Damage every cached copy of b's first block on host B: the load must
+	# detect it (GCM), fetch RADOS's copy, and return the right content.
+	local pack
+	pack=$(rados -p vmrs -N st ls | grep '^pack\.' | head -n 1)
+	rados -p vmrs -N st get "$pack" "$dir/pack" || return 1
+	python3 - "$dir/pack" "$B" <<'PY' || return 1
+import glob, sys
+blk = open(sys.argv[1], "rb").read()[16:16 + 4112]
+n = 0
+for f in glob.glob(sys.argv[2] + "/*/cache.mdb"):
+    d = bytearray(open(f, "rb").read())
+    i = d.find(blk)
+    while i >= 0:
+        d[i + 100] ^= 0xff
+        n += 1
+        i = d.find(blk, i + 1)
+    open(f, "wb").write(d)
+assert n >= 1, "block not in the cache"
+PY
+	stB load "$S" b "$dir/b.out3" --key "$dir/k" >"$dir/out" 2>&1 || { cat "$dir/out"; return 1; }
+	cat "$dir/out"
+	cmp "$dir/b" "$dir/b.out3" && grep -q "1 fetched" "$dir/out"
+}
+tap "a damaged cache entry is detected on read and fetched again" cache_verified
+
+bounded_cache() {
+	local sz hits
+	for i in 1 2; do
+		stA load "$S" a "$dir/a.small" --key "$dir/k" --cache "$dir/small" \
+			--cache-size 4m >"$dir/out" && cmp "$dir/a" "$dir/a.small" || return 1
+		cat "$dir/out"
+	done
+	# 4 MiB of cache file hold at most 512 sealed 4 KiB blocks (two LMDB pages
+	# each); LMDB's free pages add up to about the bound again.
+	hits=$(sed -n 's/.*host cache: \([0-9]*\) hits.*/\1/p' "$dir/out")
+	sz=$(du -sk "$dir/small" | cut -f1)
+	echo "2nd load: $hits hits; cache file ${sz} KiB (--cache-size 4m, batches of 1m)"
+	[ -n "$hits" ] && [ "$hits" -le 512 ] && [ "$sz" -lt $((3 * 4096)) ]
+}
+tap "the cache stays within --cache-size (LRU eviction)" bounded_cache
+
+gc_while_saving() {
+	local pid rc
+	head -c $((24 << 20)) /dev/urandom >"$dir/big"
+	stA delete "$S" b >/dev/null || return 1
+	VMRESET_STORE_CACHE=$A "$tool" save "$dir/big" "$S" --key "$dir/k" --name big -t 2 \
+		>"$dir/save.out" 2>&1 &
+	pid=$!
+	sleep 0.5
+	stB gc "$S" >"$dir/gc.out" 2>&1 || { cat "$dir/gc.out"; return 1; }
+	wait $pid
+	rc=$?
+	cat "$dir/save.out" "$dir/gc.out"
+	[ $rc = 0 ] || return 1
+	grep -q "removed 5 blocks" "$dir/gc.out" || return 1
+	stB verify "$S" --key "$dir/k" >/dev/null &&
+	stB load "$S" big "$dir/big.out" --key "$dir/k" >/dev/null && cmp "$dir/big" "$dir/big.out"
+}
+tap "gc on host B while host A saves: gc waits, both succeed, every snapshot verifies" gc_while_saving
+
+lost_lock() {
+	# A save stopped past its lock's duration: gc runs meanwhile and frees
+	# its blocks; when it continues it must commit nothing.
+	local pid status
+	head -c $((2 << 20)) /dev/urandom >"$dir/c"
+	VMRESET_STORE_STOP_AT=before-manifest VMRESET_STORE_CACHE=$A "$tool" save "$dir/c" "$S" \
+		--key "$dir/k" --name c >"$dir/c.out" 2>&1 &
+	pid=$!
+	for _ in $(seq 100); do
+		[ "$(ps -o stat= -p $pid 2>/dev/null | cut -c1)" = T ] && break
+		sleep 0.1
+	done
+	sleep 5				# > VMRESET_STORE_RADOS_LOCK_SECS
+	stB gc "$S" >"$dir/gc.out" 2>&1 || { cat "$dir/gc.out"; return 1; }
+	cat "$dir/gc.out"
+	grep -q "removed 512 blocks" "$dir/gc.out" || return 1
+	kill -CONT $pid
+	wait $pid
+	status=$?
+	cat "$dir/c.out"
+	[ $status = 1 ] && grep -q "lost the store lock" "$dir/c.out" &&
+		grep -q "nothing saved" "$dir/c.out" || return 1
+	! stB list "$S" | grep -q '^c ' && stB verify "$S" --key "$dir/k" >/dev/null
+}
+tap "a save that lost its lock (stopped, gc ran) commits nothing" lost_lock
+
+kill9() {
+	local before after pid
+	before=$(stA list -j "$S" | python3 -c 'import json,sys; print(json.load(sys.stdin)["blocks"])')
+	for stage in before-blocks mid-blocks after-blocks before-manifest; do
+		head -c $((2 << 20)) /dev/urandom >"$dir/k9"
+		VMRESET_STORE_STOP_AT=$stage VMRESET_STORE_CACHE=$A "$tool" save "$dir/k9" "$S" \
+			--key "$dir/k" --name k9 >/dev/null 2>&1 &
+		pid=$!
+		for _ in $(seq 100); do
+			[ "$(ps -o stat= -p $pid 2>/dev/null | cut -c1)" = T ] && break
+			sleep 0.1
+		done
+		kill -9 $pid
+		wait $pid 2>/dev/null
+		if stA list "$S" | grep -q '^k9 '; then echo "$stage: k9 listed"; return 1; fi
+		stA verify "$S" --key "$dir/k" >/dev/null || { echo "$stage: verify"; return 1; }
+	done
+	# The killed saves' locks expire; gc then takes back what they stored.
+	stB gc "$S" >"$dir/gc.out" || return 1
+	cat "$dir/gc.out"
+	after=$(stA list -j "$S" | python3 -c 'import json,sys; print(json.load(sys.stdin)["blocks"])')
+	[ "$before" = "$after" ] || { echo "blocks $before before, $after after gc"; return 1; }
+	[ "$(rados -p vmrs -N st ls | grep -c '^man\.')" = "$(stA list -j "$S" |
+		python3 -c 'import json,sys; print(len(json.load(sys.stdin)["snapshots"]))')" ]
+}
+tap "kill -9 at each stage of a save: store consistent, gc takes the leftovers back" kill9
+
+osd_away() {
+	local pid status t0 osd
+	osd=$(cat "$ceph_dir/run/osd.0.pid")
+	head -c $((8 << 20)) /dev/urandom >"$dir/d"
+	VMRESET_STORE_STOP_AT=mid-blocks VMRESET_STORE_CACHE=$A "$tool" save "$dir/d" "$S" \
+		--key "$dir/k" --name d -t 1 >"$dir/d.out" 2>&1 &
+	pid=$!
+	for _ in $(seq 100); do
+		[ "$(ps -o stat= -p $pid 2>/dev/null | cut -c1)" = T ] && break
+		sleep 0.1
+	done
+	kill -STOP "$osd"
+	osd_stopped=$osd
+	t0=$SECONDS
+	kill -CONT $pid
+	wait $pid
+	status=$?
+	kill -CONT "$osd"
+	osd_stopped=
+	cat "$dir/d.out"
+	echo "failed after $((SECONDS - t0)) s"
+	[ $status = 1 ] && grep -q "timed out (cluster unreachable?)" "$dir/d.out" &&
+		grep -q "nothing saved" "$dir/d.out" && [ $((SECONDS - t0)) -lt 60 ] || return 1
+	sleep 1
+	! stA list "$S" | grep -q '^d ' && stA verify "$S" --key "$dir/k" >/dev/null &&
+	stA load "$S" big "$dir/big.out2" --key "$dir/k" >/dev/null && cmp "$dir/big" "$dir/big.out2"
+}
+tap "the OSD going away mid-save: a clear error in bounded time, nothing half-written" osd_away
+
+incremental() {
+	cp "$dir/big" "$dir/big2"
+	dd if=/dev/urandom of="$dir/big2" bs=4096 seek=77 count=3 conv=notrunc 2>/dev/null
+	stB save "$dir/big2" "$S" --key "$dir/k" --name big2 --base big >"$dir/out" &&
+	grep -q " 3 new, " "$dir/out" &&
+	stA load "$S" big2 "$dir/big2.out" --key "$dir/k" >/dev/null &&
+	cmp "$dir/big2" "$dir/big2.out" &&
+	contains "'big' is the base of 'big2'" stA delete "$S" big; [ $? = 0 ]
+}
+tap "incremental manifests across hosts; a base with dependents cannot be deleted" incremental
+
+swapped() {
+	# Another snapshot's manifest object under this name is refused (name in the AAD).
+	rados -p vmrs -N st getomapval head m:big "$dir/v" >/dev/null &&
+	rados -p vmrs -N st setomapval head m:a --input-file "$dir/v" || return 1
+	contains "manifest 'a': it is the manifest of 'big' (renamed or swapped)" \
+		stA load "$S" a "$dir/a.sw" --key "$dir/k"
+}
+tap "a manifest swapped under another name is refused" swapped
+[ "$fails" = 0 ]

@@ -1,0 +1,1499 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * rados.c - the Ceph RADOS backend: a store at rados://POOL[/NAMESPACE]
+ *
+ * Objects, all in one RADOS namespace of the pool (NAMESPACE, default
+ * the pool's default namespace), so a listing sees only this store:
+ *
+ *   head         data: the policy (as STORE/policy); omap "m:<name>" ->
+ *                the hex id of that snapshot's manifest object
+ *   index.NN     NN = 00..31, the block index sharded by the ID's first
+ *                byte: omap hex(id) -> (pack, offset, length)
+ *   pack.<hex>   sealed blocks back to back, written once (write_full,
+ *                at most VMRS_RADOS_PACK bytes) and never changed
+ *   man.<hex>    a manifest, written once; "m:<name>" switching to it is
+ *                the commit
+ *
+ * Concurrency (docs/store.md, "RADOS"): every command takes the
+ * cls_lock lock "vmreset-store" on head and on every index shard - shared
+ * for save, load, list, verify and delete, exclusive for gc - with a
+ * duration, renewed by a thread. Every write that makes data reachable
+ * (index entries, a manifest's name) is one RADOS operation on the locked
+ * object that starts with cls_lock's assert_locked: an OSD applies it
+ * atomically only while this client still holds the lock. A save that
+ * was stopped for longer than the lock's duration (or whose host died)
+ * has lost its lock, and gc may have run; its late writes are refused,
+ * so gc never frees a block a manifest is about to name.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <rados/librados.h>
+
+#include "store.h"
+#include "util.h"
+
+#define NSHARD		32
+#define LOCK_NAME	"vmreset-store"
+#define MLOCK_NAME	"vmreset-store-manifests"
+#define LOCK_TAG	"vmrs"
+#define PAGE_KEYS	1000
+#define IDX_VAL		24
+#define CLS_LOCK_EXCLUSIVE 1
+#define CLS_LOCK_SHARED	2
+
+/*
+ * librados is loaded when a rados:// store is first used, not linked: the
+ * tool (and the test VM's initramfs, which carries it) needs no Ceph
+ * libraries for directory stores, and a host without librados gets a
+ * clear error instead of a binary that does not start.
+ */
+#define RADOS_FUNCS(X) \
+	X(rados_aio_create_completion2) \
+	X(rados_aio_get_return_value) \
+	X(rados_aio_read) \
+	X(rados_aio_read_op_operate) \
+	X(rados_aio_release) \
+	X(rados_aio_wait_for_complete) \
+	X(rados_aio_write_op_operate) \
+	X(rados_conf_parse_env) \
+	X(rados_conf_read_file) \
+	X(rados_conf_set) \
+	X(rados_connect) \
+	X(rados_create2) \
+	X(rados_create_read_op) \
+	X(rados_create_write_op) \
+	X(rados_ioctx_create) \
+	X(rados_ioctx_destroy) \
+	X(rados_ioctx_set_namespace) \
+	X(rados_list_lockers) \
+	X(rados_lock_exclusive) \
+	X(rados_lock_shared) \
+	X(rados_nobjects_list_close) \
+	X(rados_nobjects_list_next) \
+	X(rados_nobjects_list_open) \
+	X(rados_omap_get_end) \
+	X(rados_omap_get_next2) \
+	X(rados_read) \
+	X(rados_read_op_omap_get_vals2) \
+	X(rados_read_op_omap_get_vals_by_keys2) \
+	X(rados_read_op_operate) \
+	X(rados_release_read_op) \
+	X(rados_release_write_op) \
+	X(rados_remove) \
+	X(rados_shutdown) \
+	X(rados_stat) \
+	X(rados_unlock) \
+	X(rados_write) \
+	X(rados_write_full) \
+	X(rados_write_op_create) \
+	X(rados_write_op_exec) \
+	X(rados_write_op_omap_rm_keys2) \
+	X(rados_write_op_omap_set2) \
+	X(rados_write_op_operate) \
+	X(rados_write_op_write_full)
+
+#define RADOS_DECL(f) __typeof__(f) *f;
+static struct {
+	RADOS_FUNCS(RADOS_DECL)
+} L;
+
+static int load_librados(void)
+{
+	static void *h;
+
+	if (h)
+		return 0;
+	h = dlopen("librados.so.2", RTLD_NOW | RTLD_LOCAL);
+	if (!h) {
+		vmrs_err("rados:// stores need librados (Debian: librados2): %s", dlerror());
+		return -1;
+	}
+#define RADOS_LOAD(f) \
+	if (!(*(void **)&L.f = dlsym(h, #f))) { \
+		vmrs_err("librados.so.2 has no %s (Ceph 16 or later is needed)", #f); \
+		dlclose(h); \
+		h = NULL; \
+		return -1; \
+	}
+	RADOS_FUNCS(RADOS_LOAD)
+#undef RADOS_LOAD
+	return 0;
+}
+
+struct vmrs_rados {
+	rados_t cl;
+	rados_ioctx_t io;
+	bool connected, has_io;
+	char url[512], pool[128], ns[128];
+	char cookie[33];
+	bool exclusive;
+	int nlocked;		/* objects of obj_name(0..NSHARD) locked */
+	unsigned int lock_secs, wait_secs, timeout;
+	pthread_t hb;
+	bool hb_run;
+	pthread_mutex_t hb_lock;
+	pthread_cond_t hb_cond;
+	atomic_bool lost;
+	bool man_locked;
+	struct vmrs_cache *cache;
+	atomic_uint_fast64_t fetched;	/* blocks read from RADOS */
+};
+
+struct rados_ent {
+	uint8_t id[VMRS_HASH_LEN];
+	struct vmrs_loc loc;
+	bool found;
+};
+
+struct rados_reader {
+	struct rados_ent *e;
+	size_t n, cap;
+	/* prefetched blocks: loc -> bytes in buf */
+	struct { struct vmrs_loc loc; uint8_t *p; int err; } *b;
+	size_t nb, bcap;
+	uint8_t *buf;
+	size_t buflen;
+};
+
+static unsigned int env_uint(const char *name, unsigned int def)
+{
+	const char *v = getenv(name);
+	uint32_t n;
+
+	if (!v || vmr_parse_u32(v, &n))
+		return def;
+	return n;
+}
+
+/* Object i: 0 = head, 1..NSHARD = index shards. */
+static void obj_name(int i, char *buf, size_t len)
+{
+	if (!i)
+		snprintf(buf, len, "head");
+	else
+		snprintf(buf, len, "index.%02d", i - 1);
+}
+
+static int shard_of(const uint8_t *id)
+{
+	return 1 + (id[0] % NSHARD);
+}
+
+static const char *rerr(int rc)
+{
+	if (rc == -ETIMEDOUT)
+		return "timed out (cluster unreachable?)";
+	if (rc == -ESHUTDOWN)	/* EBLOCKLISTED */
+		return "this client was blocklisted (fenced) by the cluster";
+	return strerror(-rc);
+}
+
+bool vmrs_is_rados(const char *store)
+{
+	return !strncmp(store, "rados://", 8);
+}
+
+/* rados://POOL[/NAMESPACE]: names without '/', spaces or control characters. */
+static int parse_url(const char *url, char *pool, size_t plen, char *ns, size_t nlen)
+{
+	const char *p = url + 8, *slash = strchr(p, '/');
+	size_t pl = slash ? (size_t)(slash - p) : strlen(p);
+	const char *n = slash ? slash + 1 : "";
+
+	if (!pl || pl >= plen || strlen(n) >= nlen || (slash && !*n) || strchr(n, '/'))
+		return -1;
+	for (const char *c = p; *c; c++)
+		if ((unsigned char)*c <= 0x20 || *c == 0x7f)
+			return -1;
+	memcpy(pool, p, pl);
+	pool[pl] = 0;
+	snprintf(ns, nlen, "%s", n);
+	return 0;
+}
+
+static void r_free(struct vmrs_rados *r)
+{
+	if (r->has_io)
+		L.rados_ioctx_destroy(r->io);
+	if (r->connected)
+		L.rados_shutdown(r->cl);
+	free(r);
+}
+
+static struct vmrs_rados *r_connect_url(const char *url)
+{
+	struct vmrs_rados *r = calloc(1, sizeof(*r));
+	char tmo[32];
+	int rc;
+
+	if (!r)
+		return NULL;
+	if (load_librados()) {
+		free(r);
+		return NULL;
+	}
+	snprintf(r->url, sizeof(r->url), "%s", url);
+	if (parse_url(url, r->pool, sizeof(r->pool), r->ns, sizeof(r->ns))) {
+		vmrs_err("bad RADOS store '%s': expected rados://POOL or rados://POOL/NAMESPACE",
+			 url);
+		free(r);
+		return NULL;
+	}
+	r->timeout = env_uint("VMRESET_STORE_RADOS_TIMEOUT", 30);
+	r->lock_secs = env_uint("VMRESET_STORE_RADOS_LOCK_SECS", 30);
+	r->wait_secs = env_uint("VMRESET_STORE_RADOS_WAIT", 600);
+	if (r->lock_secs < 2)
+		r->lock_secs = 2;
+	rc = L.rados_create2(&r->cl, "ceph", "client.admin", 0);
+	if (rc) {
+		vmrs_err("'%s': rados_create: %s", url, strerror(-rc));
+		free(r);
+		return NULL;
+	}
+	/* ceph.conf and keyring the usual way: $CEPH_CONF, /etc/ceph; $CEPH_ARGS overrides. */
+	rc = L.rados_conf_read_file(r->cl, NULL);
+	if (rc && getenv("CEPH_CONF")) {
+		vmrs_err("'%s': reading $CEPH_CONF '%s': %s", url, getenv("CEPH_CONF"),
+			 strerror(-rc));
+		goto err;
+	}
+	rc = L.rados_conf_parse_env(r->cl, NULL);
+	if (rc) {
+		vmrs_err("'%s': $CEPH_ARGS: %s", url, strerror(-rc));
+		goto err;
+	}
+	/* Bounded waits everywhere: an unreachable cluster is an error, not a hang. */
+	snprintf(tmo, sizeof(tmo), "%u", r->timeout);
+	L.rados_conf_set(r->cl, "client_mount_timeout", tmo);
+	L.rados_conf_set(r->cl, "rados_mon_op_timeout", tmo);
+	L.rados_conf_set(r->cl, "rados_osd_op_timeout", tmo);
+	L.rados_conf_set(r->cl, "log_to_stderr", "false");
+	L.rados_conf_set(r->cl, "err_to_stderr", "false");
+	rc = L.rados_connect(r->cl);
+	if (rc) {
+		vmrs_err("'%s': cannot connect to the Ceph cluster: %s (ceph.conf from $CEPH_CONF "
+			 "or /etc/ceph/ceph.conf; waited at most %u s)", url,
+			 rc == -ETIMEDOUT ? "timed out" : rc == -ENOENT ?
+			 "no monitor address (no ceph.conf found?)" : strerror(-rc), r->timeout);
+		goto err;
+	}
+	r->connected = true;
+	rc = L.rados_ioctx_create(r->cl, r->pool, &r->io);
+	if (rc) {
+		vmrs_err("'%s': pool '%s': %s", url, r->pool, rc == -ENOENT ?
+			 "no such pool (create it: ceph osd pool create POOL)" : rerr(rc));
+		r_free(r);
+		return NULL;
+	}
+	r->has_io = true;
+	L.rados_ioctx_set_namespace(r->io, r->ns);
+	return r;
+err:
+	L.rados_shutdown(r->cl);
+	free(r);
+	return NULL;
+}
+
+int vmrs_rados_init(const char *url, const char *policy, size_t len)
+{
+	struct vmrs_rados *r = r_connect_url(url);
+	rados_write_op_t op;
+	char name[32];
+	int rc;
+
+	if (!r)
+		return -1;
+	/* The index shards first: head's presence means "initialised". */
+	for (int i = 1; i <= NSHARD; i++) {
+		obj_name(i, name, sizeof(name));
+		op = L.rados_create_write_op();
+		L.rados_write_op_create(op, LIBRADOS_CREATE_IDEMPOTENT, NULL);
+		rc = L.rados_write_op_operate(op, r->io, name, NULL, 0);
+		L.rados_release_write_op(op);
+		if (rc) {
+			vmrs_err("init '%s': creating '%s': %s", url, name, rerr(rc));
+			r_free(r);
+			return -1;
+		}
+	}
+	op = L.rados_create_write_op();
+	L.rados_write_op_create(op, LIBRADOS_CREATE_EXCLUSIVE, NULL);
+	L.rados_write_op_write_full(op, policy, len);
+	rc = L.rados_write_op_operate(op, r->io, "head", NULL, 0);
+	L.rados_release_write_op(op);
+	if (rc)
+		vmrs_err("init '%s': %s", url, rc == -EEXIST ? "already a store" : rerr(rc));
+	r_free(r);
+	return rc ? -1 : 0;
+}
+
+/* cls_lock's assert_locked input: ENCODE_START(1, 1) name, type, cookie, tag. */
+static size_t assert_in(const struct vmrs_rados *r, const char *lock, uint8_t type,
+			const char *tag, char *out)
+{
+	char *p = out + 6;
+	uint32_t l;
+
+#define PUT_STR(s) do { l = (uint32_t)strlen(s); memcpy(p, &l, 4); memcpy(p + 4, s, l); \
+			p += 4 + l; } while (0)
+	PUT_STR(lock);
+	*p++ = (char)type;
+	PUT_STR(r->cookie);
+	PUT_STR(tag);
+#undef PUT_STR
+	out[0] = 1;
+	out[1] = 1;
+	l = (uint32_t)(p - out - 6);
+	memcpy(out + 2, &l, 4);
+	return (size_t)(p - out);
+}
+
+/* Adds "this client still holds the store lock on this object". */
+static void op_assert_store(struct vmrs_rados *r, rados_write_op_t op, char *buf, int *prval)
+{
+	size_t n = assert_in(r, LOCK_NAME, r->exclusive ? CLS_LOCK_EXCLUSIVE : CLS_LOCK_SHARED,
+			     r->exclusive ? "" : LOCK_TAG, buf);
+
+	L.rados_write_op_exec(op, "lock", "assert_locked", buf, n, prval);
+}
+
+static int lock_one(struct vmrs_rados *r, const char *obj, const char *lock, bool excl,
+		    unsigned int secs, uint8_t flags)
+{
+	struct timeval d = { .tv_sec = secs };
+
+	if (excl)
+		return L.rados_lock_exclusive(r->io, obj, lock, r->cookie, "vmreset-store", &d,
+					    flags);
+	return L.rados_lock_shared(r->io, obj, lock, r->cookie, LOCK_TAG, "vmreset-store", &d,
+				 flags);
+}
+
+static void holders(struct vmrs_rados *r, const char *obj, const char *lock, char *out,
+		    size_t len)
+{
+	char tag[64], clients[1024], cookies[1024], addrs[1024];
+	size_t tl = sizeof(tag), cl = sizeof(clients), kl = sizeof(cookies), al = sizeof(addrs);
+	int excl = 0;
+	ssize_t n = L.rados_list_lockers(r->io, obj, lock, &excl, tag, &tl, clients, &cl,
+				       cookies, &kl, addrs, &al);
+
+	if (n <= 0) {
+		snprintf(out, len, "?");
+		return;
+	}
+	snprintf(out, len, "%s by %s%s", excl ? "exclusively (gc)" : "shared (saves)", clients,
+		 n > 1 ? " and others" : "");
+}
+
+static double mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Waits for the lock, at most wait_secs; a dead holder's lock expires by itself. */
+static int lock_wait(struct vmrs_rados *r, const char *obj, const char *lock, bool excl,
+		     unsigned int secs)
+{
+	double t0 = mono();
+	bool told = false;
+	char who[1200];
+	int rc;
+
+	for (;;) {
+		rc = lock_one(r, obj, lock, excl, secs, 0);
+		if (rc != -EBUSY)
+			return rc;
+		if (mono() - t0 > r->wait_secs) {
+			holders(r, obj, lock, who, sizeof(who));
+			vmrs_err("'%s': the store is busy: '%s' locked %s; waited %u s "
+				 "(VMRESET_STORE_RADOS_WAIT)", r->url, obj, who, r->wait_secs);
+			return -EBUSY;
+		}
+		if (!told && mono() - t0 > 1) {
+			holders(r, obj, lock, who, sizeof(who));
+			fprintf(stderr, "vmreset-store: '%s': waiting for the store lock (held %s)\n",
+				r->url, who);
+			told = true;
+		}
+		usleep(100000);
+	}
+}
+
+static void *heartbeat(void *arg)
+{
+	struct vmrs_rados *r = arg;
+	char name[32];
+
+	pthread_mutex_lock(&r->hb_lock);
+	while (r->hb_run) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += r->lock_secs / 3 ? r->lock_secs / 3 : 1;
+		pthread_cond_timedwait(&r->hb_cond, &r->hb_lock, &ts);
+		if (!r->hb_run)
+			break;
+		pthread_mutex_unlock(&r->hb_lock);
+		/* Lost once, lost for good (and a dead cluster costs one timeout). */
+		for (int i = 0; i < r->nlocked && !atomic_load(&r->lost); i++) {
+			obj_name(i, name, sizeof(name));
+			if (lock_one(r, name, LOCK_NAME, r->exclusive, r->lock_secs,
+				     LIBRADOS_LOCK_FLAG_MUST_RENEW))
+				atomic_store(&r->lost, true);
+		}
+		pthread_mutex_lock(&r->hb_lock);
+	}
+	pthread_mutex_unlock(&r->hb_lock);
+	return NULL;
+}
+
+static void unlock_all(struct vmrs_rados *r)
+{
+	char name[32];
+
+	if (r->hb_run) {
+		pthread_mutex_lock(&r->hb_lock);
+		r->hb_run = false;
+		pthread_cond_signal(&r->hb_cond);
+		pthread_mutex_unlock(&r->hb_lock);
+		pthread_join(r->hb, NULL);
+		pthread_mutex_destroy(&r->hb_lock);
+		pthread_cond_destroy(&r->hb_cond);
+	}
+	/* An unreachable cluster: the locks expire by themselves. */
+	while (r->nlocked > 0) {
+		obj_name(--r->nlocked, name, sizeof(name));
+		if (L.rados_unlock(r->io, name, LOCK_NAME, r->cookie) == -ETIMEDOUT)
+			r->nlocked = 0;
+	}
+}
+
+int vmrs_rados_open(struct vmrs_store *s, const char *url, bool exclusive, char **policy)
+{
+	struct vmrs_rados *r = r_connect_url(url);
+	uint8_t rnd[16];
+	uint64_t size = 0;
+	char name[32];
+	int rc;
+
+	*policy = NULL;
+	if (!r)
+		return -1;
+	s->rados = r;
+	r->exclusive = exclusive;
+	if (vmrs_random(rnd, sizeof(rnd)))
+		return -1;
+	vmrs_hex(rnd, sizeof(rnd), r->cookie);
+	rc = L.rados_stat(r->io, "head", &size, NULL);
+	if (!rc && size < 4096 && (*policy = calloc(1, size + 1)))
+		rc = L.rados_read(r->io, "head", *policy, size, 0);
+	if (rc < 0) {
+		vmrs_err("'%s': %s", url, rc == -ENOENT ?
+			 "not a store (no 'head' object: vmreset-store init it)" : rerr(rc));
+		return -1;
+	}
+	if (!*policy)
+		return -1;
+	for (int i = 0; i <= NSHARD; i++) {
+		obj_name(i, name, sizeof(name));
+		rc = lock_wait(r, name, LOCK_NAME, exclusive, r->lock_secs);
+		if (rc) {
+			if (rc != -EBUSY)
+				vmrs_err("'%s': locking '%s': %s", url, name, rerr(rc));
+			return -1;
+		}
+		r->nlocked = i + 1;
+	}
+	pthread_mutex_init(&r->hb_lock, NULL);
+	pthread_cond_init(&r->hb_cond, NULL);
+	r->hb_run = true;
+	if (pthread_create(&r->hb, NULL, heartbeat, r)) {
+		r->hb_run = false;
+		pthread_mutex_destroy(&r->hb_lock);
+		pthread_cond_destroy(&r->hb_cond);
+		return -1;
+	}
+	return 0;
+}
+
+void vmrs_rados_close(struct vmrs_store *s)
+{
+	struct vmrs_rados *r = s->rados;
+
+	if (!r)
+		return;
+	if (r->man_locked)
+		L.rados_unlock(r->io, "head", MLOCK_NAME, r->cookie);
+	unlock_all(r);
+	if (r->cache)
+		vmrs_cache_close(r->cache);
+	r_free(r);
+	s->rados = NULL;
+}
+
+void vmrs_rados_set_cache(struct vmrs_store *s, struct vmrs_cache *c)
+{
+	s->rados->cache = c;
+}
+
+bool vmrs_rados_cache_stats(struct vmrs_store *s, uint64_t *hits, uint64_t *misses)
+{
+	uint64_t bytes;
+
+	if (!s->rados || !s->rados->cache)
+		return false;
+	vmrs_cache_stats(s->rados->cache, hits, misses, &bytes);
+	*misses = atomic_load(&s->rados->fetched);
+	return true;
+}
+
+const char *vmrs_rados_lost_msg(int rc)
+{
+	return rc == -EBUSY || rc == -ENOENT ?
+	       "lost the store lock (stopped longer than the lock's duration, and gc may have "
+	       "run)" : rerr(rc);
+}
+
+/* ---- manifests ---- */
+
+static int dir_get(struct vmrs_rados *r, const char *name, char *val, size_t len)
+{
+	char key[VMRS_MAX_NAME + 3];
+	const char *keys[1] = { key };
+	size_t klen[1];
+	rados_omap_iter_t it;
+	rados_read_op_t op = L.rados_create_read_op();
+	char *k, *v;
+	size_t kl, vl;
+	int rc, prval = 0;
+
+	snprintf(key, sizeof(key), "m:%s", name);
+	klen[0] = strlen(key);
+	L.rados_read_op_omap_get_vals_by_keys2(op, keys, 1, klen, &it, &prval);
+	rc = L.rados_read_op_operate(op, r->io, "head", 0);
+	if (!rc)
+		rc = prval;
+	if (!rc) {
+		rc = -ENOENT;
+		if (!L.rados_omap_get_next2(it, &k, &v, &kl, &vl) && k && vl < len) {
+			memcpy(val, v, vl);
+			val[vl] = 0;
+			rc = 0;
+		}
+		L.rados_omap_get_end(it);
+	}
+	L.rados_release_read_op(op);
+	return rc;
+}
+
+char *vmrs_rados_man_read(struct vmrs_store *s, const char *name, size_t *len)
+{
+	struct vmrs_rados *r = s->rados;
+	char id[40], obj[64], *buf;
+	uint64_t size, off = 0;
+	int rc = dir_get(r, name, id, sizeof(id));
+
+	if (rc) {
+		errno = -rc;
+		return NULL;
+	}
+	snprintf(obj, sizeof(obj), "man.%s", id);
+	rc = L.rados_stat(r->io, obj, &size, NULL);
+	if (rc) {
+		errno = rc == -ENOENT ? EIO : -rc;	/* named but missing: damaged */
+		return NULL;
+	}
+	buf = malloc(size + 1);
+	if (!buf) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	while (off < size) {
+		size_t n = size - off > (64U << 20) ? (64U << 20) : (size_t)(size - off);
+
+		rc = L.rados_read(r->io, obj, buf + off, n, off);
+		if (rc <= 0) {
+			free(buf);
+			errno = rc ? -rc : EIO;
+			return NULL;
+		}
+		off += (uint64_t)rc;
+	}
+	buf[size] = 0;
+	*len = size;
+	return buf;
+}
+
+bool vmrs_rados_man_exists(struct vmrs_store *s, const char *name)
+{
+	char id[40];
+
+	return !dir_get(s->rados, name, id, sizeof(id));
+}
+
+/* Writes the manifest object, then names it: one operation on head that
+ * asserts both locks, so a save that lost its lock never commits. */
+int vmrs_rados_man_commit(struct vmrs_store *s, const char *name, const void *buf, size_t len)
+{
+	struct vmrs_rados *r = s->rados;
+	char key[VMRS_MAX_NAME + 3], id[17], obj[64], old[40], a1[256], a2[256], oldobj[64];
+	const char *keys[1] = { key }, *vals[1] = { id };
+	size_t kl[1], vl[1] = { 16 };
+	uint8_t rnd[8];
+	rados_write_op_t op;
+	bool had_old;
+	int rc, p1 = 0, p2 = 0;
+	size_t n;
+
+	if (vmrs_random(rnd, sizeof(rnd)))
+		return -EIO;
+	vmrs_hex(rnd, sizeof(rnd), id);
+	snprintf(obj, sizeof(obj), "man.%s", id);
+	had_old = !dir_get(r, name, old, sizeof(old));
+	for (size_t off = 0; off < len || !off; off += n) {
+		n = len - off > (64U << 20) ? (64U << 20) : len - off;
+		rc = off ? L.rados_write(r->io, obj, (const char *)buf + off, n, off) :
+			   L.rados_write_full(r->io, obj, buf, n);
+		if (rc) {
+			L.rados_remove(r->io, obj);
+			return rc;
+		}
+		if (!len)
+			break;
+	}
+	snprintf(key, sizeof(key), "m:%s", name);
+	kl[0] = strlen(key);
+	op = L.rados_create_write_op();
+	op_assert_store(r, op, a1, &p1);
+	n = assert_in(r, MLOCK_NAME, CLS_LOCK_EXCLUSIVE, "", a2);
+	L.rados_write_op_exec(op, "lock", "assert_locked", a2, n, &p2);
+	L.rados_write_op_omap_set2(op, keys, vals, kl, vl, 1);
+	rc = L.rados_write_op_operate(op, r->io, "head", NULL, 0);
+	L.rados_release_write_op(op);
+	if (rc) {
+		L.rados_remove(r->io, obj);
+		return rc;
+	}
+	if (had_old) {
+		snprintf(oldobj, sizeof(oldobj), "man.%s", old);
+		L.rados_remove(r->io, oldobj);	/* else gc removes it */
+	}
+	return 0;
+}
+
+int vmrs_rados_man_delete(struct vmrs_store *s, const char *name)
+{
+	struct vmrs_rados *r = s->rados;
+	char key[VMRS_MAX_NAME + 3], old[40], a1[256], a2[256], obj[64];
+	const char *keys[1] = { key };
+	size_t kl[1];
+	rados_write_op_t op;
+	int rc, p1 = 0, p2 = 0;
+	size_t n;
+
+	rc = dir_get(r, name, old, sizeof(old));
+	if (rc)
+		return rc;
+	snprintf(key, sizeof(key), "m:%s", name);
+	kl[0] = strlen(key);
+	op = L.rados_create_write_op();
+	op_assert_store(r, op, a1, &p1);
+	n = assert_in(r, MLOCK_NAME, CLS_LOCK_EXCLUSIVE, "", a2);
+	L.rados_write_op_exec(op, "lock", "assert_locked", a2, n, &p2);
+	L.rados_write_op_omap_rm_keys2(op, keys, kl, 1);
+	rc = L.rados_write_op_operate(op, r->io, "head", NULL, 0);
+	L.rados_release_write_op(op);
+	if (!rc) {
+		snprintf(obj, sizeof(obj), "man.%s", old);
+		L.rados_remove(r->io, obj);
+	}
+	return rc;
+}
+
+int vmrs_rados_man_lock(struct vmrs_store *s)
+{
+	struct vmrs_rados *r = s->rados;
+	int rc;
+
+	/* Held for milliseconds; the duration only bounds a dead holder. */
+	rc = lock_wait(r, "head", MLOCK_NAME, true, 60);
+	if (rc)
+		return rc;
+	r->man_locked = true;
+	return 0;
+}
+
+void vmrs_rados_man_unlock(struct vmrs_store *s)
+{
+	struct vmrs_rados *r = s->rados;
+
+	if (r->man_locked)
+		L.rados_unlock(r->io, "head", MLOCK_NAME, r->cookie);
+	r->man_locked = false;
+}
+
+/* Pages through an object's omap; @fn gets each key/value. */
+static int omap_each(struct vmrs_rados *r, const char *obj, const char *prefix,
+		     int (*fn)(void *arg, const char *k, size_t kl, const char *v, size_t vl),
+		     void *arg)
+{
+	char after[VMRS_MAX_NAME + 80] = "";
+	unsigned char more = 1;
+	int rc = 0;
+
+	while (more && !rc) {
+		rados_read_op_t op = L.rados_create_read_op();
+		rados_omap_iter_t it;
+		char *k, *v;
+		size_t kl, vl;
+		int prval = 0;
+
+		L.rados_read_op_omap_get_vals2(op, after, prval ? NULL : prefix, PAGE_KEYS, &it,
+					     &more, &prval);
+		rc = L.rados_read_op_operate(op, r->io, obj, 0);
+		if (!rc)
+			rc = prval;
+		if (!rc) {
+			while (!rc && !L.rados_omap_get_next2(it, &k, &v, &kl, &vl) && k) {
+				rc = fn(arg, k, kl, v, vl);
+				if (kl < sizeof(after)) {
+					memcpy(after, k, kl);
+					after[kl] = 0;
+				}
+			}
+			L.rados_omap_get_end(it);
+		}
+		L.rados_release_read_op(op);
+	}
+	return rc;
+}
+
+struct names_acc {
+	char **v;
+	int n;
+};
+
+static int add_name(void *arg, const char *k, size_t kl, const char *v, size_t vl)
+{
+	struct names_acc *a = arg;
+	char **g = realloc(a->v, (size_t)(a->n + 1) * sizeof(*g));
+
+	(void)v;
+	(void)vl;
+	if (!g)
+		return -ENOMEM;
+	a->v = g;
+	a->v[a->n] = strndup(k + 2, kl - 2);
+	if (!a->v[a->n])
+		return -ENOMEM;
+	a->n++;
+	return 0;
+}
+
+int vmrs_rados_man_names(struct vmrs_store *s, char ***names)
+{
+	struct names_acc a = { 0 };
+	int rc = omap_each(s->rados, "head", "m:", add_name, &a);
+
+	if (rc) {
+		vmrs_err("'%s': listing snapshots: %s", s->root, rerr(rc));
+		vmrs_names_free(a.v, a.n);
+		return -1;
+	}
+	*names = a.v;
+	return a.n;	/* omap keys come sorted */
+}
+
+/* ---- the index ---- */
+
+void *vmrs_rados_reader(struct vmrs_store *s)
+{
+	(void)s;
+	return calloc(1, sizeof(struct rados_reader));
+}
+
+void vmrs_rados_reader_end(void *rtxn)
+{
+	struct rados_reader *rd = rtxn;
+
+	if (!rd)
+		return;
+	free(rd->e);
+	free(rd->b);
+	free(rd->buf);
+	free(rd);
+}
+
+static int cmp_ent(const void *a, const void *b)
+{
+	return memcmp(a, b, VMRS_HASH_LEN);
+}
+
+static int parse_val(const char *v, size_t vl, struct vmrs_loc *loc)
+{
+	uint64_t pack, off;
+	uint32_t len;
+
+	if (vl != IDX_VAL)
+		return -EINVAL;
+	memcpy(&pack, v, 8);
+	memcpy(&off, v + 8, 8);
+	memcpy(&len, v + 16, 4);
+	loc->pack = pack;
+	loc->off = off;
+	loc->len = len;
+	return 0;
+}
+
+/* One read per shard, all shards at once: a chunk's lookups cost one round trip. */
+int vmrs_rados_prefetch(struct vmrs_store *s, void *rtxn, const uint8_t (*ids)[VMRS_HASH_LEN],
+			size_t n)
+{
+	struct vmrs_rados *r = s->rados;
+	struct rados_reader *rd = rtxn;
+	struct {
+		rados_read_op_t op;
+		rados_completion_t c;
+		rados_omap_iter_t it;
+		int prval;
+		const char **keys;
+		size_t *kl, nk;
+	} sh[NSHARD + 1];
+	char (*hex)[2 * VMRS_HASH_LEN + 1];
+	char name[32];
+	int ret = 0;
+
+	rd->n = 0;
+	if (!n)
+		return 0;
+	if (rd->cap < n) {
+		struct rados_ent *g = realloc(rd->e, n * sizeof(*g));
+
+		if (!g)
+			return -ENOMEM;
+		rd->e = g;
+		rd->cap = n;
+	}
+	hex = malloc(n * sizeof(*hex));
+	memset(sh, 0, sizeof(sh));
+	if (!hex)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		memcpy(rd->e[i].id, ids[i], VMRS_HASH_LEN);
+		rd->e[i].found = false;
+		vmrs_hex(ids[i], VMRS_HASH_LEN, hex[i]);
+		sh[shard_of(ids[i])].nk++;
+	}
+	for (int k = 1; k <= NSHARD; k++) {
+		if (!sh[k].nk)
+			continue;
+		sh[k].keys = malloc(sh[k].nk * sizeof(char *));
+		sh[k].kl = malloc(sh[k].nk * sizeof(size_t));
+		if (!sh[k].keys || !sh[k].kl)
+			ret = -ENOMEM;
+		sh[k].nk = 0;
+	}
+	for (size_t i = 0; i < n && !ret; i++) {
+		int k = shard_of(ids[i]);
+
+		sh[k].keys[sh[k].nk] = hex[i];
+		sh[k].kl[sh[k].nk++] = 2 * VMRS_HASH_LEN;
+	}
+	for (int k = 1; k <= NSHARD && !ret; k++) {
+		if (!sh[k].nk)
+			continue;
+		obj_name(k, name, sizeof(name));
+		sh[k].op = L.rados_create_read_op();
+		L.rados_read_op_omap_get_vals_by_keys2(sh[k].op, sh[k].keys, sh[k].nk, sh[k].kl,
+						     &sh[k].it, &sh[k].prval);
+		ret = L.rados_aio_create_completion2(NULL, NULL, &sh[k].c);
+		if (!ret)
+			ret = L.rados_aio_read_op_operate(sh[k].op, r->io, sh[k].c, name, 0);
+		if (ret && sh[k].c) {
+			L.rados_aio_release(sh[k].c);
+			sh[k].c = NULL;
+		}
+	}
+	qsort(rd->e, n, sizeof(*rd->e), cmp_ent);
+	rd->n = n;
+	for (int k = 1; k <= NSHARD; k++) {
+		char *key, *v;
+		size_t kl, vl;
+		int rc;
+
+		if (sh[k].c) {
+			L.rados_aio_wait_for_complete(sh[k].c);
+			rc = L.rados_aio_get_return_value(sh[k].c);
+			if (!rc)
+				rc = sh[k].prval;
+			if (rc && !ret)
+				ret = rc;
+			while (!rc && !L.rados_omap_get_next2(sh[k].it, &key, &v, &kl, &vl) && key) {
+				uint8_t id[VMRS_HASH_LEN];
+				struct rados_ent *e;
+
+				if (kl != 2 * VMRS_HASH_LEN)
+					continue;
+				char kz[2 * VMRS_HASH_LEN + 1];
+
+				memcpy(kz, key, kl);
+				kz[kl] = 0;
+				if (vmrs_unhex(kz, id, VMRS_HASH_LEN))
+					continue;
+				e = bsearch(id, rd->e, n, sizeof(*rd->e), cmp_ent);
+				if (e && !parse_val(v, vl, &e->loc))
+					e->found = true;
+			}
+			if (!rc)
+				L.rados_omap_get_end(sh[k].it);
+			L.rados_aio_release(sh[k].c);
+		}
+		if (sh[k].op)
+			L.rados_release_read_op(sh[k].op);
+		free(sh[k].keys);
+		free(sh[k].kl);
+	}
+	free(hex);
+	if (ret)
+		rd->n = 0;
+	return ret;
+}
+
+int vmrs_rados_get(struct vmrs_store *s, void *rtxn, const uint8_t id[VMRS_HASH_LEN],
+		   struct vmrs_loc *loc)
+{
+	struct rados_reader *rd = rtxn;
+	struct rados_ent *e = rd && rd->n ? bsearch(id, rd->e, rd->n, sizeof(*rd->e), cmp_ent) :
+				 NULL;
+	struct rados_reader one = { 0 };
+	int rc;
+
+	if (e) {
+		*loc = e->loc;
+		return e->found ? 0 : -ENOENT;
+	}
+	rc = vmrs_rados_prefetch(s, &one, (const uint8_t (*)[VMRS_HASH_LEN])id, 1);
+	if (!rc && one.n && one.e[0].found)
+		*loc = one.e[0].loc;
+	else if (!rc)
+		rc = -ENOENT;
+	free(one.e);
+	return rc ? (rc == -ENOENT ? -ENOENT : rc) : 0;
+}
+
+int vmrs_rados_commit(struct vmrs_store *s, const struct vmrs_newblock *nb, uint64_t n)
+{
+	struct vmrs_rados *r = s->rados;
+	char (*hex)[2 * VMRS_HASH_LEN + 1] = malloc((n + 1) * sizeof(*hex));
+	char (*val)[IDX_VAL] = malloc((n + 1) * IDX_VAL);
+	const char **keys = malloc((n + 1) * sizeof(char *)), **vals = malloc((n + 1) * sizeof(char *));
+	size_t *kl = malloc((n + 1) * sizeof(size_t)), *vl = malloc((n + 1) * sizeof(size_t));
+	struct {
+		rados_write_op_t op;
+		rados_completion_t c;
+		char a[256];
+		int prval;
+	} *ops = calloc(NSHARD + 1, sizeof(*ops));
+	int ret = 0;
+
+	if (!hex || !val || !keys || !vals || !kl || !vl || !ops) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	/* Shard by shard, at most PAGE_KEYS entries per operation, in parallel. */
+	for (uint64_t done = 0; done < n && !ret;) {
+		uint64_t m = 0;
+		char name[32];
+
+		for (int k = 1; k <= NSHARD; k++) {
+			uint64_t start = m;
+
+			for (uint64_t i = 0; i < n; i++) {
+				if (shard_of(nb[i].id) != k)
+					continue;
+				vmrs_hex(nb[i].id, VMRS_HASH_LEN, hex[m]);
+				memcpy(val[m], &nb[i].loc.pack, 8);
+				memcpy(val[m] + 8, &nb[i].loc.off, 8);
+				memcpy(val[m] + 16, &nb[i].loc.len, 4);
+				memset(val[m] + 20, 0, 4);
+				keys[m] = hex[m];
+				vals[m] = val[m];
+				kl[m] = 2 * VMRS_HASH_LEN;
+				vl[m] = IDX_VAL;
+				m++;
+			}
+			if (m == start)
+				continue;
+			for (uint64_t b = start; b < m; b += PAGE_KEYS) {
+				size_t cnt = m - b > PAGE_KEYS ? PAGE_KEYS : (size_t)(m - b);
+				rados_write_op_t op = L.rados_create_write_op();
+				rados_completion_t c;
+				char a[256];
+				int prval = 0;
+
+				obj_name(k, name, sizeof(name));
+				op_assert_store(r, op, a, &prval);
+				L.rados_write_op_omap_set2(op, keys + b, vals + b, kl + b, vl + b, cnt);
+				ret = L.rados_aio_create_completion2(NULL, NULL, &c);
+				if (!ret) {
+					ret = L.rados_aio_write_op_operate(op, r->io, c, name, NULL, 0);
+					if (!ret) {
+						L.rados_aio_wait_for_complete(c);
+						ret = L.rados_aio_get_return_value(c);
+					}
+					L.rados_aio_release(c);
+				}
+				L.rados_release_write_op(op);
+				if (ret)
+					break;
+			}
+			if (ret)
+				break;
+		}
+		done = n;
+	}
+out:
+	free(hex);
+	free(val);
+	free(keys);
+	free(vals);
+	free(kl);
+	free(vl);
+	free(ops);
+	return ret;
+}
+
+struct count_acc {
+	uint64_t n;
+};
+
+static int count_one(void *arg, const char *k, size_t kl, const char *v, size_t vl)
+{
+	(void)k;
+	(void)kl;
+	(void)v;
+	(void)vl;
+	((struct count_acc *)arg)->n++;
+	return 0;
+}
+
+uint64_t vmrs_rados_count(struct vmrs_store *s)
+{
+	struct count_acc a = { 0 };
+	char name[32];
+
+	for (int k = 1; k <= NSHARD; k++) {
+		obj_name(k, name, sizeof(name));
+		omap_each(s->rados, name, NULL, count_one, &a);
+	}
+	return a.n;
+}
+
+/* ---- packs and blocks ---- */
+
+int vmrs_rados_pack_put(struct vmrs_store *s, uint64_t pack, const void *buf, size_t len)
+{
+	char obj[64];
+
+	snprintf(obj, sizeof(obj), "pack.%016" PRIx64, pack);
+	return L.rados_write_full(s->rados->io, obj, buf, len);
+}
+
+static int key16(const struct vmrs_loc *loc, uint8_t k[16])
+{
+	memcpy(k, &loc->pack, 8);
+	memcpy(k + 8, &loc->off, 8);
+	return 0;
+}
+
+/* 0, -ENOENT (no such pack) or -ENODATA (the pack is too short). */
+int vmrs_rados_block_read(struct vmrs_store *s, void *rtxn, const struct vmrs_loc *loc,
+			  uint8_t *buf, bool fresh)
+{
+	struct vmrs_rados *r = s->rados;
+	struct rados_reader *rd = rtxn;
+	uint8_t k[16];
+	char obj[64];
+	int rc;
+
+	key16(loc, k);
+	if (!fresh && rd) {
+		for (size_t i = 0; i < rd->nb; i++)
+			if (rd->b[i].loc.pack == loc->pack && rd->b[i].loc.off == loc->off &&
+			    rd->b[i].loc.len == loc->len) {
+				if (rd->b[i].err)
+					return rd->b[i].err;
+				memcpy(buf, rd->b[i].p, loc->len);
+				return 0;
+			}
+	}
+	if (!fresh && r->cache && !vmrs_cache_get(r->cache, k, buf, loc->len))
+		return 0;
+	if (fresh && r->cache)
+		vmrs_cache_drop(r->cache, k);
+	snprintf(obj, sizeof(obj), "pack.%016" PRIx64, loc->pack);
+	rc = L.rados_read(r->io, obj, (char *)buf, loc->len, loc->off);
+	if (rc < 0)
+		return rc;
+	if ((uint32_t)rc != loc->len)
+		return -ENODATA;
+	atomic_fetch_add(&r->fetched, 1);
+	if (r->cache)
+		vmrs_cache_put(r->cache, k, buf, loc->len);
+	return 0;
+}
+
+static int cmp_loc(const void *a, const void *b)
+{
+	const struct vmrs_loc *x = a, *y = b;
+
+	if (x->pack != y->pack)
+		return x->pack < y->pack ? -1 : 1;
+	return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/*
+ * Fetches a chunk's blocks that are not in the host cache, one read per
+ * run of adjacent blocks of a pack, all reads in flight at once.
+ */
+int vmrs_rados_block_prefetch(struct vmrs_store *s, void *rtxn, const struct vmrs_loc *locs,
+			      size_t n)
+{
+	struct vmrs_rados *r = s->rados;
+	struct rados_reader *rd = rtxn;
+	struct vmrs_loc *v = malloc((n + 1) * sizeof(*v));
+	struct run {
+		uint64_t pack, off;
+		size_t len, first, last;
+		rados_completion_t c;
+	} *runs = malloc((n + 1) * sizeof(*runs));
+	size_t nv = 0, nr = 0, total = 0, pos = 0;
+	int ret = 0;
+
+	rd->nb = 0;
+	if (!v || !runs) {
+		free(v);
+		free(runs);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		uint8_t k[16];
+
+		key16(&locs[i], k);
+		if (r->cache && vmrs_cache_has(r->cache, k))
+			continue;
+		v[nv++] = locs[i];
+	}
+	if (nv)
+		qsort(v, nv, sizeof(*v), cmp_loc);
+	for (size_t i = 0; i < nv; i++) {
+		if (nr && runs[nr - 1].pack == v[i].pack &&
+		    runs[nr - 1].off + runs[nr - 1].len == v[i].off) {
+			runs[nr - 1].len += v[i].len;
+			runs[nr - 1].last = i;
+		} else if (nr && runs[nr - 1].pack == v[i].pack &&
+			   runs[nr - 1].off + runs[nr - 1].len > v[i].off) {
+			continue;	/* a duplicate location */
+		} else {
+			runs[nr++] = (struct run){ v[i].pack, v[i].off, v[i].len, i, i, NULL };
+		}
+		total += v[i].len;
+	}
+	if (rd->buflen < total) {
+		free(rd->buf);
+		rd->buf = malloc(total);
+		rd->buflen = rd->buf ? total : 0;
+	}
+	if (rd->bcap < nv) {
+		void *g = realloc(rd->b, nv * sizeof(*rd->b));
+
+		if (g) {
+			rd->b = g;
+			rd->bcap = nv;
+		}
+	}
+	if ((total && !rd->buf) || rd->bcap < nv) {
+		free(v);
+		free(runs);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < nr; i++) {
+		char obj[64];
+
+		snprintf(obj, sizeof(obj), "pack.%016" PRIx64, runs[i].pack);
+		runs[i].c = NULL;
+		if (L.rados_aio_create_completion2(NULL, NULL, &runs[i].c) ||
+		    L.rados_aio_read(r->io, obj, runs[i].c, (char *)rd->buf + pos, runs[i].len,
+				   runs[i].off)) {
+			if (runs[i].c)
+				L.rados_aio_release(runs[i].c);
+			runs[i].c = NULL;
+			ret = -EIO;
+		}
+		pos += runs[i].len;
+	}
+	pos = 0;
+	for (size_t i = 0; i < nr; i++) {
+		int rc = -EIO;
+
+		if (runs[i].c) {
+			L.rados_aio_wait_for_complete(runs[i].c);
+			rc = L.rados_aio_get_return_value(runs[i].c);
+			L.rados_aio_release(runs[i].c);
+		}
+		for (size_t k = runs[i].first, o = 0; k <= runs[i].last; k++) {
+			uint8_t key[16];
+
+			if (k > runs[i].first && v[k].off < v[k - 1].off + v[k - 1].len)
+				continue;
+			rd->b[rd->nb].loc = v[k];
+			rd->b[rd->nb].p = rd->buf + pos + o;
+			rd->b[rd->nb].err = rc < 0 ? rc : (size_t)rc < o + v[k].len ?
+					    -ENODATA : 0;
+			if (!rd->b[rd->nb].err)
+				atomic_fetch_add(&r->fetched, 1);
+			if (!rd->b[rd->nb].err && r->cache) {
+				key16(&v[k], key);
+				vmrs_cache_put(r->cache, key, rd->b[rd->nb].p, v[k].len);
+			}
+			rd->nb++;
+			o += v[k].len;
+		}
+		pos += runs[i].len;
+	}
+	free(v);
+	free(runs);
+	return ret;
+}
+
+/* ---- gc ---- */
+
+struct pack_live {
+	uint64_t pack, live;
+};
+
+struct gc_acc {
+	struct vmrs_rados *r;
+	uint8_t (*live)[VMRS_HASH_LEN];
+	uint64_t nlive;
+	struct pack_live *pl;
+	size_t npl, cap;
+	char (*rm)[2 * VMRS_HASH_LEN + 1];
+	size_t nrm;
+	struct vmrs_gc_stats *st;
+	int err;
+};
+
+static int gc_entry(void *arg, const char *k, size_t kl, const char *v, size_t vl)
+{
+	struct gc_acc *a = arg;
+	char kz[2 * VMRS_HASH_LEN + 1];
+	uint8_t id[VMRS_HASH_LEN];
+	struct vmrs_loc loc;
+
+	if (kl != 2 * VMRS_HASH_LEN)
+		return 0;
+	memcpy(kz, k, kl);
+	kz[kl] = 0;
+	if (vmrs_unhex(kz, id, VMRS_HASH_LEN))
+		return 0;
+	if (a->nlive && bsearch(id, a->live, a->nlive, VMRS_HASH_LEN, vmr_cmp_id) &&
+	    !parse_val(v, vl, &loc)) {
+		if (a->npl == a->cap) {
+			size_t cap = a->cap ? 2 * a->cap : 1024;
+			struct pack_live *g = realloc(a->pl, cap * sizeof(*g));
+
+			if (!g)
+				return -ENOMEM;
+			a->pl = g;
+			a->cap = cap;
+		}
+		a->pl[a->npl++] = (struct pack_live){ loc.pack, loc.len };
+		a->st->blocks_kept++;
+		return 0;
+	}
+	memcpy(a->rm[a->nrm++], kz, sizeof(kz));
+	return 0;
+}
+
+static int rm_keys(struct gc_acc *a, const char *obj)
+{
+	const char *keys[PAGE_KEYS];
+	size_t kl[PAGE_KEYS];
+	rados_write_op_t op;
+	char buf[256];
+	int prval = 0, rc;
+
+	if (!a->nrm)
+		return 0;
+	for (size_t i = 0; i < a->nrm; i++) {
+		keys[i] = a->rm[i];
+		kl[i] = 2 * VMRS_HASH_LEN;
+	}
+	op = L.rados_create_write_op();
+	op_assert_store(a->r, op, buf, &prval);
+	L.rados_write_op_omap_rm_keys2(op, keys, kl, a->nrm);
+	rc = L.rados_write_op_operate(op, a->r->io, obj, NULL, 0);
+	L.rados_release_write_op(op);
+	if (!rc)
+		a->st->blocks_removed += a->nrm;
+	a->nrm = 0;
+	return rc;
+}
+
+static int cmp_pl(const void *x, const void *y)
+{
+	const struct pack_live *a = x, *b = y;
+
+	return a->pack < b->pack ? -1 : a->pack > b->pack;
+}
+
+struct dir_acc {
+	char (*ids)[17];
+	size_t n;
+};
+
+static int add_dir(void *arg, const char *k, size_t kl, const char *v, size_t vl)
+{
+	struct dir_acc *a = arg;
+	void *g;
+
+	(void)k;
+	(void)kl;
+	if (vl != 16)
+		return 0;
+	g = realloc(a->ids, (a->n + 1) * sizeof(*a->ids));
+	if (!g)
+		return -ENOMEM;
+	a->ids = g;
+	memcpy(a->ids[a->n], v, 16);
+	a->ids[a->n++][16] = 0;
+	return 0;
+}
+
+static int cmp_str17(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+/*
+ * Under the exclusive lock on head and every shard: no save holds its
+ * lock, and one that lost it can commit nothing. Removes index entries no
+ * manifest lists, packs no entry points into, and manifest objects no
+ * name points to (of killed saves). Packs are small and written once, so
+ * they are removed whole, never rewritten: a pack with one live block
+ * stays until that block dies.
+ */
+int vmrs_rados_gc(struct vmrs_store *s, uint8_t (*live)[VMRS_HASH_LEN], uint64_t nlive,
+		  struct vmrs_gc_stats *st)
+{
+	struct vmrs_rados *r = s->rados;
+	struct gc_acc a = { .r = r, .live = live, .nlive = nlive, .st = st };
+	struct dir_acc d = { 0 };
+	rados_list_ctx_t lc;
+	const char *entry, *key, *nspace;
+	char name[32];
+	size_t j = 0;
+	int rc = 0;
+
+	memset(st, 0, sizeof(*st));
+	a.rm = malloc(PAGE_KEYS * sizeof(*a.rm));
+	if (!a.rm)
+		return -1;
+	for (int k = 1; k <= NSHARD && !rc; k++) {
+		obj_name(k, name, sizeof(name));
+		/* A page's dead keys are removed before the next page is read. */
+		char after[2 * VMRS_HASH_LEN + 1] = "";
+		unsigned char more = 1;
+
+		while (more && !rc) {
+			rados_read_op_t op = L.rados_create_read_op();
+			rados_omap_iter_t it;
+			char *kk, *vv;
+			size_t kl, vl;
+			int prval = 0;
+
+			L.rados_read_op_omap_get_vals2(op, after, NULL, PAGE_KEYS, &it, &more, &prval);
+			rc = L.rados_read_op_operate(op, r->io, name, 0);
+			if (!rc)
+				rc = prval;
+			if (!rc) {
+				while (!rc && !L.rados_omap_get_next2(it, &kk, &vv, &kl, &vl) && kk) {
+					rc = gc_entry(&a, kk, kl, vv, vl);
+					if (kl == 2 * VMRS_HASH_LEN) {
+						memcpy(after, kk, kl);
+						after[kl] = 0;
+					}
+				}
+				L.rados_omap_get_end(it);
+			}
+			L.rados_release_read_op(op);
+			if (!rc)
+				rc = rm_keys(&a, name);
+		}
+	}
+	if (!rc)
+		rc = omap_each(r, "head", "m:", add_dir, &d);
+	if (rc) {
+		vmrs_err("gc '%s': %s", s->root, vmrs_rados_lost_msg(rc));
+		goto out;
+	}
+	if (a.npl)
+		qsort(a.pl, a.npl, sizeof(*a.pl), cmp_pl);
+	for (size_t i = 0; i < a.npl; i++)
+		if (!j || a.pl[i].pack != a.pl[j - 1].pack)
+			a.pl[j++] = a.pl[i];
+		else
+			a.pl[j - 1].live += a.pl[i].live;
+	a.npl = j;
+	if (d.n)
+		qsort(d.ids, d.n, sizeof(*d.ids), cmp_str17);
+	rc = L.rados_nobjects_list_open(r->io, &lc);
+	if (rc) {
+		vmrs_err("gc '%s': listing objects: %s", s->root, rerr(rc));
+		goto out;
+	}
+	while (!(rc = L.rados_nobjects_list_next(lc, &entry, &key, &nspace))) {
+		uint64_t id, size = 0;
+		struct pack_live kp;
+		uint8_t b[8];
+
+		if (!strncmp(entry, "pack.", 5) && strlen(entry) == 21 &&
+		    !vmrs_unhex(entry + 5, b, 8)) {
+			id = strtoull(entry + 5, NULL, 16);
+			kp.pack = id;
+			if (a.npl && bsearch(&kp, a.pl, a.npl, sizeof(kp), cmp_pl))
+				continue;
+			L.rados_stat(r->io, entry, &size, NULL);
+			if (!L.rados_remove(r->io, entry)) {
+				st->packs_removed++;
+				st->bytes_freed += size;
+			}
+		} else if (!strncmp(entry, "man.", 4) && strlen(entry) == 20) {
+			if (d.n && bsearch(entry + 4, d.ids, d.n, sizeof(*d.ids), cmp_str17))
+				continue;
+			st->tmps += !L.rados_remove(r->io, entry);
+		}
+	}
+	L.rados_nobjects_list_close(lc);
+	rc = rc == -ENOENT ? 0 : rc;
+	if (rc)
+		vmrs_err("gc '%s': listing objects: %s", s->root, rerr(rc));
+out:
+	free(a.rm);
+	free(a.pl);
+	free(d.ids);
+	return rc ? -1 : 0;
+}
