@@ -92,7 +92,7 @@ vm_boot() {
 		-display none -monitor none -no-reboot \
 		-serial "file:$LOG" -serial "file:$RES" \
 		-kernel "$VMLINUZ" -initrd "$INITRD" \
-		-append "console=ttyS0 loglevel=5 panic=-1 oops=panic no_timer_check vmrtest.mode=$mode vmrtest.only=$only vmrtest.args=${VM_TEST_ARGS:+${VM_TEST_ARGS// /,}}" \
+		-append "console=ttyS0 loglevel=5 panic=-1 oops=panic no_timer_check vmrtest.mode=$mode vmrtest.only=$only vmrtest.args=${VM_TEST_ARGS:+${VM_TEST_ARGS// /,}}${VM_APPEND:+ $VM_APPEND}" \
 		2> "$build/qemu-$KREL.log"
 	VM_RC=$?
 	# TCG warns about CPUID bits it cannot emulate: harmless, kept aside.

@@ -69,6 +69,8 @@ static void usage(FILE *f)
 "  -c, --cpus N         vCPUs (default 1, at most %d)\n"
 "  -d, --dir DIR        vmresetfs directory for guest RAM (default /run/vmreset)\n"
 "      --disk IMAGE     raw disk image (mkfs.ext4 -d), copied to vmresetfs, on /disk\n"
+"      --pit            give the guest an i8254 PIT (default none: kvmclock and the\n"
+"                       TSC deadline timer; see docs/vmm.md, \"The PIT\")\n"
 "      --keep SIZE      guest range the agent preserves across resets (default 64K, 0: none)\n"
 "      --append ARGS    more kernel command line\n"
 "      --console        copy the guest console to stderr\n"
@@ -426,7 +428,7 @@ static int cmd_serve(const struct txn *t, const char *sock)
 
 enum {
 	OPT_KEEP = 256, OPT_APPEND, OPT_CONSOLE, OPT_BOOT_TIMEOUT, OPT_TIMEOUT,
-	OPT_RETRY, OPT_SUCCESS_EXIT, OPT_SUCCESS_MATCH, OPT_SOCKET, OPT_DISK,
+	OPT_RETRY, OPT_SUCCESS_EXIT, OPT_SUCCESS_MATCH, OPT_SOCKET, OPT_DISK, OPT_PIT,
 };
 
 int main(int argc, char **argv)
@@ -439,6 +441,7 @@ int main(int argc, char **argv)
 		{ "dir", required_argument, NULL, 'd' },
 		{ "keep", required_argument, NULL, OPT_KEEP },
 		{ "disk", required_argument, NULL, OPT_DISK },
+		{ "pit", no_argument, NULL, OPT_PIT },
 		{ "append", required_argument, NULL, OPT_APPEND },
 		{ "console", no_argument, NULL, OPT_CONSOLE },
 		{ "boot-timeout", required_argument, NULL, OPT_BOOT_TIMEOUT },
@@ -482,6 +485,7 @@ int main(int argc, char **argv)
 			break;
 		case OPT_APPEND: opts.cmdline = optarg; break;
 		case OPT_DISK: opts.disk = optarg; break;
+		case OPT_PIT: opts.pit = true; break;
 		case OPT_CONSOLE: opts.console_fd = 2; break;
 		case OPT_BOOT_TIMEOUT:
 			if (parse_uint("--boot-timeout", optarg, &boot_timeout_ms))

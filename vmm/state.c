@@ -87,9 +87,11 @@ static int load_vcpu(struct vmm *vm, struct vmm_vcpu *v,
 	unsigned int first = 0;
 	int n;
 
-	if (ioctl(v->fd, KVM_SET_MP_STATE, &s->mp))
+	unsigned int skip = vm->load_skip;
+
+	if (!(skip & VMM_LOAD_MP) && ioctl(v->fd, KVM_SET_MP_STATE, &s->mp))
 		return sfail(vm, v->id, "KVM_SET_MP_STATE");
-	if (ioctl(v->fd, KVM_SET_REGS, &s->regs))
+	if (!(skip & VMM_LOAD_REGS) && ioctl(v->fd, KVM_SET_REGS, &s->regs))
 		return sfail(vm, v->id, "KVM_SET_REGS");
 	/*
 	 * The guest's TLB outlives memory revert: KVM resets the MMU, and so
@@ -101,17 +103,17 @@ static int load_vcpu(struct vmm *vm, struct vmm_vcpu *v,
 	struct kvm_sregs flush = s->sregs;
 
 	flush.cr3 ^= 0x1000;
-	if (ioctl(v->fd, KVM_SET_SREGS, &flush))
+	if (!(skip & (VMM_LOAD_FLUSH | VMM_LOAD_SREGS)) && ioctl(v->fd, KVM_SET_SREGS, &flush))
 		return sfail(vm, v->id, "KVM_SET_SREGS (TLB flush)");
-	if (ioctl(v->fd, KVM_SET_SREGS, &s->sregs))
+	if (!(skip & VMM_LOAD_SREGS) && ioctl(v->fd, KVM_SET_SREGS, &s->sregs))
 		return sfail(vm, v->id, "KVM_SET_SREGS");
-	if (ioctl(v->fd, KVM_SET_XSAVE, s->xsave))
+	if (!(skip & VMM_LOAD_XSAVE) && ioctl(v->fd, KVM_SET_XSAVE, s->xsave))
 		return sfail(vm, v->id, "KVM_SET_XSAVE");
-	if (ioctl(v->fd, KVM_SET_XCRS, &s->xcrs))
+	if (!(skip & VMM_LOAD_XCRS) && ioctl(v->fd, KVM_SET_XCRS, &s->xcrs))
 		return sfail(vm, v->id, "KVM_SET_XCRS");
-	if (ioctl(v->fd, KVM_SET_DEBUGREGS, &s->dregs))
+	if (!(skip & VMM_LOAD_DREGS) && ioctl(v->fd, KVM_SET_DEBUGREGS, &s->dregs))
 		return sfail(vm, v->id, "KVM_SET_DEBUGREGS");
-	if (ioctl(v->fd, KVM_SET_LAPIC, &s->lapic))
+	if (!(skip & VMM_LOAD_LAPIC) && ioctl(v->fd, KVM_SET_LAPIC, &s->lapic))
 		return sfail(vm, v->id, "KVM_SET_LAPIC");
 	/*
 	 * In place, the TSC keeps running (msrs[0] is IA32_TSC): the guest's
@@ -122,7 +124,7 @@ static int load_vcpu(struct vmm *vm, struct vmm_vcpu *v,
 		first = 1;
 	req.h.nmsrs = s->nr_msrs - first;
 	memcpy(req.e, s->msrs + first, req.h.nmsrs * sizeof(req.e[0]));
-	n = ioctl(v->fd, KVM_SET_MSRS, &req);
+	n = (skip & VMM_LOAD_MSRS) ? (int)req.h.nmsrs : ioctl(v->fd, KVM_SET_MSRS, &req);
 	if (n < 0)
 		return sfail(vm, v->id, "KVM_SET_MSRS");
 	if ((unsigned int)n != req.h.nmsrs) {
@@ -131,10 +133,11 @@ static int load_vcpu(struct vmm *vm, struct vmm_vcpu *v,
 		return -EIO;
 	}
 	ev.flags |= KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SIPI_VECTOR;
-	if (ioctl(v->fd, KVM_SET_VCPU_EVENTS, &ev))
+	if (!(skip & VMM_LOAD_EVENTS) && ioctl(v->fd, KVM_SET_VCPU_EVENTS, &ev))
 		return sfail(vm, v->id, "KVM_SET_VCPU_EVENTS");
 	/* Tell the guest it was paused: no soft-lockup or RCU stall reports. */
-	ioctl(v->fd, KVM_KVMCLOCK_CTRL, 0);
+	if (!(skip & VMM_LOAD_CLOCKCTRL))
+		ioctl(v->fd, KVM_KVMCLOCK_CTRL, 0);
 	return 0;
 }
 
@@ -156,7 +159,7 @@ int vmm_state_save(struct vmm *vm, struct vmm_state *st)
 		if (ret)
 			return ret;
 	}
-	if (ioctl(vm->vm_fd, KVM_GET_PIT2, &st->pit))
+	if (vm->o.pit && ioctl(vm->vm_fd, KVM_GET_PIT2, &st->pit))
 		return sfail(vm, 0, "KVM_GET_PIT2");
 	if (ioctl(vm->vm_fd, KVM_GET_CLOCK, &st->clock))
 		return sfail(vm, 0, "KVM_GET_CLOCK");
@@ -189,7 +192,8 @@ int vmm_state_load(struct vmm *vm, const struct vmm_state *st, bool in_place)
 		return -EINVAL;
 	}
 	/* VM-wide first: the vCPUs' LAPICs then see a settled IOAPIC/PIC. */
-	if (ioctl(vm->vm_fd, KVM_SET_PIT2, &st->pit))
+	if (vm->o.pit && !(vm->load_skip & VMM_LOAD_PIT) &&
+	    ioctl(vm->vm_fd, KVM_SET_PIT2, &st->pit))
 		return sfail(vm, 0, "KVM_SET_PIT2");
 	if (!in_place) {
 		struct kvm_clock_data c = { .clock = st->clock.clock };
@@ -198,7 +202,8 @@ int vmm_state_load(struct vmm *vm, const struct vmm_state *st, bool in_place)
 			return sfail(vm, 0, "KVM_SET_CLOCK");
 	}
 	for (int c = 0; c < 3; c++)
-		if (ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &st->chips[c]))
+		if (!(vm->load_skip & VMM_LOAD_IRQCHIP) &&
+		    ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &st->chips[c]))
 			return sfail(vm, 0, "KVM_SET_IRQCHIP");
 	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
 		ret = load_vcpu(vm, &vm->vcpu[i], &st->vcpu[i], in_place);

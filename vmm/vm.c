@@ -447,15 +447,15 @@ static int setup_vcpu_cpuid(struct vmm *vm, struct vmm_vcpu *v)
 			e->ebx = (e->ebx & 0x0000ffff) | (v->id << 24) |
 				 (vm->nr_vcpus << 16);
 			/*
-			 * KVM leaves the hypervisor bit to the VMM, and without it
-			 * the guest never looks at the KVM leaves: no kvmclock, no
-			 * PV EOI, a slow TSC calibration against the PIT. With it,
-			 * Debian's 6.12 spun forever in native_queued_spin_lock_slowpath
-			 * late in boot under nested TCG (docs/vmm.md, Status): off
-			 * until that is understood.
+			 * The hypervisor bit makes the guest look at KVM's leaves:
+			 * kvmclock gives it the TSC frequency, so it calibrates
+			 * nothing against the PIT, and with the TSC deadline
+			 * timer (and ARAT, which KVM reports) Linux needs no PIT
+			 * at all (apic_needs_pit()): see "The PIT" in docs/vmm.md.
 			 */
-			if (vm->o.hypervisor_bit)
-				e->ecx |= 1u << 31;
+			e->ecx |= 1u << 31;
+			if (vm->tsc_deadline)
+				e->ecx |= 1u << 24;
 			if (vm->nr_vcpus > 1)
 				e->edx |= 1 << 28;	/* HTT: several logical CPUs */
 		} else if (e->function == 0xb || e->function == 0x1f) {
@@ -666,9 +666,11 @@ struct vmm *vmm_create(const struct vmm_opts *o, char *err, size_t errlen)
 		goto out;
 	}
 	vm->run_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	/* KVM emulates it; KVM_GET_SUPPORTED_CPUID leaves the bit to us. */
+	vm->tsc_deadline = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0;
 	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, 0xfffbd000UL) ||
 	    ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) ||
-	    ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit)) {
+	    (o->pit && ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit))) {
 		ret = vfail(vm, errno, "creating the irqchip and PIT: %s", strerror(errno));
 		goto out;
 	}
@@ -772,6 +774,71 @@ void vmm_destroy(struct vmm *vm)
 	free(vm);
 }
 
+/* ---- looking at a stuck guest ---- */
+
+/* Guest-virtual to guest-physical through the 4-level tables at @cr3. */
+static bool gva_to_gpa(struct vmm *vm, uint64_t cr3, uint64_t va, uint64_t *gpa)
+{
+	uint64_t table = cr3 & 0x000ffffffffff000ULL;
+
+	for (int level = 3; level >= 0; level--) {
+		uint64_t e, idx = (va >> (12 + 9 * level)) & 511;
+
+		if (table + idx * 8 + 8 > vm->mem_size)
+			return false;
+		memcpy(&e, vm->ram + table + idx * 8, 8);
+		if (!(e & 1))
+			return false;
+		table = e & 0x000ffffffffff000ULL;
+		if (level && level < 3 && (e & 0x80)) {	/* 1 GiB or 2 MiB page */
+			uint64_t sz = 1ULL << (12 + 9 * level);
+
+			*gpa = (table & ~(sz - 1)) | (va & (sz - 1));
+			return *gpa < vm->mem_size;
+		}
+	}
+	*gpa = table | (va & 4095);
+	return *gpa < vm->mem_size;
+}
+
+/*
+ * RIP and the kernel text addresses found on vCPU @id's stack, innermost
+ * first: a backtrace to resolve against the guest kernel's kallsyms (boot
+ * it with nokaslr). @raw: every word instead. Call with the vCPU out of
+ * KVM_RUN.
+ */
+const char *vmm_guest_stack(struct vmm *vm, unsigned int id, bool raw, char *buf, size_t len)
+{
+	struct kvm_regs r;
+	struct kvm_sregs sr;
+	size_t o = 0;
+	int found = 0;
+
+	buf[0] = 0;
+	if (id >= vm->nr_vcpus || ioctl(vm->vcpu[id].fd, KVM_GET_REGS, &r) ||
+	    ioctl(vm->vcpu[id].fd, KVM_GET_SREGS, &sr))
+		return buf;
+	o += snprintf(buf + o, len - o, "rip %#llx rsp %#llx rflags %#llx cs %#x stack:",
+		      (unsigned long long)r.rip, (unsigned long long)r.rsp,
+		      (unsigned long long)r.rflags, sr.cs.selector);
+	for (uint64_t va = r.rsp & ~7ULL; va < (r.rsp & ~7ULL) + 16384 && found < 40 &&
+	     o + 24 < len; va += 8) {
+		uint64_t gpa, v;
+
+		if (!gva_to_gpa(vm, sr.cr3, va, &gpa))
+			break;
+		memcpy(&v, vm->ram + gpa, 8);
+		if (raw) {
+			o += snprintf(buf + o, len - o, "%s%llx", (va - r.rsp) % 64 ? " " : "\n#  ",
+				      (unsigned long long)v);
+		} else if (v >= 0xffffffff80000000ULL && v < 0xffffffffc0000000ULL) {
+			o += snprintf(buf + o, len - o, " %#llx", (unsigned long long)v);
+			found++;
+		}
+	}
+	return buf;
+}
+
 /* ---- boot, snapshot, requests ---- */
 
 int vmm_boot(struct vmm *vm, unsigned int timeout_ms)
@@ -781,8 +848,43 @@ int vmm_boot(struct vmm *vm, unsigned int timeout_ms)
 	enum ev ev;
 	int ret;
 
-	ev = run_until(vm, t0 + (uint64_t)timeout_ms * 1000, why, sizeof(why));
+	uint64_t end = t0 + (uint64_t)timeout_ms * 1000, last_rip = 0;
+	unsigned int stuck = 0;
+
+	/*
+	 * In slices, looking at vCPU 0 in between: a kernel that spins with
+	 * interrupts off in one place for a minute is deadlocked (docs/vmm.md,
+	 * Status: under nested emulation it takes interrupts with IF=0), and
+	 * waiting for the whole timeout would only delay the report.
+	 */
+	for (;;) {
+		uint64_t now = vmm_now_us();
+		struct kvm_regs r;
+		struct kvm_sregs sr;
+
+		ev = run_until(vm, now + 5000000 < end ? now + 5000000 : end, why, sizeof(why));
+		if (ev != EV_KICK || vmm_now_us() >= end)
+			break;
+		if (ioctl(vm->vcpu[0].fd, KVM_GET_REGS, &r) || ioctl(vm->vcpu[0].fd, KVM_GET_SREGS, &sr))
+			continue;
+		if (!(r.rflags & 0x200) && (sr.cs.selector & 3) == 0 &&
+		    r.rip >= 0xffffffff80000000ULL && r.rip - last_rip + 0x200 < 0x400)
+			stuck++;
+		else
+			stuck = 0;
+		last_rip = r.rip;
+		if (stuck >= 12)
+			break;
+	}
 	t1 = vmm_now_us();
+	if (ev == EV_KICK && stuck >= 12) {
+		char stack[1024];
+
+		vmm_console_tail(vm, tail, sizeof(tail));
+		return vfail(vm, EDEADLK, "the guest kernel spins with interrupts off at %#llx "
+			     "for a minute: deadlocked (%s); console: %s", (unsigned long long)last_rip,
+			     vmm_guest_stack(vm, 0, false, stack, sizeof(stack)), tail);
+	}
 	vm->boot_us = t1 - t0;
 	vmm_console_tail(vm, tail, sizeof(tail));
 	switch (ev) {
@@ -799,10 +901,13 @@ int vmm_boot(struct vmm *vm, unsigned int timeout_ms)
 		vmm_quiesce(vm);
 		ioctl(vm->vcpu[0].fd, KVM_GET_REGS, &r);
 		ioctl(vm->vcpu[0].fd, KVM_GET_SREGS, &sr);
+		char stack[1024];
+
 		return vfail(vm, ETIMEDOUT, "the guest was not ready after %u ms (vCPU 0 at %#llx, "
-			     "cs %#x, rflags %#llx, cr3 %#llx); console: %s", timeout_ms,
+			     "cs %#x, rflags %#llx, cr3 %#llx; %s); console: %s", timeout_ms,
 			     (unsigned long long)r.rip, sr.cs.selector,
-			     (unsigned long long)r.rflags, (unsigned long long)sr.cr3, tail);
+			     (unsigned long long)r.rflags, (unsigned long long)sr.cr3,
+			     vmm_guest_stack(vm, 0, false, stack, sizeof(stack)), tail);
 	}
 	default:
 		return vfail(vm, EIO, "booting: %s; console: %s", why, tail);

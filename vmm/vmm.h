@@ -36,7 +36,7 @@ struct vmm_opts {
 	int console_fd;			/* copy of the guest console, or -1 */
 	bool no_snapshot;		/* cold mode: never snapshot or reset */
 	const char *disk;		/* disk image (ext4) copied to vmresetfs, or NULL */
-	bool hypervisor_bit;		/* CPUID.1:ECX[31], see vm.c */
+	bool pit;			/* an i8254 PIT (KVM_CREATE_PIT2); see docs/vmm.md */
 };
 
 enum vmm_outcome {
@@ -142,7 +142,17 @@ struct vmm {
 	uint64_t boot_rip;
 	char console_tail[4096];	/* last console bytes, for errors */
 	size_t console_pos;
-	char err[512];
+	char err[4096];
+	bool tsc_deadline;		/* KVM_CAP_TSC_DEADLINE_TIMER */
+	unsigned int load_skip;		/* debugging: VMM_LOAD_* parts vmm_state_load skips */
+};
+
+/* Parts of the state load, for bisecting it (struct vmm.load_skip). */
+enum {
+	VMM_LOAD_MP = 1, VMM_LOAD_REGS = 2, VMM_LOAD_SREGS = 4, VMM_LOAD_FLUSH = 8,
+	VMM_LOAD_XSAVE = 16, VMM_LOAD_XCRS = 32, VMM_LOAD_DREGS = 64, VMM_LOAD_LAPIC = 128,
+	VMM_LOAD_MSRS = 256, VMM_LOAD_EVENTS = 512, VMM_LOAD_PIT = 1024,
+	VMM_LOAD_IRQCHIP = 2048, VMM_LOAD_CLOCKCTRL = 4096,
 };
 
 const char *vmm_error(const struct vmm *vm);
@@ -150,6 +160,9 @@ const char *vmm_error(const struct vmm *vm);
 /* Creates the VM, its RAM file and vCPUs, and loads the kernel. */
 struct vmm *vmm_create(const struct vmm_opts *o, char *err, size_t errlen);
 void vmm_destroy(struct vmm *vm);
+
+/* RIP and kernel addresses on vCPU @id's stack, for a stuck guest. */
+const char *vmm_guest_stack(struct vmm *vm, unsigned int id, bool raw, char *buf, size_t len);
 
 /* Runs the guest until the agent is ready; snapshots unless no_snapshot. */
 int vmm_boot(struct vmm *vm, unsigned int timeout_ms);
