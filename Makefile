@@ -10,6 +10,7 @@
 #   make check-debug     the suite on a debug build of Debian's 6.12 (KASAN,
 #                        lockdep, kmemleak, fault injection; built and cached
 #                        by scripts/debug-kernel.sh) and the fuzzer with faults
+#                        (check-debug-ci: the part of it .ci/run runs)
 #   make demo            boot the test VM and show the pipeline
 #   make bench           benchmark vmreset against the baselines in the test
 #                        VM (KVER=6.12 by default), write docs/benchmarks.md
@@ -38,13 +39,13 @@ TARGS ?=
 
 KMOD_SRCS := $(wildcard kmod/*.c kmod/*.h)
 
-.PHONY: all module helper bpf vmm selftests bench check check-debug demo install uninstall \
+.PHONY: all module helper bpf vmm selftests bench check check-debug check-debug-ci demo install uninstall \
 	dkms-install dkms-uninstall deps clean help
 
 all: module helper bpf vmm selftests
 
 help:
-	@sed -n '3,20p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,21p' Makefile | sed 's/^# \{0,1\}//'
 
 # Each kernel gets its own object tree of symlinks to the sources, so that
 # builds for 6.1 and 6.12 can live side by side.
@@ -76,7 +77,10 @@ check:
 	VM_TEST_ARGS="$(TARGS)" scripts/check.sh $(if $(T),-t "$(T)") $(KVERS)
 
 check-debug:
-	VM_TEST_ARGS="$(TARGS)" scripts/check.sh $(if $(T),-t "$(T)") debug
+	VM_TEST_ARGS="$(TARGS)" scripts/check.sh -n $(if $(T),-t "$(T)") debug
+
+check-debug-ci:
+	VM_DEBUG_SET=ci VM_TEST_ARGS="$(TARGS)" scripts/check.sh -n $(if $(T),-t "$(T)") debug
 
 demo:
 	scripts/demo.sh

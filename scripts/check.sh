@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Run the selftests in the QEMU test VM, once per kernel.
 #
-#   check.sh [-t TEST[/CASE]] [KVER...]     (default kernels: 6.1 6.12)
+#   check.sh [-n] [-t TEST[/CASE]] [KVER...]     (default kernels: 6.1 6.12)
 #
 # KVER "debug" is Debian's 6.12 built with KASAN, lockdep, kmemleak and
-# fault injection (scripts/debug-kernel.sh; make check-debug).
+# fault injection (scripts/debug-kernel.sh; make check-debug): it runs
+# selftests/Makefile's list-debug, or list-debug-$VM_DEBUG_SET (make
+# check-debug-ci: VM_DEBUG_SET=ci). -n: no host tests.
 #
 # Prints every test case's TAP line prefixed with the kernel, then one line
 # "N passed, N failed, N skipped" over all kernels. Exits non-zero if
@@ -14,11 +16,12 @@
 set -uo pipefail
 . "$(dirname "$0")/vm.sh"
 
-only=
-while getopts t:h opt; do
+only= host=1
+while getopts nt:h opt; do
 	case $opt in
+	n) host=0 ;;
 	t) only=$OPTARG ;;
-	*) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+	*) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 	esac
 done
 shift $((OPTIND - 1))
@@ -88,6 +91,9 @@ parse() {	# parse KREL RESULTS-FILE CONSOLE-LOG
 			fi
 			[ "$bad" = 0 ] || printf '    %s\n' "${buf[@]}"
 			cur= ;;
+		"vmreset-test-time "*)
+			line=${line#vmreset-test-time }
+			echo "# [$k] ${line% *} took ${line##* }s" ;;
 		"vmreset-kmsg-bad "*)
 			kmsg_bad=1
 			echo "# [$k] kernel log: ${line#vmreset-kmsg-bad }" ;;
@@ -143,7 +149,7 @@ for kver in "$@"; do
 	echo "# kernel $kver"
 	# The debug kernel runs more: the fault injection run of the fuzzer.
 	list=list
-	[[ $kver = debug ]] && list=list-debug
+	[[ $kver = debug ]] && list=list-debug${VM_DEBUG_SET:+-$VM_DEBUG_SET}
 	make -s -C "$top/selftests" $list ONLY="$only" > "$build/tests.list" || exit 1
 	[[ $kver = debug ]] && export VM_TIMEOUT=${VM_TIMEOUT:-5400}
 	if ! vm_prepare "$kver"; then
@@ -161,6 +167,7 @@ done
 # Host tests (HOST_TESTS in selftests/Makefile): TAP lines, counted alike.
 for t in $(cat "$build/host-tests.list"); do
 	[ -z "$only" ] || [ "${only%%/*}" = "$t" ] || continue
+	[ "$host" = 1 ] || [ -n "$only" ] || continue
 	echo "# host: $t"
 	cases=0 bad=0 rc=0
 	while IFS= read -r line; do

@@ -74,8 +74,11 @@ else
 		[ -n "$only" ] && args="$args $targs"
 		say "vmreset-test-begin $name"
 		cd /tmp
+		t0=$(date +%s)
 		timeout -s KILL $limit /selftests/$name $args > $out 2>&1
 		say "vmreset-test-end $name $?"
+		# For choosing what fits CI's time (docs/testing.md).
+		say "vmreset-test-time $name $(( $(date +%s) - t0 ))"
 		cd /
 	done
 fi
