@@ -34,8 +34,9 @@ if ! make -s -C "$top" helper selftests > "$build/make-user.log" 2>&1 ||
 	echo "0 passed, 1 failed"
 	exit 1
 fi
-# Every test name, including those only the debug kernel runs.
-{ make -s -C "$top/selftests" list; make -s -C "$top/selftests" list-debug; } |
+# Every test name, including those only the debug kernel runs and those
+# that run only when named (ONLY=any lists them).
+{ make -s -C "$top/selftests" list ONLY=any; make -s -C "$top/selftests" list-debug; } |
 	sort -u > "$build/tests.list"
 make -s -C "$top/selftests" host-list > "$build/host-tests.list"
 if [ -n "$only" ] && grep -qx "${only%%/*}" "$build/host-tests.list"; then
