@@ -33,9 +33,16 @@ struct pending {
 	uint8_t *data;
 };
 
+struct pending_id {
+	uint8_t id[VMRS_HASH_LEN];
+	uint8_t loc[20];	/* pack, offset, length */
+};
+
 struct vmrs_cache {
 	MDB_env *env;
-	MDB_dbi blk, age, lru, meta;
+	MDB_dbi blk, age, lru, meta, ids;
+	struct pending_id pid[BATCH_ENTRIES];
+	int npid;
 	uint64_t max, bytes, seq;
 	pthread_mutex_t lock;
 	struct pending put[BATCH_ENTRIES];
@@ -115,7 +122,7 @@ struct vmrs_cache *vmrs_cache_open(const char *dir, uint64_t max)
 	snprintf(path, sizeof(path), "%s/cache.mdb", dir);
 	rc = mdb_env_create(&c->env);
 	if (!rc)
-		rc = mdb_env_set_maxdbs(c->env, 4);
+		rc = mdb_env_set_maxdbs(c->env, 5);
 	/* Room for the blocks, their LRU records and LMDB's own pages. */
 	if (!rc)
 		rc = mdb_env_set_mapsize(c->env, (size_t)(max + max / 2 + (64ULL << 20)));
@@ -131,6 +138,8 @@ struct vmrs_cache *vmrs_cache_open(const char *dir, uint64_t max)
 		rc = mdb_dbi_open(t, "lru", MDB_CREATE, &c->lru);
 	if (!rc)
 		rc = mdb_dbi_open(t, "meta", MDB_CREATE, &c->meta);
+	if (!rc)
+		rc = mdb_dbi_open(t, "ids", MDB_CREATE, &c->ids);
 	if (!rc) {
 		meta_get(t, c->meta, "bytes", &c->bytes);
 		meta_get(t, c->meta, "seq", &c->seq);
@@ -200,9 +209,24 @@ static void flush_locked(struct vmrs_cache *c)
 	MDB_txn *t;
 	int rc;
 
-	if (!c->nput && !c->nhit)
+	if (!c->nput && !c->nhit && !c->npid)
 		return;
 	rc = mdb_txn_begin(c->env, NULL, 0, &t);
+	/*
+	 * The ID map is a hint, only used where the block itself is cached:
+	 * it is emptied when it names twice as many blocks as the cache holds.
+	 */
+	if (!rc && c->npid) {
+		MDB_stat ms;
+
+		if (!mdb_stat(t, c->ids, &ms) && ms.ms_entries > 2 * (c->max / 8192) + 1024)
+			rc = mdb_drop(t, c->ids, 0);
+	}
+	for (int i = 0; i < c->npid && !rc; i++) {
+		MDB_val key = { VMRS_HASH_LEN, c->pid[i].id }, v = { 20, c->pid[i].loc };
+
+		rc = mdb_put(t, c->ids, &key, &v, 0);
+	}
 	for (int i = 0; i < c->nput && !rc; i++) {
 		MDB_val key = { 16, c->put[i].k }, v = { c->put[i].len, c->put[i].data };
 
@@ -259,6 +283,42 @@ static void flush_locked(struct vmrs_cache *c)
 	c->nput = 0;
 	c->put_bytes = 0;
 	c->nhit = 0;
+	c->npid = 0;
+}
+
+/* The location a load found for @id, if that block is cached too. */
+int vmrs_cache_id_get(struct vmrs_cache *c, const uint8_t id[VMRS_HASH_LEN],
+		      struct vmrs_loc *loc)
+{
+	MDB_val key = { VMRS_HASH_LEN, (void *)id }, v;
+	MDB_txn *t;
+	int ret = -ENOENT;
+
+	if (mdb_txn_begin(c->env, NULL, MDB_RDONLY, &t))
+		return -ENOENT;
+	if (!mdb_get(t, c->ids, &key, &v) && v.mv_size == 20) {
+		memcpy(&loc->pack, v.mv_data, 8);
+		memcpy(&loc->off, (uint8_t *)v.mv_data + 8, 8);
+		memcpy(&loc->len, (uint8_t *)v.mv_data + 16, 4);
+		key = (MDB_val){ 16, v.mv_data };
+		if (!mdb_get(t, c->blk, &key, &v))
+			ret = 0;
+	}
+	mdb_txn_abort(t);
+	return ret;
+}
+
+void vmrs_cache_id_put(struct vmrs_cache *c, const uint8_t id[VMRS_HASH_LEN],
+		       const struct vmrs_loc *loc)
+{
+	pthread_mutex_lock(&c->lock);
+	memcpy(c->pid[c->npid].id, id, VMRS_HASH_LEN);
+	memcpy(c->pid[c->npid].loc, &loc->pack, 8);
+	memcpy(c->pid[c->npid].loc + 8, &loc->off, 8);
+	memcpy(c->pid[c->npid].loc + 16, &loc->len, 4);
+	if (++c->npid == BATCH_ENTRIES)
+		flush_locked(c);
+	pthread_mutex_unlock(&c->lock);
 }
 
 static struct pending *pending_find(struct vmrs_cache *c, const uint8_t k[16])

@@ -1011,6 +1011,7 @@ int cmd_load(const char *store, const char *name, const char *file,
 		vmrs_err("bad snapshot name '%s'", name);
 		return 2;
 	}
+	vmrs_cache_ids = true;	/* RADOS: every block is authenticated before use */
 	if (vmrs_store_open(&s, store, false) || vmrs_key_load(o->key_file, key) ||
 	    vmrs_manifest_read(&s, name, key, &m))
 		goto out;
@@ -1204,6 +1205,7 @@ int cmd_verify(const char *store, const char *name, const struct vmrs_opts *o)
 	char **names;
 	int ret = 0, n;
 
+	vmrs_cache_size = 0;	/* RADOS: verify the store, not this host's cache */
 	if (vmrs_store_open(&s, store, false) ||
 	    (o->key_file && vmrs_key_load(o->key_file, key))) {
 		vmrs_store_close(&s);

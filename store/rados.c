@@ -893,6 +893,13 @@ int vmrs_rados_prefetch(struct vmrs_store *s, void *rtxn, const uint8_t (*ids)[V
 	for (size_t i = 0; i < n; i++) {
 		memcpy(rd->e[i].id, ids[i], VMRS_HASH_LEN);
 		rd->e[i].found = false;
+		hex[i][0] = 0;
+		/* A load of a block this host has: no round trip for its entry. */
+		if (vmrs_cache_ids && r->cache &&
+		    !vmrs_cache_id_get(r->cache, ids[i], &rd->e[i].loc)) {
+			rd->e[i].found = true;
+			continue;
+		}
 		vmrs_hex(ids[i], VMRS_HASH_LEN, hex[i]);
 		sh[shard_of(ids[i])].nk++;
 	}
@@ -908,6 +915,8 @@ int vmrs_rados_prefetch(struct vmrs_store *s, void *rtxn, const uint8_t (*ids)[V
 	for (size_t i = 0; i < n && !ret; i++) {
 		int k = shard_of(ids[i]);
 
+		if (!hex[i][0])
+			continue;
 		sh[k].keys[sh[k].nk] = hex[i];
 		sh[k].kl[sh[k].nk++] = 2 * VMRS_HASH_LEN;
 	}
@@ -953,8 +962,11 @@ int vmrs_rados_prefetch(struct vmrs_store *s, void *rtxn, const uint8_t (*ids)[V
 				if (vmrs_unhex(kz, id, VMRS_HASH_LEN))
 					continue;
 				e = bsearch(id, rd->e, n, sizeof(*rd->e), cmp_ent);
-				if (e && !parse_val(v, vl, &e->loc))
+				if (e && !parse_val(v, vl, &e->loc)) {
 					e->found = true;
+					if (vmrs_cache_ids && r->cache)
+						vmrs_cache_id_put(r->cache, id, &e->loc);
+				}
 			}
 			if (!rc)
 				L.rados_omap_get_end(sh[k].it);
@@ -1000,19 +1012,17 @@ int vmrs_rados_commit(struct vmrs_store *s, const struct vmrs_newblock *nb, uint
 	char (*val)[IDX_VAL] = malloc((n + 1) * IDX_VAL);
 	const char **keys = malloc((n + 1) * sizeof(char *)), **vals = malloc((n + 1) * sizeof(char *));
 	size_t *kl = malloc((n + 1) * sizeof(size_t)), *vl = malloc((n + 1) * sizeof(size_t));
-	struct {
-		rados_write_op_t op;
-		rados_completion_t c;
-		char a[256];
-		int prval;
-	} *ops = calloc(NSHARD + 1, sizeof(*ops));
 	int ret = 0;
 
-	if (!hex || !val || !keys || !vals || !kl || !vl || !ops) {
+	if (!hex || !val || !keys || !vals || !kl || !vl) {
 		ret = -ENOMEM;
 		goto out;
 	}
-	/* Shard by shard, at most PAGE_KEYS entries per operation, in parallel. */
+	/*
+	 * Shard by shard, at most PAGE_KEYS entries per operation, one after
+	 * the other (a save's commit is one operation per shard and 1,000 new
+	 * blocks; issuing them all at once is left for later).
+	 */
 	for (uint64_t done = 0; done < n && !ret;) {
 		uint64_t m = 0;
 		char name[32];
@@ -1071,7 +1081,6 @@ out:
 	free(vals);
 	free(kl);
 	free(vl);
-	free(ops);
 	return ret;
 }
 

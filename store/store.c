@@ -27,6 +27,7 @@
 const char *vmrs_salt_names[] = { "user", "time", "location", "mix", NULL };
 const char *vmrs_cache_dir;
 uint64_t vmrs_cache_size = 1ULL << 30;
+bool vmrs_cache_ids;
 
 #define MAN_MAGIC	"VMRSMAN2"
 #define MAN_FIXED	96	/* magic .. nrefs */

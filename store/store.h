@@ -40,6 +40,9 @@ struct vmrs_store {
 /* Block cache of a RADOS store (--cache, --cache-size; 0 = none). */
 extern const char *vmrs_cache_dir;
 extern uint64_t vmrs_cache_size;
+/* load: a cached block's index entry is taken from the cache (the block is
+ * authenticated anyway); never for save (dedup needs the real index). */
+extern bool vmrs_cache_ids;
 
 /* A manifest entry; an all-zero @id marks an all-zero block (not stored). */
 struct vmrs_entry {
@@ -239,6 +242,10 @@ int vmrs_cache_get(struct vmrs_cache *c, const uint8_t k[16], uint8_t *buf, uint
 bool vmrs_cache_has(struct vmrs_cache *c, const uint8_t k[16]);
 void vmrs_cache_put(struct vmrs_cache *c, const uint8_t k[16], const uint8_t *buf, uint32_t len);
 void vmrs_cache_drop(struct vmrs_cache *c, const uint8_t k[16]);
+int vmrs_cache_id_get(struct vmrs_cache *c, const uint8_t id[VMRS_HASH_LEN],
+		      struct vmrs_loc *loc);
+void vmrs_cache_id_put(struct vmrs_cache *c, const uint8_t id[VMRS_HASH_LEN],
+		       const struct vmrs_loc *loc);
 void vmrs_cache_stats(struct vmrs_cache *c, uint64_t *hits, uint64_t *misses, uint64_t *bytes);
 
 #endif
