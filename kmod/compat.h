@@ -57,4 +57,13 @@ static inline void vmr_touch_all(struct inode *inode)
 #endif
 }
 
+/*
+ * A sleep for the inode lock that a fatal signal ends: 6.1 has no
+ * inode_lock_killable(); this is what later kernels' does.
+ */
+static inline int __must_check vmr_inode_lock_killable(struct inode *inode)
+{
+	return down_write_killable(&inode->i_rwsem);
+}
+
 #endif /* _VMRESET_COMPAT_H */

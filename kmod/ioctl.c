@@ -44,7 +44,8 @@ static long vmr_ioc_snapshot(struct vmr_inode *vi, void __user *argp)
 	if (s.flags & ~VMRESET_SNAPSHOT_F_ALL ||
 	    !vmr_all_zero(s.__reserved, sizeof(s.__reserved)))
 		return -EINVAL;
-	s.dirty_pages = vmr_op_snapshot(vi);
+	if (vmr_op_snapshot(vi, &s.dirty_pages))
+		return -EINTR;
 	return copy_to_user(argp, &s, sizeof(s)) ? -EFAULT : 0;
 }
 

@@ -197,9 +197,12 @@ static int vmr_nl_snapshot_doit(struct sk_buff *skb, struct genl_info *info)
 
 	if (IS_ERR(vi))
 		return PTR_ERR(vi);
-	dirty = vmr_op_snapshot(vi);
-	err = vmr_nl_reply(info, VMRESET_CMD_OBJ_SNAPSHOT, VMRESET_A_OBJ_ID,
-			   vi->id, VMRESET_A_DIRTY_PAGES, dirty, 0, 0);
+	err = vmr_op_snapshot(vi, &dirty);
+	if (err)
+		NL_SET_ERR_MSG(info->extack, "interrupted while waiting for the object");
+	else
+		err = vmr_nl_reply(info, VMRESET_CMD_OBJ_SNAPSHOT, VMRESET_A_OBJ_ID,
+				   vi->id, VMRESET_A_DIRTY_PAGES, dirty, 0, 0);
 	vmr_obj_put(vi);
 	return err;
 }
@@ -222,6 +225,8 @@ static int vmr_nl_revert_doit(struct sk_buff *skb, struct genl_info *info)
 	if (err == -ENODATA)
 		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[VMRESET_A_OBJ_ID],
 				    "object has no snapshot");
+	else if (err == -EINTR)
+		NL_SET_ERR_MSG(info->extack, "interrupted while waiting for the object");
 	if (!err)
 		err = vmr_nl_reply(info, VMRESET_CMD_OBJ_REVERT, VMRESET_A_OBJ_ID,
 				   vi->id, VMRESET_A_REVERTED_PAGES, reverted,
@@ -256,6 +261,8 @@ static int vmr_nl_preserve_doit(struct sk_buff *skb, struct genl_info *info)
 	err = vmr_op_preserve(vi, add, start, end);
 	if (err == -ENOSPC)
 		NL_SET_ERR_MSG(info->extack, "too many preserved ranges");
+	else if (err == -EINTR)
+		NL_SET_ERR_MSG(info->extack, "interrupted while waiting for the object");
 	vmr_obj_put(vi);
 	return err;
 }
@@ -562,6 +569,7 @@ static const struct genl_ops vmr_genl_ops[] = {
 	{
 		.cmd = VMRESET_CMD_VM_GET,
 		.doit = vmr_nl_vm_get_doit,
+		.start = vmr_nl_vm_get_start,
 		.dumpit = vmr_nl_vm_get_dumpit,
 		.policy = vmr_vm_id_policy,
 		.maxattr = ARRAY_SIZE(vmr_vm_id_policy) - 1,

@@ -202,21 +202,27 @@ int vmr_op_preserve(struct vmr_inode *vi, bool add, pgoff_t start, pgoff_t end)
 {
 	int err;
 
-	mutex_lock(&vi->lock);
+	if (mutex_lock_killable(&vi->lock))
+		return -EINTR;
 	err = add ? vmr_preserve_add(vi, start, end) : vmr_preserve_del(vi, start, end);
 	mutex_unlock(&vi->lock);
 	return err;
 }
 
-u64 vmr_op_snapshot(struct vmr_inode *vi)
+/*
+ * The operations sleep killably for the file's locks: a request stuck
+ * behind somebody else's write (say, one waiting on a userfaultfd page)
+ * can be ended with SIGKILL, and a netlink request then lets go of genl's
+ * cb_lock, which family (un)registration waits for.
+ */
+int vmr_op_snapshot(struct vmr_inode *vi, u64 *dirty)
 {
-	u64 dirty;
-
-	mutex_lock(&vi->lock);
-	dirty = vmr_snapshot(vi);
+	if (mutex_lock_killable(&vi->lock))
+		return -EINTR;
+	*dirty = vmr_snapshot(vi);
 	mutex_unlock(&vi->lock);
-	vmr_notify_snapshot(vi, dirty);
-	return dirty;
+	vmr_notify_snapshot(vi, *dirty);
+	return 0;
 }
 
 int vmr_op_revert(struct vmr_inode *vi, u64 flags, u64 *reverted, u64 *kept)
@@ -225,8 +231,12 @@ int vmr_op_revert(struct vmr_inode *vi, u64 flags, u64 *reverted, u64 *kept)
 	int err;
 
 	/* The size may change back: hold off writers and truncation. */
-	inode_lock(&vi->vfs_inode);
-	mutex_lock(&vi->lock);
+	if (vmr_inode_lock_killable(&vi->vfs_inode))
+		return -EINTR;
+	if (mutex_lock_killable(&vi->lock)) {
+		inode_unlock(&vi->vfs_inode);
+		return -EINTR;
+	}
 	err = vmr_revert(vi, dry_run, reverted, kept);
 	mutex_unlock(&vi->lock);
 	inode_unlock(&vi->vfs_inode);

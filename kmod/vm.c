@@ -16,6 +16,7 @@
 #include <linux/mmu_notifier.h>
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
+#include <linux/sort.h>
 #include <net/genetlink.h>
 #include "vmreset.h"
 
@@ -54,7 +55,21 @@ struct vmr_slot {
 	struct vmr_inode *vi;
 	u64 gpa;
 	pgoff_t start, nr;		/* file pages */
+	bool first;			/* the file's first part: act on it here */
 };
+
+/* The parts behind a VM's memslots, in guest-physical order. */
+struct vmr_parts {
+	struct vmr_slot *s;
+	int n, cap;
+};
+
+/*
+ * Memslots may alias the same mappings, so parts are not bounded by the
+ * VMM's VMAs; past this an operation is refused rather than allocating
+ * without end.
+ */
+#define VMR_MAX_PARTS		(1 << 20)
 
 static DEFINE_XARRAY_ALLOC1(vmr_vms);
 static DEFINE_MUTEX(vmr_vms_lock);
@@ -69,14 +84,20 @@ static struct workqueue_struct *vmr_wq;
  * once when the VMM's mm goes (->release), it checks whether the VM is
  * still used by anybody but us; if not, it detaches.
  */
-/* With vmr_vms_lock held: true if the caller now owns @vm's teardown. */
-static bool vmr_vm_unlink(struct vmr_vm *vm)
+/*
+ * With vmr_vms_lock held: true if the caller now owns dropping the
+ * registry's reference. The event goes out under the lock, as ATTACH_NTF
+ * does, so that monitors hear of a VM's attach before its detach.
+ */
+static bool vmr_vm_unlink(struct vmr_vm *vm, bool notify)
 {
 	if (vm->detaching)
 		return false;
 	xa_erase(&vmr_vms, vm->id);
 	WRITE_ONCE(vm->detaching, true);
 	vmr_vms_gen++;
+	if (notify)
+		vmr_notify_vm(VMRESET_CMD_VM_DETACH_NTF, vm->id, vm->pid);
 	return true;
 }
 
@@ -101,13 +122,6 @@ static void vmr_vm_put(struct vmr_vm *vm)
 	kref_put(&vm->ref, vmr_vm_release);
 }
 
-/* After vmr_vm_unlink() said so: the registry's reference goes. */
-static void vmr_vm_teardown(struct vmr_vm *vm)
-{
-	vmr_notify_vm(VMRESET_CMD_VM_DETACH_NTF, vm->id, vm->pid);
-	vmr_vm_put(vm);
-}
-
 static void vmr_vm_poll(struct work_struct *work)
 {
 	struct vmr_vm *vm = container_of(to_delayed_work(work), struct vmr_vm, poll);
@@ -117,13 +131,13 @@ static void vmr_vm_poll(struct work_struct *work)
 	if (!vm->detaching) {
 		if (READ_ONCE(vm->mm_gone) ||
 		    (!vm->fd_bound && refcount_read(&vm->kvm->users_count) == 1))
-			own = vmr_vm_unlink(vm);
+			own = vmr_vm_unlink(vm, true);
 		else if (!vm->fd_bound)
 			queue_delayed_work(vmr_wq, &vm->poll, VMR_POLL_INTERVAL);
 	}
 	mutex_unlock(&vmr_vms_lock);
 	if (own)
-		vmr_vm_teardown(vm);
+		vmr_vm_put(vm);
 }
 
 /* The VMM's address space is going away: so is its VM. */
@@ -147,10 +161,10 @@ static int vmr_attach_release(struct inode *inode, struct file *file)
 	bool own;
 
 	mutex_lock(&vmr_vms_lock);
-	own = vmr_vm_unlink(vm);
+	own = vmr_vm_unlink(vm, true);
 	mutex_unlock(&vmr_vms_lock);
 	if (own)
-		vmr_vm_teardown(vm);
+		vmr_vm_put(vm);
 	vmr_vm_put(vm);		/* the file's own reference */
 	return 0;
 }
@@ -200,13 +214,16 @@ static struct vmr_vm *vmr_vm_get(struct genl_info *info)
 	return vm;
 }
 
-/* Unlink and drop a VM whose attach failed after it was registered. */
+/*
+ * Unlink and drop a VM whose attach failed after it was registered (and
+ * announced: monitors hear it go).
+ */
 static void vmr_vm_abandon(struct vmr_vm *vm)
 {
 	bool own;
 
 	mutex_lock(&vmr_vms_lock);
-	own = vmr_vm_unlink(vm);
+	own = vmr_vm_unlink(vm, true);
 	mutex_unlock(&vmr_vms_lock);
 	if (own)
 		vmr_vm_put(vm);
@@ -313,6 +330,8 @@ int vmr_nl_vm_attach_doit(struct sk_buff *skb, struct genl_info *info)
 	vm->id = id;
 	pid = vm->pid;
 	vmr_vms_gen++;
+	/* Under the lock: before any detach can announce the VM's end. */
+	vmr_notify_vm(VMRESET_CMD_VM_ATTACH_NTF, id, pid);
 	if (!vm->fd_bound)
 		queue_delayed_work(vmr_wq, &vm->poll, VMR_POLL_INTERVAL);
 	/* From here on it may be detached; ours keeps it until the reply is out. */
@@ -340,7 +359,6 @@ int vmr_nl_vm_attach_doit(struct sk_buff *skb, struct genl_info *info)
 	if (afile)
 		fd_install(afd, afile);
 	vmr_vm_put(vm);
-	vmr_notify_vm(VMRESET_CMD_VM_ATTACH_NTF, id, pid);
 	return genlmsg_reply(msg, info);
 
 err_abandon:
@@ -368,82 +386,152 @@ err_free_msg:
 	return err;
 }
 
+/*
+ * The VM's operations in flight finish first, and it stays attached until
+ * they have: after our answer none is left, and an attach of the same VM
+ * (EEXIST until then) cannot interleave with one. Operations that were
+ * waiting behind us find it detached.
+ */
 int vmr_nl_vm_detach_doit(struct sk_buff *skb, struct genl_info *info)
 {
 	struct vmr_vm *vm;
-	bool own = false;
+	bool own;
 
-	mutex_lock(&vmr_vms_lock);
-	vm = vmr_vm_lookup(info);
-	if (!IS_ERR(vm))
-		own = vmr_vm_unlink(vm);
-	mutex_unlock(&vmr_vms_lock);
+	vm = vmr_vm_get(info);
 	if (IS_ERR(vm))
 		return PTR_ERR(vm);
-	/* Operations in flight finish; the VM goes with the last of them. */
+	if (mutex_lock_killable(&vm->lock)) {
+		NL_SET_ERR_MSG(info->extack,
+			       "interrupted while waiting for an operation on the VM");
+		vmr_vm_put(vm);
+		return -EINTR;
+	}
+	mutex_lock(&vmr_vms_lock);
+	own = vmr_vm_unlink(vm, true);
+	mutex_unlock(&vmr_vms_lock);
+	mutex_unlock(&vm->lock);
 	if (own)
-		vmr_vm_teardown(vm);
+		vmr_vm_put(vm);
+	vmr_vm_put(vm);
+	if (!own) {
+		/* Its fd was closed or its VMM exited meanwhile. */
+		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[VMRESET_A_VM_ID],
+				    "no such VM");
+		return -ENOENT;
+	}
 	return 0;
 }
 
-static void vmr_put_slots(struct vmr_slot *s, int n)
+static void vmr_put_parts(struct vmr_parts *p)
 {
-	while (n--)
-		fput(s[n].file);
-	kfree(s);
+	while (p->n--)
+		fput(p->s[p->n].file);
+	kvfree(p->s);
+	p->s = NULL;
+	p->n = p->cap = 0;
 }
 
-/* Append a part to *@s (growing it); false on ENOMEM. */
-static bool vmr_add_part(struct vmr_slot **s, int *n, struct vm_area_struct *vma,
-			 u64 gpa, unsigned long lo, unsigned long hi)
+/*
+ * Append a part, growing the array geometrically (it is filled under the
+ * VMM's mmap_lock and kvm->srcu).
+ */
+static int vmr_add_part(struct vmr_parts *p, struct vm_area_struct *vma,
+			u64 gpa, unsigned long lo, unsigned long hi)
 {
 	struct vmr_inode *vi = VMR_I(file_inode(vma->vm_file));
 	pgoff_t start = vma->vm_pgoff + ((lo - vma->vm_start) >> PAGE_SHIFT);
 	pgoff_t nr = (hi - lo) >> PAGE_SHIFT;
-	struct vmr_slot *p = *n ? &(*s)[*n - 1] : NULL, *ns;
+	struct vmr_slot *last = p->n ? &p->s[p->n - 1] : NULL, *ns;
 
 	/* The next pages of the same file at the next addresses (a split VMA). */
-	if (p && p->vi == vi && p->gpa + ((u64)p->nr << PAGE_SHIFT) == gpa &&
-	    p->start + p->nr == start) {
-		p->nr += nr;
-		return true;
+	if (last && last->vi == vi &&
+	    last->gpa + ((u64)last->nr << PAGE_SHIFT) == gpa &&
+	    last->start + last->nr == start) {
+		last->nr += nr;
+		return 0;
 	}
-	ns = krealloc(*s, (*n + 1) * sizeof(**s), GFP_KERNEL);
-	if (!ns)
-		return false;
-	*s = ns;
+	if (p->n == p->cap) {
+		int cap = p->cap ? 2 * p->cap : 16;
+
+		if (p->n >= VMR_MAX_PARTS)
+			return -E2BIG;
+		ns = kvmalloc_array(cap, sizeof(*ns), GFP_KERNEL);
+		if (!ns)
+			return -ENOMEM;
+		if (p->n)
+			memcpy(ns, p->s, p->n * sizeof(*ns));
+		kvfree(p->s);
+		p->s = ns;
+		p->cap = cap;
+	}
 	/* The VMA holds the file while we hold mmap_lock. */
-	ns[*n] = (struct vmr_slot){
+	p->s[p->n++] = (struct vmr_slot){
 		.file = get_file(vma->vm_file),
 		.vi = vi,
 		.gpa = gpa,
 		.start = start,
 		.nr = nr,
 	};
-	(*n)++;
-	return true;
+	return 0;
+}
+
+static int vmr_cmp_file(const void *a, const void *b)
+{
+	const struct vmr_slot *x = a, *y = b;
+
+	if (x->vi != y->vi)
+		return x->vi < y->vi ? -1 : 1;
+	return x->gpa < y->gpa ? -1 : x->gpa > y->gpa;
+}
+
+static int vmr_cmp_gpa(const void *a, const void *b)
+{
+	const struct vmr_slot *x = a, *y = b;
+
+	return x->gpa < y->gpa ? -1 : x->gpa > y->gpa;
+}
+
+/*
+ * Mark each file's first part, so that an operation acts once per file:
+ * sorted by file, then back into guest-physical order (parts never
+ * overlap there, so both orders are total).
+ */
+static void vmr_mark_first(struct vmr_parts *p)
+{
+	int i;
+
+	sort(p->s, p->n, sizeof(*p->s), vmr_cmp_file, NULL);
+	for (i = 0; i < p->n; i++)
+		p->s[i].first = !i || p->s[i].vi != p->s[i - 1].vi;
+	sort(p->s, p->n, sizeof(*p->s), vmr_cmp_gpa, NULL);
 }
 
 /*
  * The vmresetfs memory behind the VM's memslots (address space 0), in
  * guest-physical order: one part per run of a file's pages, whatever the
- * VMAs a memslot spans. A memslot without vmresetfs memory is left out; one
- * only partly backed by it (other memory, holes) fails with EINVAL when
- * @extack is given (an operation there would miss part of the VM) and
- * contributes its vmresetfs parts otherwise. Returns how many parts, or a
- * negative errno; vmr_put_slots() releases them.
+ * VMAs a memslot spans. Only shared mappings count: in a private one guest
+ * writes would go to anonymous copies no snapshot sees. A memslot without
+ * vmresetfs memory is left out; one only partly backed by it (other
+ * memory, holes) or by a private mapping of it fails with EINVAL if
+ * @strict (an operation there would miss part of the VM) and contributes
+ * its vmresetfs parts otherwise. Returns 0 or a negative errno, said in
+ * @extack; vmr_put_parts() releases the parts.
  */
-static int vmr_vm_slots(struct vmr_vm *vm, struct vmr_slot **out,
+static int vmr_vm_parts(struct vmr_vm *vm, struct vmr_parts *p, bool strict,
 			struct netlink_ext_ack *extack)
 {
 	struct kvm_memslot_iter iter;
 	struct kvm_memslots *slots;
-	struct vmr_slot *s = NULL;
-	int n = 0, idx, err = 0;
+	int idx, err = 0;
 
+	*p = (struct vmr_parts){};
 	if (!mmget_not_zero(vm->mm))
-		return -ESRCH;
-	mmap_read_lock(vm->mm);
+		return -ESRCH;		/* the callers say what it means to them */
+	if (mmap_read_lock_killable(vm->mm)) {
+		mmput(vm->mm);
+		NL_SET_ERR_MSG(extack, "interrupted while waiting for the VM's memory map");
+		return -EINTR;
+	}
 	idx = srcu_read_lock(&vm->kvm->srcu);
 	slots = __kvm_memslots(vm->kvm, 0);
 	kvm_for_each_memslot_in_gfn_range(&iter, slots, 0, U64_MAX) {
@@ -453,8 +541,7 @@ static int vmr_vm_slots(struct vmr_vm *vm, struct vmr_slot **out,
 		u64 gpa = (u64)slot->base_gfn << PAGE_SHIFT;
 		VMA_ITERATOR(vmi, vm->mm, hva);
 		struct vm_area_struct *vma;
-		bool other = false;
-		int first = n;
+		bool other = false, has_vmr = false, private = false;
 
 		for_each_vma_range(vmi, vma, end) {
 			unsigned long lo = max(hva, vma->vm_start);
@@ -467,14 +554,40 @@ static int vmr_vm_slots(struct vmr_vm *vm, struct vmr_slot **out,
 				other = true;
 				continue;
 			}
-			if (!vmr_add_part(&s, &n, vma, gpa + (lo - hva), lo, hi)) {
-				err = -ENOMEM;
+			/*
+			 * vmr_mmap() refuses private mappings; should one
+			 * ever get through, it is not ours to snapshot.
+			 * VM_MAYSHARE: a shared mapping of a read-only fd
+			 * has no VM_SHARED but is still shared.
+			 */
+			if (!(vma->vm_flags & VM_MAYSHARE)) {
+				private = true;
+				continue;
+			}
+			/*
+			 * Per memslot: its first run may merge into the
+			 * previous memslot's last part.
+			 */
+			has_vmr = true;
+			err = vmr_add_part(p, vma, gpa + (lo - hva), lo, hi);
+			if (err) {
+				if (err == -E2BIG)
+					NL_SET_ERR_MSG(extack,
+						       "too many mappings behind the VM's memslots");
 				goto out;
 			}
 		}
 		if (next < end)
 			other = true;
-		if (other && n > first && extack) {
+		if (!strict)
+			continue;
+		if (private) {
+			NL_SET_ERR_MSG(extack,
+				       "a memslot maps vmresetfs memory MAP_PRIVATE: guest writes would escape");
+			err = -EINVAL;
+			goto out;
+		}
+		if (other && has_vmr) {
 			NL_SET_ERR_MSG(extack, "a memslot is only partly vmresetfs memory");
 			err = -EINVAL;
 			goto out;
@@ -484,125 +597,138 @@ out:
 	srcu_read_unlock(&vm->kvm->srcu, idx);
 	mmap_read_unlock(vm->mm);
 	mmput(vm->mm);
-	*out = s;
-	if (err) {
-		vmr_put_slots(s, n);
-		*out = NULL;
-	}
-	return err ?: n;
-}
-
-/* Is s[i]'s file also behind an earlier slot? (Act on each file once.) */
-static bool vmr_seen(struct vmr_slot *s, int i)
-{
-	int j;
-
-	for (j = 0; j < i; j++)
-		if (s[j].vi == s[i].vi)
-			return true;
-	return false;
+	if (err)
+		vmr_put_parts(p);
+	else
+		vmr_mark_first(p);
+	return err;
 }
 
 /*
  * Resolve the VM and its files, checking the caller's rights on each.
- * Returns how many parts, with a reference on the VM and its lock held
- * (vmr_vm_finish() undoes both), or a negative errno.
+ * Returns 0 with a reference on the VM and its lock held (vmr_vm_finish()
+ * undoes both), or a negative errno.
  */
 static int vmr_vm_prepare(struct genl_info *info, struct vmr_vm **vmp,
-			  struct vmr_slot **sp)
+			  struct vmr_parts *p)
 {
 	struct vmr_vm *vm;
-	int n, i;
+	int err, i;
 
 	vm = vmr_vm_get(info);
 	if (IS_ERR(vm))
 		return PTR_ERR(vm);
 	/* A signal ends the wait for a long operation of the same VM. */
 	if (mutex_lock_killable(&vm->lock)) {
+		NL_SET_ERR_MSG(info->extack,
+			       "interrupted while waiting for an operation on the VM");
 		vmr_vm_put(vm);
 		return -EINTR;
 	}
-	n = vmr_vm_slots(vm, sp, info->extack);
-	if (n < 0)
+	/* A VM_DETACH we waited behind. */
+	err = -ENOENT;
+	if (READ_ONCE(vm->detaching)) {
+		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[VMRESET_A_VM_ID],
+				    "no such VM");
 		goto err;
-	for (i = 0; i < n; i++) {
-		if (!vmr_may_manage((*sp)[i].vi)) {
+	}
+	err = vmr_vm_parts(vm, p, true, info->extack);
+	if (err == -ESRCH)
+		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[VMRESET_A_VM_ID],
+				    "the VM's process is exiting");
+	if (err)
+		goto err;
+	for (i = 0; i < p->n; i++) {
+		if (!vmr_may_manage(p->s[i].vi)) {
 			NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[VMRESET_A_VM_ID],
 					    "no write permission on a file of the VM");
-			vmr_put_slots(*sp, n);
-			n = -EACCES;
+			vmr_put_parts(p);
+			err = -EACCES;
 			goto err;
 		}
 	}
 	*vmp = vm;
-	return n;
+	return 0;
 
 err:
 	mutex_unlock(&vm->lock);
 	vmr_vm_put(vm);
-	return n;
+	return err;
 }
 
-static void vmr_vm_finish(struct vmr_vm *vm, struct vmr_slot *s, int n)
+static void vmr_vm_finish(struct vmr_vm *vm, struct vmr_parts *p)
 {
 	mutex_unlock(&vm->lock);
-	vmr_put_slots(s, n);
+	vmr_put_parts(p);
 	vmr_vm_put(vm);
 }
 
 int vmr_nl_vm_snapshot_doit(struct sk_buff *skb, struct genl_info *info)
 {
-	struct vmr_slot *s;
+	struct vmr_parts p;
 	struct vmr_vm *vm;
-	u64 dirty = 0;
-	int n, i;
+	u64 dirty = 0, d = 0;
+	int err, i;
 	u32 id;
 
-	n = vmr_vm_prepare(info, &vm, &s);
-	if (n < 0)
-		return n;
-	for (i = 0; i < n; i++)
-		if (!vmr_seen(s, i))
-			dirty += vmr_op_snapshot(s[i].vi);
-	atomic64_inc(&vm->snapshots);
+	err = vmr_vm_prepare(info, &vm, &p);
+	if (err)
+		return err;
+	for (i = 0; i < p.n && !err; i++) {
+		if (!p.s[i].first)
+			continue;
+		err = vmr_op_snapshot(p.s[i].vi, &d);
+		dirty += d;
+	}
+	if (err)
+		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[VMRESET_A_VM_ID],
+				    "interrupted part way: snapshot again");
+	else
+		atomic64_inc(&vm->snapshots);
 	id = vm->id;
-	vmr_vm_finish(vm, s, n);
+	vmr_vm_finish(vm, &p);
+	if (err)
+		return err;
 	return vmr_nl_reply(info, VMRESET_CMD_VM_SNAPSHOT, VMRESET_A_VM_ID, id,
-				VMRESET_A_DIRTY_PAGES, dirty, 0, 0);
+			    VMRESET_A_DIRTY_PAGES, dirty, 0, 0);
 }
 
 int vmr_nl_vm_revert_doit(struct sk_buff *skb, struct genl_info *info)
 {
 	struct nlattr *fa = info->attrs[VMRESET_A_FLAGS];
 	u64 flags = fa ? nla_get_u64(fa) : 0, reverted = 0, kept = 0, r, k;
-	struct vmr_slot *s;
+	struct vmr_parts p;
 	struct vmr_vm *vm;
-	int n, i, err = 0;
+	int i, err;
 	u32 id;
 
 	if (flags & ~VMRESET_REVERT_F_ALL) {
 		NL_SET_ERR_MSG_ATTR(info->extack, fa, "unknown flags");
 		return -EINVAL;
 	}
-	n = vmr_vm_prepare(info, &vm, &s);
-	if (n < 0)
-		return n;
+	err = vmr_vm_prepare(info, &vm, &p);
+	if (err)
+		return err;
 	/* All or nothing: no file may lack a snapshot. */
-	for (i = 0; i < n; i++)
-		if (!READ_ONCE(s[i].vi->has_snap)) {
+	for (i = 0; i < p.n; i++)
+		if (!READ_ONCE(p.s[i].vi->has_snap)) {
 			NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[VMRESET_A_VM_ID],
 					    "a file of the VM has no snapshot");
 			err = -ENODATA;
 			goto out;
 		}
-	for (i = 0; i < n; i++) {
-		if (vmr_seen(s, i))
+	for (i = 0; i < p.n; i++) {
+		if (!p.s[i].first)
 			continue;
-		err = vmr_op_revert(s[i].vi, flags, &r, &k);
+		err = vmr_op_revert(p.s[i].vi, flags, &r, &k);
 		if (err) {
-			/* Only an allocation can fail; earlier files are reverted. */
-			NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[VMRESET_A_VM_ID],
-					    "revert failed part way: revert again");
+			/* A fatal signal or an allocation; earlier files are reverted. */
+			if (err == -EINTR)
+				NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[VMRESET_A_VM_ID],
+						    "interrupted part way: revert again");
+			else
+				NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[VMRESET_A_VM_ID],
+						    "revert failed part way: revert again");
 			break;
 		}
 		reverted += r;
@@ -614,12 +740,12 @@ int vmr_nl_vm_revert_doit(struct sk_buff *skb, struct genl_info *info)
 	}
 out:
 	id = vm->id;
-	vmr_vm_finish(vm, s, n);
+	vmr_vm_finish(vm, &p);
 	if (err)
 		return err;
 	return vmr_nl_reply(info, VMRESET_CMD_VM_REVERT, VMRESET_A_VM_ID, id,
-				VMRESET_A_REVERTED_PAGES, reverted,
-				VMRESET_A_KEPT_PAGES, kept);
+			    VMRESET_A_REVERTED_PAGES, reverted,
+			    VMRESET_A_KEPT_PAGES, kept);
 }
 
 int vmr_nl_vm_preserve_doit(struct sk_buff *skb, struct genl_info *info)
@@ -627,9 +753,9 @@ int vmr_nl_vm_preserve_doit(struct sk_buff *skb, struct genl_info *info)
 	bool add = info->genlhdr->cmd == VMRESET_CMD_VM_PRESERVE_ADD;
 	u64 gpa, len, end, lo, hi;
 	pgoff_t start, stop;
-	struct vmr_slot *s;
+	struct vmr_parts p;
 	struct vmr_vm *vm;
-	int n, i, hit = 0, err = 0;
+	int i, hit = 0, err;
 
 	if (GENL_REQ_ATTR_CHECK(info, VMRESET_A_OFFSET) ||
 	    GENL_REQ_ATTR_CHECK(info, VMRESET_A_LENGTH))
@@ -642,23 +768,28 @@ int vmr_nl_vm_preserve_doit(struct sk_buff *skb, struct genl_info *info)
 		return -EINVAL;
 	}
 	end = gpa + len;
-	n = vmr_vm_prepare(info, &vm, &s);
-	if (n < 0)
-		return n;
-	for (i = 0; i < n && !err; i++) {
-		u64 sgpa = s[i].gpa, send = sgpa + ((u64)s[i].nr << PAGE_SHIFT);
+	err = vmr_vm_prepare(info, &vm, &p);
+	if (err)
+		return err;
+	for (i = 0; i < p.n && !err; i++) {
+		u64 sgpa = p.s[i].gpa, send = sgpa + ((u64)p.s[i].nr << PAGE_SHIFT);
 
 		lo = max(gpa, sgpa);
 		hi = min(end, send);
 		if (lo >= hi)
 			continue;
 		hit++;
-		start = s[i].start + ((lo - sgpa) >> PAGE_SHIFT);
-		stop = s[i].start + ((hi - sgpa) >> PAGE_SHIFT);
-		err = vmr_op_preserve(s[i].vi, add, start, stop);
+		start = p.s[i].start + ((lo - sgpa) >> PAGE_SHIFT);
+		stop = p.s[i].start + ((hi - sgpa) >> PAGE_SHIFT);
+		err = vmr_op_preserve(p.s[i].vi, add, start, stop);
 	}
-	vmr_vm_finish(vm, s, n);
-	if (!err && !hit) {
+	vmr_vm_finish(vm, &p);
+	if (err == -ENOSPC)
+		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[VMRESET_A_OFFSET],
+				    "too many preserved ranges in a file of the VM");
+	else if (err == -EINTR)
+		NL_SET_ERR_MSG(info->extack, "interrupted while waiting for a file of the VM");
+	else if (!err && !hit) {
 		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[VMRESET_A_OFFSET],
 				    "no vmresetfs memory at these guest addresses");
 		err = -EINVAL;
@@ -666,11 +797,20 @@ int vmr_nl_vm_preserve_doit(struct sk_buff *skb, struct genl_info *info)
 	return err;
 }
 
-static int vmr_put_vm(struct sk_buff *skb, struct vmr_vm *vm)
+/* What vmr_put_vm() needs for a VM of @n parts, beyond the genetlink header. */
+static size_t vmr_vm_msg_size(int n)
+{
+	size_t part = nla_total_size(0) + 4 * nla_total_size_64bit(sizeof(u64));
+
+	return 3 * nla_total_size(sizeof(u32)) +
+	       3 * nla_total_size_64bit(sizeof(u64)) + nla_total_size(0) +
+	       n * part;
+}
+
+static int vmr_put_vm(struct sk_buff *skb, struct vmr_vm *vm, struct vmr_parts *p)
 {
 	struct nlattr *nest, *one;
-	struct vmr_slot *s;
-	int n, i, err = -EMSGSIZE;
+	int i;
 
 	if (nla_put_u32(skb, VMRESET_A_VM_ID, vm->id) ||
 	    nla_put_u32(skb, VMRESET_A_PID, vm->pid) ||
@@ -682,62 +822,89 @@ static int vmr_put_vm(struct sk_buff *skb, struct vmr_vm *vm)
 	    nla_put_u64_64bit(skb, VMRESET_A_REVERTED_PAGES,
 			      atomic64_read(&vm->reverted_pages), VMRESET_A_PAD))
 		return -EMSGSIZE;
-	n = vmr_vm_slots(vm, &s, NULL);
-	if (n < 0)
+	if (!p)
 		return 0;	/* the VMM is exiting: no memslots to show */
 	nest = nla_nest_start(skb, VMRESET_A_SLOTS);
 	if (!nest)
-		goto out;
-	for (i = 0; i < n; i++) {
+		return -EMSGSIZE;
+	for (i = 0; i < p->n; i++) {
+		struct vmr_slot *s = &p->s[i];
+
 		one = nla_nest_start(skb, VMRESET_A_SLOT);
 		if (!one ||
-		    nla_put_u64_64bit(skb, VMRESET_A_SLOT_GPA, s[i].gpa, 0) ||
+		    nla_put_u64_64bit(skb, VMRESET_A_SLOT_GPA, s->gpa, 0) ||
 		    nla_put_u64_64bit(skb, VMRESET_A_SLOT_SIZE,
-				      (u64)s[i].nr << PAGE_SHIFT, 0) ||
-		    nla_put_u64_64bit(skb, VMRESET_A_SLOT_OBJ_ID, s[i].vi->id, 0) ||
+				      (u64)s->nr << PAGE_SHIFT, 0) ||
+		    nla_put_u64_64bit(skb, VMRESET_A_SLOT_OBJ_ID, s->vi->id, 0) ||
 		    nla_put_u64_64bit(skb, VMRESET_A_SLOT_OFFSET,
-				      (u64)s[i].start << PAGE_SHIFT, 0))
-			goto out;
+				      (u64)s->start << PAGE_SHIFT, 0))
+			return -EMSGSIZE;
 		nla_nest_end(skb, one);
 	}
 	nla_nest_end(skb, nest);
-	err = 0;
-out:
-	vmr_put_slots(s, n);
-	return err;
+	return 0;
+}
+
+/* The parts of a VM to show; *@pp is NULL if its VMM is exiting. */
+static int vmr_get_parts(struct vmr_vm *vm, struct vmr_parts *p,
+			 struct vmr_parts **pp, struct netlink_ext_ack *extack)
+{
+	int err = vmr_vm_parts(vm, p, false, extack);
+
+	*pp = err ? NULL : p;
+	return err == -ESRCH ? 0 : err;
 }
 
 int vmr_nl_vm_get_doit(struct sk_buff *skb, struct genl_info *info)
 {
+	struct vmr_parts parts, *p;
 	struct sk_buff *msg;
 	struct vmr_vm *vm;
 	void *hdr;
 	int err;
 
-	msg = genlmsg_new(NLMSG_GOODSIZE, GFP_KERNEL);
-	if (!msg)
-		return -ENOMEM;
 	/* Without vm->lock: a long REVERT of the VM does not hold up GET. */
 	vm = vmr_vm_get(info);
-	err = PTR_ERR_OR_ZERO(vm);
-	if (!err) {
-		hdr = genlmsg_put_reply(msg, info, &vmr_genl_family, 0,
-					VMRESET_CMD_VM_GET);
-		err = hdr ? vmr_put_vm(msg, vm) : -EMSGSIZE;
-		if (!err)
-			genlmsg_end(msg, hdr);
-		vmr_vm_put(vm);
-	}
-	if (err) {
+	if (IS_ERR(vm))
+		return PTR_ERR(vm);
+	err = vmr_get_parts(vm, &parts, &p, info->extack);
+	if (err)
+		goto out;
+	err = -ENOMEM;
+	msg = genlmsg_new(vmr_vm_msg_size(p ? p->n : 0), GFP_KERNEL);
+	if (!msg)
+		goto out_parts;
+	err = -EMSGSIZE;
+	hdr = genlmsg_put_reply(msg, info, &vmr_genl_family, 0, VMRESET_CMD_VM_GET);
+	if (!hdr || vmr_put_vm(msg, vm, p)) {
 		nlmsg_free(msg);
-		return err;
+		goto out_parts;
 	}
-	return genlmsg_reply(msg, info);
+	genlmsg_end(msg, hdr);
+	err = genlmsg_reply(msg, info);
+out_parts:
+	if (p)
+		vmr_put_parts(p);
+out:
+	vmr_vm_put(vm);
+	return err;
+}
+
+/*
+ * Dump messages as large as a reader's 32 KiB buffer takes, from the
+ * first round on (which would otherwise get a page): a VM of up to some
+ * 600 parts then fits in one.
+ */
+int vmr_nl_vm_get_start(struct netlink_callback *cb)
+{
+	cb->min_dump_alloc = SKB_WITH_OVERHEAD(32768);
+	return 0;
 }
 
 int vmr_nl_vm_get_dumpit(struct sk_buff *skb, struct netlink_callback *cb)
 {
 	unsigned long id = cb->args[0];
+	struct vmr_parts parts, *p;
 	struct vmr_vm *vm;
 	void *hdr;
 	int err = 0;
@@ -754,12 +921,19 @@ int vmr_nl_vm_get_dumpit(struct sk_buff *skb, struct netlink_callback *cb)
 		mutex_unlock(&vmr_vms_lock);
 		if (!vm)
 			break;
+		err = vmr_get_parts(vm, &parts, &p, cb->extack);
+		if (err) {
+			vmr_vm_put(vm);
+			break;
+		}
 		hdr = genlmsg_put(skb, NETLINK_CB(cb->skb).portid,
 				  cb->nlh->nlmsg_seq, &vmr_genl_family,
 				  NLM_F_MULTI, VMRESET_CMD_VM_GET);
 		if (hdr)
 			genl_dump_check_consistent(cb, hdr);
-		err = hdr ? vmr_put_vm(skb, vm) : -EMSGSIZE;
+		err = hdr ? vmr_put_vm(skb, vm, p) : -EMSGSIZE;
+		if (p)
+			vmr_put_parts(p);
 		vmr_vm_put(vm);
 		if (err) {
 			if (hdr)
@@ -769,8 +943,12 @@ int vmr_nl_vm_get_dumpit(struct sk_buff *skb, struct netlink_callback *cb)
 		genlmsg_end(skb, hdr);
 	}
 	cb->args[0] = id;
+	/* A full skb ends this round; the dump goes on in the next. */
 	if (err == -EMSGSIZE && skb->len)
 		return skb->len;
+	if (err == -EMSGSIZE)
+		NL_SET_ERR_MSG(cb->extack,
+			       "a VM has too many memory parts for a dump message: get it by its ID");
 	return err ?: skb->len;
 }
 
@@ -789,13 +967,13 @@ void vmr_vm_exit(void)
 
 	mutex_lock(&vmr_vms_lock);
 	xa_for_each(&vmr_vms, id, vm)
-		if (vmr_vm_unlink(vm))
+		if (vmr_vm_unlink(vm, false))	/* the family is gone */
 			list_add(&vm->exit_link, &gone);
 	mutex_unlock(&vmr_vms_lock);
 	while (!list_empty(&gone)) {
 		vm = list_first_entry(&gone, struct vmr_vm, exit_link);
 		list_del(&vm->exit_link);
-		vmr_vm_teardown(vm);
+		vmr_vm_put(vm);
 	}
 	/* Polls that are tearing down a VM of their own finish here. */
 	destroy_workqueue(vmr_wq);
