@@ -28,8 +28,6 @@ static struct vmm_opts opts = {
 	.dir = "/run/vmreset",
 	.keep_size = 64 << 10,
 	.console_fd = -1,
-	/* The in-place reset is not enabled yet: docs/vmm.md, Status. */
-	.no_snapshot = true,
 };
 static unsigned int boot_timeout_ms = 600000;
 static bool json, verbose;
@@ -49,9 +47,8 @@ static void usage(FILE *f)
 "usage: vmreset-vmm [OPTIONS] COMMAND [ARGS]\n"
 "\n"
 "Boot a Linux guest once to a ready state on vmresetfs and run requests in\n"
-"it through the guest agent. (The in-place reset to the ready snapshot is\n"
-"not enabled yet: requests run one after another in the same VM; see\n"
-"docs/vmm.md.)\n"
+"it, each in the VM reset in place to the ready snapshot afterwards (see\n"
+"docs/vmm.md).\n"
 "\n"
 "Commands:\n"
 "  boot                 boot to ready, print the timings\n"
@@ -80,7 +77,7 @@ static void usage(FILE *f)
 "  -h, --help           this text\n"
 "\n"
 "Transactions (TXN, for run and serve; JSON requests may override them):\n"
-"      --timeout MS       stop a request after MS (default none; without a reset the VM is spent)\n"
+"      --timeout MS       stop a request after MS (default none; the VM is reset after it)\n"
 "      --retry N          retry a failed attempt up to N times\n"
 "      --success-exit N   an attempt succeeds only with exit status N (default 0)\n"
 "      --success-match RE ... and only if its stdout matches the extended regex RE\n"

@@ -100,12 +100,22 @@ static int load_vcpu(struct vmm *vm, struct vmm_vcpu *v,
 	 * snapshot, so its TLB would keep the post-fork COW copies of its
 	 * own pages. A first SET_SREGS with another CR3 forces the flush.
 	 */
-	struct kvm_sregs flush = s->sregs;
+	struct kvm_sregs sregs = s->sregs, flush;
 
+	/*
+	 * KVM_GET_SREGS on AMD reports TR as busy (type 11) whatever the VMCB
+	 * holds, for migration to Intel, where VM entry wants it busy. AMD
+	 * keeps the available type (9) there, and QEMU's emulated CPU allows
+	 * user-mode port I/O only with TR of type 9: loading 11 back made
+	 * every IN/OUT of the agent #GP after a reset, and init die of it.
+	 */
+	if (vm->amd && sregs.tr.type == 11)
+		sregs.tr.type = 9;
+	flush = sregs;
 	flush.cr3 ^= 0x1000;
 	if (!(skip & (VMM_LOAD_FLUSH | VMM_LOAD_SREGS)) && ioctl(v->fd, KVM_SET_SREGS, &flush))
 		return sfail(vm, v->id, "KVM_SET_SREGS (TLB flush)");
-	if (!(skip & VMM_LOAD_SREGS) && ioctl(v->fd, KVM_SET_SREGS, &s->sregs))
+	if (!(skip & VMM_LOAD_SREGS) && ioctl(v->fd, KVM_SET_SREGS, &sregs))
 		return sfail(vm, v->id, "KVM_SET_SREGS");
 	if (!(skip & VMM_LOAD_XSAVE) && ioctl(v->fd, KVM_SET_XSAVE, s->xsave))
 		return sfail(vm, v->id, "KVM_SET_XSAVE");

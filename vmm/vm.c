@@ -443,6 +443,9 @@ static int setup_vcpu_cpuid(struct vmm *vm, struct vmm_vcpu *v)
 	for (uint32_t i = 0; i < c->nent; i++) {
 		struct kvm_cpuid_entry2 *e = &c->entries[i];
 
+		if (e->function == 0 && e->ebx == 0x68747541)	/* "Auth" */
+			vm->amd = true;
+
 		if (e->function == 1) {
 			e->ebx = (e->ebx & 0x0000ffff) | (v->id << 24) |
 				 (vm->nr_vcpus << 16);

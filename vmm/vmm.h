@@ -144,6 +144,7 @@ struct vmm {
 	size_t console_pos;
 	char err[4096];
 	bool tsc_deadline;		/* KVM_CAP_TSC_DEADLINE_TIMER */
+	bool amd;			/* CPUID vendor AuthenticAMD (SVM) */
 	unsigned int load_skip;		/* debugging: VMM_LOAD_* parts vmm_state_load skips */
 };
 
