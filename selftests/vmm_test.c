@@ -156,8 +156,8 @@ static int t_no_processes_from_last_request(void)
 {
 	/* A daemon that would outlive its request. */
 	CHECK(!sh_ok("setsid sleep 1000 </dev/null >/dev/null 2>&1 & sleep 0.1; "
-		     "pgrep -x sleep >/dev/null && echo started", "started\n"), "first request");
-	CHECK(!sh_ok("pgrep -x sleep || echo none", "none\n"),
+		     "pidof sleep >/dev/null && echo started", "started\n"), "first request");
+	CHECK(!sh_ok("pidof sleep || echo none", "none\n"),
 	      "the second request saw the first's process");
 	return 0;
 }
@@ -352,7 +352,7 @@ static int t_kernel_hang(void)
 {
 	/* A spinning kernel thread with interrupts off would need a module;
 	 * a user spinner at the highest priority starves everything else. */
-	char *argv[] = { "sh", "-c", "chrt -f 99 sh -c 'while :; do :; done'", NULL };
+	char *argv[] = { "sh", "-c", "vmreset-guest rtspin", NULL };
 
 	return expect_bad_then_ok("real-time spinner", VMM_TIMEOUT, 3000, argv);
 }

@@ -306,6 +306,12 @@ static void serve(void)
 		goto out;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	/*
+	 * Never block on the handler's stdin: a handler that writes its
+	 * output before reading all its input (cat) would fill its stdout
+	 * pipe while we wait to write, and neither would go on.
+	 */
+	fcntl(in[1], F_SETFL, O_NONBLOCK);
 	if (in_len == 0) {
 		close(in[1]);
 		in[1] = -1;
@@ -333,12 +339,18 @@ static void serve(void)
 			err[0] = -1;
 		}
 		if (pfd[2].revents) {
-			ssize_t n = (pfd[2].revents & POLLOUT) ?
-				write(in[1], req + args_len + in_off, in_len - in_off) : -1;
+			ssize_t n = -1;
 
+			if (pfd[2].revents & POLLOUT)
+				n = write(in[1], req + args_len + in_off, in_len - in_off);
 			if (n > 0)
 				in_off += n;
-			if (n <= 0 || in_off == in_len) {
+			else if (n < 0 && (pfd[2].revents & POLLOUT) &&
+				 (errno == EAGAIN || errno == EINTR))
+				n = 0;	/* the pipe filled up again: wait for poll */
+			else
+				n = -1;
+			if (n < 0 || in_off == in_len) {
 				close(in[1]);
 				in[1] = -1;
 			}
@@ -426,7 +438,8 @@ static int usage(void)
 		"  keep-get     print the counter in the preserved page\n"
 		"  triple       reboot the kernel (reboot=t: a triple fault)\n"
 		"  kbdreset     pulse the reset line of the keyboard controller\n"
-		"  hog          fill guest memory until allocation fails\n");
+		"  hog          fill guest memory until allocation fails\n"
+		"  rtspin       spin forever at SCHED_FIFO priority 99\n");
 	return 2;
 }
 
@@ -464,6 +477,16 @@ static int tool(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "hog"))
 		return hog();
+	if (!strcmp(argv[1], "rtspin")) {
+		struct sched_param sp = { .sched_priority = 99 };
+
+		if (sched_setscheduler(0, SCHED_FIFO, &sp)) {
+			perror("vmreset-guest: sched_setscheduler");
+			return 1;
+		}
+		for (;;)
+			__asm__ volatile("" ::: "memory");
+	}
 	return usage();
 }
 
