@@ -232,12 +232,14 @@ TEST_F(vm, vmresetctl_vm_commands)
 struct watch {
 	uint32_t id;
 	int seen;
+	int heard;	/* any event: the monitor has subscribed */
 };
 
 static int on_event(const struct vmreset_event *ev, void *arg)
 {
 	struct watch *w = arg;
 
+	__atomic_store_n(&w->heard, 1, __ATOMIC_SEQ_CST);
 	if (ev->cmd == VMRESET_CMD_VM_DETACH_NTF && ev->vm_id == w->id)
 		w->seen = 1;
 	return w->seen;
@@ -291,7 +293,15 @@ TEST_F(vm, killed_vmm_is_detached)
 
 	w.id = id;
 	ASSERT_EQ(0, pthread_create(&th, NULL, monitor, &w));
-	usleep(200000);		/* let the monitor subscribe */
+	/*
+	 * Snapshots (each one an event) until the monitor hears one: a fixed
+	 * sleep was too short on the debug kernel under load.
+	 */
+	for (int tries = 0; !__atomic_load_n(&w.heard, __ATOMIC_SEQ_CST); tries++) {
+		ASSERT_LT(tries, 1000) TH_LOG("the monitor heard no event in 10 s");
+		ASSERT_EQ(0, vmreset_nl_vm_snapshot(self->nl, id, NULL));
+		usleep(10000);
+	}
 	ASSERT_EQ(0, kill(pid, SIGKILL));
 	ASSERT_EQ(pid, waitpid(pid, &status, 0));
 	clock_gettime(CLOCK_REALTIME, &until);
