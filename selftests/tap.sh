@@ -7,13 +7,16 @@ tap() {
 	desc=$1
 	shift
 	n=$((n + 1))
-	if "$@" > /tmp/tap.out 2>&1; then
+	# Not a fixed name: host-side suites run beside each other.
+	tap_out=$(mktemp "${TMPDIR:-/tmp}/tap.XXXXXX") || return 1
+	if "$@" > "$tap_out" 2>&1; then
 		echo "ok $n $desc"
 	else
 		echo "not ok $n $desc"
-		sed 's/^/# /' /tmp/tap.out
+		sed 's/^/# /' "$tap_out"
 		fails=$((fails + 1))
 	fi
+	rm -f "$tap_out"
 }
 
 # contains TEXT COMMAND...: the command's output (and errors) contain TEXT.
