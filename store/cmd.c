@@ -161,7 +161,9 @@ struct worker {
 	struct vmrs_pack_writer *pw;
 	uint8_t *plain, *sealed, *check;
 	uint8_t (*ids)[VMRS_HASH_LEN];	/* RADOS: a chunk's IDs to look up */
-	struct vmrs_loc *locs;		/* RADOS: a chunk's blocks to fetch */
+	struct vmrs_loc *locs;		/* RADOS: a chunk's blocks to fetch; else their places */
+	uint8_t *runs;			/* load, directory store: the chunk's sealed blocks */
+	const uint8_t **src;		/* where in @runs block i0 + k is; NULL = read it alone */
 	bool first;
 };
 
@@ -354,6 +356,44 @@ static int flush_run(struct worker *w, uint64_t i0, uint64_t run, uint64_t end)
 }
 
 /*
+ * Directory store: look the chunk's blocks up, then read each run of them
+ * that lies back to back in one pack (a save writes a chunk's new blocks
+ * in order) with one pread instead of one per block. A run that cannot be
+ * read is left to the per-block path, which names what is wrong.
+ */
+static void read_runs(struct worker *w, uint64_t i0, uint64_t i1)
+{
+	struct job *j = w->j;
+	struct vmrs_loc *l = w->locs;
+	size_t used = 0;
+
+	for (uint64_t k = i0; k < i1; k++) {
+		const struct vmrs_entry *e = &j->m->e[k];
+
+		w->src[k - i0] = NULL;
+		if (vmrs_entry_is_zero(e) || vmrs_index_get(j->s, w->rtxn, e->id, &l[k - i0]) ||
+		    l[k - i0].len != block_len(j, k) + VMRS_TAG_LEN)
+			l[k - i0].len = 0;
+	}
+	for (uint64_t i = i0, r; i < i1; i = r) {
+		size_t len = l[i - i0].len;
+
+		r = i + 1;
+		if (!len)
+			continue;
+		while (r < i1 && l[r - i0].len && l[r - i0].pack == l[i - i0].pack &&
+		       l[r - i0].off == l[i - i0].off + len)
+			len += l[r++ - i0].len;
+		if (vmrs_pack_read(j->s, l[i - i0].pack, l[i - i0].off, len, w->runs + used))
+			continue;
+		for (uint64_t k = i; k < r; k++) {
+			w->src[k - i0] = w->runs + used;
+			used += l[k - i0].len;
+		}
+	}
+}
+
+/*
  * Load/verify: decrypt into the chunk buffer and write each run of blocks
  * with one pwrite; zero blocks of a fresh target (holes) and bad blocks
  * (with --partial) end a run and are not written.
@@ -387,6 +427,8 @@ static int load_chunk(struct worker *w, uint64_t i0, uint64_t i1)
 				 vmrs_store_strerror(j->s, ret));
 			return ret;
 		}
+	} else {
+		read_runs(w, i0, i1);
 	}
 	for (uint64_t i = i0; i < i1; i++) {
 		struct vmrs_entry *e = &j->m->e[i];
@@ -399,6 +441,10 @@ static int load_chunk(struct worker *w, uint64_t i0, uint64_t i1)
 				memset(plain, 0, len);
 				continue;
 			}
+		} else if (w->src && w->src[i - i0]) {
+			if (!vmrs_block_open(w->c, e->key, w->src[i - i0], len, plain))
+				continue;
+			bad = "tampered (authentication failed)";
 		} else if (vmrs_index_get(j->s, w->rtxn, e->id, &loc)) {
 			bad = "missing from the store";
 		} else if (loc.len != len + VMRS_TAG_LEN) {
@@ -444,7 +490,12 @@ static void *worker(void *arg)
 	w->locs = malloc((size_t)j->chunk * sizeof(*w->locs));
 	w->c = vmrs_crypto_new(j->salt);
 	w->rtxn = vmrs_index_reader(j->s);
-	if (!w->plain || !w->sealed || !w->check || !w->ids || !w->locs || !w->c || !w->rtxn) {
+	if (j->op != OP_SAVE && !j->s->rados) {
+		w->runs = malloc((size_t)j->chunk * (bs + VMRS_TAG_LEN));
+		w->src = malloc((size_t)j->chunk * sizeof(*w->src));
+	}
+	if (!w->plain || !w->sealed || !w->check || !w->ids || !w->locs || !w->c || !w->rtxn ||
+	    (j->op != OP_SAVE && !j->s->rados && (!w->runs || !w->src))) {
 		vmrs_err("%s: %s", j->what, w->rtxn ? "out of memory" :
 			 "cannot read the block index (too many readers?)");
 		atomic_store(&j->abort, true);
@@ -470,6 +521,8 @@ static void *worker(void *arg)
 	free(w->check);
 	free(w->ids);
 	free(w->locs);
+	free(w->runs);
+	free(w->src);
 	return NULL;
 }
 
@@ -731,6 +784,12 @@ static int check_base_ident(const char *file, const char *base_name,
 	return 0;
 }
 
+static int cmp_newblock(const void *a, const void *b)
+{
+	return memcmp(((const struct vmrs_newblock *)a)->id,
+		      ((const struct vmrs_newblock *)b)->id, VMRS_HASH_LEN);
+}
+
 static const char *base_name(const char *path)
 {
 	const char *b = strrchr(path, '/');
@@ -896,6 +955,8 @@ int cmd_save(const char *file, const char *store, const struct vmrs_opts *o)
 		goto out;
 	}
 	stop_at("after-blocks");
+	/* In key order, consecutive puts land on the B-tree pages just touched. */
+	qsort(j.nb, j.nnb, sizeof(*j.nb), cmp_newblock);
 	if (j.nnb && vmrs_index_commit(&s, j.nb, j.nnb))
 		goto out;
 	stop_at("before-manifest");

@@ -426,21 +426,26 @@ static int pack_fd(struct vmrs_store *s, uint64_t pack, bool *owned)
 	return fd;
 }
 
-/* 0, -ENOENT (no such pack) or -ENODATA (the pack is too short). */
-int vmrs_block_read(struct vmrs_store *s, const struct vmrs_loc *loc, uint8_t *buf)
+int vmrs_pack_read(struct vmrs_store *s, uint64_t pack, uint64_t off, size_t len, uint8_t *buf)
 {
 	bool owned;
 	int fd, ret;
 
-	if (s->rados)
-		return vmrs_rados_block_read(s, NULL, loc, buf, false);
-	fd = pack_fd(s, loc->pack, &owned);
+	fd = pack_fd(s, pack, &owned);
 	if (fd < 0)
 		return -ENOENT;
-	ret = vmrs_pread_all(fd, buf, loc->len, (off_t)loc->off);
+	ret = vmrs_pread_all(fd, buf, len, (off_t)off);
 	if (owned)
 		close(fd);
 	return ret;
+}
+
+/* 0, -ENOENT (no such pack) or -ENODATA (the pack is too short). */
+int vmrs_block_read(struct vmrs_store *s, const struct vmrs_loc *loc, uint8_t *buf)
+{
+	if (s->rados)
+		return vmrs_rados_block_read(s, NULL, loc, buf, false);
+	return vmrs_pack_read(s, loc->pack, loc->off, loc->len, buf);
 }
 
 uint64_t vmrs_index_bytes(struct vmrs_store *s, uint8_t (*ids)[VMRS_HASH_LEN], uint64_t n)

@@ -150,6 +150,8 @@ int vmrs_sync_packs(const struct vmrs_store *s);
 void vmrs_pack_path(const struct vmrs_store *s, uint64_t pack, char *path, size_t len);
 /* Reads a block; a cache of open pack files is shared by threads. */
 int vmrs_block_read(struct vmrs_store *s, const struct vmrs_loc *loc, uint8_t *buf);
+/* Directory store: @len bytes of a pack at @off (0, -ENOENT or -ENODATA). */
+int vmrs_pack_read(struct vmrs_store *s, uint64_t pack, uint64_t off, size_t len, uint8_t *buf);
 void vmrs_pack_cache_drop(struct vmrs_store *s);
 
 int vmrs_key_create(const char *path);
