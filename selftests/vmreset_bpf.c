@@ -825,13 +825,33 @@ static void clone_request(FIXTURE_DATA(bpf) *self, const char *name, const char 
 	close(fd);
 }
 
+/*
+ * The request on the fixture's VM: the guest reads params[0, nr) and
+ * writes params[64, 64 + nw); with @ws, vmreset-trace records its working
+ * set into that profile.
+ */
+static void request(FIXTURE_DATA(bpf) *self, uint64_t nr, uint64_t nw, const char *ws)
+{
+	struct tracer t;
+	char args[160];
+
+	if (ws) {
+		snprintf(args, sizeof(args), "-p $PPID -w %s", ws);
+		tracer_start(&t, args);
+	}
+	vcpu_set_entry(self->vcpu, guest_touch, 5, VM_TEST_GPA, PARAM_GPA, nr,
+		       PARAM_GPA + 64 * 8, nw);
+	run_guest(self->vcpu);
+	if (ws)
+		json_object_put(tracer_stop(&t));
+}
+
 /* REAP's comparison: the first request of a clone with and without a profile. */
 TEST_F(bpf, profile_applied_to_a_clone)
 {
 	uint64_t nr = 0, nw = 0, touched;
 	struct first_request without, with;
-	struct tracer t;
-	char prof[64], args[128];
+	char prof[64];
 
 	/* Reads of every other page, writes of every fifth. */
 	for (uint64_t i = 0; i < NPAGES; i += 2)
@@ -847,12 +867,7 @@ TEST_F(bpf, profile_applied_to_a_clone)
 
 	/* Record: the request on the original VM. */
 	snprintf(prof, sizeof(prof), "/tmp/prof-%d.prof", getpid());
-	snprintf(args, sizeof(args), "-p $PPID -w %s", prof);
-	tracer_start(&t, args);
-	vcpu_set_entry(self->vcpu, guest_touch, 5, VM_TEST_GPA, PARAM_GPA, nr,
-		       PARAM_GPA + 64 * 8, nw);
-	run_guest(self->vcpu);
-	json_object_put(tracer_stop(&t));
+	request(self, nr, nw, prof);
 	ASSERT_EQ(touched, slot_pages(prof));
 
 	clone_request(self, "without", NULL, nr, nw, &without);
@@ -887,8 +902,7 @@ TEST_F(bpf, profile_hot_set_survives_revert)
 	struct vmreset_profile p;
 	struct vmreset_stats st;
 	uint64_t before, after;
-	struct tracer t;
-	char prof[64], ws[64], args[160];
+	char prof[64], ws[64];
 	long hot;
 	int line;
 
@@ -903,20 +917,10 @@ TEST_F(bpf, profile_hot_set_survives_revert)
 	snprintf(ws, sizeof(ws), "/tmp/hot-%d.ws", getpid());
 
 	/* The request, recorded; then again after a revert without a hot set. */
-	snprintf(args, sizeof(args), "-p $PPID -w %s", prof);
-	tracer_start(&t, args);
-	vcpu_set_entry(self->vcpu, guest_touch, 5, VM_TEST_GPA, PARAM_GPA, nr,
-		       PARAM_GPA + 64 * 8, nw);
-	run_guest(self->vcpu);
-	json_object_put(tracer_stop(&t));
+	request(self, nr, nw, prof);
 	ASSERT_EQ(nr + nw, slot_pages(prof));
 	ASSERT_EQ(0, vmr_revert(self->fd, NULL, NULL));
-	snprintf(args, sizeof(args), "-p $PPID -w %s", ws);
-	tracer_start(&t, args);
-	vcpu_set_entry(self->vcpu, guest_touch, 5, VM_TEST_GPA, PARAM_GPA, nr,
-		       PARAM_GPA + 64 * 8, nw);
-	run_guest(self->vcpu);
-	json_object_put(tracer_stop(&t));
+	request(self, nr, nw, ws);
 	before = slot_pages(ws);
 
 	/* The profile's written pages become hot. */
@@ -928,15 +932,9 @@ TEST_F(bpf, profile_hot_set_survives_revert)
 	ASSERT_EQ(0, vmr_stats(self->fd, &st));
 	EXPECT_EQ(nw, st.hot_pages);
 	/* Once more: the revert gave the hot pages back in place. */
-	vcpu_set_entry(self->vcpu, guest_touch, 5, VM_TEST_GPA, PARAM_GPA, nr,
-		       PARAM_GPA + 64 * 8, nw);
-	run_guest(self->vcpu);
+	request(self, nr, nw, NULL);
 	ASSERT_EQ(0, vmr_revert(self->fd, NULL, NULL));
-	tracer_start(&t, args);
-	vcpu_set_entry(self->vcpu, guest_touch, 5, VM_TEST_GPA, PARAM_GPA, nr,
-		       PARAM_GPA + 64 * 8, nw);
-	run_guest(self->vcpu);
-	json_object_put(tracer_stop(&t));
+	request(self, nr, nw, ws);
 	after = slot_pages(ws);
 	unlink(prof);
 	unlink(ws);

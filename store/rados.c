@@ -645,6 +645,22 @@ bool vmrs_rados_man_exists(struct vmrs_store *s, const char *name)
 
 /* Writes the manifest object, then names it: one operation on head that
  * asserts both locks, so a save that lost its lock never commits. */
+/*
+ * A write op on "head" that applies only while we hold the store lock and
+ * the manifest lock; @a1 and @a2 (256 bytes each) are its arguments and
+ * must live until it is operated.
+ */
+static rados_write_op_t man_op(struct vmrs_rados *r, char *a1, int *p1, char *a2, int *p2)
+{
+	rados_write_op_t op = L.rados_create_write_op();
+	size_t n;
+
+	op_assert_store(r, op, a1, p1);
+	n = assert_in(r, MLOCK_NAME, CLS_LOCK_EXCLUSIVE, "", a2);
+	L.rados_write_op_exec(op, "lock", "assert_locked", a2, n, p2);
+	return op;
+}
+
 int vmrs_rados_man_commit(struct vmrs_store *s, const char *name, const void *buf, size_t len)
 {
 	struct vmrs_rados *r = s->rados;
@@ -675,10 +691,7 @@ int vmrs_rados_man_commit(struct vmrs_store *s, const char *name, const void *bu
 	}
 	snprintf(key, sizeof(key), "m:%s", name);
 	kl[0] = strlen(key);
-	op = L.rados_create_write_op();
-	op_assert_store(r, op, a1, &p1);
-	n = assert_in(r, MLOCK_NAME, CLS_LOCK_EXCLUSIVE, "", a2);
-	L.rados_write_op_exec(op, "lock", "assert_locked", a2, n, &p2);
+	op = man_op(r, a1, &p1, a2, &p2);
 	L.rados_write_op_omap_set2(op, keys, vals, kl, vl, 1);
 	rc = L.rados_write_op_operate(op, r->io, "head", NULL, 0);
 	L.rados_release_write_op(op);
@@ -701,17 +714,13 @@ int vmrs_rados_man_delete(struct vmrs_store *s, const char *name)
 	size_t kl[1];
 	rados_write_op_t op;
 	int rc, p1 = 0, p2 = 0;
-	size_t n;
 
 	rc = dir_get(r, name, old, sizeof(old));
 	if (rc)
 		return rc;
 	snprintf(key, sizeof(key), "m:%s", name);
 	kl[0] = strlen(key);
-	op = L.rados_create_write_op();
-	op_assert_store(r, op, a1, &p1);
-	n = assert_in(r, MLOCK_NAME, CLS_LOCK_EXCLUSIVE, "", a2);
-	L.rados_write_op_exec(op, "lock", "assert_locked", a2, n, &p2);
+	op = man_op(r, a1, &p1, a2, &p2);
 	L.rados_write_op_omap_rm_keys2(op, keys, kl, 1);
 	rc = L.rados_write_op_operate(op, r->io, "head", NULL, 0);
 	L.rados_release_write_op(op);
