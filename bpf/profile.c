@@ -159,13 +159,14 @@ EXPORT int vmreset_profile_load(struct vmreset_profile *p, const char *path, int
 		return -errno;
 	while (fgets(buf, sizeof(buf), f)) {
 		n++;
-		if (buf[0] == '#' || buf[0] == '\n')
-			continue;
+		/* The format line comes first, before any comment. */
 		if (n == 1) {
 			if (strcmp(buf, "vmreset-profile 1\n"))
 				goto bad;
 			continue;
 		}
+		if (buf[0] == '#' || buf[0] == '\n')
+			continue;
 		if (sscanf(buf, "%c %lli %llu %c", &kind, &gpa, &pages, &extra) != 3 ||
 		    (kind != 'r' && kind != 'w') || (gpa & (PG - 1)) || !pages ||
 		    pages > (UINT64_MAX - gpa) / PG || gpa < last_end)

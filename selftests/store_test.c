@@ -234,16 +234,22 @@ FIXTURE(store) {
 	char k[128];		/* a key file */
 };
 
-FIXTURE_SETUP(store)
+/* A fresh directory with a store (4 KiB blocks) and a key in it. */
+static void store_dir(char dir[64], char s[128], char k[128])
 {
 	find_tool();
 	ASSERT_EQ(0, access(tool, X_OK)) TH_LOG("no vmreset-store at %s", tool);
-	snprintf(self->dir, sizeof(self->dir), "/tmp/store_test.XXXXXX");
-	ASSERT_NONNULL(mkdtemp(self->dir));
-	snprintf(self->s, sizeof(self->s), "%s/store", self->dir);
-	snprintf(self->k, sizeof(self->k), "%s/key", self->dir);
-	ASSERT_EQ(0, st("init %s --block-size 4k >/dev/null", self->s));
-	ASSERT_EQ(0, st("keygen %s", self->k));
+	snprintf(dir, 64, "/tmp/store_test.XXXXXX");
+	ASSERT_NONNULL(mkdtemp(dir));
+	snprintf(s, 128, "%s/store", dir);
+	snprintf(k, 128, "%s/key", dir);
+	ASSERT_EQ(0, st("init %s --block-size 4k >/dev/null", s));
+	ASSERT_EQ(0, st("keygen %s", k));
+}
+
+FIXTURE_SETUP(store)
+{
+	store_dir(self->dir, self->s, self->k);
 }
 
 FIXTURE_TEARDOWN(store)
@@ -278,9 +284,90 @@ TEST_F_TIMEOUT(store, round_trip_random_and_sparse, 600)
 	ASSERT_EQ(0, sh("head -c 777 /dev/urandom > %s/state", d));
 	ASSERT_EQ(0, st("save %s/sp %s --key %s --name withstate --state %s/state >/dev/null",
 			d, self->s, self->k, d));
-	ASSERT_EQ(0, st("load %s withstate %s/ws.out --key %s --state %s/state.out >/dev/null",
+	ASSERT_EQ(0, st("load %s withstate %s/ws.out --key %s --state-out %s/state.out >/dev/null",
 			self->s, d, self->k, d));
 	ASSERT_EQ(0, sh("cmp %s/state %s/state.out && cmp %s/sp %s/ws.out", d, d, d, d));
+}
+
+/*
+ * One named snapshot is memory + VM state (+ a working-set profile,
+ * docs/bpf.md): both inside the authenticated, encrypted manifest, each
+ * manifest with its own (an incremental one does not inherit its base's).
+ */
+TEST_F_TIMEOUT(store, state_and_profile_travel_with_the_snapshot, 600)
+{
+	char *d = self->dir, m[300];
+	struct stat sb;
+
+	sh("head -c 20000 /dev/urandom > %s/a && head -c 777 /dev/urandom > %s/st1 && "
+	   "head -c 500 /dev/urandom > %s/st2 && : > %s/st0", d, d, d, d);
+	ASSERT_EQ(0, sh("printf 'vmreset-profile 1\n# 3 pages read, 1 written\n"
+			"r 0x40000000 3\nw 0x40003000 1\n' > %s/prof", d));
+	ASSERT_EQ(0, st("save %s/a %s --key %s --name v1 --state %s/st1 --profile %s/prof >/dev/null",
+			d, self->s, self->k, d, d));
+	ASSERT_EQ(0, st("load %s v1 %s/a.out --key %s --state-out %s/st.out --profile-out %s/p.out"
+			" >/dev/null", self->s, d, self->k, d, d));
+	ASSERT_EQ(0, sh("cmp %s/a %s/a.out && cmp %s/st1 %s/st.out && cmp %s/prof %s/p.out",
+			d, d, d, d, d, d));
+	/* The older spelling, load --state FILE, still writes the state. */
+	ASSERT_EQ(0, st("load %s v1 %s/a.out --key %s --state %s/st.old >/dev/null",
+			self->s, d, self->k, d));
+	ASSERT_EQ(0, sh("cmp %s/st1 %s/st.old", d, d));
+
+	/* Incremental: its own state, no profile; asking for one touches nothing. */
+	ASSERT_EQ(0, sh("printf x | dd of=%s/a bs=1 seek=9000 conv=notrunc 2>/dev/null", d));
+	ASSERT_EQ(0, st("save %s/a %s --key %s --name v2 --base v1 --state %s/st2 >/dev/null",
+			d, self->s, self->k, d));
+	ASSERT_EQ(0, st("load %s v2 %s/v2.out --key %s --state-out %s/st.out >/dev/null",
+			self->s, d, self->k, d));
+	ASSERT_EQ(0, sh("cmp %s/a %s/v2.out && cmp %s/st2 %s/st.out", d, d, d, d));
+	ASSERT_EQ(1, st("load %s v2 %s/none.out --key %s --profile-out %s/p2.out 2>%s/err",
+			self->s, d, self->k, d, d));
+	ASSERT_EQ(0, sh("grep -q \"snapshot 'v2' has no working-set profile (saved without --profile)\" %s/err",
+			d));
+	ASSERT_EQ(0, sh("test ! -e %s/none.out && test ! -e %s/p2.out", d, d));
+	/* Saved without --state: none to write. An empty state is one. */
+	ASSERT_EQ(0, st("save %s/a %s --key %s --name bare >/dev/null", d, self->s, self->k));
+	ASSERT_EQ(1, st("load %s bare %s/none.out --key %s --state-out %s/st.bare 2>%s/err",
+			self->s, d, self->k, d, d));
+	ASSERT_EQ(0, sh("grep -q \"snapshot 'bare' has no VM state (saved without --state)\" %s/err", d));
+	ASSERT_EQ(0, sh("test ! -e %s/none.out && test ! -e %s/st.bare", d, d));
+	ASSERT_EQ(0, st("save %s/a %s --key %s --name empty --state %s/st0 >/dev/null",
+			d, self->s, self->k, d));
+	ASSERT_EQ(0, st("load %s empty %s/e.out --key %s --state-out %s/st.e >/dev/null",
+			self->s, d, self->k, d));
+	ASSERT_EQ(0, sh("test -e %s/st.e && test ! -s %s/st.e", d, d));
+
+	/* Only a well-formed profile is stored; the error names the line. */
+	ASSERT_EQ(0, sh("printf 'vmreset-profile 1\nr 0x40000001 1\n' > %s/bad1 && "
+			"printf '# no header\nvmreset-profile 1\n' > %s/bad2 && : > %s/bad3", d, d, d));
+	ASSERT_EQ(1, st("save %s/a %s --key %s --name bad --profile %s/bad1 2>%s/err",
+			d, self->s, self->k, d, d));
+	ASSERT_EQ(0, sh("grep -q \"profile '%s/bad1' line 2: expected 'r|w GPA PAGES'\" %s/err", d, d));
+	ASSERT_EQ(1, st("save %s/a %s --key %s --name bad --profile %s/bad2 2>%s/err",
+			d, self->s, self->k, d, d));
+	ASSERT_EQ(0, sh("grep -q \"profile '%s/bad2' line 1: expected 'vmreset-profile 1'\" %s/err", d, d));
+	ASSERT_EQ(1, st("save %s/a %s --key %s --name bad --profile %s/bad3 2>%s/err",
+			d, self->s, self->k, d, d));
+	ASSERT_EQ(0, sh("grep -q \"profile '%s/bad3': empty\" %s/err", d, d));
+	ASSERT_EQ(1, st("save %s/a %s --key %s --name bad --state %s/nosuch 2>%s/err",
+			d, self->s, self->k, d, d));
+	ASSERT_EQ(0, sh("grep -q \"state file '%s/nosuch': No such file or directory\" %s/err", d, d));
+	ASSERT_EQ(0, sh("test ! -e %s/manifests/bad", self->s));
+	/* Each option belongs to one command. */
+	ASSERT_EQ(2, st("save %s/a %s --key %s --profile-out %s/x 2>/dev/null", d, self->s, self->k, d));
+	ASSERT_EQ(2, st("load %s v1 %s/x --key %s --profile %s/prof 2>/dev/null", self->s, d, self->k, d));
+	ASSERT_EQ(2, st("load %s v1 %s/x --key %s --state %s/y --state-out %s/z 2>/dev/null",
+			self->s, d, self->k, d, d));
+
+	/* The profile is authenticated with the manifest: its last byte flipped. */
+	snprintf(m, sizeof(m), "%s/manifests/v1", self->s);
+	ASSERT_EQ(0, stat(m, &sb));
+	flip(m, sb.st_size - 16 - 1);
+	ASSERT_EQ(1, st("load %s v1 %s/t.out --key %s --profile-out %s/p.t 2>%s/err",
+			self->s, d, self->k, d, d));
+	ASSERT_EQ(0, sh("grep -q \"manifest 'v1': authentication failed\" %s/err", d));
+	ASSERT_EQ(0, sh("test ! -e %s/t.out && test ! -e %s/p.t", d, d));
 }
 
 TEST_F_TIMEOUT(store, dedup_identical_and_nearly_identical, 600)
@@ -932,16 +1019,6 @@ static void guest_writes(int fd)
 	munmap(m, 4 << 20);
 }
 
-/* 0 mounted, 1 no vmresetfs here (a skip), -errno. */
-static int vmr_mount(struct __th_fixture_store *self, char *mnt, size_t len)
-{
-	snprintf(mnt, len, "%s/mnt", self->dir);
-	if (mkdir(mnt, 0755))
-		return -errno;
-	if (mount("none", mnt, "vmresetfs", 0, "size=64m"))
-		return errno == ENODEV || errno == EPERM ? 1 : -errno;
-	return 0;
-}
 
 static int vmr_file(const char *mnt, const char *name, char *f, size_t len)
 {
@@ -962,38 +1039,80 @@ static int vmr_file(const char *mnt, const char *name, char *f, size_t len)
 	return fd;
 }
 
-TEST_F_TIMEOUT(store, vmresetfs_incremental, 300)
+/*
+ * The vmresetfs cases: a store as above, vmresetfs mounted in the same
+ * directory, and a 4 MiB "vm.ram" in it (vmr_file). Without vmresetfs
+ * (not in the test VM) they are skipped.
+ */
+FIXTURE(vmr) {
+	char dir[64];
+	char s[128];
+	char k[128];
+	char mnt[256];
+	char f[300];
+	int fd;
+	unsigned char *m;	/* vmr_map() */
+};
+
+FIXTURE_SETUP(vmr)
+{
+	self->fd = -1;
+	store_dir(self->dir, self->s, self->k);
+	snprintf(self->mnt, sizeof(self->mnt), "%s/mnt", self->dir);
+	ASSERT_EQ(0, mkdir(self->mnt, 0755));
+	if (mount("none", self->mnt, "vmresetfs", 0, "size=64m")) {
+		ASSERT_TRUE(errno == ENODEV || errno == EPERM) TH_LOG("mount: %s", strerror(errno));
+		self->mnt[0] = 0;
+		SKIP(return, "no vmresetfs here");
+	}
+	self->fd = vmr_file(self->mnt, "vm.ram", self->f, sizeof(self->f));
+	ASSERT_GE(self->fd, 0);
+}
+
+FIXTURE_TEARDOWN(vmr)
+{
+	if (self->m)
+		munmap(self->m, 4 << 20);
+	if (self->fd >= 0)
+		close(self->fd);
+	if (self->mnt[0])
+		umount(self->mnt);
+	sh("rm -rf %s", self->dir);
+}
+
+/* vm.ram mapped shared, as a VMM maps guest RAM. */
+static void vmr_map(FIXTURE_DATA(vmr) *self)
+{
+	self->m = mmap(NULL, 4 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, self->fd, 0);
+	ASSERT_NE(MAP_FAILED, self->m);
+}
+
+TEST_F_TIMEOUT(vmr, vmresetfs_incremental, 300)
 {
 	struct vmreset_snapshot snap = { 0 };
 	struct vmreset_preserve pr = { .op = VMRESET_PRESERVE_ADD, .offset = 64 * 4096,
 				       .length = 3 * 4096 };
 	struct vmreset_range r[4];
 	struct vmreset_range_list l = { .ranges = (uintptr_t)r, .nr = 4 };
-	char mnt[256], f[300], f2[300], out[8192];
-	int fd, fd2, ret;
+	char f2[300], out[8192];
+	int fd2;
 
-	ret = vmr_mount(self, mnt, sizeof(mnt));
-	if (ret == 1)
-		SKIP(return, "no vmresetfs here");
-	ASSERT_EQ(0, ret);
-	fd = vmr_file(mnt, "vm.ram", f, sizeof(f));
-	ASSERT_GE(fd, 0);
-	ASSERT_EQ(0, ioctl(fd, VMRESET_IOC_PRESERVE, &pr));
-	ASSERT_EQ(0, ioctl(fd, VMRESET_IOC_SNAPSHOT, &snap));
-	ASSERT_EQ(0, st("save %s %s --key %s --name base >/dev/null", f, self->s, self->k));
+	ASSERT_EQ(0, ioctl(self->fd, VMRESET_IOC_PRESERVE, &pr));
+	ASSERT_EQ(0, ioctl(self->fd, VMRESET_IOC_SNAPSHOT, &snap));
+	ASSERT_EQ(0, st("save %s %s --key %s --name base >/dev/null", self->f, self->s, self->k));
 	/* "The guest" changes three pages through a shared mapping. */
-	guest_writes(fd);
+	guest_writes(self->fd);
 	ASSERT_EQ(0, st_line(out, sizeof(out), "save %s %s --key %s --name inc --base base",
-			     f, self->s, self->k));
+			     self->f, self->s, self->k));
 	ASSERT_NONNULL(strstr(out, " 3 new, 0 deduplicated, 1021 unchanged")) TH_LOG("%s", out);
 	ASSERT_EQ(0, st("load %s inc %s/inc.out --key %s >/dev/null", self->s, self->dir, self->k));
-	ASSERT_EQ(0, sh("cmp %s %s/inc.out", f, self->dir));
+	ASSERT_EQ(0, sh("cmp %s %s/inc.out", self->f, self->dir));
 	/* Load the base back into the vmresetfs file, in place. */
-	ASSERT_EQ(0, st("load %s base %s --key %s >/dev/null", self->s, f, self->k));
+	ASSERT_EQ(0, st("load %s base %s --key %s >/dev/null", self->s, self->f, self->k));
 	ASSERT_EQ(0, st("load %s base %s/base.out --key %s >/dev/null", self->s, self->dir, self->k));
-	ASSERT_EQ(0, sh("cmp %s %s/base.out", f, self->dir));
+	ASSERT_EQ(0, sh("cmp %s %s/base.out", self->f, self->dir));
 	/* Into a fresh vmresetfs file: content and the preserved range. */
-	snprintf(f2, sizeof(f2), "%s/other.ram", mnt);
+	snprintf(f2, sizeof(f2), "%s/other.ram", self->mnt);
 	fd2 = open(f2, O_RDWR | O_CREAT, 0644);
 	ASSERT_GE(fd2, 0);
 	ASSERT_EQ(0, st_line(out, sizeof(out), "load %s base %s --key %s", self->s, f2, self->k));
@@ -1004,8 +1123,6 @@ TEST_F_TIMEOUT(store, vmresetfs_incremental, 300)
 	ASSERT_EQ(64 * 4096, r[0].offset);
 	ASSERT_EQ(3 * 4096, r[0].length);
 	close(fd2);
-	close(fd);
-	umount(mnt);
 }
 
 /*
@@ -1013,55 +1130,43 @@ TEST_F_TIMEOUT(store, vmresetfs_incremental, 300)
  * guest writes Y; save --base. The dirty list now names only Y, and X in
  * the base has the content the revert undid: the save must refuse the base.
  */
-TEST_F_TIMEOUT(store, vmresetfs_base_after_revert, 300)
+TEST_F_TIMEOUT(vmr, vmresetfs_base_after_revert, 300)
 {
 	struct vmreset_snapshot snap = { 0 };
 	struct vmreset_revert rev = { 0 };
-	char mnt[256], f[300], out[8192];
-	unsigned char *m;
-	int fd, ret;
+	char out[8192];
 
-	ret = vmr_mount(self, mnt, sizeof(mnt));
-	if (ret == 1)
-		SKIP(return, "no vmresetfs here");
-	ASSERT_EQ(0, ret);
-	fd = vmr_file(mnt, "vm.ram", f, sizeof(f));
-	ASSERT_GE(fd, 0);
-	ASSERT_EQ(0, ioctl(fd, VMRESET_IOC_SNAPSHOT, &snap));
-	m = mmap(NULL, 4 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	ASSERT_NE(MAP_FAILED, m);
-	m[10 * 4096] ^= 0x55;					/* X */
-	ASSERT_EQ(0, st("save %s %s --key %s --name base >/dev/null", f, self->s, self->k));
-	ASSERT_EQ(0, ioctl(fd, VMRESET_IOC_REVERT, &rev));
-	m[20 * 4096] ^= 0x55;					/* Y */
+	ASSERT_EQ(0, ioctl(self->fd, VMRESET_IOC_SNAPSHOT, &snap));
+	vmr_map(self);
+	self->m[10 * 4096] ^= 0x55;					/* X */
+	ASSERT_EQ(0, st("save %s %s --key %s --name base >/dev/null", self->f, self->s, self->k));
+	ASSERT_EQ(0, ioctl(self->fd, VMRESET_IOC_REVERT, &rev));
+	self->m[20 * 4096] ^= 0x55;					/* Y */
 	ASSERT_EQ(1, st("save %s %s --key %s --name inc --base base 2>%s/err",
-			f, self->s, self->k, self->dir));
+			self->f, self->s, self->k, self->dir));
 	ASSERT_EQ(0, sh("grep -q \"base 'base' was saved at snapshot 1, revert 0 of '.*', which is now at snapshot 1, revert 1\" %s/err",
 			self->dir));
 	ASSERT_EQ(1, sh("test -e %s/manifests/inc", self->s));
 	/* Another snapshot after the base is refused the same way. */
-	ASSERT_EQ(0, ioctl(fd, VMRESET_IOC_SNAPSHOT, &snap));
+	ASSERT_EQ(0, ioctl(self->fd, VMRESET_IOC_SNAPSHOT, &snap));
 	ASSERT_EQ(1, st("save %s %s --key %s --name inc --base base 2>/dev/null",
-			f, self->s, self->k));
+			self->f, self->s, self->k));
 	/* Saved on a fresh base, it round-trips. */
-	ASSERT_EQ(0, st("save %s %s --key %s --name base2 >/dev/null", f, self->s, self->k));
-	m[30 * 4096] ^= 0x55;
+	ASSERT_EQ(0, st("save %s %s --key %s --name base2 >/dev/null", self->f, self->s, self->k));
+	self->m[30 * 4096] ^= 0x55;
 	ASSERT_EQ(0, st_line(out, sizeof(out), "save %s %s --key %s --name inc --base base2",
-			     f, self->s, self->k));
+			     self->f, self->s, self->k));
 	ASSERT_NONNULL(strstr(out, " 1 new, 0 deduplicated")) TH_LOG("%s", out);
 	ASSERT_EQ(0, st("load %s inc %s/inc.out --key %s >/dev/null", self->s, self->dir, self->k));
-	ASSERT_EQ(0, sh("cmp %s %s/inc.out", f, self->dir));
+	ASSERT_EQ(0, sh("cmp %s %s/inc.out", self->f, self->dir));
 	/* A base from another object is refused too. */
-	munmap(m, 4 << 20);
-	close(fd);
-	fd = vmr_file(mnt, "other.ram", f, sizeof(f));
-	ASSERT_GE(fd, 0);
-	ASSERT_EQ(0, ioctl(fd, VMRESET_IOC_SNAPSHOT, &snap));
+	close(self->fd);
+	self->fd = vmr_file(self->mnt, "other.ram", self->f, sizeof(self->f));
+	ASSERT_GE(self->fd, 0);
+	ASSERT_EQ(0, ioctl(self->fd, VMRESET_IOC_SNAPSHOT, &snap));
 	ASSERT_EQ(1, st("save %s %s --key %s --name inc2 --base base2 2>%s/err",
-			f, self->s, self->k, self->dir));
+			self->f, self->s, self->k, self->dir));
 	ASSERT_EQ(0, sh("grep -q 'saved from another object' %s/err", self->dir));
-	close(fd);
-	umount(mnt);
 }
 
 /*
@@ -1069,58 +1174,37 @@ TEST_F_TIMEOUT(store, vmresetfs_base_after_revert, 300)
  * returns an empty one), so save --base used to read nothing and store
  * the base's content again, whatever the guest had written.
  */
-TEST_F_TIMEOUT(store, vmresetfs_base_without_snapshot, 300)
+TEST_F_TIMEOUT(vmr, vmresetfs_base_without_snapshot, 300)
 {
-	char mnt[256], f[300], out[8192];
-	unsigned char *m;
-	int fd, ret;
+	char out[8192];
 
-	ret = vmr_mount(self, mnt, sizeof(mnt));
-	if (ret == 1)
-		SKIP(return, "no vmresetfs here");
-	ASSERT_EQ(0, ret);
-	fd = vmr_file(mnt, "vm.ram", f, sizeof(f));
-	ASSERT_GE(fd, 0);
-	ASSERT_EQ(0, st("save %s %s --key %s --name base >/dev/null", f, self->s, self->k));
-	m = mmap(NULL, 4 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	ASSERT_NE(MAP_FAILED, m);
-	m[10 * 4096] ^= 0x55;		/* a data page */
-	m[11 * 4096 + 7] = 9;		/* a hole */
-	munmap(m, 4 << 20);
+	ASSERT_EQ(0, st("save %s %s --key %s --name base >/dev/null", self->f, self->s, self->k));
+	vmr_map(self);
+	self->m[10 * 4096] ^= 0x55;		/* a data page */
+	self->m[11 * 4096 + 7] = 9;		/* a hole */
 	ASSERT_EQ(0, st_line(out, sizeof(out), "save %s %s --key %s --name inc --base base",
-			     f, self->s, self->k));
+			     self->f, self->s, self->k));
 	ASSERT_NONNULL(strstr(out, " 2 new, 0 deduplicated, ")) TH_LOG("%s", out);
 	ASSERT_EQ(0, st("load %s inc %s/inc.out --key %s >/dev/null", self->s, self->dir, self->k));
-	ASSERT_EQ(0, sh("cmp %s %s/inc.out", f, self->dir));
-	close(fd);
-	umount(mnt);
+	ASSERT_EQ(0, sh("cmp %s %s/inc.out", self->f, self->dir));
 }
 
 /*
  * A revert while a save reads the file leaves it with blocks of two
  * states under counters that claim one: the save must fail, not succeed.
  */
-TEST_F_TIMEOUT(store, vmresetfs_revert_during_save, 300)
+TEST_F_TIMEOUT(vmr, vmresetfs_revert_during_save, 300)
 {
 	struct vmreset_snapshot snap = { 0 };
 	struct vmreset_revert rev = { 0 };
-	char mnt[256], f[300], err[300];
-	unsigned char *m;
-	int fd, ret, status;
+	char err[300];
+	int status;
 	pid_t pid;
 
-	ret = vmr_mount(self, mnt, sizeof(mnt));
-	if (ret == 1)
-		SKIP(return, "no vmresetfs here");
-	ASSERT_EQ(0, ret);
-	fd = vmr_file(mnt, "vm.ram", f, sizeof(f));
-	ASSERT_GE(fd, 0);
-	ASSERT_EQ(0, ioctl(fd, VMRESET_IOC_SNAPSHOT, &snap));
-	m = mmap(NULL, 4 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	ASSERT_NE(MAP_FAILED, m);
+	ASSERT_EQ(0, ioctl(self->fd, VMRESET_IOC_SNAPSHOT, &snap));
+	vmr_map(self);
 	for (int i = 0; i < 1024; i += 8)
-		m[i * 4096] ^= 0x55;
-	munmap(m, 4 << 20);
+		self->m[i * 4096] ^= 0x55;
 	snprintf(err, sizeof(err), "%s/err", self->dir);
 	pid = fork();
 	ASSERT_GE(pid, 0);
@@ -1128,21 +1212,19 @@ TEST_F_TIMEOUT(store, vmresetfs_revert_during_save, 300)
 		if (!freopen("/dev/null", "w", stdout) || !freopen(err, "w", stderr))
 			_exit(126);
 		setenv("VMRESET_STORE_STOP_AT", "mid-blocks", 1);
-		execl(tool, tool, "save", f, self->s, "--key", self->k, "--name", "mid",
+		execl(tool, tool, "save", self->f, self->s, "--key", self->k, "--name", "mid",
 		      "-t", "1", (char *)NULL);
 		_exit(127);
 	}
 	ASSERT_EQ(pid, waitpid(pid, &status, WUNTRACED));
 	ASSERT_TRUE(WIFSTOPPED(status)) TH_LOG("status %#x", status);
-	ASSERT_EQ(0, ioctl(fd, VMRESET_IOC_REVERT, &rev));
+	ASSERT_EQ(0, ioctl(self->fd, VMRESET_IOC_REVERT, &rev));
 	kill(pid, SIGCONT);
 	ASSERT_EQ(pid, waitpid(pid, &status, 0));
 	ASSERT_TRUE(WIFEXITED(status));
 	ASSERT_EQ(1, WEXITSTATUS(status));
 	ASSERT_EQ(0, sh("grep -q 'snapshotted or reverted during the save: nothing saved' %s", err));
 	ASSERT_EQ(1, sh("test -e %s/manifests/mid", self->s));
-	close(fd);
-	umount(mnt);
 }
 
 static int hot_op(int fd, __u32 op, uint64_t off, uint64_t len)
@@ -1161,68 +1243,56 @@ static int hot_op(int fd, __u32 op, uint64_t off, uint64_t len)
  * when the base was saved. A hot page demoted after the base (HOT_DEL)
  * is in neither list: that base must be refused.
  */
-TEST_F_TIMEOUT(store, vmresetfs_hot_page_written_back, 300)
+TEST_F_TIMEOUT(vmr, vmresetfs_hot_page_written_back, 300)
 {
 	struct vmreset_snapshot snap = { 0 };
 	struct vmreset_revert rev = { 0 };
 	struct vmreset_stats vs = { .size = sizeof(vs) };
-	char mnt[256], f[300], out[8192];
-	unsigned char *m;
-	int fd, ret;
+	char out[8192];
 
-	ret = vmr_mount(self, mnt, sizeof(mnt));
-	if (ret == 1)
-		SKIP(return, "no vmresetfs here");
-	ASSERT_EQ(0, ret);
-	fd = vmr_file(mnt, "vm.ram", f, sizeof(f));
-	ASSERT_GE(fd, 0);
-	ASSERT_EQ(0, hot_op(fd, VMRESET_HOT_ADD, 10 * 4096, 4096));	/* H */
-	ASSERT_EQ(0, hot_op(fd, VMRESET_HOT_ADD, 40 * 4096, 4096));	/* H2 */
-	ASSERT_EQ(0, ioctl(fd, VMRESET_IOC_SNAPSHOT, &snap));
-	ASSERT_EQ(0, ioctl(fd, VMRESET_IOC_STATS, &vs));
+	ASSERT_EQ(0, hot_op(self->fd, VMRESET_HOT_ADD, 10 * 4096, 4096));	/* H */
+	ASSERT_EQ(0, hot_op(self->fd, VMRESET_HOT_ADD, 40 * 4096, 4096));	/* H2 */
+	ASSERT_EQ(0, ioctl(self->fd, VMRESET_IOC_SNAPSHOT, &snap));
+	ASSERT_EQ(0, ioctl(self->fd, VMRESET_IOC_STATS, &vs));
 	ASSERT_EQ(2, vs.hot_pages);
-	m = mmap(NULL, 4 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	ASSERT_NE(MAP_FAILED, m);
-	m[10 * 4096 + 5] ^= 0x55;
-	ASSERT_EQ(0, st("save %s %s --key %s --name base >/dev/null", f, self->s, self->k));
-	m[10 * 4096 + 5] ^= 0x55;		/* H back to its snapshot content */
-	m[20 * 4096] ^= 0x55;			/* Y */
+	vmr_map(self);
+	self->m[10 * 4096 + 5] ^= 0x55;
+	ASSERT_EQ(0, st("save %s %s --key %s --name base >/dev/null", self->f, self->s, self->k));
+	self->m[10 * 4096 + 5] ^= 0x55;		/* H back to its snapshot content */
+	self->m[20 * 4096] ^= 0x55;			/* Y */
 	ASSERT_EQ(0, st_line(out, sizeof(out), "save %s %s --key %s --name inc --base base",
-			     f, self->s, self->k));
+			     self->f, self->s, self->k));
 	ASSERT_EQ(0, st("load %s inc %s/inc.out --key %s >/dev/null", self->s, self->dir, self->k));
-	ASSERT_EQ(0, sh("cmp %s %s/inc.out", f, self->dir)) TH_LOG("%s", out);
+	ASSERT_EQ(0, sh("cmp %s %s/inc.out", self->f, self->dir)) TH_LOG("%s", out);
 	/* Only the hot pages and Y were read: H (the base's copy differs) and Y are new. */
 	ASSERT_NONNULL(strstr(out, " 2 new, 0 deduplicated")) TH_LOG("%s", out);
 
 	/* H2 changed at the base, changed back, then demoted: in neither list. */
-	ASSERT_EQ(0, st("save %s %s --key %s --name base2 >/dev/null", f, self->s, self->k));
-	m[40 * 4096] ^= 0x55;
-	ASSERT_EQ(0, st("save %s %s --key %s --name base3 >/dev/null", f, self->s, self->k));
-	m[40 * 4096] ^= 0x55;
-	ASSERT_EQ(0, hot_op(fd, VMRESET_HOT_DEL, 40 * 4096, 4096));
+	ASSERT_EQ(0, st("save %s %s --key %s --name base2 >/dev/null", self->f, self->s, self->k));
+	self->m[40 * 4096] ^= 0x55;
+	ASSERT_EQ(0, st("save %s %s --key %s --name base3 >/dev/null", self->f, self->s, self->k));
+	self->m[40 * 4096] ^= 0x55;
+	ASSERT_EQ(0, hot_op(self->fd, VMRESET_HOT_DEL, 40 * 4096, 4096));
 	ASSERT_EQ(1, st("save %s %s --key %s --name inc3 --base base3 2>%s/err",
-			f, self->s, self->k, self->dir));
+			self->f, self->s, self->k, self->dir));
 	ASSERT_EQ(0, sh("grep -q \"hot pages of '.*' were demoted since base 'base3'\" %s/err",
 			self->dir));
 	ASSERT_EQ(1, sh("test -e %s/manifests/inc3", self->s));
 	/* A revert after the base is still refused, hot pages or not. */
-	ASSERT_EQ(0, st("save %s %s --key %s --name base4 >/dev/null", f, self->s, self->k));
-	ASSERT_EQ(0, ioctl(fd, VMRESET_IOC_REVERT, &rev));
+	ASSERT_EQ(0, st("save %s %s --key %s --name base4 >/dev/null", self->f, self->s, self->k));
+	ASSERT_EQ(0, ioctl(self->fd, VMRESET_IOC_REVERT, &rev));
 	ASSERT_EQ(1, st("save %s %s --key %s --name inc4 --base base4 2>%s/err",
-			f, self->s, self->k, self->dir));
+			self->f, self->s, self->k, self->dir));
 	ASSERT_EQ(0, sh("grep -q 'the dirty list no longer covers' %s/err", self->dir));
 	/* Saved on a fresh base after the revert, it round-trips. */
-	ASSERT_EQ(0, st("save %s %s --key %s --name base5 >/dev/null", f, self->s, self->k));
-	m[10 * 4096 + 5] ^= 0x55;
-	ASSERT_EQ(0, st("save %s %s --key %s --name base6 >/dev/null", f, self->s, self->k));
-	m[10 * 4096 + 5] ^= 0x55;
+	ASSERT_EQ(0, st("save %s %s --key %s --name base5 >/dev/null", self->f, self->s, self->k));
+	self->m[10 * 4096 + 5] ^= 0x55;
+	ASSERT_EQ(0, st("save %s %s --key %s --name base6 >/dev/null", self->f, self->s, self->k));
+	self->m[10 * 4096 + 5] ^= 0x55;
 	ASSERT_EQ(0, st("save %s %s --key %s --name inc6 --base base6 >/dev/null",
-			f, self->s, self->k));
+			self->f, self->s, self->k));
 	ASSERT_EQ(0, st("load %s inc6 %s/inc6.out --key %s >/dev/null", self->s, self->dir, self->k));
-	ASSERT_EQ(0, sh("cmp %s %s/inc6.out", f, self->dir));
-	munmap(m, 4 << 20);
-	close(fd);
-	umount(mnt);
+	ASSERT_EQ(0, sh("cmp %s %s/inc6.out", self->f, self->dir));
 }
 
 TEST_HARNESS_MAIN

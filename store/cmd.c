@@ -23,6 +23,7 @@
 #include "cmd.h"
 #include "store.h"
 #include "util.h"
+#include "vmreset_bpf.h"
 
 enum job_op { OP_SAVE, OP_LOAD, OP_VERIFY };
 
@@ -784,6 +785,42 @@ static int check_base_ident(const char *file, const char *base_name,
 	return 0;
 }
 
+/* A file the manifest carries whole (the VM state, a profile): 4 GiB at most. */
+static int read_attachment(const char *what, const char *path, uint8_t **buf, uint32_t *len)
+{
+	size_t n;
+
+	*buf = (uint8_t *)vmrs_read_file(path, &n);
+	if (!*buf || n > UINT32_MAX) {
+		vmrs_err("%s '%s': %s", what, path, *buf ? "too large (4 GiB at most)" :
+			 strerror(errno));
+		return -1;
+	}
+	*len = (uint32_t)n;
+	return 0;
+}
+
+/* Only what the tools that apply a profile accept is stored as one. */
+static int check_profile(const char *path)
+{
+	struct vmreset_profile p;
+	int line, ret = vmreset_profile_load(&p, path, &line);
+
+	if (ret == -EINVAL && !line)
+		vmrs_err("profile '%s': empty (a vmreset-profile 1 file starts with that line)",
+			 path);
+	else if (ret == -EINVAL && line == 1)
+		vmrs_err("profile '%s' line 1: expected 'vmreset-profile 1'", path);
+	else if (ret == -EINVAL)
+		vmrs_err("profile '%s' line %d: expected 'r|w GPA PAGES' (page-aligned GPA, "
+			 "runs ascending, not overlapping)", path, line);
+	else if (ret)
+		vmrs_err("profile '%s': %s", path, strerror(-ret));
+	if (!ret)
+		vmreset_profile_free(&p);
+	return ret;
+}
+
 static int cmp_newblock(const void *a, const void *b)
 {
 	return memcmp(((const struct vmrs_newblock *)a)->id,
@@ -862,16 +899,14 @@ int cmd_save(const char *file, const char *store, const struct vmrs_opts *o)
 			goto out;
 	}
 	if (o->state_file) {
-		size_t len;
-
-		m.blob = (uint8_t *)vmrs_read_file(o->state_file, &len);
-		if (!m.blob || len > UINT32_MAX) {
-			vmrs_err("state file '%s': %s", o->state_file,
-				 m.blob ? "too large (4 GiB at most)" : strerror(errno));
+		if (read_attachment("state file", o->state_file, &m.blob, &m.blob_len))
 			goto out;
-		}
-		m.blob_len = (uint32_t)len;
+		m.has_state = true;
 	}
+	if (o->profile_file && (check_profile(o->profile_file) ||
+				read_attachment("profile", o->profile_file, &m.profile,
+						&m.profile_len)))
+		goto out;
 	toread = m.nblocks;
 	if (o->base) {
 		if (vmrs_manifest_read(&s, o->base, key, &base))
@@ -1015,7 +1050,8 @@ static int apply_preserved(const char *file, int fd, const struct vmrs_manifest 
 	return 0;
 }
 
-static int write_state(const char *path, const struct vmrs_manifest *m)
+/* The VM state or the profile a snapshot carries, written as @path atomically. */
+static int write_out(const char *what, const char *path, const uint8_t *buf, uint32_t len)
 {
 	char dir[PATH_MAX], *slash;
 	const char *name;
@@ -1032,11 +1068,11 @@ static int write_state(const char *path, const struct vmrs_manifest *m)
 		snprintf(dir, sizeof(dir), ".");
 		name = path;
 	}
-	ret = vmrs_write_file_atomic(dir, name, m->blob, m->blob_len);
+	ret = vmrs_write_file_atomic(dir, name, buf, len);
 	if (!ret)
 		ret = vmrs_fsync_dir(dir);
 	if (ret)
-		vmrs_err("state file '%s': %s", path, strerror(-ret));
+		vmrs_err("%s '%s': %s", what, path, strerror(-ret));
 	return ret;
 }
 
@@ -1079,6 +1115,16 @@ int cmd_load(const char *store, const char *name, const char *file,
 	if (o->min_seq && m.h.seq < o->min_seq) {
 		vmrs_err("manifest '%s': seq %" PRIu64 " is older than --min-seq %" PRIu64
 			 " (rolled back?)", name, m.h.seq, o->min_seq);
+		goto out;
+	}
+	/* Before the target is touched: what was asked for must be there. */
+	if (o->state_out && !m.has_state) {
+		vmrs_err("snapshot '%s' has no VM state (saved without --state)", name);
+		goto out;
+	}
+	if (o->profile_out && !m.profile) {
+		vmrs_err("snapshot '%s' has no working-set profile (saved without --profile)",
+			 name);
 		goto out;
 	}
 	j.s = &s;
@@ -1165,7 +1211,9 @@ int cmd_load(const char *store, const char *name, const char *file,
 	}
 	if (is_vmr && apply_preserved(file, fd, &m))
 		goto out;
-	if (o->state_file && write_state(o->state_file, &m))
+	if (o->state_out && write_out("state file", o->state_out, m.blob, m.blob_len))
+		goto out;
+	if (o->profile_out && write_out("profile", o->profile_out, m.profile, m.profile_len))
 		goto out;
 	{
 		uint64_t hits = 0, misses = 0;

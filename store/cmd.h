@@ -14,7 +14,10 @@ struct vmrs_opts {
 	const char *base;
 	const char *dirty_file;
 	const char *selector;
-	const char *state_file;
+	const char *state_file;		/* save --state */
+	const char *state_out;		/* load --state-out (or --state) */
+	const char *profile_file;	/* save --profile */
+	const char *profile_out;	/* load --profile-out */
 	uint64_t min_seq;
 	bool partial;
 	bool json;

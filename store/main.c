@@ -27,8 +27,8 @@ struct subcmd {
 static const struct subcmd cmds[] = {
 	{ "init", "init STORE [--block-size N] [--copies R] [--salt user|time|location|mix]", 1, 1 },
 	{ "keygen", "keygen KEYFILE", 1, 1 },
-	{ "save", "save FILE STORE --key KEYFILE [--name N] [--base NAME [--dirty FILE]] [--selector S] [--state FILE] [-t THREADS] [--cache DIR] [--cache-size N]", 2, 2 },
-	{ "load", "load STORE NAME FILE --key KEYFILE [--partial] [--min-seq N] [--state FILE] [-t THREADS] [--cache DIR] [--cache-size N]", 3, 3 },
+	{ "save", "save FILE STORE --key KEYFILE [--name N] [--base NAME [--dirty FILE]] [--selector S] [--state FILE] [--profile FILE] [-t THREADS] [--cache DIR] [--cache-size N]", 2, 2 },
+	{ "load", "load STORE NAME FILE --key KEYFILE [--partial] [--min-seq N] [--state-out FILE] [--profile-out FILE] [-t THREADS] [--cache DIR] [--cache-size N]", 3, 3 },
 	{ "list", "list STORE [-j]", 1, 1 },
 	{ "verify", "verify STORE [NAME] [--key KEYFILE] [-t THREADS] [--cache DIR] [--cache-size N]", 1, 2 },
 	{ "delete", "delete STORE NAME", 2, 2 },
@@ -81,6 +81,9 @@ int main(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "threads", required_argument, NULL, 't' },
 		{ "state", required_argument, NULL, 'T' },
+		{ "state-out", required_argument, NULL, 'O' },
+		{ "profile", required_argument, NULL, 'P' },
+		{ "profile-out", required_argument, NULL, 'W' },
 		{ "min-seq", required_argument, NULL, 'q' },
 		{ "cache", required_argument, NULL, 'C' },
 		{ "cache-size", required_argument, NULL, 'Z' },
@@ -151,6 +154,9 @@ int main(int argc, char **argv)
 		case 'd': o.dirty_file = optarg; break;
 		case 'S': o.selector = optarg; break;
 		case 'T': o.state_file = optarg; break;
+		case 'O': o.state_out = optarg; break;
+		case 'P': o.profile_file = optarg; break;
+		case 'W': o.profile_out = optarg; break;
 		case 'q':
 			if (vmr_parse_u64(optarg, &v)) {
 				vmrs_err("bad sequence number '%s'", optarg);
@@ -192,6 +198,23 @@ int main(int argc, char **argv)
 	}
 	if ((!strcmp(cmd->name, "save") || !strcmp(cmd->name, "load")) && !o.key_file) {
 		vmrs_err("%s needs --key KEYFILE", cmd->name);
+		return 2;
+	}
+	/* load --state FILE: the older spelling of --state-out. */
+	if (!strcmp(cmd->name, "load") && o.state_file) {
+		if (o.state_out) {
+			vmrs_err("--state and --state-out name the same output: give one");
+			return 2;
+		}
+		o.state_out = o.state_file;
+		o.state_file = NULL;
+	}
+	if ((o.state_file || o.profile_file) && strcmp(cmd->name, "save")) {
+		vmrs_err("--%s is an option of save", o.state_file ? "state" : "profile");
+		return 2;
+	}
+	if ((o.state_out || o.profile_out) && strcmp(cmd->name, "load")) {
+		vmrs_err("--%s is an option of load", o.state_out ? "state-out" : "profile-out");
 		return 2;
 	}
 	if (o.dirty_file && !o.base) {

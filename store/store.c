@@ -37,6 +37,9 @@ bool vmrs_cache_ids;
 #define MF_INCREMENTAL	1U
 #define MF_IDENT	2U
 #define MF_HOTDEM	4U
+#define MF_PROFILE	8U	/* a working-set profile follows the blob */
+#define MF_STATE	16U	/* the blob is a VM state (save --state), maybe empty */
+#define MF_ALL		(MF_INCREMENTAL | MF_IDENT | MF_HOTDEM | MF_PROFILE | MF_STATE)
 #define KEY_MAGIC	"VMRSKEY1"
 #define KEY_FILE_LEN	(8 + VMRS_KEY_LEN + 8)
 
@@ -80,18 +83,17 @@ static int write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-int vmrs_pread_all(int fd, void *buf, size_t len, off_t off)
+/* All of @len bytes at @off, through EINTR and short transfers. */
+static int pio_all(int fd, uint8_t *p, size_t len, off_t off, bool write)
 {
-	uint8_t *p = buf;
-
 	while (len) {
-		ssize_t n = pread(fd, p, len, off);
+		ssize_t n = write ? pwrite(fd, p, len, off) : pread(fd, p, len, off);
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
 			return -errno;
-		if (!n)
+		if (!n && !write)
 			return -ENODATA;	/* the file is shorter than it must be */
 		p += n;
 		len -= (size_t)n;
@@ -100,22 +102,15 @@ int vmrs_pread_all(int fd, void *buf, size_t len, off_t off)
 	return 0;
 }
 
+int vmrs_pread_all(int fd, void *buf, size_t len, off_t off)
+{
+	return pio_all(fd, buf, len, off, false);
+}
+
 int vmrs_pwrite_all(int fd, const void *buf, size_t len, off_t off)
 {
-	const uint8_t *p = buf;
-
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-		off += n;
-	}
-	return 0;
+	/* pio_all only reads from @buf when it writes. */
+	return pio_all(fd, (uint8_t *)buf, len, off, true);
 }
 
 /* Writes @dir/@name via a unique temporary in the same directory. */
@@ -194,17 +189,16 @@ int vmrs_store_init(const char *root, uint32_t block_size, uint32_t copies,
 {
 	char path[PATH_MAX], policy[256], hex[2 * VMRS_HASH_LEN + 1];
 	uint8_t secret[VMRS_HASH_LEN];
-	int n;
+	int n, fd;
 
-	if (vmrs_is_rados(root)) {
-		if (vmrs_random(secret, sizeof(secret)))
-			return -EIO;
-		vmrs_hex(secret, sizeof(secret), hex);
-		n = snprintf(policy, sizeof(policy),
-			     "vmreset-store 2\nblock_size %u\ncopies %u\nsalt %s\nsecret %s\n",
-			     block_size, copies, vmrs_salt_names[mode], hex);
+	if (vmrs_random(secret, sizeof(secret)))
+		return -EIO;
+	vmrs_hex(secret, sizeof(secret), hex);
+	n = snprintf(policy, sizeof(policy),
+		     "vmreset-store 2\nblock_size %u\ncopies %u\nsalt %s\nsecret %s\n",
+		     block_size, copies, vmrs_salt_names[mode], hex);
+	if (vmrs_is_rados(root))
 		return vmrs_rados_init(root, policy, (size_t)n) ? -EALREADY : 0;
-	}
 	if (mkdir(root, 0755) && errno != EEXIST)
 		return -errno;
 	snprintf(path, sizeof(path), "%s/policy", root);
@@ -217,16 +211,10 @@ int vmrs_store_init(const char *root, uint32_t block_size, uint32_t copies,
 	if (mkdir(path, 0755) && errno != EEXIST)
 		return -errno;
 	snprintf(path, sizeof(path), "%s/lock", root);
-	n = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-	if (n < 0)
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
 		return -errno;
-	close(n);
-	if (vmrs_random(secret, sizeof(secret)))
-		return -EIO;
-	vmrs_hex(secret, sizeof(secret), hex);
-	n = snprintf(policy, sizeof(policy),
-		     "vmreset-store 2\nblock_size %u\ncopies %u\nsalt %s\nsecret %s\n",
-		     block_size, copies, vmrs_salt_names[mode], hex);
+	close(fd);
 	/* The policy is written last: its presence means "initialised". */
 	n = vmrs_write_file_atomic(root, "policy", policy, (size_t)n);
 	return n ? n : vmrs_fsync_dir(root);
@@ -542,10 +530,11 @@ void vmrs_names_free(char **names, int n)
  *   name, base name, nrefs sorted unique block IDs, nonce[12], u64 ctlen
  * AES-256-GCM with the owner key:
  *   u64 size, u32 block_size, u32 nranges, u64 nblocks, u64 nentries,
- *   u32 blob_len, u32 flags, u32 salt_index, u32 0,
+ *   u32 blob_len, u32 flags, u32 salt_index, u32 profile_len,
  *   ident (boot_id[16], u64 dev, ino, obj_id, snapshots, reverts),
  *   entries: full: nblocks x (id, key); incremental: nentries x
- *   (u64 block, id, key) that differ from the base, ranges, blob; tag.
+ *   (u64 block, id, key) that differ from the base, ranges, blob,
+ *   profile (MF_PROFILE; else profile_len is 0); tag.
  */
 struct man_clear {
 	char magic[8];
@@ -561,7 +550,7 @@ struct man_body {
 	uint64_t size;
 	uint32_t block_size, nranges;
 	uint64_t nblocks, nentries;
-	uint32_t blob_len, flags, salt_index, pad;
+	uint32_t blob_len, flags, salt_index, profile_len;
 };
 _Static_assert(sizeof(struct man_body) == BODY_FIXED, "manifest body");
 
@@ -748,7 +737,8 @@ int vmrs_manifest_write(const struct vmrs_store *s, const uint8_t key[VMRS_KEY_L
 			nent++;
 	refs = malloc((nent + 1) * VMRS_HASH_LEN);
 	plen = BODY_FIXED + IDENT_LEN2 + nent * esz +
-	       m->nranges * sizeof(struct vmrs_range) + m->blob_len;
+	       m->nranges * sizeof(struct vmrs_range) + m->blob_len +
+	       (m->profile ? m->profile_len : 0);
 	plain = malloc(plen);
 	if (!refs || !plain)
 		goto out;
@@ -758,7 +748,9 @@ int vmrs_manifest_write(const struct vmrs_store *s, const uint8_t key[VMRS_KEY_L
 	b.nblocks = m->nblocks;
 	b.nentries = nent;
 	b.blob_len = m->blob_len;
-	b.flags = (base ? MF_INCREMENTAL : 0) | (m->has_ident ? MF_IDENT : 0) | MF_HOTDEM;
+	b.flags = (base ? MF_INCREMENTAL : 0) | (m->has_ident ? MF_IDENT : 0) | MF_HOTDEM |
+		  (m->profile ? MF_PROFILE : 0) | (m->has_state ? MF_STATE : 0);
+	b.profile_len = m->profile ? m->profile_len : 0;
 	b.salt_index = m->salt_index;
 	if (m->has_ident) {
 		memcpy(ident, m->ident.boot_id, 16);
@@ -787,6 +779,9 @@ int vmrs_manifest_write(const struct vmrs_store *s, const uint8_t key[VMRS_KEY_L
 	p += m->nranges * sizeof(struct vmrs_range);
 	if (m->blob_len)
 		memcpy(p, m->blob, m->blob_len);
+	p += m->blob_len;
+	if (b.profile_len)
+		memcpy(p, m->profile, b.profile_len);
 
 	qsort(refs, nrefs, VMRS_HASH_LEN, vmr_cmp_id);
 	{
@@ -941,6 +936,11 @@ static int read_one(const struct vmrs_store *s, const char *name,
 		goto err;
 	}
 	memcpy(&b, plain, BODY_FIXED);
+	if (b.flags & ~MF_ALL) {
+		vmrs_err("manifest '%s': written by a newer vmreset-store (flags %#x)", name,
+			 b.flags);
+		goto err;
+	}
 	ilen = (b.flags & MF_HOTDEM) ? IDENT_LEN2 : IDENT_LEN;
 	if (plen < BODY_FIXED + ilen)
 		goto bad;
@@ -949,10 +949,11 @@ static int read_one(const struct vmrs_store *s, const char *name,
 	if (!b.block_size || b.nentries > plen / esz || b.nranges > plen ||
 	    b.size != m->h.size || (!(b.flags & MF_INCREMENTAL) && b.nentries != b.nblocks) ||
 	    b.nblocks != (b.size + b.block_size - 1) / b.block_size ||
-	    !(b.flags & MF_INCREMENTAL) != !m->h.base[0])
+	    !(b.flags & MF_INCREMENTAL) != !m->h.base[0] ||
+	    (b.profile_len && !(b.flags & MF_PROFILE)))
 		goto bad;
 	need = BODY_FIXED + ilen + b.nentries * esz +
-	       (size_t)b.nranges * sizeof(struct vmrs_range) + b.blob_len;
+	       (size_t)b.nranges * sizeof(struct vmrs_range) + b.blob_len + b.profile_len;
 	if (need != plen)
 		goto bad;
 	m->size = b.size;
@@ -960,6 +961,9 @@ static int read_one(const struct vmrs_store *s, const char *name,
 	m->nblocks = b.nblocks;
 	m->nranges = b.nranges;
 	m->blob_len = b.blob_len;
+	/* Before MF_STATE, a state was a blob that was not empty. */
+	m->has_state = (b.flags & MF_STATE) || b.blob_len;
+	m->profile_len = b.profile_len;
 	m->salt_index = b.salt_index;
 	p = plain + BODY_FIXED;
 	m->has_ident = b.flags & MF_IDENT;
@@ -973,7 +977,9 @@ static int read_one(const struct vmrs_store *s, const char *name,
 	m->e = calloc(m->nblocks + 1, sizeof(struct vmrs_entry));
 	m->ranges = malloc(m->nranges * sizeof(struct vmrs_range) + 1);
 	m->blob = malloc((size_t)m->blob_len + 1);	/* u32 + 1 wraps to 0 */
-	if (!m->e || !m->ranges || !m->blob)
+	if (b.flags & MF_PROFILE)
+		m->profile = malloc((size_t)m->profile_len + 1);
+	if (!m->e || !m->ranges || !m->blob || ((b.flags & MF_PROFILE) && !m->profile))
 		goto bad;
 	if (b.flags & MF_INCREMENTAL) {
 		struct vmrs_manifest base;
@@ -1011,6 +1017,9 @@ static int read_one(const struct vmrs_store *s, const char *name,
 	memcpy(m->ranges, p, m->nranges * sizeof(struct vmrs_range));
 	p += m->nranges * sizeof(struct vmrs_range);
 	memcpy(m->blob, p, m->blob_len);
+	p += m->blob_len;
+	if (m->profile)
+		memcpy(m->profile, p, m->profile_len);
 	ret = 0;
 	goto out;
 bad:
@@ -1034,5 +1043,6 @@ void vmrs_manifest_free(struct vmrs_manifest *m)
 	free(m->e);
 	free(m->ranges);
 	free(m->blob);
+	free(m->profile);
 	memset(m, 0, sizeof(*m));
 }

@@ -87,8 +87,11 @@ struct vmrs_manifest {
 	struct vmrs_ident ident;
 	uint32_t nranges;
 	struct vmrs_range *ranges;
+	bool has_state;			/* saved with --state (blob, maybe empty) */
 	uint32_t blob_len;
 	uint8_t *blob;
+	uint32_t profile_len;		/* a working-set profile (docs/bpf.md) */
+	uint8_t *profile;		/* NULL = none */
 	uint32_t salt_index;
 };
 
