@@ -31,6 +31,25 @@ if [ "$what" != blocks ]; then
 echo "# throughput, $mib MiB of random data, store in $dir, best of $runs;" \
      "load average $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs"
 echo "# GB/s by wall time (this run), and cpu-bound: SIZE / (user+sys / threads), what THREADS uncontended cores would give if the work splits evenly"
+# The ceilings, in the same run: OpenSSL on one core with buffers of one
+# block (a save hashes and encrypts each new block, a load decrypts it),
+# and writing the object to a new file in DIR (what a load's target and a
+# save's packs cost the kernel; on a VM that returns free memory to its
+# host, first touches of memory cost more than copies).
+ossl() { openssl speed -seconds 1 -bytes "$2" -evp "$1" 2>/dev/null | tail -1 |
+	awk '{v = $NF; sub(/k$/, "", v); printf "%.2f", v * 1000 / 1e9}'; }
+for bs in 4k 16k; do
+	n=$(( ${bs%k} * 1024 ))
+	sha=$(ossl sha256 $n) gcm=$(ossl aes-256-gcm $n)
+	wr=()
+	for r in $(seq 1 "$runs"); do
+		read -r w c < <(secs dd if="$obj" of="$dir/w" bs=1M)
+		rm -f "$dir/w"
+		wr+=("$w")
+	done
+	echo "ceiling $bs: sha256 $sha GB/s, aes-256-gcm $gcm GB/s, both $(echo "scale=2; 1 / (1 / $sha + 1 / $gcm)" | bc) GB/s;" \
+	     "a new file in $dir: $(gbs "$(printf '%s\n' "${wr[@]}" | sort -n | head -1)") GB/s (wall ${wr[*]})"
+done
 for bs in 4k 16k; do
 for t in 1 2; do
 	sw=() sc=() lw=() lc=()
@@ -44,7 +63,7 @@ for t in 1 2; do
 	done
 	min() { printf '%s\n' "$@" | sort -n | head -1; }
 	a=$(min "${sw[@]}") b=$(min "${sc[@]}") c=$(min "${lw[@]}") d=$(min "${lc[@]}")
-	echo "block $bs threads $t: save wall $(gbs "$a") GB/s, cpu-bound $(gbs "$(echo "$b / $t" | bc -l)") GB/s" \
+	echo "block $bs threads $t (load average $(cut -d' ' -f1 /proc/loadavg)): save wall $(gbs "$a") GB/s, cpu-bound $(gbs "$(echo "$b / $t" | bc -l)") GB/s" \
 	     "(wall ${sw[*]}; cpu ${sc[*]});" \
 	     "load wall $(gbs "$c") GB/s, cpu-bound $(gbs "$(echo "$d / $t" | bc -l)") GB/s" \
 	     "(wall ${lw[*]}; cpu ${lc[*]})"

@@ -274,6 +274,29 @@ static size_t block_len(const struct job *j, uint64_t i)
 	return j->m->size - off < j->m->block_size ? j->m->size - off : j->m->block_size;
 }
 
+/*
+ * How many whole blocks from @i on lie in a hole the filesystem knows of
+ * (SEEK_DATA): zero blocks that need no read. Files that do not track
+ * holes (vmresetfs, devices) report data everywhere, or an error: 0.
+ */
+static uint64_t hole_blocks(const struct job *j, uint64_t i, uint64_t i1)
+{
+	off_t off = (off_t)(i * j->m->block_size), d = lseek(j->fd, off, SEEK_DATA);
+	uint64_t n;
+
+	if (d < 0)
+		n = errno == ENXIO ? i1 - i : 0;	/* no data from @off to the end */
+	else
+		n = d > off ? (uint64_t)(d - off) / j->m->block_size : 0;
+	return n < i1 - i ? n : i1 - i;
+}
+
+static void block_done(struct job *j)
+{
+	if (j->stop_mid && atomic_fetch_add(&j->done_blocks, 1) + 1 == j->stop_mid)
+		stop_at("mid-blocks");
+}
+
 /* Save: read each run of wanted blocks of the chunk with one pread. */
 static int save_chunk(struct worker *w, uint64_t i0, uint64_t i1)
 {
@@ -281,7 +304,7 @@ static int save_chunk(struct worker *w, uint64_t i0, uint64_t i1)
 	uint32_t bs = j->m->block_size;
 	int ret;
 
-	for (uint64_t i = i0; i < i1;) {
+	for (uint64_t i = i0, h; i < i1;) {
 		uint64_t r = i;
 		size_t len = 0;
 		off_t off = (off_t)(i * bs);
@@ -290,6 +313,22 @@ static int save_chunk(struct worker *w, uint64_t i0, uint64_t i1)
 			i++;
 			continue;
 		}
+		for (h = hole_blocks(j, i, i1); h; h--, i++) {
+			if (j->dirty && !j->dirty[i])
+				continue;
+			memset(&j->m->e[i], 0, sizeof(j->m->e[i]));
+			atomic_fetch_add(&j->zero, 1);
+			block_done(j);
+		}
+		if (i == i1 || (j->dirty && !j->dirty[i]))
+			continue;
+		/*
+		 * No SEEK_HOLE for where the data ends: tmpfs finds a hole by
+		 * walking the pages up to it, which from every chunk of a full
+		 * file doubled a save's system time.
+		 */
+		off = (off_t)(i * bs);
+		r = i;
 		while (r < i1 && (!j->dirty || j->dirty[r]))
 			len += block_len(j, r++);
 		ret = vmrs_pread_all(j->fd, w->plain, len, off);
@@ -331,8 +370,7 @@ static int save_chunk(struct worker *w, uint64_t i0, uint64_t i1)
 					 j->s->rados != NULL);
 			if (ret)
 				return ret;
-			if (j->stop_mid && atomic_fetch_add(&j->done_blocks, 1) + 1 == j->stop_mid)
-				stop_at("mid-blocks");
+			block_done(j);
 		}
 	}
 	return 0;
