@@ -501,7 +501,13 @@ TEST_F_TIMEOUT(store, tamper_block_manifest_key, 600)
 	ASSERT_EQ(0, sh("cp %s.away %s && truncate -s 5000 %s", path, path, path));
 	ASSERT_EQ(1, st("verify %s 2>%s/err >&2", self->s, d));
 	ASSERT_EQ(0, sh("grep -q truncated %s/err", d));
-	ASSERT_EQ(1, st("load %s a %s/out2 --key %s 2>/dev/null", self->s, d, self->k));
+	ASSERT_EQ(1, st("load %s a %s/out2 --key %s 2>%s/err", self->s, d, self->k, d));
+	ASSERT_EQ(0, sh("grep -q 'block 1 (offset 4096, id [0-9a-f]*): truncated in the store' %s/err",
+			d));
+	/* The run read whole fails; block 0, inside what is left, still loads. */
+	ASSERT_EQ(1, st("load %s a %s/trunc.part --key %s --partial 2>/dev/null", self->s, d, self->k));
+	ASSERT_EQ(0, sh("cmp -n 4096 %s %s/trunc.part", f, d));
+	ASSERT_EQ(1, sh("cmp -s -n 8192 %s %s/trunc.part", f, d));
 	ASSERT_EQ(0, sh("mv %s.away %s", path, path));
 	ASSERT_EQ(0, st("verify %s >/dev/null", self->s));
 
