@@ -30,6 +30,7 @@ struct vmreset_nl {
 	int mcgrp;
 	int err;		/* errno of the last request */
 	bool done;		/* its ack, error or end of dump arrived */
+	bool intr;		/* a message of its dump had NLM_F_DUMP_INTR */
 	char errmsg[256];	/* its extack message, if any */
 };
 
@@ -107,6 +108,21 @@ static int on_done(struct nl_msg *msg, void *arg)
 	return NL_STOP;
 }
 
+/*
+ * The kernel marks a message NLM_F_DUMP_INTR when what it dumps changed
+ * since the dump's previous message (a VM or an object came or went):
+ * the dump may then miss a record or hold a stale one. Noted here, and
+ * the dump read on to its end, so that dump() can start it again.
+ */
+static int on_dump_intr(struct nl_msg *msg, void *arg)
+{
+	struct vmreset_nl *nl = arg;
+
+	(void)msg;
+	nl->intr = true;
+	return NL_OK;
+}
+
 /* Send @msg (consumed) and feed every reply to @fn. */
 static int request(struct vmreset_nl *nl, struct nl_msg *msg,
 		   int (*fn)(struct nl_msg *, void *), void *arg)
@@ -123,9 +139,11 @@ static int request(struct vmreset_nl *nl, struct nl_msg *msg,
 	nl_cb_err(cb, NL_CB_CUSTOM, on_error, nl);
 	nl_cb_set(cb, NL_CB_ACK, NL_CB_CUSTOM, on_done, nl);
 	nl_cb_set(cb, NL_CB_FINISH, NL_CB_CUSTOM, on_done, nl);
+	nl_cb_set(cb, NL_CB_DUMP_INTR, NL_CB_CUSTOM, on_dump_intr, nl);
 	if (fn)
 		nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, fn, arg);
 	nl->done = false;
+	nl->intr = false;
 	ret = nl_send_auto(nl->sk, msg);
 	nlmsg_free(msg);
 	/*
@@ -136,9 +154,84 @@ static int request(struct vmreset_nl *nl, struct nl_msg *msg,
 	while (ret >= 0 && !nl->done)
 		ret = nl_recvmsgs(nl->sk, cb);
 	nl_cb_put(cb);
+	if (ret == -NLE_DUMP_INTR)	/* should our callback not have run */
+		nl->intr = true;
 	if (nl->err)
 		return -nl->err;
-	return ret < 0 ? -EIO : 0;
+	return ret < 0 && ret != -NLE_DUMP_INTR ? -EIO : 0;
+}
+
+/*
+ * How many times dump() starts a dump that was interrupted before it gives
+ * up: each takes a few milliseconds, so only a registry that changes all
+ * the time (files created and removed in a loop) defeats them all.
+ */
+#define VMR_DUMP_TRIES	10
+
+/* The messages of a dump, held until the dump is known to be consistent. */
+struct dump_msgs {
+	struct nl_msg **m;
+	size_t n, cap;
+	int err;
+};
+
+static int collect(struct nl_msg *msg, void *arg)
+{
+	struct dump_msgs *d = arg;
+
+	if (d->err)
+		return NL_OK;	/* read the dump to its end all the same */
+	if (d->n == d->cap) {
+		size_t cap = d->cap ? 2 * d->cap : 16;
+		struct nl_msg **m = realloc(d->m, cap * sizeof(*m));
+
+		if (!m) {
+			d->err = -ENOMEM;
+			return NL_OK;
+		}
+		d->m = m;
+		d->cap = cap;
+	}
+	nlmsg_get(msg);
+	d->m[d->n++] = msg;
+	return NL_OK;
+}
+
+/*
+ * Dump @cmd and give each record to @each, which returns 0 to go on, or
+ * what the list function is to return. The records are delivered only
+ * once the whole dump was read and found consistent, so @each never sees
+ * a record twice or from two states of the registry; an interrupted dump
+ * is started again, VMR_DUMP_TRIES times at most, then -EAGAIN.
+ */
+static int dump(struct vmreset_nl *nl, struct nl_msg *(*new)(struct vmreset_nl *),
+		int (*each)(struct nl_msg *, void *), void *arg)
+{
+	int tries, ret;
+	size_t i;
+
+	for (tries = 0; tries < VMR_DUMP_TRIES; tries++) {
+		struct dump_msgs d = { 0 };
+		struct nl_msg *msg = new(nl);
+
+		if (!msg)
+			return -ENOMEM;
+		ret = request(nl, msg, collect, &d);
+		if (!ret)
+			ret = d.err;
+		if (!nl->intr || !nl->done)
+			for (i = 0; !ret && i < d.n; i++)
+				ret = each(d.m[i], arg);
+		for (i = 0; i < d.n; i++)
+			nlmsg_free(d.m[i]);
+		free(d.m);
+		if (!nl->intr || !nl->done)
+			return ret;
+	}
+	snprintf(nl->errmsg, sizeof(nl->errmsg),
+		 "the list changed while it was read, %d times in a row: try again",
+		 VMR_DUMP_TRIES);
+	return -EAGAIN;
 }
 
 static struct nl_msg *new_msg(struct vmreset_nl *nl, uint8_t cmd, int flags,
@@ -236,31 +329,31 @@ VMR_EXPORT int vmreset_nl_get(struct vmreset_nl *nl, uint64_t id,
 struct list_ctx {
 	vmreset_obj_fn fn;
 	void *arg;
-	int ret;
 };
 
-static int got_list_entry(struct nl_msg *msg, void *arg)
+static int each_obj(struct nl_msg *msg, void *arg)
 {
 	struct list_ctx *c = arg;
 	struct vmreset_obj o;
+	int ret;
 
-	c->ret = parse_obj(msg, &o);
-	if (!c->ret)
-		c->ret = c->fn(&o, c->arg);
+	ret = parse_obj(msg, &o);
+	if (!ret)
+		ret = c->fn(&o, c->arg);
 	vmreset_obj_free(&o);
-	return c->ret ? NL_STOP : NL_OK;
+	return ret;
+}
+
+static struct nl_msg *new_obj_dump(struct vmreset_nl *nl)
+{
+	return new_msg(nl, VMRESET_CMD_OBJ_GET, NLM_F_DUMP, 0);
 }
 
 VMR_EXPORT int vmreset_nl_list(struct vmreset_nl *nl, vmreset_obj_fn fn, void *arg)
 {
-	struct nl_msg *msg = new_msg(nl, VMRESET_CMD_OBJ_GET, NLM_F_DUMP, 0);
-	struct list_ctx c = { fn, arg, 0 };
-	int ret;
+	struct list_ctx c = { fn, arg };
 
-	if (!msg)
-		return -ENOMEM;
-	ret = request(nl, msg, got_list_entry, &c);
-	return ret ? ret : c.ret;
+	return dump(nl, new_obj_dump, each_obj, &c);
 }
 
 struct counts {
@@ -429,65 +522,69 @@ VMR_EXPORT void vmreset_vm_free(struct vmreset_vm *vm)
 	vm->nr_slots = 0;
 }
 
+static int parse_vm(struct nl_msg *msg, struct vmreset_vm *vm)
+{
+	struct nlattr *tb[VMRESET_A_MAX + 1], *sl;
+	int rem;
+
+	memset(vm, 0, sizeof(*vm));
+	if (genlmsg_parse(nlmsg_hdr(msg), 0, tb, VMRESET_A_MAX, NULL))
+		return -EPROTO;
+	vm->id = tb[VMRESET_A_VM_ID] ? nla_get_u32(tb[VMRESET_A_VM_ID]) : 0;
+	vm->pid = tb[VMRESET_A_PID] ? nla_get_u32(tb[VMRESET_A_PID]) : 0;
+	vm->uid = tb[VMRESET_A_UID] ? nla_get_u32(tb[VMRESET_A_UID]) : 0;
+	vm->snapshots = get_u64(tb, VMRESET_A_SNAPSHOTS);
+	vm->reverts = get_u64(tb, VMRESET_A_REVERTS);
+	vm->reverted_pages = get_u64(tb, VMRESET_A_REVERTED_PAGES);
+	if (!tb[VMRESET_A_SLOTS])
+		return 0;
+	nla_for_each_nested(sl, tb[VMRESET_A_SLOTS], rem) {
+		struct nlattr *st[VMRESET_A_SLOT_MAX + 1];
+		struct vmreset_vm_slot *n;
+
+		if (nla_parse_nested(st, VMRESET_A_SLOT_MAX, sl, NULL))
+			continue;
+		n = realloc(vm->slots, (vm->nr_slots + 1) * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		vm->slots = n;
+		n[vm->nr_slots].gpa = get_u64(st, VMRESET_A_SLOT_GPA);
+		n[vm->nr_slots].size = get_u64(st, VMRESET_A_SLOT_SIZE);
+		n[vm->nr_slots].obj_id = get_u64(st, VMRESET_A_SLOT_OBJ_ID);
+		n[vm->nr_slots].offset = get_u64(st, VMRESET_A_SLOT_OFFSET);
+		vm->nr_slots++;
+	}
+	return 0;
+}
+
 struct vm_list_ctx {
 	vmreset_vm_fn fn;
 	void *arg;
-	int ret;
 };
 
-static int got_vm(struct nl_msg *msg, void *arg)
+static int each_vm(struct nl_msg *msg, void *arg)
 {
-	struct nlattr *tb[VMRESET_A_MAX + 1], *sl;
 	struct vm_list_ctx *c = arg;
-	struct vmreset_vm vm = { 0 };
-	int rem;
+	struct vmreset_vm vm;
+	int ret;
 
-	if (genlmsg_parse(nlmsg_hdr(msg), 0, tb, VMRESET_A_MAX, NULL)) {
-		c->ret = -EPROTO;
-		return NL_STOP;
-	}
-	vm.id = tb[VMRESET_A_VM_ID] ? nla_get_u32(tb[VMRESET_A_VM_ID]) : 0;
-	vm.pid = tb[VMRESET_A_PID] ? nla_get_u32(tb[VMRESET_A_PID]) : 0;
-	vm.uid = tb[VMRESET_A_UID] ? nla_get_u32(tb[VMRESET_A_UID]) : 0;
-	vm.snapshots = get_u64(tb, VMRESET_A_SNAPSHOTS);
-	vm.reverts = get_u64(tb, VMRESET_A_REVERTS);
-	vm.reverted_pages = get_u64(tb, VMRESET_A_REVERTED_PAGES);
-	if (tb[VMRESET_A_SLOTS]) {
-		nla_for_each_nested(sl, tb[VMRESET_A_SLOTS], rem) {
-			struct nlattr *st[VMRESET_A_SLOT_MAX + 1];
-			struct vmreset_vm_slot *n;
-
-			if (nla_parse_nested(st, VMRESET_A_SLOT_MAX, sl, NULL))
-				continue;
-			n = realloc(vm.slots, (vm.nr_slots + 1) * sizeof(*n));
-			if (!n) {
-				c->ret = -ENOMEM;
-				break;
-			}
-			vm.slots = n;
-			n[vm.nr_slots].gpa = get_u64(st, VMRESET_A_SLOT_GPA);
-			n[vm.nr_slots].size = get_u64(st, VMRESET_A_SLOT_SIZE);
-			n[vm.nr_slots].obj_id = get_u64(st, VMRESET_A_SLOT_OBJ_ID);
-			n[vm.nr_slots].offset = get_u64(st, VMRESET_A_SLOT_OFFSET);
-			vm.nr_slots++;
-		}
-	}
-	if (!c->ret)
-		c->ret = c->fn(&vm, c->arg);
+	ret = parse_vm(msg, &vm);
+	if (!ret)
+		ret = c->fn(&vm, c->arg);
 	vmreset_vm_free(&vm);
-	return c->ret ? NL_STOP : NL_OK;
+	return ret;
+}
+
+static struct nl_msg *new_vm_dump(struct vmreset_nl *nl)
+{
+	return new_vm_msg(nl, VMRESET_CMD_VM_GET, NLM_F_DUMP, 0);
 }
 
 VMR_EXPORT int vmreset_nl_vm_list(struct vmreset_nl *nl, vmreset_vm_fn fn, void *arg)
 {
-	struct nl_msg *msg = new_vm_msg(nl, VMRESET_CMD_VM_GET, NLM_F_DUMP, 0);
-	struct vm_list_ctx c = { fn, arg, 0 };
-	int ret;
+	struct vm_list_ctx c = { fn, arg };
 
-	if (!msg)
-		return -ENOMEM;
-	ret = request(nl, msg, got_vm, &c);
-	return ret ? ret : c.ret;
+	return dump(nl, new_vm_dump, each_vm, &c);
 }
 
 VMR_EXPORT int vmreset_nl_vm_snapshot(struct vmreset_nl *nl, uint32_t vm_id,

@@ -103,7 +103,18 @@ struct vmreset_event {
 	uint64_t dirty_pages, reverted_pages, kept_pages;
 };
 
-/* Return non-zero to stop the walk (that value is returned). */
+/*
+ * Return non-zero to stop the walk (that value is returned).
+ *
+ * vmreset_nl_list() and vmreset_nl_vm_list() call it once per object or
+ * VM of one consistent listing: the records are read in full first and
+ * handed over only if nothing came or went while the kernel sent them. A
+ * listing that something interrupted is read again, up to 10 times; then
+ * the list returns -EAGAIN (the registry keeps changing: try again) having
+ * called @fn for nothing. Other errors: those of the request, and an error
+ * the kernel ended the listing with (e.g. -EMSGSIZE for a VM too big for a
+ * dump message), each with the kernel's message in vmreset_nl_errmsg().
+ */
 typedef int (*vmreset_obj_fn)(const struct vmreset_obj *obj, void *arg);
 typedef int (*vmreset_event_fn)(const struct vmreset_event *ev, void *arg);
 

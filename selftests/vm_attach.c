@@ -7,6 +7,7 @@
  * revert next to other requests, and the mount going away under them.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -334,6 +335,272 @@ TEST_F(vm, closed_vm_is_detached)
 		usleep(100000);
 	}
 	ASSERT_FALSE(f.found) TH_LOG("VM %u still attached after 5 s", id);
+}
+
+/*
+ * Dumps interrupted on purpose. The kernel fills a dump's first batch of
+ * messages while the request is being sent, and the rest as user space
+ * reads on; what comes or goes in between makes it mark the rest
+ * NLM_F_DUMP_INTR. This sendmsg() interposes on libnl's (the executable's
+ * definition comes first): it sends, and after each dump request, while
+ * intr.armed lasts, runs intr.change in that very gap. Nothing else is
+ * touched: the kernel, its netlink and libnl are the real ones.
+ */
+static struct {
+	int armed;		/* dumps still to interrupt */
+	int dumps;		/* dump requests sent */
+	int busy;		/* in intr.change: its requests are its own */
+	void (*change)(void *arg);
+	void *arg;
+} intr;
+
+ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+	static ssize_t (*real)(int, const struct msghdr *, int);
+	const struct nlmsghdr *nlh = msg->msg_iovlen ? msg->msg_iov[0].iov_base : NULL;
+	ssize_t ret;
+
+	if (!real)
+		real = (ssize_t (*)(int, const struct msghdr *, int))dlsym(RTLD_NEXT, "sendmsg");
+	ret = real(fd, msg, flags);
+	if (ret > 0 && !intr.busy && nlh && msg->msg_iov[0].iov_len >= sizeof(*nlh) &&
+	    (nlh->nlmsg_flags & NLM_F_DUMP) == NLM_F_DUMP && intr.change) {
+		intr.dumps++;
+		if (intr.armed > 0) {
+			intr.armed--;
+			intr.busy = 1;
+			intr.change(intr.arg);
+			intr.busy = 0;
+		}
+	}
+	return ret;
+}
+
+#define NVMS	6
+
+/* VMs 1..NVMS-1 stay attached; the change attaches or detaches vms[0]. */
+struct vms {
+	struct vmreset_nl *nl;
+	struct kvm_vm *vm[NVMS];
+	uint32_t id[NVMS];
+	int attached0;
+	int err;
+	int seen[NVMS], other;
+};
+
+static void toggle_vm0(void *arg)
+{
+	struct vms *v = arg;
+	int err;
+
+	if (v->attached0)
+		err = vmreset_nl_vm_detach(v->nl, v->id[0]);
+	else
+		err = vmreset_nl_vm_attach(v->nl, v->vm[0]->fd, &v->id[0]);
+	if (err && !v->err)
+		v->err = err;
+	v->attached0 = !v->attached0;
+}
+
+static int count_seen(const struct vmreset_vm *vm, void *arg)
+{
+	struct vms *v = arg;
+	int i;
+
+	for (i = 0; i < NVMS; i++)
+		if (vm->id == v->id[i]) {
+			v->seen[i]++;
+			return 0;
+		}
+	v->other++;
+	return 0;
+}
+
+/* Another nl handle, and VMs 1.. attached; 0 or the failing errno. */
+static int vms_setup(struct vms *v)
+{
+	int i, err;
+
+	memset(v, 0, sizeof(*v));
+	v->nl = vmreset_nl_open(NULL);
+	if (!v->nl)
+		return -ENOENT;
+	for (i = 1; i < NVMS; i++) {
+		v->vm[i] = vm_create();
+		err = vmreset_nl_vm_attach(v->nl, v->vm[i]->fd, &v->id[i]);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+static void vms_free(struct vms *v)
+{
+	int i;
+
+	intr.change = NULL;
+	intr.armed = 0;
+	for (i = 0; i < NVMS; i++)
+		vm_free(v->vm[i]);
+	vmreset_nl_close(v->nl);
+}
+
+/*
+ * A VM detached between the dump's first batch and the rest: the list is
+ * read again and delivers the VMs attached now, each once, and nothing of
+ * the interrupted read (libvmreset used to return -EIO, after calling back
+ * for the VMs of the batch it had).
+ */
+TEST_F(vm, interrupted_vm_list_is_read_again)
+{
+	struct vms v;
+	int i;
+
+	ASSERT_EQ(0, vms_setup(&v));
+	v.vm[0] = self->vm;		/* the fixture's VM is the one that goes */
+	ASSERT_EQ(0, vmreset_nl_vm_attach(v.nl, v.vm[0]->fd, &v.id[0]));
+	v.attached0 = 1;
+	intr.change = toggle_vm0;
+	intr.arg = &v;
+	intr.armed = 1;
+	intr.dumps = 0;
+	ASSERT_EQ(0, vmreset_nl_vm_list(self->nl, count_seen, &v))
+		TH_LOG("%s", vmreset_nl_errmsg(self->nl));
+	ASSERT_EQ(0, v.err);
+	ASSERT_EQ(0, v.attached0);
+	ASSERT_EQ(2, intr.dumps);	/* the interrupted one and its retry */
+	ASSERT_EQ(0, v.seen[0]);
+	for (i = 1; i < NVMS; i++)
+		ASSERT_EQ(1, v.seen[i]) TH_LOG("VM %u seen %d times", v.id[i], v.seen[i]);
+
+	/* Attached again in the gap: now it is listed, once. */
+	memset(v.seen, 0, sizeof(v.seen));
+	intr.armed = 1;
+	intr.dumps = 0;
+	ASSERT_EQ(0, vmreset_nl_vm_list(self->nl, count_seen, &v));
+	ASSERT_EQ(0, v.err);
+	ASSERT_EQ(2, intr.dumps);
+	for (i = 0; i < NVMS; i++)
+		ASSERT_EQ(1, v.seen[i]) TH_LOG("VM %u seen %d times", v.id[i], v.seen[i]);
+	v.vm[0] = NULL;			/* the fixture frees it */
+	vms_free(&v);
+}
+
+/*
+ * A registry that changes during every read: the list gives up after its
+ * bounded retries with -EAGAIN and a message, having called back for
+ * nothing, and the handle is in step afterwards (each interrupted dump
+ * was read to its end).
+ */
+TEST_F(vm, vm_list_that_keeps_changing_is_eagain)
+{
+	struct vms v;
+	int i;
+
+	ASSERT_EQ(0, vms_setup(&v));
+	v.vm[0] = self->vm;
+	intr.change = toggle_vm0;
+	intr.arg = &v;
+	intr.armed = 1000;
+	intr.dumps = 0;
+	ASSERT_EQ(-EAGAIN, vmreset_nl_vm_list(self->nl, count_seen, &v));
+	ASSERT_NONNULL(strstr(vmreset_nl_errmsg(self->nl), "the list changed while it was read"))
+		TH_LOG("%s", vmreset_nl_errmsg(self->nl));
+	ASSERT_EQ(0, v.err);
+	ASSERT_EQ(10, intr.dumps);
+	for (i = 0; i < NVMS; i++)
+		ASSERT_EQ(0, v.seen[i]);
+	ASSERT_EQ(0, v.other);
+
+	intr.armed = 0;
+	ASSERT_EQ(0, vmreset_nl_vm_list(self->nl, count_seen, &v));
+	ASSERT_EQ(v.attached0, v.seen[0]);
+	for (i = 1; i < NVMS; i++)
+		ASSERT_EQ(1, v.seen[i]);
+	ASSERT_EQ(0, vmreset_nl_vm_snapshot(self->nl, v.id[1], NULL))
+		TH_LOG("%s", vmreset_nl_errmsg(self->nl));
+	v.vm[0] = NULL;
+	vms_free(&v);
+}
+
+#define NFILES	40
+
+struct objs {
+	const char *dir;
+	uint64_t id[NFILES + 1];
+	int fd[NFILES + 1];
+	int seen[NFILES + 1], dup;
+	uint64_t *all;
+	size_t nall;
+};
+
+/* A new file: a new object in the middle of the dump. */
+static void add_file(void *arg)
+{
+	struct objs *o = arg;
+	struct vmreset_stats st;
+
+	o->fd[NFILES] = vmr_file(o->dir, "late", PG);
+	if (o->fd[NFILES] >= 0 && !vmr_stats(o->fd[NFILES], &st))
+		o->id[NFILES] = st.id;
+}
+
+static int count_objs(const struct vmreset_obj *obj, void *arg)
+{
+	struct objs *o = arg;
+	uint64_t *n;
+	size_t i;
+
+	for (i = 0; i < o->nall; i++)
+		if (o->all[i] == obj->id)
+			o->dup++;
+	n = realloc(o->all, (o->nall + 1) * sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	o->all = n;
+	o->all[o->nall++] = obj->id;
+	for (i = 0; i <= NFILES; i++)
+		if (obj->id == o->id[i])
+			o->seen[i]++;
+	return 0;
+}
+
+/*
+ * The object list, some batches long, with a file created after its first
+ * batch: read again, every object once, the new one included.
+ */
+TEST_F(vm, interrupted_obj_list_is_read_again)
+{
+	struct objs o = { .dir = self->dir };
+	struct vmreset_stats st;
+	char name[16];
+	int i;
+
+	for (i = 0; i < NFILES; i++) {
+		snprintf(name, sizeof(name), "f%d", i);
+		o.fd[i] = vmr_file(self->dir, name, PG);
+		ASSERT_LE(0, o.fd[i]);
+		ASSERT_EQ(0, vmr_stats(o.fd[i], &st));
+		o.id[i] = st.id;
+	}
+	o.fd[NFILES] = -1;
+	intr.change = add_file;
+	intr.arg = &o;
+	intr.armed = 1;
+	intr.dumps = 0;
+	ASSERT_EQ(0, vmreset_nl_list(self->nl, count_objs, &o))
+		TH_LOG("%s", vmreset_nl_errmsg(self->nl));
+	intr.change = NULL;
+	ASSERT_LE(0, o.fd[NFILES]);
+	ASSERT_NE(0, o.id[NFILES]);
+	ASSERT_EQ(2, intr.dumps);
+	ASSERT_EQ(0, o.dup);
+	for (i = 0; i <= NFILES; i++)
+		ASSERT_EQ(1, o.seen[i]) TH_LOG("object %d (%llu) seen %d times", i,
+					       (unsigned long long)o.id[i], o.seen[i]);
+	for (i = 0; i <= NFILES; i++)
+		close(o.fd[i]);
+	free(o.all);
 }
 
 /* Every 16th page of the slot at @base, @n of them from page 0. */
