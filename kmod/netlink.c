@@ -121,6 +121,17 @@ out:
 	return err ?: vmr_put_path(skb, vi);
 }
 
+/*
+ * The most vmr_put_obj() writes for an object of @nr preserved ranges: its
+ * fixed attributes (well under NLMSG_GOODSIZE), a path of up to PATH_MAX
+ * and the ranges, each a nest of two u64 attributes.
+ */
+static size_t vmr_obj_msg_size(unsigned int nr)
+{
+	return NLMSG_GOODSIZE + nla_total_size(PATH_MAX) + nla_total_size(0) +
+	       nr * (nla_total_size(0) + 2 * nla_total_size_64bit(sizeof(u64)));
+}
+
 static int vmr_nl_obj_get_doit(struct sk_buff *skb, struct genl_info *info)
 {
 	struct vmr_inode *vi = vmr_obj_from_info(info);
@@ -131,9 +142,7 @@ static int vmr_nl_obj_get_doit(struct sk_buff *skb, struct genl_info *info)
 	if (IS_ERR(vi))
 		return PTR_ERR(vi);
 	err = -ENOMEM;
-	/* Each preserved range takes a nest and two u64 attributes. */
-	msg = genlmsg_new(NLMSG_GOODSIZE + READ_ONCE(vi->nr_preserved) * 32,
-			  GFP_KERNEL);
+	msg = genlmsg_new(vmr_obj_msg_size(READ_ONCE(vi->nr_preserved)), GFP_KERNEL);
 	if (!msg)
 		goto out;
 	hdr = genlmsg_put_reply(msg, info, &vmr_genl_family, 0,
@@ -148,6 +157,18 @@ static int vmr_nl_obj_get_doit(struct sk_buff *skb, struct genl_info *info)
 out:
 	vmr_obj_put(vi);
 	return err;
+}
+
+/*
+ * Dump messages that take any object: a round's skb would otherwise be a
+ * page, or what the reader took last, and a file with a hundred preserved
+ * ranges (or a long path) first in a round would end the dump, everybody's,
+ * with EMSGSIZE.
+ */
+static int vmr_nl_obj_get_start(struct netlink_callback *cb)
+{
+	cb->min_dump_alloc = vmr_obj_msg_size(VMRESET_MAX_PRESERVED);
+	return 0;
 }
 
 static int vmr_nl_obj_get_dumpit(struct sk_buff *skb, struct netlink_callback *cb)
@@ -186,6 +207,8 @@ static int vmr_nl_obj_get_dumpit(struct sk_buff *skb, struct netlink_callback *c
 	/* A full skb ends this round; the dump goes on in the next. */
 	if (err == -EMSGSIZE && skb->len)
 		return skb->len;
+	if (err == -EMSGSIZE)	/* vmr_nl_obj_get_start() sized it for this */
+		NL_SET_ERR_MSG(cb->extack, "an object does not fit a dump message");
 	return err ?: skb->len;
 }
 
@@ -526,6 +549,7 @@ static const struct genl_ops vmr_genl_ops[] = {
 	{
 		.cmd = VMRESET_CMD_OBJ_GET,
 		.doit = vmr_nl_obj_get_doit,
+		.start = vmr_nl_obj_get_start,
 		.dumpit = vmr_nl_obj_get_dumpit,
 		.policy = vmr_obj_id_policy,
 		.maxattr = ARRAY_SIZE(vmr_obj_id_policy) - 1,

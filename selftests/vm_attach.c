@@ -603,6 +603,62 @@ TEST_F(vm, interrupted_obj_list_is_read_again)
 	free(o.all);
 }
 
+struct find_obj {
+	uint64_t id;
+	int found;
+	size_t nr_preserved;
+};
+
+static int find_obj(const struct vmreset_obj *obj, void *arg)
+{
+	struct find_obj *f = arg;
+
+	if (obj->id == f->id) {
+		f->found++;
+		f->nr_preserved = obj->nr_preserved;
+	}
+	return 0;
+}
+
+/*
+ * A file with the most preserved ranges there may be, in the listing of
+ * a new socket (whose dump messages used to be a page): listed
+ * whole, and so is everything else.
+ */
+TEST_F(vm, obj_with_most_ranges_is_listed)
+{
+	struct vmreset_features feat;
+	struct find_obj f = { 0 }, g = { 0 };
+	struct vmreset_stats st;
+	struct vmreset_nl *nl;
+	struct vmreset_obj o;
+	int fd;
+
+	ASSERT_EQ(0, vmreset_features(self->fa, &feat));
+	fd = vmr_file(self->dir, "ranges", 2 * feat.max_preserved * PG);
+	ASSERT_LE(0, fd);
+	for (uint64_t i = 0; i < feat.max_preserved; i++)
+		ASSERT_EQ(0, vmr_preserve(fd, VMRESET_PRESERVE_ADD, 2 * i * PG, PG));
+	ASSERT_EQ(0, vmr_stats(fd, &st));
+	f.id = st.id;
+	ASSERT_EQ(0, vmr_stats(self->fa, &st));
+	g.id = st.id;
+
+	nl = vmreset_nl_open(NULL);
+	ASSERT_NONNULL(nl);
+	ASSERT_EQ(0, vmreset_nl_list(nl, find_obj, &f)) TH_LOG("%s", vmreset_nl_errmsg(nl));
+	ASSERT_EQ(1, f.found);
+	ASSERT_EQ(feat.max_preserved, f.nr_preserved);
+	ASSERT_EQ(0, vmreset_nl_list(nl, find_obj, &g));
+	ASSERT_EQ(1, g.found);
+	ASSERT_EQ(0, vmreset_nl_get(nl, f.id, &o)) TH_LOG("%s", vmreset_nl_errmsg(nl));
+	ASSERT_EQ(feat.max_preserved, o.nr_preserved);
+	ASSERT_EQ(2 * (feat.max_preserved - 1) * PG, o.preserved[feat.max_preserved - 1].offset);
+	vmreset_obj_free(&o);
+	vmreset_nl_close(nl);
+	close(fd);
+}
+
 /* Every 16th page of the slot at @base, @n of them from page 0. */
 static uint64_t slot_check(struct kvm_vcpu *vcpu, uint64_t base, uint64_t npages,
 			   uint64_t seed)
