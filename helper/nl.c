@@ -78,12 +78,23 @@ VMR_EXPORT const char *vmreset_nl_errmsg(const struct vmreset_nl *nl)
 	return nl->errmsg;
 }
 
+/* The extack message in the TLVs at @off of @nlh, if there is one. */
+static void get_errmsg(struct vmreset_nl *nl, struct nlmsghdr *nlh, int off)
+{
+	struct nlattr *tb[NLMSGERR_ATTR_MAX + 1];
+
+	if ((nlh->nlmsg_flags & NLM_F_ACK_TLVS) && (int)nlh->nlmsg_len > off &&
+	    !nla_parse(tb, NLMSGERR_ATTR_MAX, (struct nlattr *)((char *)nlh + off),
+		       nlh->nlmsg_len - off, NULL) && tb[NLMSGERR_ATTR_MSG])
+		snprintf(nl->errmsg, sizeof(nl->errmsg), "%s",
+			 nla_get_string(tb[NLMSGERR_ATTR_MSG]));
+}
+
 /* An error, an ack or the end of a dump ends a request. */
 static int on_error(struct sockaddr_nl *who, struct nlmsgerr *e, void *arg)
 {
 	struct vmreset_nl *nl = arg;
 	struct nlmsghdr *nlh = (struct nlmsghdr *)((char *)e - NLMSG_HDRLEN);
-	struct nlattr *tb[NLMSGERR_ATTR_MAX + 1];
 	int off = NLMSG_HDRLEN + sizeof(*e);
 
 	(void)who;
@@ -91,20 +102,30 @@ static int on_error(struct sockaddr_nl *who, struct nlmsgerr *e, void *arg)
 	nl->err = -e->error;
 	if (!(nlh->nlmsg_flags & NLM_F_CAPPED))
 		off += e->msg.nlmsg_len - NLMSG_HDRLEN;
-	if ((nlh->nlmsg_flags & NLM_F_ACK_TLVS) && (int)nlh->nlmsg_len > off &&
-	    !nla_parse(tb, NLMSGERR_ATTR_MAX, (struct nlattr *)((char *)nlh + off),
-		       nlh->nlmsg_len - off, NULL) && tb[NLMSGERR_ATTR_MSG])
-		snprintf(nl->errmsg, sizeof(nl->errmsg), "%s",
-			 nla_get_string(tb[NLMSGERR_ATTR_MSG]));
+	get_errmsg(nl, nlh, off);
 	return NL_STOP;
 }
 
+/*
+ * An ack, or a dump's NLMSG_DONE. A dump that fails part way (a VM too big
+ * for a dump message, say) reports it here, as the int after the header
+ * and an extack message, not as an NLMSG_ERROR: libnl ignores both.
+ */
 static int on_done(struct nl_msg *msg, void *arg)
 {
 	struct vmreset_nl *nl = arg;
+	struct nlmsghdr *nlh = nlmsg_hdr(msg);
+	int err;
 
-	(void)msg;
 	nl->done = true;
+	if (nlh->nlmsg_type == NLMSG_DONE &&
+	    nlh->nlmsg_len >= NLMSG_HDRLEN + sizeof(err)) {
+		memcpy(&err, nlmsg_data(nlh), sizeof(err));
+		if (err < 0) {
+			nl->err = -err;
+			get_errmsg(nl, nlh, NLMSG_HDRLEN + sizeof(err));
+		}
+	}
 	return NL_STOP;
 }
 
