@@ -92,12 +92,14 @@ static vm_fault_t vmr_page_mkwrite(struct vm_fault *vmf)
 	 * so that vCPUs faulting on different pages do not serialise on
 	 * the allocation and the copy; it is used only if nothing changed
 	 * the page's state meanwhile (vi->gen, and the checks under the
-	 * lock), and freed otherwise.
+	 * lock), and freed otherwise. A page reverted recently has a kept
+	 * copy for this (kept.c) and needs none.
 	 */
 	gen = READ_ONCE(vi->gen);
 	smp_rmb();
 	if ((READ_ONCE(vi->has_snap) && !xa_load(&vi->undo, idx) &&
-	     !vmr_is_hot(vi, idx)) || page_private(vmf->page) > 1) {
+	     !vmr_is_hot(vi, idx) && !vmr_kept_has(vi, idx)) ||
+	    page_private(vmf->page) > 1) {
 		pre = vmr_alloc_page(sbi, vmf->page);
 		if (IS_ERR(pre))
 			pre = NULL;	/* try again under the lock */

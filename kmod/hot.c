@@ -147,7 +147,14 @@ static bool vmr_hot_promote(struct vmr_inode *vi, pgoff_t idx, bool learned)
 	if (saved) {
 		copy = saved;
 	} else {
-		copy = vmr_alloc_page(vi_sb(vi), cur);
+		bool stale = false;
+
+		/* A kept copy (kept.c) is the copy, or a page for it. */
+		copy = vmr_kept_take(vi, idx, &stale);
+		if (!copy)
+			copy = vmr_alloc_page(vi_sb(vi), cur);
+		else if (!IS_ERR(copy) && stale)
+			copy_highpage(copy, cur);
 		if (IS_ERR(copy))
 			goto err_release;
 	}
@@ -188,7 +195,9 @@ static int vmr_hot_demote(struct vmr_inode *vi, pgoff_t idx, struct page *copy)
 		if (err)
 			return err;
 	} else {
-		vmr_put_page(vi_sb(vi), copy);
+		/* Clean: the copy is what its next first write needs. */
+		if (!vmr_kept_add(vi, idx, copy, false))
+			vmr_put_page(vi_sb(vi), copy);
 		ret = 1;
 	}
 	if (explicit)
@@ -634,6 +643,9 @@ int vmr_hot_config(struct vmr_inode *vi, struct vmreset_hot_config *c)
 		return -EINVAL;
 	if ((c->flags & VMRESET_HOT_CFG_MODE) && c->mode > VMRESET_HOT_LEARN)
 		return -EINVAL;
+	if ((c->flags & VMRESET_HOT_CFG_KEPT) &&
+	    c->kept_max > READ_ONCE(sbi->kept_max))
+		return -EINVAL;
 	if (c->flags & VMRESET_HOT_CFG_MAX) {
 		if (c->max_pages > READ_ONCE(sbi->hot_max))
 			return -EINVAL;
@@ -649,6 +661,8 @@ int vmr_hot_config(struct vmr_inode *vi, struct vmreset_hot_config *c)
 		vi->learn_k = c->learn_k;
 		vi->learn_n = c->learn_n;
 	}
+	if (c->flags & VMRESET_HOT_CFG_KEPT)
+		vmr_kept_set_max(vi, c->kept_max);
 	if (c->flags & VMRESET_HOT_CFG_MAX) {
 		vi->hot_max = c->max_pages;
 		/* The explicit set fits: dropping learned pages is enough. */
@@ -676,6 +690,8 @@ int vmr_hot_config(struct vmr_inode *vi, struct vmreset_hot_config *c)
 	c->hot_pages = vi->nr_hot;
 	c->mount_max_pages = READ_ONCE(sbi->hot_max);
 	c->mount_hot_pages = atomic_long_read(&sbi->hot_pages);
+	c->kept_max = vi->kept_max;
+	c->kept_pages = vi->nr_kept;
 	return err;
 }
 
@@ -723,8 +739,6 @@ long vmr_ioc_hot_config(struct vmr_inode *vi, void __user *argp, bool writer)
 
 	if (copy_from_user(&c, argp, sizeof(c)))
 		return -EFAULT;
-	if (c.__reserved[0] || c.__reserved[1])
-		return -EINVAL;
 	if (c.flags && !writer)
 		return -EBADF;
 	mutex_lock(&vi->lock);

@@ -251,6 +251,9 @@ static long vmr_ioc_stats(struct vmr_inode *vi, void __user *argp)
 	s.hot_promotions = vi->hot_promotions;
 	s.hot_demotions = vi->hot_demotions;
 	s.hot_copies = vi->hot_copies;
+	s.cached_pages = vi->nr_kept;
+	s.cached_hits = vi->kept_hits;
+	s.cached_reclaimed = vi->kept_reclaimed;
 	mutex_unlock(&vi->lock);
 	if (copy_to_user(argp, &s, min_t(size_t, usize, sizeof(s))))
 		return -EFAULT;

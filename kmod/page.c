@@ -129,7 +129,6 @@ struct page *vmr_get_page(struct vmr_inode *vi, pgoff_t idx)
 	return page;
 }
 
-/* Is the next write to @idx the first since the snapshot? Not if hot. */
 /* A copy of @page: the caller's (see vmr_write_begin_pre()) or a new one. */
 static struct page *vmr_take_pre(struct vmr_sb *sbi, struct page *page,
 				 struct page **pre)
@@ -144,6 +143,7 @@ static struct page *vmr_take_pre(struct vmr_sb *sbi, struct page *page,
 	return vmr_alloc_page(sbi, page);
 }
 
+/* Is the next write to @idx the first since the snapshot? Not if hot. */
 static inline bool vmr_tracking(struct vmr_inode *vi, pgoff_t idx)
 {
 	return vi->has_snap && !xa_load(&vi->undo, idx) && !vmr_is_hot(vi, idx);
@@ -156,6 +156,8 @@ int vmr_save_undo(struct vmr_inode *vi, pgoff_t idx, void *old)
 
 	if (err)
 		return err;
+	/* A dirty index keeps no copy: the undo entry is its copy now. */
+	vmr_kept_drop(vi, idx);
 	vi->nr_dirty++;
 	if (!xa_is_value(old))
 		vi->nr_undo_pages++;
@@ -251,8 +253,18 @@ struct page *vmr_write_begin_pre(struct vmr_inode *vi, pgoff_t idx,
 	}
 
 	if (track) {
-		/* Copy before write: the page itself stays mapped. */
-		new = vmr_take_pre(sbi, page, pre);
+		bool stale = false;
+
+		/*
+		 * Copy before write: the page itself stays mapped. A kept
+		 * copy (kept.c) holds this content already, or is at least
+		 * a page: no allocation, and no copy unless stale.
+		 */
+		new = vmr_kept_take(vi, idx, &stale);
+		if (!new)
+			new = vmr_take_pre(sbi, page, pre);
+		else if (!IS_ERR(new) && stale)
+			copy_highpage(new, page);
 		if (IS_ERR(new)) {
 			unlock_page(page);
 			return new;
@@ -343,6 +355,18 @@ void vmr_remove_cancel(struct vmr_inode *vi, pgoff_t start, pgoff_t end)
 		xa_release(&vi->undo, idx);
 }
 
+/* Take @page out of @pages at @idx; the caller unmapped the index. */
+static void vmr_erase_page(struct vmr_inode *vi, pgoff_t idx, struct page *page)
+{
+	lock_page(page);
+	xa_erase(&vi->pages, idx);
+	/* A fault may have mapped it again since the caller's unmap. */
+	if (page_mapped(page))
+		unmap_mapping_pages(vi_mapping(vi), idx, 1, false);
+	unlock_page(page);
+	vi->nr_pages--;
+}
+
 /*
  * Make [start, end) holes, as truncate and hole punching do. With a
  * snapshot this is a write like any other: a clean page moves to @undo.
@@ -357,6 +381,7 @@ void vmr_remove_commit(struct vmr_inode *vi, pgoff_t start, pgoff_t end)
 	lockdep_assert_held(&vi->lock);
 	if (start >= end)
 		return;
+	vmr_kept_drop_range(vi, start, end);
 	vmr_unmap(vi, start, end);
 	xa_for_each_range(&vi->pages, idx, page, start, end - 1) {
 		bool track = vmr_tracking(vi, idx);
@@ -364,13 +389,7 @@ void vmr_remove_commit(struct vmr_inode *vi, pgoff_t start, pgoff_t end)
 		/* Into the reserved slot: allocates nothing. */
 		if (track)
 			vmr_save_undo(vi, idx, page);
-		lock_page(page);
-		xa_erase(&vi->pages, idx);
-		/* A fault may have mapped it again since vmr_unmap(). */
-		if (page_mapped(page))
-			unmap_mapping_pages(vi_mapping(vi), idx, 1, false);
-		unlock_page(page);
-		vi->nr_pages--;
+		vmr_erase_page(vi, idx, page);
 		if (!track)
 			vmr_put_page(sbi, page);
 		cond_resched();
@@ -405,6 +424,7 @@ void vmr_free_all(struct vmr_inode *vi)
 		cond_resched();
 	}
 	vmr_hot_free_all(vi);
+	vmr_kept_drop_range(vi, 0, ULONG_MAX);
 	xa_destroy(&vi->pages);
 	xa_destroy(&vi->undo);
 	vi->nr_pages = 0;
@@ -559,35 +579,62 @@ bool vmr_range_preserved(struct vmr_inode *vi, pgoff_t start, pgoff_t end)
 }
 
 /*
+ * Can @page (at @idx, locked, its PTEs gone) or @saved be written into and
+ * kept by this file alone? Only with one slot each and no other reference:
+ * a fault about to map @page again holds one, and so do a pin or a reader
+ * in the middle of a copy, any of which could see the write or write after
+ * it. Mapped PTEs hold references too, so this also says that none is left.
+ */
+static bool vmr_page_alone(struct page *page)
+{
+	return page_private(page) == 1 && page_count(page) == 1;
+}
+
+/*
  * Give @idx its snapshot content back. A hole where the snapshot had a page
  * (a truncated or punched page) needs a slot in @pages, which
  * vmr_revert_reserve() made: this cannot fail.
+ *
+ * With keep_copies=1 a written page takes its snapshot content back in
+ * place and the undo page is kept (kept.c), so the next first write takes
+ * it back without allocating or copying; with keep_copies=2 the undo page
+ * becomes current as before and the written page is kept as a spare.
  */
 static void vmr_revert_one(struct vmr_inode *vi, pgoff_t idx, void *saved)
 {
 	struct page *page = xa_load(&vi->pages, idx);
+	unsigned int keep = vmr_keep_mode();
 
-	if (page)
+	if (page) {
 		lock_page(page);
+		/* A fault may have mapped it again since the run's unmap. */
+		if (page_mapped(page))
+			unmap_mapping_pages(vi_mapping(vi), idx, 1, false);
+	}
+	xa_erase(&vi->undo, idx);
+	vi->nr_dirty--;
+	if (!xa_is_value(saved))
+		vi->nr_undo_pages--;
+	if (keep == 1 && page && !xa_is_value(saved) && vmr_page_alone(page) &&
+	    vmr_page_alone(saved) && vmr_kept_add(vi, idx, saved, false)) {
+		copy_highpage(page, saved);
+		xa_clear_mark(&vi->pages, idx, VMR_MARK_WRITABLE);
+		unlock_page(page);
+		return;
+	}
 	if (xa_is_value(saved)) {
 		xa_erase(&vi->pages, idx);
 	} else {
 		xa_store(&vi->pages, idx, saved, GFP_KERNEL);
 		xa_clear_mark(&vi->pages, idx, VMR_MARK_WRITABLE);
-	}
-	xa_erase(&vi->undo, idx);
-	vi->nr_dirty--;
-	if (!xa_is_value(saved)) {
-		vi->nr_undo_pages--;
 		vi->nr_pages++;
 	}
 	if (page) {
 		vi->nr_pages--;
-		/* A fault may have mapped it again since the run's unmap. */
-		if (page_mapped(page))
-			unmap_mapping_pages(vi_mapping(vi), idx, 1, false);
 		unlock_page(page);
-		vmr_put_page(vi_sb(vi), page);
+		if (keep != 2 || xa_is_value(saved) || !vmr_page_alone(page) ||
+		    !vmr_kept_add(vi, idx, page, true))
+			vmr_put_page(vi_sb(vi), page);
 	}
 }
 
@@ -699,19 +746,17 @@ static void vmr_revert_trim(struct vmr_inode *vi, pgoff_t start, pgoff_t end)
 	struct page *page;
 	unsigned long idx;
 
-	if (start >= end || !xa_find(&vi->pages, &start, end - 1, XA_PRESENT))
+	if (start >= end)
+		return;
+	vmr_kept_drop_range(vi, start, end);
+	if (!xa_find(&vi->pages, &start, end - 1, XA_PRESENT))
 		return;
 	vmr_unmap(vi, start, end);
 	xa_for_each_range(&vi->pages, idx, page, start, end - 1) {
 		/* Demoted before the walk; never removed under its copy. */
 		if (vmr_is_hot(vi, idx))
 			continue;
-		lock_page(page);
-		xa_erase(&vi->pages, idx);
-		if (page_mapped(page))
-			unmap_mapping_pages(vi_mapping(vi), idx, 1, false);
-		unlock_page(page);
-		vi->nr_pages--;
+		vmr_erase_page(vi, idx, page);
 		vmr_put_page(sbi, page);
 		cond_resched();
 	}
@@ -793,6 +838,14 @@ int vmr_revert(struct vmr_inode *vi, bool dry_run, u64 *reverted, u64 *kept)
 	/* After the walk: it may have promoted pages, which this restores. */
 	*reverted += vmr_hot_revert(vi, dry_run);
 	if (!dry_run) {
+		/*
+		 * Pages restored in place (hot, or cold with kept copies)
+		 * changed content under the same page: a copy page_mkwrite
+		 * made meanwhile without vi->lock, having seen the bump above,
+		 * may hold the old content. This one tells it so.
+		 */
+		smp_wmb();
+		WRITE_ONCE(vi->gen, vi->gen + 1);
 		vi->reverts++;
 		vi->reverted_pages += *reverted;
 		vmr_update_blocks(vi);
@@ -832,6 +885,9 @@ int vmr_clone_pages(struct vmr_inode *svi, pgoff_t src, struct vmr_inode *dvi,
 		err = vmr_hot_demote_range(dvi, dst, dst + nr);
 	if (err)
 		return err;
+	/* Kept copies are for private pages; clean, they are no loss. */
+	vmr_kept_drop_range(svi, src, src + nr);
+	vmr_kept_drop_range(dvi, dst, dst + nr);
 	vmr_wrprotect(svi, src, src + nr);
 	vmr_unmap(dvi, dst, dst + nr);
 	/*

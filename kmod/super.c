@@ -169,6 +169,7 @@ static struct inode *vmr_alloc_inode(struct super_block *sb)
 	vi->reverts = 0;
 	vi->reverted_pages = 0;
 	vmr_hot_init(vi, VMR_SB(sb));
+	vmr_kept_init(vi, VMR_SB(sb));
 	return &vi->vfs_inode;
 }
 
@@ -217,6 +218,7 @@ static int vmr_show_options(struct seq_file *m, struct dentry *root)
 	seq_printf(m, ",size=%luk", sbi->max_pages << (PAGE_SHIFT - 10));
 	seq_printf(m, ",nr_inodes=%lu", sbi->max_inodes);
 	seq_printf(m, ",hot_size=%luk", sbi->hot_max << (PAGE_SHIFT - 10));
+	seq_printf(m, ",keep_size=%luk", sbi->kept_max << (PAGE_SHIFT - 10));
 	if (sbi->hot_mode != VMRESET_HOT_EXPLICIT)
 		seq_printf(m, ",hot=%s", sbi->hot_mode == VMRESET_HOT_OFF ? "off" : "learn");
 	if (sbi->mode != VMR_DEFAULT_MODE)
@@ -244,12 +246,15 @@ static const struct super_operations vmr_sops = {
 	.statfs		= vmr_statfs,
 	.show_options	= vmr_show_options,
 	.put_super	= vmr_put_super,
+	/* Kept copies are given back by the superblock's shrinker. */
+	.nr_cached_objects	= vmr_kept_count,
+	.free_cached_objects	= vmr_kept_scan,
 };
 
 /* Mount options */
 
 enum { Opt_size, Opt_nr_inodes, Opt_mode, Opt_uid, Opt_gid, Opt_hot_size,
-       Opt_hot };
+       Opt_hot, Opt_keep_size };
 
 static const struct constant_table vmr_hot_modes[] = {
 	{ "off",	VMRESET_HOT_OFF },
@@ -262,6 +267,7 @@ static const struct fs_parameter_spec vmr_fs_params[] = {
 	fsparam_string("size", Opt_size),
 	fsparam_string("hot_size", Opt_hot_size),
 	fsparam_enum("hot", Opt_hot, vmr_hot_modes),
+	fsparam_string("keep_size", Opt_keep_size),
 	fsparam_string("nr_inodes", Opt_nr_inodes),
 	fsparam_u32oct("mode", Opt_mode),
 	fsparam_u32("uid", Opt_uid),
@@ -273,6 +279,7 @@ struct vmr_fs_ctx {
 	unsigned long max_pages;
 	unsigned long max_inodes;
 	unsigned long hot_max;
+	unsigned long kept_max;
 	u32 hot_mode;
 	umode_t mode;
 	kuid_t uid;
@@ -314,6 +321,13 @@ static int vmr_parse_param(struct fs_context *fc, struct fs_parameter *param)
 		break;
 	case Opt_hot:
 		ctx->hot_mode = result.uint_32;
+		break;
+	case Opt_keep_size:
+		/* Zero is allowed: reverted pages keep no copy. */
+		size = memparse(param->string, &rest);
+		if (*rest)
+			goto bad_value;
+		ctx->kept_max = DIV_ROUND_UP(size, PAGE_SIZE);
 		break;
 	case Opt_nr_inodes:
 		ctx->max_inodes = memparse(param->string, &rest);
@@ -360,6 +374,16 @@ static int vmr_fill_super(struct super_block *sb, struct fs_context *fc)
 						       : ctx->max_pages / 4;
 	sbi->hot_mode = ctx->hot_mode;
 	atomic_long_set(&sbi->hot_pages, 0);
+	/*
+	 * Kept copies (kept.c) are a cache the shrinker empties; by default
+	 * they may take as much again as a quarter of the mount.
+	 */
+	sbi->kept_max = ctx->seen & (1U << Opt_keep_size) ? ctx->kept_max
+							 : ctx->max_pages / 4;
+	atomic_long_set(&sbi->kept_pages, 0);
+	spin_lock_init(&sbi->kept_lock);
+	INIT_LIST_HEAD(&sbi->kept_files);
+	sbi->kept_files_nr = 0;
 	sbi->mode = ctx->mode;
 	sbi->uid = ctx->uid;
 	sbi->gid = ctx->gid;
@@ -426,6 +450,9 @@ static int vmr_reconfigure(struct fs_context *fc)
 		WRITE_ONCE(sbi->hot_max, ctx->hot_max);
 	if (ctx->seen & (1U << Opt_hot))
 		WRITE_ONCE(sbi->hot_mode, ctx->hot_mode);
+	/* As hot_size: the kept pages there are stay, or the shrinker takes them. */
+	if (ctx->seen & (1U << Opt_keep_size))
+		WRITE_ONCE(sbi->kept_max, ctx->kept_max);
 	return 0;
 }
 

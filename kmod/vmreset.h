@@ -26,6 +26,12 @@ struct vmr_sb {
 	unsigned long hot_max;		/* bound on hot pages of the mount */
 	atomic_long_t hot_pages;
 	u32 hot_mode;			/* default for new files */
+	/* Kept copies (kept.c): files with some, under @kept_lock. */
+	unsigned long kept_max;		/* bound on kept pages of the mount */
+	atomic_long_t kept_pages;
+	spinlock_t kept_lock;
+	struct list_head kept_files;
+	unsigned long kept_files_nr;
 	umode_t mode;
 	kuid_t uid;
 	kgid_t gid;
@@ -89,6 +95,21 @@ struct vmr_inode {
 	u64 hot_demotions;
 	u64 hot_copies;
 
+	/*
+	 * Kept copies (kept.c): @kept maps a clean index to a private page
+	 * holding its snapshot content (or a spare, VMR_MARK_STALE), which
+	 * its next first write takes as undo page. @kept_lru links those
+	 * pages (page->lru) oldest first; @kept_link is on the mount's list
+	 * while @nr_kept is not zero.
+	 */
+	struct xarray kept;
+	struct list_head kept_lru;
+	struct list_head kept_link;
+	unsigned long nr_kept;
+	unsigned long kept_max;
+	u64 kept_hits;
+	u64 kept_reclaimed;
+
 	struct inode vfs_inode;
 };
 
@@ -99,6 +120,9 @@ struct vmr_inode {
 #define VMR_MARK_EXPLICIT	XA_MARK_0
 #define VMR_WANT		xa_mk_value(1)
 #define VMR_HOT_FILE_MAX	16384UL	/* default per-file bound, pages */
+/* On @kept: the page is a spare, its content not the snapshot's. */
+#define VMR_MARK_STALE		XA_MARK_0
+#define VMR_KEPT_FILE_MAX	16384UL	/* default per-file bound, pages */
 
 static inline struct vmr_inode *VMR_I(struct inode *inode)
 {
@@ -170,6 +194,20 @@ int vmr_hot_config(struct vmr_inode *vi, struct vmreset_hot_config *c);
 unsigned int vmr_fill_hot(struct vmr_inode *vi, pgoff_t idx,
 			  struct vmreset_range *buf, unsigned int max,
 			  pgoff_t *next, bool explicit);
+
+/* kept.c: kept copies of reverted pages */
+struct shrink_control;
+unsigned int vmr_keep_mode(void);
+void vmr_kept_init(struct vmr_inode *vi, struct vmr_sb *sbi);
+bool vmr_kept_add(struct vmr_inode *vi, pgoff_t idx, struct page *page,
+		  bool stale);
+struct page *vmr_kept_take(struct vmr_inode *vi, pgoff_t idx, bool *stale);
+bool vmr_kept_has(struct vmr_inode *vi, pgoff_t idx);
+void vmr_kept_drop(struct vmr_inode *vi, pgoff_t idx);
+void vmr_kept_drop_range(struct vmr_inode *vi, pgoff_t start, pgoff_t end);
+void vmr_kept_set_max(struct vmr_inode *vi, unsigned long max);
+long vmr_kept_count(struct super_block *sb, struct shrink_control *sc);
+long vmr_kept_scan(struct super_block *sb, struct shrink_control *sc);
 
 /* file.c */
 extern const struct vm_operations_struct vmr_vm_ops;

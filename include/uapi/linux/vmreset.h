@@ -69,7 +69,13 @@
  *   empty list. Errors: EINVAL (@cursor unaligned, @nr > VMRESET_MAX_LIST).
  *
  * VMRESET_IOC_STATS      struct vmreset_stats (out)
- *   Counters of the file; @size as for FEATURES.
+ *   Counters of the file; @size as for FEATURES (the kernel fills as much
+ *   as both sides know; fields were only ever added at the end).
+ *   @cached_pages counts kept copies: a page reverted recently keeps a copy
+ *   of its snapshot content, so that its next first write needs neither an
+ *   allocation nor a copy (@cached_hits). They are bounded (mount option
+ *   keep_size=, per file VMRESET_HOT_CFG_KEPT), not counted in size=, and
+ *   given back under memory pressure (@cached_reclaimed).
  *
  * Copy-on-write clones use the generic FICLONE and FICLONERANGE ioctls
  * (cp --reflink=always): the destination shares every page of the source
@@ -172,7 +178,7 @@ struct vmreset_stats {
 	__u64 undo_pages;		/* saved snapshot copies */
 	__u64 dirty_pages;		/* pages written since the snapshot */
 	__u64 preserved_ranges;
-	__u64 cow_faults;		/* first writes that copied a page */
+	__u64 cow_faults;		/* first writes since the snapshot (undo saved) */
 	__u64 snapshots;
 	__u64 reverts;
 	__u64 reverted_pages;		/* summed over all reverts */
@@ -182,8 +188,10 @@ struct vmreset_stats {
 	__u64 hot_promotions;		/* pages made hot, summed */
 	__u64 hot_demotions;		/* hot pages made ordinary, summed */
 	__u64 hot_copies;		/* hot pages copied back by REVERT */
-	__u64 cached_pages;		/* kept copies of clean pages */
-	__u64 __reserved[1];
+	__u64 cached_pages;		/* kept copies of reverted pages */
+	__u64 cached_hits;		/* first writes that took a kept copy */
+	/* 160 bytes up to here, the size before cached_reclaimed. */
+	__u64 cached_reclaimed;		/* kept copies the shrinker freed */
 };
 #define VMRESET_STATS_F_SNAPSHOT	(1U << 0)	/* has a snapshot */
 
@@ -409,7 +417,10 @@ enum vmreset_a_slot {
  * VMRESET_IOC_HOT_CONFIG struct vmreset_hot_config (in/out)
  *   Set the fields named by @flags (VMRESET_HOT_CFG_*), then report all.
  *   VMRESET_HOT_OFF demotes every hot page and keeps the explicit set for
- *   later. Errors: EINVAL (unknown mode, @max_pages above the mount's
+ *   later. VMRESET_HOT_CFG_KEPT sets the file's bound on kept copies of
+ *   reverted pages (see STATS; 0: none), dropping the oldest above it;
+ *   @kept_max is read only with that flag, @kept_pages never. Errors:
+ *   EINVAL (unknown mode, @max_pages or @kept_max above the mount's
  *   bound, learn_k not in 1..learn_n, learn_n not in 1..16), EBUSY
  *   (@max_pages below the explicit set).
  */
@@ -446,12 +457,14 @@ struct vmreset_hot_config {
 	__u64 hot_pages;		/* out: pages hot now */
 	__u64 mount_max_pages;		/* out: the mount's bound */
 	__u64 mount_hot_pages;		/* out: hot pages on the mount */
-	__u64 __reserved[2];
+	__u64 kept_max;			/* per-file bound on kept copies */
+	__u64 kept_pages;		/* out: kept copies of the file */
 };
 #define VMRESET_HOT_CFG_MODE		(1U << 0)
 #define VMRESET_HOT_CFG_MAX		(1U << 1)
 #define VMRESET_HOT_CFG_LEARN		(1U << 2)	/* learn_k and learn_n */
-#define VMRESET_HOT_CFG_ALL		((1U << 3) - 1)
+#define VMRESET_HOT_CFG_KEPT		(1U << 3)	/* kept_max */
+#define VMRESET_HOT_CFG_ALL		((1U << 4) - 1)
 #define VMRESET_HOT_MAX_LEARN_N		16
 
 #define VMRESET_IOC_HOT		_IOW(VMRESET_IOC_MAGIC, 0x07, struct vmreset_hot)
