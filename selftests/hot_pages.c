@@ -17,21 +17,6 @@
 
 #define NPAGES		1024
 
-/* Fill every word of the listed pages (the whole page changes). */
-GUEST_CODE static uint64_t guest_fill_list(uint64_t base, uint64_t list,
-					   uint64_t n, uint64_t tag)
-{
-	const volatile uint64_t *idx = (const volatile uint64_t *)list;
-
-	for (uint64_t i = 0; i < n; i++) {
-		volatile uint64_t *p = (volatile uint64_t *)(base + idx[i] * PG);
-
-		for (uint64_t w = 0; w < PG / 8; w++)
-			p[w] = tag ^ (idx[i] << 12) ^ w;
-	}
-	return n;
-}
-
 /* Pages [first, first + n), rounds times, each round a new tag; sync after. */
 GUEST_CODE static uint64_t guest_fill_rounds(uint64_t base, uint64_t first,
 					     uint64_t n, uint64_t tag)
@@ -648,13 +633,7 @@ TEST_F(hot, costs_logged)
 
 static int set_merge_gap(unsigned int v)
 {
-	FILE *f = fopen("/sys/module/vmreset/parameters/merge_gap", "w");
-	int ret;
-
-	if (!f)
-		return -1;
-	ret = fprintf(f, "%u\n", v) > 0 ? 0 : -1;
-	return fclose(f) || ret;
+	return vmr_set_param("merge_gap", v);
 }
 
 /*
@@ -708,6 +687,270 @@ TEST_F(hot, merged_unmaps_logged)
 	       (unsigned long)n, median5(rv[0]), median5(rv[1]));
 	munmap(map, NPAGES * PG);
 	close(fd);
+}
+
+static int keep_mode(unsigned int v)
+{
+	return vmr_set_param("keep_copies", v);
+}
+
+/* The kept copies the file has, and how often a first write took one. */
+static void kept_counts(int fd, uint64_t *kept, uint64_t *hits)
+{
+	struct vmreset_stats st;
+
+	ASSERT_EQ(0, vmr_stats(fd, &st));
+	*kept = st.cached_pages;
+	if (hits)
+		*hits = st.cached_hits;
+}
+
+/*
+ * A page reverted keeps a copy of its snapshot content: the guest's next
+ * write takes it as its undo page, without allocating (in place: without
+ * copying either, so the fault copies nothing). Both modes (1: restore in
+ * place, 2: swap and keep a spare) and off, each with whole-page checks
+ * and an exact dirty list; then drop_caches gives every kept copy back.
+ */
+TEST_F(hot, kept_copies_reused_and_reclaimed)
+{
+	const uint64_t n = 64;
+	struct vmreset_stats st0, st1;
+	struct kvm_vcpu *vcpu;
+	uint64_t kept, hits, hits0, reverted;
+	struct statfs sf0, sf1;
+
+	for (uint64_t i = 0; i < n; i++)
+		self->params[i] = 3 + i * 7;	/* apart: no two adjacent */
+	vcpu = vcpu_add(self->vm, 0, guest_fill_list, 4, VM_TEST_GPA, PARAM_GPA, n, 1);
+	ASSERT_EQ(0, vmr_snapshot(self->fd, NULL));
+	save_snap(self);
+	ASSERT_EQ(0, statfs(self->dir, &sf0));
+	for (unsigned int mode = 0; mode <= 2; mode++) {
+		ASSERT_EQ(0, keep_mode(mode));
+		for (int cycle = 0; cycle < 3; cycle++) {
+			kept_counts(self->fd, &kept, &hits0);
+			ASSERT_EQ(0, vmr_stats(self->fd, &st0));
+			vcpu_set_entry(vcpu, guest_fill_list, 4, VM_TEST_GPA, PARAM_GPA,
+				       n, 0x77 + mode * 8 + cycle);
+			ASSERT_EQ(n, vcpu_run_to_done(vcpu));
+			ASSERT_EQ(0, vmr_stats(self->fd, &st1));
+			/* Every first write is tracked; kept copies are used up. */
+			ASSERT_EQ(n, st1.cow_faults - st0.cow_faults);
+			ASSERT_EQ(n, st1.dirty_pages);
+			ASSERT_EQ((long)n, list_pages(self->fd, VMRESET_IOC_DIRTY, 0));
+			ASSERT_EQ(kept, st1.cached_hits - hits0)
+				TH_LOG("mode %u cycle %d: %lu kept, %lu taken", mode, cycle,
+				       (unsigned long)kept,
+				       (unsigned long)(st1.cached_hits - hits0));
+			ASSERT_EQ(0, st1.cached_pages);
+			ASSERT_EQ(0, vmr_revert(self->fd, &reverted, NULL));
+			ASSERT_EQ(n, reverted);
+			check_snap_pread(self);
+			ASSERT_EQ(0, list_pages(self->fd, VMRESET_IOC_DIRTY, 0));
+			kept_counts(self->fd, &kept, NULL);
+			ASSERT_EQ(mode ? n : 0, kept) TH_LOG("mode %u", mode);
+			/* A cache: size= and i_blocks do not count kept copies. */
+			ASSERT_EQ(0, statfs(self->dir, &sf1));
+			ASSERT_EQ(sf0.f_bfree, sf1.f_bfree);
+		}
+	}
+	check_snap(self);
+
+	/* VMM writes (mapping, pwrite) take them too, also after SNAPSHOT. */
+	ASSERT_EQ(0, keep_mode(1));
+	ASSERT_EQ(0, vmr_snapshot(self->fd, NULL));
+	kept_counts(self->fd, &kept, &hits0);
+	ASSERT_EQ(n, kept);
+	memset(self->map + self->params[0] * PG, 0x5a, PG);
+	memset(self->now, 0xa5, PG);
+	ASSERT_EQ((ssize_t)PG, pwrite(self->fd, self->now, PG, self->params[1] * PG));
+	kept_counts(self->fd, &kept, &hits);
+	ASSERT_EQ(n - 2, kept);
+	ASSERT_EQ(hits0 + 2, hits);
+	ASSERT_EQ(2, list_pages(self->fd, VMRESET_IOC_DIRTY, 0));
+	ASSERT_EQ(0, vmr_revert(self->fd, &reverted, NULL));
+	ASSERT_EQ(2, reverted);
+	check_snap(self);
+
+	/* The per-file bound: the oldest go first, none above it. */
+	{
+		struct vmreset_hot_config c = { .kept_max = 16 };
+
+		ASSERT_EQ(0, hot_config(self->fd, VMRESET_HOT_CFG_KEPT, &c));
+		ASSERT_EQ(16, c.kept_max);
+		ASSERT_EQ(16, c.kept_pages);
+		c.kept_max = 1ULL << 40;
+		ASSERT_EQ(-1, hot_config(self->fd, VMRESET_HOT_CFG_KEPT, &c));
+		ASSERT_EQ(EINVAL, errno);
+		vcpu_set_entry(vcpu, guest_fill_list, 4, VM_TEST_GPA, PARAM_GPA, n, 0x99);
+		ASSERT_EQ(n, vcpu_run_to_done(vcpu));
+		ASSERT_EQ(0, vmr_revert(self->fd, NULL, NULL));
+		check_snap_pread(self);
+		kept_counts(self->fd, &kept, NULL);
+		ASSERT_EQ(16, kept);
+		c.kept_max = 0;
+		ASSERT_EQ(0, hot_config(self->fd, VMRESET_HOT_CFG_KEPT, &c));
+		ASSERT_EQ(0, c.kept_pages);
+		c.kept_max = n;
+		ASSERT_EQ(0, hot_config(self->fd, VMRESET_HOT_CFG_KEPT, &c));
+	}
+
+	/* Memory pressure (drop_caches here) frees every kept copy. */
+	vcpu_set_entry(vcpu, guest_fill_list, 4, VM_TEST_GPA, PARAM_GPA, n, 0xaa);
+	ASSERT_EQ(n, vcpu_run_to_done(vcpu));
+	ASSERT_EQ(0, vmr_revert(self->fd, NULL, NULL));
+	kept_counts(self->fd, &kept, NULL);
+	ASSERT_EQ(n, kept);
+	ASSERT_EQ(0, vmr_drop_caches());
+	ASSERT_EQ(0, vmr_stats(self->fd, &st1));
+	ASSERT_EQ(0, st1.cached_pages);
+	ASSERT_LE(n, st1.cached_reclaimed);
+	check_snap(self);
+	/* Writes after it allocate again, and revert exactly. */
+	vcpu_set_entry(vcpu, guest_fill_list, 4, VM_TEST_GPA, PARAM_GPA, n, 0xbb);
+	ASSERT_EQ(n, vcpu_run_to_done(vcpu));
+	ASSERT_EQ(0, vmr_stats(self->fd, &st0));
+	ASSERT_EQ(st1.cached_hits, st0.cached_hits);
+	ASSERT_EQ(n, st0.dirty_pages);
+	ASSERT_EQ(0, vmr_revert(self->fd, NULL, NULL));
+	check_snap(self);
+}
+
+/* Drop the file's kept copies, keep its bound (16). */
+static void kept_reset(int fd)
+{
+	struct vmreset_hot_config c = { .kept_max = 0 };
+
+	ASSERT_EQ(0, hot_config(fd, VMRESET_HOT_CFG_KEPT, &c));
+	c.kept_max = 16;
+	ASSERT_EQ(0, hot_config(fd, VMRESET_HOT_CFG_KEPT, &c));
+	ASSERT_EQ(0, c.kept_pages);
+}
+
+/*
+ * keep_size= bounds the mount; kept copies of a clone's source, of punched,
+ * truncated and hot pages go with them, and the content stays exact.
+ */
+TEST(kept_copies_bound_and_transitions)
+{
+	const uint64_t np = 256;
+	uint8_t *snap = malloc(np * PG), *now = malloc(np * PG), *map;
+	struct vmreset_stats st;
+	struct vmreset_range r;
+	char dir[64], line[512];
+	int fd, bfd;
+	FILE *m;
+	bool shown = false;
+
+	ASSERT_NONNULL(snap);
+	ASSERT_NONNULL(now);
+	ASSERT_EQ(0, keep_mode(1));
+	ASSERT_EQ(0, vmr_mount(dir, "size=64m,keep_size=64k"));
+	m = fopen("/proc/mounts", "r");
+	ASSERT_NONNULL(m);
+	while (fgets(line, sizeof(line), m))
+		if (strstr(line, dir) && strstr(line, ",keep_size=64k"))
+			shown = true;
+	fclose(m);
+	ASSERT_TRUE(shown);
+	fd = vmr_file(dir, "a", np * PG);
+	bfd = vmr_file(dir, "b", 0);
+	ASSERT_LE(0, fd);
+	ASSERT_LE(0, bfd);
+	map = vmr_map(fd, np * PG);
+	ASSERT_NONNULL(map);
+	for (uint64_t i = 0; i < np; i++)
+		fill_whole(map, i, 1);
+	ASSERT_EQ(0, vmr_snapshot(fd, NULL));
+	ASSERT_EQ((ssize_t)(np * PG), pread(fd, snap, np * PG, 0));
+
+	/* 64 pages reverted, 16 kept (the mount's bound). */
+	for (uint64_t i = 0; i < 64; i++)
+		fill_whole(map, i * 2, 2);
+	ASSERT_EQ(0, vmr_revert(fd, NULL, NULL));
+	ASSERT_EQ(0, vmr_stats(fd, &st));
+	ASSERT_EQ(16, st.cached_pages);
+	ASSERT_EQ((ssize_t)(np * PG), pread(fd, now, np * PG, 0));
+	ASSERT_EQ(0, memcmp(now, snap, np * PG));
+	/* The newest 16 are kept: pages 96..126, every other one. */
+	for (uint64_t i = 48; i < 64; i++)
+		fill_whole(map, i * 2, 3);
+	ASSERT_EQ(0, vmr_stats(fd, &st));
+	ASSERT_EQ(0, st.cached_pages);
+	ASSERT_EQ(16, st.cached_hits);
+	ASSERT_EQ(0, vmr_revert(fd, NULL, NULL));
+
+	/* Punch and truncate over kept pages: tracked, exact. */
+	ASSERT_EQ(0, fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			       96 * PG, 8 * PG));
+	ASSERT_EQ(0, ftruncate(fd, 120 * PG));
+	/* 96..102 punched, 120..126 cut off; 104..118 stay. */
+	ASSERT_EQ(0, vmr_stats(fd, &st));
+	ASSERT_EQ(8, st.cached_pages);
+	ASSERT_EQ(0, vmr_revert(fd, NULL, NULL));
+	ASSERT_EQ((ssize_t)(np * PG), pread(fd, now, np * PG, 0));
+	ASSERT_EQ(0, memcmp(now, snap, np * PG));
+	kept_reset(fd);
+
+	/* A clone of the source shares its pages: their copies go. */
+	for (uint64_t i = 0; i < 8; i++)
+		fill_whole(map, i, 4);
+	ASSERT_EQ(0, vmr_revert(fd, NULL, NULL));
+	ASSERT_EQ(0, vmr_stats(fd, &st));
+	ASSERT_EQ(8, st.cached_pages);
+	ASSERT_EQ(0, ioctl(bfd, FICLONE, fd));
+	ASSERT_EQ(0, vmr_stats(fd, &st));
+	ASSERT_EQ(0, st.cached_pages);
+	fill_whole(map, 0, 5);
+	ASSERT_EQ((ssize_t)(np * PG), pread(bfd, now, np * PG, 0));
+	ASSERT_EQ(0, memcmp(now, snap, np * PG));
+	ASSERT_EQ(0, vmr_revert(fd, NULL, NULL));
+	ASSERT_EQ((ssize_t)(np * PG), pread(fd, now, np * PG, 0));
+	ASSERT_EQ(0, memcmp(now, snap, np * PG));
+	/* Private again, so that reverts can keep copies. */
+	ASSERT_EQ(0, ftruncate(bfd, 0));
+	kept_reset(fd);
+
+	/* Hot: a kept copy becomes the hot copy; demoted, kept again. */
+	for (uint64_t i = 200; i < 208; i++)
+		fill_whole(map, i, 6);
+	ASSERT_EQ(0, vmr_revert(fd, NULL, NULL));
+	r.offset = 200 * PG;
+	r.length = 8 * PG;
+	ASSERT_EQ(0, hot(fd, VMRESET_HOT_SET, &r, 1));
+	ASSERT_EQ(0, vmr_stats(fd, &st));
+	ASSERT_EQ(8, st.hot_pages);
+	ASSERT_EQ(0, st.cached_pages);
+	fill_whole(map, 201, 7);
+	ASSERT_EQ(0, vmr_revert(fd, NULL, NULL));
+	ASSERT_EQ(0, hot(fd, VMRESET_HOT_SET, NULL, 0));
+	ASSERT_EQ(0, vmr_stats(fd, &st));
+	ASSERT_EQ(0, st.hot_pages);
+	ASSERT_EQ(8, st.cached_pages);
+	for (uint64_t i = 200; i < 208; i++)
+		fill_whole(map, i, 8);
+	ASSERT_EQ(0, vmr_stats(fd, &st));
+	ASSERT_EQ(0, st.cached_pages);
+	ASSERT_EQ(8, st.dirty_pages);
+	ASSERT_EQ(0, vmr_revert(fd, NULL, NULL));
+	ASSERT_EQ((ssize_t)(np * PG), pread(fd, now, np * PG, 0));
+	ASSERT_EQ(0, memcmp(now, snap, np * PG));
+	ASSERT_EQ(0, memcmp(map, snap, np * PG));
+
+	/* keep_size=0: nothing kept. */
+	ASSERT_EQ(0, mount(NULL, dir, NULL, MS_REMOUNT, "keep_size=0"));
+	for (uint64_t i = 0; i < 8; i++)
+		fill_whole(map, 10 + i, 9);
+	ASSERT_EQ(0, vmr_revert(fd, NULL, NULL));
+	ASSERT_EQ(0, vmr_stats(fd, &st));
+	ASSERT_EQ(0, st.cached_pages);
+	munmap(map, np * PG);
+	close(fd);
+	close(bfd);
+	vmr_umount(dir);
+	free(snap);
+	free(now);
 }
 
 TEST_F_TIMEOUT(hot, memory_flat_10000_cycles, 900)

@@ -832,6 +832,13 @@ static void model_check(struct slot *s)
 			len = MAXSZ - off;
 		for (uint64_t j = 0; j < len; j++)
 			buf[j] = rnd();
+		/*
+		 * Memory pressure in the middle: the shrinker frees the kept
+		 * copies of reverted pages (those of this file only if its
+		 * lock is free), which must change nothing the model sees.
+		 */
+		if (one_in(24) && vmr_drop_caches())
+			fail("drop_caches: %s", strerror(errno));
 		fi(true);
 		switch (rn(6)) {
 		case 0:
@@ -1404,11 +1411,12 @@ static void op_ioctl(void)
 		struct vmreset_preserve pr;
 		struct vmreset_range_list l;
 		struct vmreset_stats st;
+		struct vmreset_hot_config hc;
 		uint8_t raw[256];
 	} u;
 	void *arg = &u;
 	unsigned long cmd;
-	int fd, which = rn(9);
+	int fd, which = rn(10);
 	bool wr = which == 2;
 
 	if (!ro)
@@ -1464,6 +1472,17 @@ static void op_ioctl(void)
 	case 7:
 		/* Unknown numbers in our range, and the right ones misdeclared. */
 		cmd = _IOC(rn(4), VMRESET_IOC_MAGIC, rn(16), rn(300));
+		break;
+	case 8:
+		/*
+		 * The bound on kept copies (which drops the oldest) and how
+		 * REVERT keeps them (module-wide: every file's next REVERT).
+		 */
+		cmd = VMRESET_IOC_HOT_CONFIG;
+		u.hc.flags = one_in(8) ? rnd() : VMRESET_HOT_CFG_KEPT;
+		u.hc.kept_max = one_in(4) ? boundary(MAXPG) : rn(MAXPG);
+		if (one_in(8))
+			vmr_set_param("keep_copies", rn(3));
 		break;
 	default:
 		cmd = VMRESET_IOC_STATS;

@@ -27,6 +27,21 @@ GUEST_CODE static uint64_t guest_write_list(uint64_t base, uint64_t list,
 	return n;
 }
 
+/* Fill every word of the listed pages (the whole page changes). */
+GUEST_CODE static uint64_t guest_fill_list(uint64_t base, uint64_t list,
+					   uint64_t n, uint64_t tag)
+{
+	const volatile uint64_t *idx = (const volatile uint64_t *)list;
+
+	for (uint64_t i = 0; i < n; i++) {
+		volatile uint64_t *p = (volatile uint64_t *)(base + idx[i] * PG);
+
+		for (uint64_t w = 0; w < PG / 8; w++)
+			p[w] = tag ^ (idx[i] << 12) ^ w;
+	}
+	return n;
+}
+
 GUEST_CODE static uint64_t guest_read_all(uint64_t base, uint64_t npages)
 {
 	uint64_t sum = 0;

@@ -4,7 +4,9 @@
  * file (and a second one it is cloned to and from), each applied to the
  * file and to a shadow model in user space. Guest writes through KVM, VMM
  * writes through the mapping, pwrite, punch, truncate, snapshot, revert,
- * dry-run revert, preserve add/del, hot add/del/set, hot modes, clones.
+ * dry-run revert, preserve add/del, hot add/del/set, hot modes, clones,
+ * and the kept copies of reverted pages: their bound, their mode
+ * (keep_copies: off, in place, swap) and drop_caches, which frees them.
  * The whole file (read and mapped), the clone, and the dirty list (every
  * page that differs from the snapshot must be listed) are compared after
  * every revert and every 64 operations.
@@ -67,18 +69,24 @@ static void dump_log(void)
 	}								\
 } while (0)
 
-GUEST_CODE static uint64_t guest_fill(uint64_t base, uint64_t list, uint64_t n,
-				      uint64_t tag)
+/*
+ * Half the writes go to a page written lately: a page reverted since keeps
+ * a copy (kmod/kept.c), which only a write after the revert takes.
+ */
+static uint64_t recent[32], nrecent;
+
+static uint64_t pick_page(uint64_t full)
 {
-	const volatile uint64_t *idx = (const volatile uint64_t *)list;
+	uint64_t p;
 
-	for (uint64_t i = 0; i < n; i++) {
-		volatile uint64_t *p = (volatile uint64_t *)(base + idx[i] * PG);
-
-		for (uint64_t w = 0; w < PG / 8; w++)
-			p[w] = tag ^ (idx[i] << 12) ^ w;
+	if (nrecent && (rnd() & 1)) {
+		p = recent[below(nrecent < 32 ? nrecent : 32)];
+		if (p < full)
+			return p;
 	}
-	return n;
+	p = below(full);
+	recent[nrecent++ % 32] = p;
+	return p;
 }
 
 static bool pres_overlap(uint64_t first, uint64_t end)
@@ -135,6 +143,14 @@ static void check_all(struct model_ctx *c)
 		}
 	/* STATS counts what DIRTY lists, hot pages included. */
 	CHECK(!vmr_stats(c->fd, &vs) && vs.dirty_pages == nlisted);
+	{
+		struct vmreset_hot_config hc = { 0 };
+
+		/* Kept copies: within the file's bound, none for a dirty page. */
+		CHECK(!ioctl(c->fd, VMRESET_IOC_HOT_CONFIG, &hc));
+		CHECK(vs.cached_pages == hc.kept_pages && hc.kept_pages <= hc.kept_max);
+		CHECK(vs.cached_pages + vs.dirty_pages + vs.hot_pages <= NP + nlisted);
+	}
 	for (uint64_t p = 0; p < NP; p++)
 		if (memcmp(cur + p * PG, snap + p * PG, PG) && !listed[p]) {
 			fprintf(stderr, "# page %" PRIu64 " changed, not in DIRTY\n", p);
@@ -149,9 +165,9 @@ static void op_guest(struct model_ctx *c)
 	if (!full)
 		return;
 	for (uint64_t i = 0; i < n; i++)
-		c->params[i] = below(full);
+		c->params[i] = pick_page(full);
 	LOG("guest writes %" PRIu64 " pages, first %" PRIu64, n, c->params[0]);
-	vcpu_set_entry(c->vcpu, guest_fill, 4, VM_TEST_GPA, PARAM_GPA, n, tag);
+	vcpu_set_entry(c->vcpu, guest_fill_list, 4, VM_TEST_GPA, PARAM_GPA, n, tag);
 	CHECK(vcpu_run_to_done(c->vcpu) == n);
 	for (uint64_t i = 0; i < n; i++) {
 		uint64_t *p = (uint64_t *)(cur + c->params[i] * PG);
@@ -168,7 +184,7 @@ static void op_mapw(struct model_ctx *c)
 
 	if (!full)
 		return;
-	p = below(full);
+	p = pick_page(full);
 	o = below(PG);
 	n = 1 + below(PG - o);
 	LOG("map write page %" PRIu64 " +%" PRIu64 " len %" PRIu64 " = %d", p, o, n, v);
@@ -331,6 +347,32 @@ static void op_hot_mode(struct model_ctx *c)
 	CHECK(!ioctl(c->fd, VMRESET_IOC_HOT_CONFIG, &cfg));
 }
 
+/* Kept copies: a new bound or mode, or memory pressure; no content changes. */
+static void op_keep(struct model_ctx *c)
+{
+	struct vmreset_hot_config cfg = { .flags = VMRESET_HOT_CFG_KEPT };
+	uint64_t k = below(4);
+
+	if (k == 0) {
+		struct vmreset_stats st;
+
+		LOG("drop_caches");
+		CHECK(!vmr_drop_caches());
+		/* Nothing else holds the file's lock: every kept copy goes. */
+		CHECK(!vmr_stats(c->fd, &st) && st.cached_pages == 0);
+	} else if (k == 1) {
+		unsigned int mode = (unsigned int)below(3);
+
+		LOG("keep_copies %u", mode);
+		CHECK(!vmr_set_param("keep_copies", mode));
+	} else {
+		cfg.kept_max = below(4) ? below(NP) : 0;
+		LOG("kept_max %" PRIu64, (uint64_t)cfg.kept_max);
+		CHECK(!ioctl(c->fd, VMRESET_IOC_HOT_CONFIG, &cfg));
+		CHECK(cfg.kept_pages <= cfg.kept_max);
+	}
+}
+
 static void op_clone_out(struct model_ctx *c)
 {
 	LOG("clone main to b");
@@ -410,7 +452,7 @@ TEST_TIMEOUT(model, 900)
 	vm = vm_create();
 	vm_add_slot(vm, 1, VM_TEST_GPA, FSZ, c.map, 0);
 	vm_add_slot(vm, 2, PARAM_GPA, PARAM_SIZE, c.params, 0);
-	c.vcpu = vcpu_add(vm, 0, guest_fill, 4, VM_TEST_GPA, PARAM_GPA, 0, 0);
+	c.vcpu = vcpu_add(vm, 0, guest_fill_list, 4, VM_TEST_GPA, PARAM_GPA, 0, 0);
 
 	/* Start from a full file, so that most operations have pages to hit. */
 	for (uint64_t i = 0; i < FSZ; i++)
@@ -448,17 +490,26 @@ TEST_TIMEOUT(model, 900)
 			op_clone_out(&c);
 		else if (k < 97)
 			op_clone_in(&c);
-		else
+		else if (k < 98)
 			op_bwrite(&c);
+		else
+			op_keep(&c);
 		if (opno % 64 == 63)
 			check_all(&c);
 	}
 	check_all(&c);
 	ASSERT_EQ(0, vmr_stats(c.fd, &st));
 	fprintf(stderr, "# %" PRIu64 " reverts; hot: %" PRIu64 " now, %" PRIu64
-		" promoted, %" PRIu64 " demoted, %" PRIu64 " copies\n", reverts,
+		" promoted, %" PRIu64 " demoted, %" PRIu64 " copies; kept: %" PRIu64
+		" now, %" PRIu64 " taken, %" PRIu64 " reclaimed\n", reverts,
 		(uint64_t)st.hot_pages, (uint64_t)st.hot_promotions,
-		(uint64_t)st.hot_demotions, (uint64_t)st.hot_copies);
+		(uint64_t)st.hot_demotions, (uint64_t)st.hot_copies,
+		(uint64_t)st.cached_pages, (uint64_t)st.cached_hits,
+		(uint64_t)st.cached_reclaimed);
+	/* Kept copies were made and used, or this run tested nothing new. */
+	if (nops >= 1000)
+		ASSERT_LT(0, st.cached_hits);
+	ASSERT_EQ(0, vmr_set_param("keep_copies", 1));
 	vm_free(vm);
 	munmap(c.map, FSZ);
 	close(c.fd);

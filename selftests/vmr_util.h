@@ -94,6 +94,33 @@ static inline int vmr_stats(int fd, struct vmreset_stats *st)
 	return ioctl(fd, VMRESET_IOC_STATS, st);
 }
 
+/* Write @v to /sys/module/vmreset/parameters/@name (root only). */
+static inline int vmr_set_param(const char *name, unsigned int v)
+{
+	char path[128];
+	FILE *f;
+	int ret;
+
+	snprintf(path, sizeof(path), "/sys/module/vmreset/parameters/%s", name);
+	f = fopen(path, "w");
+	if (!f)
+		return -1;
+	ret = fprintf(f, "%u\n", v) > 0 ? 0 : -1;
+	return fclose(f) || ret ? -1 : 0;
+}
+
+/* echo 2 > /proc/sys/vm/drop_caches: every shrinker, kept copies too. */
+static inline int vmr_drop_caches(void)
+{
+	FILE *f = fopen("/proc/sys/vm/drop_caches", "w");
+	int ret;
+
+	if (!f)
+		return -1;
+	ret = fputs("2\n", f) >= 0 ? 0 : -1;
+	return fclose(f) || ret ? -1 : 0;
+}
+
 /* List all ranges (DIRTY or PRESERVE_LIST), @per_call at a time. */
 static inline int vmr_list(int fd, unsigned long cmd, struct vmreset_range *out,
 			   unsigned int max, unsigned int per_call)
