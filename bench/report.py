@@ -269,24 +269,30 @@ def phases_section(results):
             per = extra / f["median"] if extra is not None and f["median"] else None
             undo = stat(ph.get("undo_pages"))
             hot = stat(ph.get("hot_copies"))
+            kept = stat(ph.get("kept_pages"))
+            khits = stat(ph.get("kept_hits"))
             rows.append([k[0], str(k[1]) + (f" +{k[2]:,} reads" if k[2] else ""), fmt_mib(k[3]),
                          f"{k[4]:,}", m, fmt_us(s["reset_us"]["median"]),
                          fmt_us(hot["median"]) if hot else NONE,
                          fmt_us(s["run_us"]["median"]), fmt_us(free["median"]) if free else NONE,
                          fmt_us(f["median"]), fmt_us(cow["median"]),
                          fmt_us(per) if per is not None else NONE,
-                         fmt_us(undo["median"]) if undo else NONE])
+                         fmt_us(undo["median"]) if undo else NONE,
+                         fmt_us(kept["median"]) if kept else NONE,
+                         fmt_us(khits["median"]) if khits else NONE])
     if not rows:
         return ""
     return ("### Where vmreset's time goes\n\n"
             "Per cell, medians: the reset (REVERT), the pages it restored in place (hot copies), "
             "the next guest run, the same run for M1 (which leaves every mapping, so its run "
             "takes no faults), the faults and copy-on-write faults vmreset's run took "
-            "(VMRESET_IOC_STATS), the run's extra time per fault, and the snapshot copies the "
-            "file keeps. Project to hardware by scaling the fault and copy parts separately.\n\n"
+            "(VMRESET_IOC_STATS), the run's extra time per fault, the undo pages left after the reset (snapshot copies "
+            "of dirty pages), the kept copies of reverted pages after the "
+            "reset, and how many first writes of the run took one (no allocation, and in place "
+            "no copy). Project to hardware by scaling the fault and copy parts separately.\n\n"
             + table(["workload", "vCPUs", "RAM", "D", "row", "reset µs", "hot copies",
                      "run µs", "fault-free run µs", "faults", "COW faults", "µs per fault",
-                     "kept copies"], rows))
+                     "undo pages", "kept copies", "kept taken"], rows))
 
 
 def kphases_section(results):

@@ -80,7 +80,8 @@ struct pm_scan_arg {
 enum workload { STEADY, DRIFT, RANDOM, NR_WL };
 static const char *const workloads[NR_WL] = { "steady", "drift", "random" };
 
-enum method { M1, M2, M2D, M3, M3R, M4, VMR, VMR_HOT, VMR_LEARN, VMR_NL, NR_METHODS };
+enum method { M1, M2, M2D, M3, M3R, M4, VMR, VMR_HOT, VMR_LEARN, VMR_NL, VMR_K0, VMR_K2,
+	      NR_METHODS };
 
 static const struct {
 	const char *name, *label;
@@ -98,6 +99,11 @@ static const struct {
 	[VMR_HOT] = { "vmreset-hot", "REVERT ioctl, hot set given", .vmr = true },
 	[VMR_LEARN] = { "vmreset-learn", "REVERT ioctl, hot set learned", .vmr = true },
 	[VMR_NL] = { "vmreset-nl", "VM-level netlink REVERT, hot set off", .vmr = true },
+	/* Only when asked for (-m): A/B rows for the kept copies of cold pages. */
+	[VMR_K0] = { "vmreset-nokeep", "REVERT ioctl, hot set off, no kept copies (keep_copies=0)",
+		     .vmr = true },
+	[VMR_K2] = { "vmreset-swap", "REVERT ioctl, hot set off, kept spares (keep_copies=2)",
+		     .vmr = true },
 };
 
 struct inst {
@@ -1117,7 +1123,29 @@ static void pick_pages(struct inst *in, enum workload w)
 struct vstats {
 	uint64_t faults, cow_faults, reverted, undo;
 	uint64_t hot, hot_copies, promotions, demotions;
+	uint64_t kept, kept_hits;
 };
+
+/*
+ * How REVERT keeps copies of cold pages (kmod/kept.c): 0 not, 1 in place
+ * (the module's default), 2 swap and keep a spare. False if the module has
+ * no such parameter (older than kept copies).
+ */
+static bool set_keep_copies(unsigned int mode)
+{
+	FILE *f = fopen("/sys/module/vmreset/parameters/keep_copies", "w");
+	bool ok;
+
+	if (!f)
+		return false;
+	ok = fprintf(f, "%u\n", mode) > 0;
+	return !fclose(f) && ok;
+}
+
+static unsigned int keep_copies_of(enum method m)
+{
+	return m == VMR_K0 ? 0 : m == VMR_K2 ? 2 : 1;
+}
 
 static void vstats(const struct inst *in, struct vstats *v)
 {
@@ -1138,6 +1166,8 @@ static void vstats(const struct inst *in, struct vstats *v)
 	v->promotions = st.hot_promotions;
 	v->demotions = st.hot_demotions;
 #endif
+	v->kept = st.cached_pages;
+	v->kept_hits = st.cached_hits;
 }
 
 static void series(struct inst *in, uint64_t ram_mib, uint64_t d, enum workload w,
@@ -1146,6 +1176,7 @@ static void series(struct inst *in, uint64_t ram_mib, uint64_t d, enum workload 
 	double r[MAX_ITERS], c[MAX_ITERS], run[MAX_ITERS], t0, t1, t2, begin;
 	double faults[MAX_ITERS], cow[MAX_ITERS], undo[MAX_ITERS], hot[MAX_ITERS];
 	double hcopies[MAX_ITERS], promo[MAX_ITERS], demo[MAX_ITERS];
+	double kept[MAX_ITERS], khits[MAX_ITERS];
 	uint64_t tag = 0x5eed0000, pages = 0, bad, warm = 1;
 	struct vstats s0, s1, s2;
 	struct json_object *o;
@@ -1155,6 +1186,9 @@ static void series(struct inst *in, uint64_t ram_mib, uint64_t d, enum workload 
 	in->nvcpu = nvcpu;
 	in->nread = nread;
 	in->rng = SEED * 0x9e3779b97f4a7c15ULL ^ (ram_mib << 40 | d << 8 | w << 4 | nvcpu);
+	if (methods[in->m].vmr && !set_keep_copies(keep_copies_of(in->m)) &&
+	    keep_copies_of(in->m) != 1)
+		die("%s: cannot set vmreset's keep_copies", methods[in->m].name);
 	pick_pages(in, w);
 	/* Given: the pages of the first run, as a recorded working set. */
 	if (in->m == VMR_HOT)
@@ -1202,6 +1236,8 @@ static void series(struct inst *in, uint64_t ram_mib, uint64_t d, enum workload 
 		hcopies[it] = s1.hot_copies - s0.hot_copies;
 		promo[it] = s2.promotions - s0.promotions;
 		demo[it] = s2.demotions - s0.demotions;
+		kept[it] = s1.kept;
+		khits[it] = s2.kept_hits - s1.kept_hits;
 		it++;
 		if (it >= 3 && now_us() - begin > cfg.budget_s * 1e6)
 			break;
@@ -1226,6 +1262,8 @@ static void series(struct inst *in, uint64_t ram_mib, uint64_t d, enum workload 
 		jstat(ph, "faults", faults, it);
 		jstat(ph, "cow_faults", cow, it);
 		jstat(ph, "undo_pages", undo, it);
+		jstat(ph, "kept_pages", kept, it);
+		jstat(ph, "kept_hits", khits, it);
 		if (hot_ok) {
 			jstat(ph, "hot_pages", hot, it);
 			jstat(ph, "hot_copies", hcopies, it);
@@ -1384,7 +1422,7 @@ static void host_write(uint8_t *ram, uint64_t n, uint64_t stride, uint64_t tag)
 static void kernel_phases(const char *mnt)
 {
 	const uint64_t npages = 16384, n = 1024, stride = npages / n;
-	double t[6][7], t0, base;
+	double t[6][7], t0, base = 0;
 	uint64_t pages;
 	uint8_t *ram;
 	char path[128];
@@ -1405,23 +1443,61 @@ static void kernel_phases(const char *mnt)
 #endif
 	if (vmr_snapshot(fd, NULL))
 		die("VMRESET_IOC_SNAPSHOT: %s", strerror(errno));
-	for (int r = 0; r < 7; r++) {
-		t0 = now_us();
+	/*
+	 * Cold pages with each way of keeping copies (kmod/kept.c), side by
+	 * side: 0 frees the written page and the next first write allocates
+	 * and copies; 1 copies back in place and keeps the snapshot copy, so
+	 * that write neither allocates nor copies; 2 swaps and keeps a spare,
+	 * which that write copies into. A module without the parameter runs
+	 * its only way, labelled as before.
+	 */
+	for (unsigned int keep = 0; keep <= 2; keep++) {
+		static const char *const how[] = {
+			"swap + unmap, nothing kept", "copy back in place + unmap, copy kept",
+			"swap + unmap, spare kept",
+		};
+		static const char *const then[] = {
+			"allocate + copy", "takes the kept copy", "copies into the spare",
+		};
+		bool modes = set_keep_copies(keep);
+		char what[128];
+
+		if (!modes && keep != 1)
+			continue;
+		/* Once, so that every page has the copy its mode keeps. */
+		host_write(ram, n, stride, 0x1800 + keep);
 		if (vmr_revert(fd, &pages, NULL))
 			die("VMRESET_IOC_REVERT: %s", strerror(errno));
-		t[0][r] = now_us() - t0;
-		t0 = now_us();
-		host_write(ram, n, stride, 0x1000 + r);
-		t[1][r] = now_us() - t0;
-		t0 = now_us();
-		if (vmr_revert(fd, &pages, NULL) || pages != n)
-			die("REVERT of %lu cold pages: %s", (unsigned long)n, strerror(errno));
-		t[2][r] = now_us() - t0;
+		for (int r = 0; r < 7; r++) {
+			t0 = now_us();
+			if (vmr_revert(fd, &pages, NULL))
+				die("VMRESET_IOC_REVERT: %s", strerror(errno));
+			t[0][r] = now_us() - t0;
+			t0 = now_us();
+			host_write(ram, n, stride, 0x1000 + keep * 16 + r);
+			t[1][r] = now_us() - t0;
+			t0 = now_us();
+			if (vmr_revert(fd, &pages, NULL) || pages != n)
+				die("REVERT of %lu cold pages: %s", (unsigned long)n, strerror(errno));
+			t[2][r] = now_us() - t0;
+		}
+		if (keep <= 1)
+			base = median(t[0], 7);
+		if (keep == 0 || !modes)
+			kphase_item("REVERT, nothing dirty", 0, t[0], 7, 0);
+		if (!modes) {
+			kphase_item("REVERT of cold pages (restore + unmap)", n, t[2], 7, base);
+			kphase_item("first write after it, from user space", n, t[1], 7, 0);
+			continue;
+		}
+		snprintf(what, sizeof(what), "REVERT of cold pages, keep_copies=%u (%s)",
+			 keep, how[keep]);
+		kphase_item(what, n, t[2], 7, base);
+		snprintf(what, sizeof(what), "first write after it, from user space (%s)",
+			 then[keep]);
+		kphase_item(what, n, t[1], 7, 0);
 	}
-	base = median(t[0], 7);
-	kphase_item("REVERT, nothing dirty", 0, t[0], 7, 0);
-	kphase_item("REVERT of cold pages (restore + unmap)", n, t[2], 7, base);
-	kphase_item("first write after it, from user space", n, t[1], 7, 0);
+	set_keep_copies(1);
 #if HAVE_HOT
 	if (hot_ok) {
 		struct vmreset_hot_config c = { .flags = VMRESET_HOT_CFG_MODE,
@@ -1663,7 +1739,7 @@ static bool out_of_time(const char *what)
 
 /* The vmreset rows and the strongest baselines first, should time run out. */
 static const enum method run_order[NR_METHODS] = {
-	VMR_HOT, VMR_LEARN, VMR, M3R, M3, M2D, M4, M2, VMR_NL, M1,
+	VMR_HOT, VMR_LEARN, VMR, VMR_K0, VMR_K2, M3R, M3, M2D, M4, M2, VMR_NL, M1,
 };
 
 static void bench_ram(uint64_t mib, bool first, const char *mnt)
