@@ -953,17 +953,33 @@ TEST(kept_copies_bound_and_transitions)
 	free(now);
 }
 
+/* Does the kernel keep freed slab objects in KASAN's quarantine? */
+static bool kasan_kernel(void)
+{
+	FILE *f = fopen("/proc/kallsyms", "r");
+	char line[256];
+	bool found = false;
+
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, " kasan_quarantine_put") != NULL;
+	fclose(f);
+	return found;
+}
+
 TEST_F_TIMEOUT(hot, memory_flat_10000_cycles, 900)
 {
 	struct statfs s0, s1;
 	struct vmreset_stats st;
-	long avail0;
+	long avail0, slab0, drop;
 
 	ASSERT_EQ(0, hot_range(self->fd, VMRESET_HOT_ADD, 0, 8));
 	ASSERT_EQ(0, vmr_snapshot(self->fd, NULL));
 	save_snap(self);
 	ASSERT_EQ(0, statfs(self->dir, &s0));
 	avail0 = meminfo("MemAvailable");
+	slab0 = meminfo("Slab");
 	for (int i = 0; i < 10000; i++) {
 		/* Hot pages and a cold one, through the mapping. */
 		self->map[(i % 8) * PG + 8] = (uint8_t)i;
@@ -979,8 +995,20 @@ TEST_F_TIMEOUT(hot, memory_flat_10000_cycles, 900)
 	ASSERT_EQ(0, vmr_stats(self->fd, &st));
 	ASSERT_EQ(8, st.hot_pages);
 	ASSERT_EQ(10000, st.hot_copies);
-	/* Kernel memory outside the mount's pages stays flat too. */
-	ASSERT_GT(8192, avail0 - meminfo("MemAvailable"));
+	/* The cold page took its kept copy at every write but the first. */
+	ASSERT_EQ(1, st.cached_pages);
+	ASSERT_LE(9999, st.cached_hits);
+	/*
+	 * Kernel memory outside the mount's pages stays flat too. Under
+	 * KASAN the slab objects each cycle frees (xarray nodes) wait in
+	 * its quarantine, up to 1/32 of RAM: there a page leak still shows,
+	 * and kmemleak (the debug kernel's) is the check for slab leaks.
+	 */
+	drop = avail0 - meminfo("MemAvailable");
+	if (kasan_kernel())
+		drop -= meminfo("Slab") - slab0;
+	ASSERT_GT(8192, drop) TH_LOG("MemAvailable down %ld kB (Slab %+ld kB)", drop,
+				     meminfo("Slab") - slab0);
 }
 
 TEST_HARNESS_MAIN
