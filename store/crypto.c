@@ -111,10 +111,15 @@ int vmrs_block_name(struct vmrs_crypto *c, const void *plain, size_t len,
 	       sha(c->md, ilabel, 16, c->salt, VMRS_HASH_LEN, h, VMRS_HASH_LEN, id) ? -1 : 0;
 }
 
-static int gcm_seal(EVP_CIPHER_CTX *c, const uint8_t *key, const uint8_t *nonce,
-		    const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t len,
-		    uint8_t *out)
+/*
+ * AES-256-GCM of @len bytes, encrypting (@enc: the tag is written after
+ * the output) or decrypting (the tag is read after the input, and a
+ * wrong one fails the call).
+ */
+static int gcm(EVP_CIPHER_CTX *c, bool enc, const uint8_t *key, const uint8_t *nonce,
+	       const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t len, uint8_t *out)
 {
+	uint8_t tag[VMRS_TAG_LEN];
 	int n;
 
 	/*
@@ -122,83 +127,64 @@ static int gcm_seal(EVP_CIPHER_CTX *c, const uint8_t *key, const uint8_t *nonce,
 	 * naming the cipher again resets and re-creates it, which at 4 KiB
 	 * blocks cost a tenth of a save.
 	 */
-	if (!EVP_EncryptInit_ex2(c, EVP_CIPHER_CTX_get0_cipher(c) ? NULL : aes_gcm, key, nonce,
-				 NULL))
+	if (!EVP_CipherInit_ex2(c, EVP_CIPHER_CTX_get0_cipher(c) ? NULL : aes_gcm, key, nonce,
+				enc, NULL))
 		return -1;
 	for (size_t o = 0; o < aad_len; o += SLICE)
-		if (!EVP_EncryptUpdate(c, NULL, &n, aad + o,
-				       (int)(aad_len - o < SLICE ? aad_len - o : SLICE)))
+		if (!EVP_CipherUpdate(c, NULL, &n, aad + o,
+				      (int)(aad_len - o < SLICE ? aad_len - o : SLICE)))
 			return -1;
 	for (size_t o = 0; o < len; o += SLICE)
-		if (!EVP_EncryptUpdate(c, out + o, &n, in + o,
-				       (int)(len - o < SLICE ? len - o : SLICE)))
+		if (!EVP_CipherUpdate(c, out + o, &n, in + o,
+				      (int)(len - o < SLICE ? len - o : SLICE)))
 			return -1;
-	return EVP_EncryptFinal_ex(c, out + len, &n) &&
-	       EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, VMRS_TAG_LEN, out + len) ? 0 : -1;
-}
-
-static int gcm_open(EVP_CIPHER_CTX *c, const uint8_t *key, const uint8_t *nonce,
-		    const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t len,
-		    uint8_t *out)
-{
-	uint8_t tag[VMRS_TAG_LEN];
-	int n;
-
+	if (enc)
+		return EVP_CipherFinal_ex(c, out + len, &n) &&
+		       EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, VMRS_TAG_LEN, out + len) ? 0 : -1;
 	/* The ctrl wants a writable buffer. */
 	memcpy(tag, in + len, VMRS_TAG_LEN);
-	if (!EVP_DecryptInit_ex2(c, EVP_CIPHER_CTX_get0_cipher(c) ? NULL : aes_gcm, key, nonce,
-				 NULL))
-		return -1;
-	for (size_t o = 0; o < aad_len; o += SLICE)
-		if (!EVP_DecryptUpdate(c, NULL, &n, aad + o,
-				       (int)(aad_len - o < SLICE ? aad_len - o : SLICE)))
-			return -1;
-	for (size_t o = 0; o < len; o += SLICE)
-		if (!EVP_DecryptUpdate(c, out + o, &n, in + o,
-				       (int)(len - o < SLICE ? len - o : SLICE)))
-			return -1;
 	return EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, VMRS_TAG_LEN, tag) &&
-	       EVP_DecryptFinal_ex(c, out + len, &n) > 0 ? 0 : -1;
+	       EVP_CipherFinal_ex(c, out + len, &n) > 0 ? 0 : -1;
 }
 
 int vmrs_block_seal(struct vmrs_crypto *c, const uint8_t key[VMRS_KEY_LEN],
 		    const void *plain, size_t len, uint8_t *out)
 {
-	return gcm_seal(c->enc, key, zero_nonce, NULL, 0, plain, len, out);
+	return gcm(c->enc, true, key, zero_nonce, NULL, 0, plain, len, out);
 }
 
 int vmrs_block_open(struct vmrs_crypto *c, const uint8_t key[VMRS_KEY_LEN],
 		    const uint8_t *in, size_t len, uint8_t *plain)
 {
-	return gcm_open(c->dec, key, zero_nonce, NULL, 0, in, len, plain);
+	return gcm(c->dec, false, key, zero_nonce, NULL, 0, in, len, plain);
+}
+
+/* The manifest AEAD: a context of its own per call (manifests are few). */
+static int aead(bool enc, const uint8_t *key, const uint8_t *nonce, const void *aad,
+		size_t aad_len, const uint8_t *in, size_t len, uint8_t *out)
+{
+	EVP_CIPHER_CTX *c;
+	int ret;
+
+	if (!fetched() || !(c = EVP_CIPHER_CTX_new()))
+		return -1;
+	ret = gcm(c, enc, key, nonce, aad, aad_len, in, len, out);
+	EVP_CIPHER_CTX_free(c);
+	return ret;
 }
 
 int vmrs_aead_seal(const uint8_t key[VMRS_KEY_LEN], const uint8_t nonce[VMRS_NONCE_LEN],
 		   const void *aad, size_t aad_len, const void *plain, size_t len,
 		   uint8_t *out)
 {
-	EVP_CIPHER_CTX *c;
-	int ret;
-
-	if (!fetched() || !(c = EVP_CIPHER_CTX_new()))
-		return -1;
-	ret = gcm_seal(c, key, nonce, aad, aad_len, plain, len, out);
-	EVP_CIPHER_CTX_free(c);
-	return ret;
+	return aead(true, key, nonce, aad, aad_len, plain, len, out);
 }
 
 int vmrs_aead_open(const uint8_t key[VMRS_KEY_LEN], const uint8_t nonce[VMRS_NONCE_LEN],
 		   const void *aad, size_t aad_len, const uint8_t *in, size_t len,
 		   uint8_t *plain)
 {
-	EVP_CIPHER_CTX *c;
-	int ret;
-
-	if (!fetched() || !(c = EVP_CIPHER_CTX_new()))
-		return -1;
-	ret = gcm_open(c, key, nonce, aad, aad_len, in, len, plain);
-	EVP_CIPHER_CTX_free(c);
-	return ret;
+	return aead(false, key, nonce, aad, aad_len, in, len, plain);
 }
 
 int vmrs_sha256(const void *data, size_t len, uint8_t out[VMRS_HASH_LEN])
