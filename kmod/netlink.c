@@ -9,6 +9,7 @@
 #include <linux/slab.h>
 #include <net/genetlink.h>
 #include "vmreset.h"
+#include "reply.h"
 
 static const struct genl_multicast_group vmr_mcgrps[] = {
 	[VMR_MCGRP_EVENTS] = { .name = VMRESET_MCGRP_EVENTS },
@@ -215,17 +216,24 @@ static int vmr_nl_obj_get_dumpit(struct sk_buff *skb, struct netlink_callback *c
 static int vmr_nl_snapshot_doit(struct sk_buff *skb, struct genl_info *info)
 {
 	struct vmr_inode *vi = vmr_obj_from_info(info);
+	struct vmr_reply r;
 	u64 dirty;
 	int err;
 
 	if (IS_ERR(vi))
 		return PTR_ERR(vi);
-	err = vmr_op_snapshot(vi, &dirty);
+	err = vmr_reply_new(&r, info, VMRESET_CMD_OBJ_SNAPSHOT);
 	if (err)
+		goto out;
+	err = vmr_op_snapshot(vi, &dirty);
+	if (err) {
 		NL_SET_ERR_MSG(info->extack, "interrupted while waiting for the object");
-	else
-		err = vmr_nl_reply(info, VMRESET_CMD_OBJ_SNAPSHOT, VMRESET_A_OBJ_ID,
-				   vi->id, VMRESET_A_DIRTY_PAGES, dirty, 0, 0);
+		vmr_reply_free(&r);
+	} else {
+		err = vmr_reply_send(&r, info, VMRESET_A_OBJ_ID, vi->id,
+				     VMRESET_A_DIRTY_PAGES, dirty, 0, 0);
+	}
+out:
 	vmr_obj_put(vi);
 	return err;
 }
@@ -235,6 +243,7 @@ static int vmr_nl_revert_doit(struct sk_buff *skb, struct genl_info *info)
 	struct nlattr *fa = info->attrs[VMRESET_A_FLAGS];
 	u64 flags = fa ? nla_get_u64(fa) : 0, reverted, kept;
 	struct vmr_inode *vi;
+	struct vmr_reply r;
 	int err;
 
 	if (flags & ~VMRESET_REVERT_F_ALL) {
@@ -244,16 +253,22 @@ static int vmr_nl_revert_doit(struct sk_buff *skb, struct genl_info *info)
 	vi = vmr_obj_from_info(info);
 	if (IS_ERR(vi))
 		return PTR_ERR(vi);
+	err = vmr_reply_new(&r, info, VMRESET_CMD_OBJ_REVERT);
+	if (err)
+		goto out;
 	err = vmr_op_revert(vi, flags, &reverted, &kept);
 	if (err == -ENODATA)
 		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[VMRESET_A_OBJ_ID],
 				    "object has no snapshot");
 	else if (err == -EINTR)
 		NL_SET_ERR_MSG(info->extack, "interrupted while waiting for the object");
-	if (!err)
-		err = vmr_nl_reply(info, VMRESET_CMD_OBJ_REVERT, VMRESET_A_OBJ_ID,
-				   vi->id, VMRESET_A_REVERTED_PAGES, reverted,
-				   VMRESET_A_KEPT_PAGES, kept);
+	if (err)
+		vmr_reply_free(&r);
+	else
+		err = vmr_reply_send(&r, info, VMRESET_A_OBJ_ID, vi->id,
+				     VMRESET_A_REVERTED_PAGES, reverted,
+				     VMRESET_A_KEPT_PAGES, kept);
+out:
 	vmr_obj_put(vi);
 	return err;
 }
@@ -453,6 +468,11 @@ static int vmr_nl_hot_config_doit(struct sk_buff *skb, struct genl_info *info)
 	vi = vmr_obj_from_info(info);
 	if (IS_ERR(vi))
 		return PTR_ERR(vi);
+	/* Before the change: a config that was set is answered. */
+	err = -ENOMEM;
+	msg = genlmsg_new(NLMSG_GOODSIZE, GFP_KERNEL);
+	if (!msg)
+		goto out;
 	mutex_lock(&vi->lock);
 	err = vmr_hot_config(vi, &c);
 	mutex_unlock(&vi->lock);
@@ -465,12 +485,10 @@ static int vmr_nl_hot_config_doit(struct sk_buff *skb, struct genl_info *info)
 	else if (err == -EINVAL)
 		NL_SET_ERR_MSG_ATTR(info->extack, a[VMRESET_A_HOT_MAX],
 				    "bound above the mount's hot_size");
-	if (err)
+	if (err) {
+		nlmsg_free(msg);
 		goto out;
-	err = -ENOMEM;
-	msg = genlmsg_new(NLMSG_GOODSIZE, GFP_KERNEL);
-	if (!msg)
-		goto out;
+	}
 	hdr = genlmsg_put_reply(msg, info, &vmr_genl_family, 0,
 				VMRESET_CMD_HOT_CONFIG);
 	if (!hdr ||

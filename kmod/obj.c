@@ -11,6 +11,7 @@
 #include <linux/slab.h>
 #include <net/genetlink.h>
 #include "vmreset.h"
+#include "reply.h"
 
 /* ID -> vmr_inode; entries are RCU-safe (inodes are freed after a grace period). */
 static DEFINE_XARRAY(vmr_objects);
@@ -245,45 +246,79 @@ int vmr_op_revert(struct vmr_inode *vi, u64 flags, u64 *reverted, u64 *kept)
 	return err;
 }
 
-/*
- * Reply to @info with the object's or VM's ID (@id_type: VMRESET_A_OBJ_ID,
- * a u64, or VMRESET_A_VM_ID, a u32) and up to two u64 counters.
- */
-int vmr_nl_reply(struct genl_info *info, u8 cmd, int id_type, u64 id,
-		 int a_type, u64 a, int b_type, u64 b)
-{
-	struct sk_buff *msg = genlmsg_new(NLMSG_GOODSIZE, GFP_KERNEL);
-	void *hdr;
+/* An ID and two counters: the most vmr_reply_send() puts. */
+#define VMR_REPLY_SIZE	(3 * nla_total_size_64bit(sizeof(u64)))
 
-	if (!msg)
+int vmr_reply_new(struct vmr_reply *r, struct genl_info *info, u8 cmd)
+{
+	r->msg = genlmsg_new(VMR_REPLY_SIZE, GFP_KERNEL);
+	if (!r->msg)
 		return -ENOMEM;
-	hdr = genlmsg_put_reply(msg, info, &vmr_genl_family, 0, cmd);
-	if (!hdr ||
-	    (id_type == VMRESET_A_VM_ID ? nla_put_u32(msg, id_type, id)
+	r->hdr = genlmsg_put_reply(r->msg, info, &vmr_genl_family, 0, cmd);
+	if (!r->hdr) {
+		nlmsg_free(r->msg);
+		return -EMSGSIZE;
+	}
+	return 0;
+}
+
+void vmr_reply_free(struct vmr_reply *r)
+{
+	nlmsg_free(r->msg);
+}
+
+int vmr_reply_send(struct vmr_reply *r, struct genl_info *info, int id_type,
+		   u64 id, int a_type, u64 a, int b_type, u64 b)
+{
+	struct sk_buff *msg = r->msg;
+
+	if ((id_type == VMRESET_A_VM_ID ? nla_put_u32(msg, id_type, id)
 		: nla_put_u64_64bit(msg, id_type, id, VMRESET_A_PAD)) ||
 	    (a_type && nla_put_u64_64bit(msg, a_type, a, VMRESET_A_PAD)) ||
 	    (b_type && nla_put_u64_64bit(msg, b_type, b, VMRESET_A_PAD))) {
 		nlmsg_free(msg);
 		return -EMSGSIZE;
 	}
-	genlmsg_end(msg, hdr);
+	genlmsg_end(msg, r->hdr);
 	return genlmsg_reply(msg, info);
 }
 
-/* Multicast an event; cheap when nobody listens. */
+/*
+ * A new event of @cmd, its header put, or NULL: nobody listens (nothing is
+ * allocated on the fast path then) or no memory (events are best effort).
+ */
+static struct sk_buff *vmr_event_new(u8 cmd, void **hdr)
+{
+	struct sk_buff *msg;
+
+	if (!genl_has_listeners(&vmr_genl_family, &init_net, VMR_MCGRP_EVENTS))
+		return NULL;
+	msg = genlmsg_new(NLMSG_GOODSIZE, GFP_KERNEL);
+	if (!msg)
+		return NULL;
+	*hdr = genlmsg_put(msg, 0, 0, &vmr_genl_family, 0, cmd);
+	if (!*hdr) {
+		nlmsg_free(msg);
+		return NULL;
+	}
+	return msg;
+}
+
+static void vmr_event_send(struct sk_buff *msg, void *hdr)
+{
+	genlmsg_end(msg, hdr);
+	genlmsg_multicast(&vmr_genl_family, msg, 0, VMR_MCGRP_EVENTS, GFP_KERNEL);
+}
+
 static void vmr_notify(struct vmr_inode *vi, u8 cmd, u64 a, u64 b)
 {
 	struct sk_buff *msg;
 	void *hdr;
 
-	if (!genl_has_listeners(&vmr_genl_family, &init_net, VMR_MCGRP_EVENTS))
-		return;
-	msg = genlmsg_new(NLMSG_GOODSIZE, GFP_KERNEL);
+	msg = vmr_event_new(cmd, &hdr);
 	if (!msg)
 		return;
-	hdr = genlmsg_put(msg, 0, 0, &vmr_genl_family, 0, cmd);
-	if (!hdr ||
-	    nla_put_u64_64bit(msg, VMRESET_A_OBJ_ID, vi->id, VMRESET_A_PAD) ||
+	if (nla_put_u64_64bit(msg, VMRESET_A_OBJ_ID, vi->id, VMRESET_A_PAD) ||
 	    (cmd == VMRESET_CMD_SNAPSHOT_NTF &&
 	     nla_put_u64_64bit(msg, VMRESET_A_DIRTY_PAGES, a, VMRESET_A_PAD)) ||
 	    (cmd == VMRESET_CMD_REVERT_NTF &&
@@ -292,8 +327,7 @@ static void vmr_notify(struct vmr_inode *vi, u8 cmd, u64 a, u64 b)
 		nlmsg_free(msg);
 		return;
 	}
-	genlmsg_end(msg, hdr);
-	genlmsg_multicast(&vmr_genl_family, msg, 0, VMR_MCGRP_EVENTS, GFP_KERNEL);
+	vmr_event_send(msg, hdr);
 }
 
 void vmr_notify_vm(u8 cmd, u32 vm_id, u32 pid)
@@ -301,19 +335,15 @@ void vmr_notify_vm(u8 cmd, u32 vm_id, u32 pid)
 	struct sk_buff *msg;
 	void *hdr;
 
-	if (!genl_has_listeners(&vmr_genl_family, &init_net, VMR_MCGRP_EVENTS))
-		return;
-	msg = genlmsg_new(NLMSG_GOODSIZE, GFP_KERNEL);
+	msg = vmr_event_new(cmd, &hdr);
 	if (!msg)
 		return;
-	hdr = genlmsg_put(msg, 0, 0, &vmr_genl_family, 0, cmd);
-	if (!hdr || nla_put_u32(msg, VMRESET_A_VM_ID, vm_id) ||
+	if (nla_put_u32(msg, VMRESET_A_VM_ID, vm_id) ||
 	    nla_put_u32(msg, VMRESET_A_PID, pid)) {
 		nlmsg_free(msg);
 		return;
 	}
-	genlmsg_end(msg, hdr);
-	genlmsg_multicast(&vmr_genl_family, msg, 0, VMR_MCGRP_EVENTS, GFP_KERNEL);
+	vmr_event_send(msg, hdr);
 }
 
 static void vmr_notify_snapshot(struct vmr_inode *vi, u64 dirty)

@@ -19,6 +19,7 @@
 #include <linux/sort.h>
 #include <net/genetlink.h>
 #include "vmreset.h"
+#include "reply.h"
 
 /*
  * An attachment. @ref counts the registry's reference (dropped by whoever
@@ -122,6 +123,22 @@ static void vmr_vm_put(struct vmr_vm *vm)
 	kref_put(&vm->ref, vmr_vm_release);
 }
 
+/*
+ * Detach the VM, and drop the registry's reference if we were the ones
+ * (true) and not a detach that ran first; monitors hear it go.
+ */
+static bool vmr_vm_detach_put(struct vmr_vm *vm)
+{
+	bool own;
+
+	mutex_lock(&vmr_vms_lock);
+	own = vmr_vm_unlink(vm, true);
+	mutex_unlock(&vmr_vms_lock);
+	if (own)
+		vmr_vm_put(vm);
+	return own;
+}
+
 static void vmr_vm_poll(struct work_struct *work)
 {
 	struct vmr_vm *vm = container_of(to_delayed_work(work), struct vmr_vm, poll);
@@ -158,13 +175,8 @@ static const struct mmu_notifier_ops vmr_mn_ops = {
 static int vmr_attach_release(struct inode *inode, struct file *file)
 {
 	struct vmr_vm *vm = file->private_data;
-	bool own;
 
-	mutex_lock(&vmr_vms_lock);
-	own = vmr_vm_unlink(vm, true);
-	mutex_unlock(&vmr_vms_lock);
-	if (own)
-		vmr_vm_put(vm);
+	vmr_vm_detach_put(vm);
 	vmr_vm_put(vm);		/* the file's own reference */
 	return 0;
 }
@@ -212,21 +224,6 @@ static struct vmr_vm *vmr_vm_get(struct genl_info *info)
 		kref_get(&vm->ref);
 	mutex_unlock(&vmr_vms_lock);
 	return vm;
-}
-
-/*
- * Unlink and drop a VM whose attach failed after it was registered (and
- * announced: monitors hear it go).
- */
-static void vmr_vm_abandon(struct vmr_vm *vm)
-{
-	bool own;
-
-	mutex_lock(&vmr_vms_lock);
-	own = vmr_vm_unlink(vm, true);
-	mutex_unlock(&vmr_vms_lock);
-	if (own)
-		vmr_vm_put(vm);
 }
 
 int vmr_nl_vm_attach_doit(struct sk_buff *skb, struct genl_info *info)
@@ -362,7 +359,8 @@ int vmr_nl_vm_attach_doit(struct sk_buff *skb, struct genl_info *info)
 	return genlmsg_reply(msg, info);
 
 err_abandon:
-	vmr_vm_abandon(vm);
+	/* Registered and announced: unlinked again, monitors hear it go. */
+	vmr_vm_detach_put(vm);
 	if (!IS_ERR_OR_NULL(afile))
 		fput(afile);
 	vmr_vm_put(vm);
@@ -387,6 +385,25 @@ err_free_msg:
 }
 
 /*
+ * The VM named in @info with a reference and its lock held, waited for
+ * killably (a long operation of the same VM may hold it).
+ */
+static struct vmr_vm *vmr_vm_get_locked(struct genl_info *info)
+{
+	struct vmr_vm *vm = vmr_vm_get(info);
+
+	if (IS_ERR(vm))
+		return vm;
+	if (mutex_lock_killable(&vm->lock)) {
+		NL_SET_ERR_MSG(info->extack,
+			       "interrupted while waiting for an operation on the VM");
+		vmr_vm_put(vm);
+		return ERR_PTR(-EINTR);
+	}
+	return vm;
+}
+
+/*
  * The VM's operations in flight finish first, and it stays attached until
  * they have: after our answer none is left, and an attach of the same VM
  * (EEXIST until then) cannot interleave with one. Operations that were
@@ -397,21 +414,11 @@ int vmr_nl_vm_detach_doit(struct sk_buff *skb, struct genl_info *info)
 	struct vmr_vm *vm;
 	bool own;
 
-	vm = vmr_vm_get(info);
+	vm = vmr_vm_get_locked(info);
 	if (IS_ERR(vm))
 		return PTR_ERR(vm);
-	if (mutex_lock_killable(&vm->lock)) {
-		NL_SET_ERR_MSG(info->extack,
-			       "interrupted while waiting for an operation on the VM");
-		vmr_vm_put(vm);
-		return -EINTR;
-	}
-	mutex_lock(&vmr_vms_lock);
-	own = vmr_vm_unlink(vm, true);
-	mutex_unlock(&vmr_vms_lock);
+	own = vmr_vm_detach_put(vm);	/* ours still holds it */
 	mutex_unlock(&vm->lock);
-	if (own)
-		vmr_vm_put(vm);
 	vmr_vm_put(vm);
 	if (!own) {
 		/* Its fd was closed or its VMM exited meanwhile. */
@@ -605,25 +612,27 @@ out:
 }
 
 /*
- * Resolve the VM and its files, checking the caller's rights on each.
+ * Resolve the VM and its files, checking the caller's rights on each, and
+ * allocate the @cmd reply into @reply, if there is one, first of all.
  * Returns 0 with a reference on the VM and its lock held (vmr_vm_finish()
- * undoes both), or a negative errno.
+ * undoes both), or a negative errno (and no reply).
  */
 static int vmr_vm_prepare(struct genl_info *info, struct vmr_vm **vmp,
-			  struct vmr_parts *p)
+			  struct vmr_parts *p, struct vmr_reply *reply, u8 cmd)
 {
 	struct vmr_vm *vm;
 	int err, i;
 
-	vm = vmr_vm_get(info);
-	if (IS_ERR(vm))
+	if (reply) {
+		err = vmr_reply_new(reply, info, cmd);
+		if (err)
+			return err;
+	}
+	vm = vmr_vm_get_locked(info);
+	if (IS_ERR(vm)) {
+		if (reply)
+			vmr_reply_free(reply);
 		return PTR_ERR(vm);
-	/* A signal ends the wait for a long operation of the same VM. */
-	if (mutex_lock_killable(&vm->lock)) {
-		NL_SET_ERR_MSG(info->extack,
-			       "interrupted while waiting for an operation on the VM");
-		vmr_vm_put(vm);
-		return -EINTR;
 	}
 	/* A VM_DETACH we waited behind. */
 	err = -ENOENT;
@@ -653,6 +662,8 @@ static int vmr_vm_prepare(struct genl_info *info, struct vmr_vm **vmp,
 err:
 	mutex_unlock(&vm->lock);
 	vmr_vm_put(vm);
+	if (reply)
+		vmr_reply_free(reply);
 	return err;
 }
 
@@ -665,13 +676,14 @@ static void vmr_vm_finish(struct vmr_vm *vm, struct vmr_parts *p)
 
 int vmr_nl_vm_snapshot_doit(struct sk_buff *skb, struct genl_info *info)
 {
+	struct vmr_reply reply;
 	struct vmr_parts p;
 	struct vmr_vm *vm;
 	u64 dirty = 0, d = 0;
 	int err, i;
 	u32 id;
 
-	err = vmr_vm_prepare(info, &vm, &p);
+	err = vmr_vm_prepare(info, &vm, &p, &reply, VMRESET_CMD_VM_SNAPSHOT);
 	if (err)
 		return err;
 	for (i = 0; i < p.n && !err; i++) {
@@ -687,16 +699,19 @@ int vmr_nl_vm_snapshot_doit(struct sk_buff *skb, struct genl_info *info)
 		atomic64_inc(&vm->snapshots);
 	id = vm->id;
 	vmr_vm_finish(vm, &p);
-	if (err)
+	if (err) {
+		vmr_reply_free(&reply);
 		return err;
-	return vmr_nl_reply(info, VMRESET_CMD_VM_SNAPSHOT, VMRESET_A_VM_ID, id,
-			    VMRESET_A_DIRTY_PAGES, dirty, 0, 0);
+	}
+	return vmr_reply_send(&reply, info, VMRESET_A_VM_ID, id,
+			      VMRESET_A_DIRTY_PAGES, dirty, 0, 0);
 }
 
 int vmr_nl_vm_revert_doit(struct sk_buff *skb, struct genl_info *info)
 {
 	struct nlattr *fa = info->attrs[VMRESET_A_FLAGS];
 	u64 flags = fa ? nla_get_u64(fa) : 0, reverted = 0, kept = 0, r, k;
+	struct vmr_reply reply;
 	struct vmr_parts p;
 	struct vmr_vm *vm;
 	int i, err;
@@ -706,7 +721,7 @@ int vmr_nl_vm_revert_doit(struct sk_buff *skb, struct genl_info *info)
 		NL_SET_ERR_MSG_ATTR(info->extack, fa, "unknown flags");
 		return -EINVAL;
 	}
-	err = vmr_vm_prepare(info, &vm, &p);
+	err = vmr_vm_prepare(info, &vm, &p, &reply, VMRESET_CMD_VM_REVERT);
 	if (err)
 		return err;
 	/* All or nothing: no file may lack a snapshot. */
@@ -741,11 +756,13 @@ int vmr_nl_vm_revert_doit(struct sk_buff *skb, struct genl_info *info)
 out:
 	id = vm->id;
 	vmr_vm_finish(vm, &p);
-	if (err)
+	if (err) {
+		vmr_reply_free(&reply);
 		return err;
-	return vmr_nl_reply(info, VMRESET_CMD_VM_REVERT, VMRESET_A_VM_ID, id,
-			    VMRESET_A_REVERTED_PAGES, reverted,
-			    VMRESET_A_KEPT_PAGES, kept);
+	}
+	return vmr_reply_send(&reply, info, VMRESET_A_VM_ID, id,
+			      VMRESET_A_REVERTED_PAGES, reverted,
+			      VMRESET_A_KEPT_PAGES, kept);
 }
 
 int vmr_nl_vm_preserve_doit(struct sk_buff *skb, struct genl_info *info)
@@ -768,7 +785,7 @@ int vmr_nl_vm_preserve_doit(struct sk_buff *skb, struct genl_info *info)
 		return -EINVAL;
 	}
 	end = gpa + len;
-	err = vmr_vm_prepare(info, &vm, &p);
+	err = vmr_vm_prepare(info, &vm, &p, NULL, 0);
 	if (err)
 		return err;
 	for (i = 0; i < p.n && !err; i++) {
