@@ -218,43 +218,6 @@ static int collect(struct nl_msg *msg, void *arg)
 	return NL_OK;
 }
 
-/*
- * Dump @cmd and give each record to @each, which returns 0 to go on, or
- * what the list function is to return. The records are delivered only
- * once the whole dump was read and found consistent, so @each never sees
- * a record twice or from two states of the registry; an interrupted dump
- * is started again, VMR_DUMP_TRIES times at most, then -EAGAIN.
- */
-static int dump(struct vmreset_nl *nl, struct nl_msg *(*new)(struct vmreset_nl *),
-		int (*each)(struct nl_msg *, void *), void *arg)
-{
-	int tries, ret;
-	size_t i;
-
-	for (tries = 0; tries < VMR_DUMP_TRIES; tries++) {
-		struct dump_msgs d = { 0 };
-		struct nl_msg *msg = new(nl);
-
-		if (!msg)
-			return -ENOMEM;
-		ret = request(nl, msg, collect, &d);
-		if (!ret)
-			ret = d.err;
-		if (!nl->intr || !nl->done)
-			for (i = 0; !ret && i < d.n; i++)
-				ret = each(d.m[i], arg);
-		for (i = 0; i < d.n; i++)
-			nlmsg_free(d.m[i]);
-		free(d.m);
-		if (!nl->intr || !nl->done)
-			return ret;
-	}
-	snprintf(nl->errmsg, sizeof(nl->errmsg),
-		 "the list changed while it was read, %d times in a row: try again",
-		 VMR_DUMP_TRIES);
-	return -EAGAIN;
-}
-
 static struct nl_msg *new_msg(struct vmreset_nl *nl, uint8_t cmd, int flags,
 			      uint64_t id)
 {
@@ -326,6 +289,41 @@ static int parse_obj(struct nl_msg *msg, struct vmreset_obj *o)
 	return 0;
 }
 
+static int parse_vm(struct nl_msg *msg, struct vmreset_vm *vm)
+{
+	struct nlattr *tb[VMRESET_A_MAX + 1], *sl;
+	int rem;
+
+	memset(vm, 0, sizeof(*vm));
+	if (genlmsg_parse(nlmsg_hdr(msg), 0, tb, VMRESET_A_MAX, NULL))
+		return -EPROTO;
+	vm->id = tb[VMRESET_A_VM_ID] ? nla_get_u32(tb[VMRESET_A_VM_ID]) : 0;
+	vm->pid = tb[VMRESET_A_PID] ? nla_get_u32(tb[VMRESET_A_PID]) : 0;
+	vm->uid = tb[VMRESET_A_UID] ? nla_get_u32(tb[VMRESET_A_UID]) : 0;
+	vm->snapshots = get_u64(tb, VMRESET_A_SNAPSHOTS);
+	vm->reverts = get_u64(tb, VMRESET_A_REVERTS);
+	vm->reverted_pages = get_u64(tb, VMRESET_A_REVERTED_PAGES);
+	if (!tb[VMRESET_A_SLOTS])
+		return 0;
+	nla_for_each_nested(sl, tb[VMRESET_A_SLOTS], rem) {
+		struct nlattr *st[VMRESET_A_SLOT_MAX + 1];
+		struct vmreset_vm_slot *n;
+
+		if (nla_parse_nested(st, VMRESET_A_SLOT_MAX, sl, NULL))
+			continue;
+		n = realloc(vm->slots, (vm->nr_slots + 1) * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		vm->slots = n;
+		n[vm->nr_slots].gpa = get_u64(st, VMRESET_A_SLOT_GPA);
+		n[vm->nr_slots].size = get_u64(st, VMRESET_A_SLOT_SIZE);
+		n[vm->nr_slots].obj_id = get_u64(st, VMRESET_A_SLOT_OBJ_ID);
+		n[vm->nr_slots].offset = get_u64(st, VMRESET_A_SLOT_OFFSET);
+		vm->nr_slots++;
+	}
+	return 0;
+}
+
 VMR_EXPORT void vmreset_obj_free(struct vmreset_obj *o)
 {
 	free(o->preserved);
@@ -347,34 +345,74 @@ VMR_EXPORT int vmreset_nl_get(struct vmreset_nl *nl, uint64_t id,
 	return msg ? request(nl, msg, got_obj, o) : -ENOMEM;
 }
 
+/* A list: the caller's function for objects or for VMs, and its argument. */
 struct list_ctx {
-	vmreset_obj_fn fn;
+	vmreset_obj_fn obj_fn;
+	vmreset_vm_fn vm_fn;
 	void *arg;
 };
 
-static int each_obj(struct nl_msg *msg, void *arg)
+/* One record to the caller: 0 to go on, or what the list returns. */
+static int deliver(struct nl_msg *msg, const struct list_ctx *c)
 {
-	struct list_ctx *c = arg;
 	struct vmreset_obj o;
+	struct vmreset_vm vm;
 	int ret;
 
+	if (c->vm_fn) {
+		ret = parse_vm(msg, &vm);
+		if (!ret)
+			ret = c->vm_fn(&vm, c->arg);
+		vmreset_vm_free(&vm);
+		return ret;
+	}
 	ret = parse_obj(msg, &o);
 	if (!ret)
-		ret = c->fn(&o, c->arg);
+		ret = c->obj_fn(&o, c->arg);
 	vmreset_obj_free(&o);
 	return ret;
 }
 
-static struct nl_msg *new_obj_dump(struct vmreset_nl *nl)
+/*
+ * Dump @cmd and deliver each record. The records are delivered only once
+ * the whole dump was read and found consistent, so the caller never sees
+ * a record twice or from two states of the registry; an interrupted dump
+ * is started again, VMR_DUMP_TRIES times at most, then -EAGAIN.
+ */
+static int dump(struct vmreset_nl *nl, uint8_t cmd, const struct list_ctx *c)
 {
-	return new_msg(nl, VMRESET_CMD_OBJ_GET, NLM_F_DUMP, 0);
+	int tries, ret;
+	size_t i;
+
+	for (tries = 0; tries < VMR_DUMP_TRIES; tries++) {
+		struct dump_msgs d = { 0 };
+		struct nl_msg *msg = new_msg(nl, cmd, NLM_F_DUMP, 0);
+
+		if (!msg)
+			return -ENOMEM;
+		ret = request(nl, msg, collect, &d);
+		if (!ret)
+			ret = d.err;
+		if (!nl->intr || !nl->done)
+			for (i = 0; !ret && i < d.n; i++)
+				ret = deliver(d.m[i], c);
+		for (i = 0; i < d.n; i++)
+			nlmsg_free(d.m[i]);
+		free(d.m);
+		if (!nl->intr || !nl->done)
+			return ret;
+	}
+	snprintf(nl->errmsg, sizeof(nl->errmsg),
+		 "the list changed while it was read, %d times in a row: try again",
+		 VMR_DUMP_TRIES);
+	return -EAGAIN;
 }
 
 VMR_EXPORT int vmreset_nl_list(struct vmreset_nl *nl, vmreset_obj_fn fn, void *arg)
 {
-	struct list_ctx c = { fn, arg };
+	struct list_ctx c = { .obj_fn = fn, .arg = arg };
 
-	return dump(nl, new_obj_dump, each_obj, &c);
+	return dump(nl, VMRESET_CMD_OBJ_GET, &c);
 }
 
 struct counts {
@@ -543,69 +581,11 @@ VMR_EXPORT void vmreset_vm_free(struct vmreset_vm *vm)
 	vm->nr_slots = 0;
 }
 
-static int parse_vm(struct nl_msg *msg, struct vmreset_vm *vm)
-{
-	struct nlattr *tb[VMRESET_A_MAX + 1], *sl;
-	int rem;
-
-	memset(vm, 0, sizeof(*vm));
-	if (genlmsg_parse(nlmsg_hdr(msg), 0, tb, VMRESET_A_MAX, NULL))
-		return -EPROTO;
-	vm->id = tb[VMRESET_A_VM_ID] ? nla_get_u32(tb[VMRESET_A_VM_ID]) : 0;
-	vm->pid = tb[VMRESET_A_PID] ? nla_get_u32(tb[VMRESET_A_PID]) : 0;
-	vm->uid = tb[VMRESET_A_UID] ? nla_get_u32(tb[VMRESET_A_UID]) : 0;
-	vm->snapshots = get_u64(tb, VMRESET_A_SNAPSHOTS);
-	vm->reverts = get_u64(tb, VMRESET_A_REVERTS);
-	vm->reverted_pages = get_u64(tb, VMRESET_A_REVERTED_PAGES);
-	if (!tb[VMRESET_A_SLOTS])
-		return 0;
-	nla_for_each_nested(sl, tb[VMRESET_A_SLOTS], rem) {
-		struct nlattr *st[VMRESET_A_SLOT_MAX + 1];
-		struct vmreset_vm_slot *n;
-
-		if (nla_parse_nested(st, VMRESET_A_SLOT_MAX, sl, NULL))
-			continue;
-		n = realloc(vm->slots, (vm->nr_slots + 1) * sizeof(*n));
-		if (!n)
-			return -ENOMEM;
-		vm->slots = n;
-		n[vm->nr_slots].gpa = get_u64(st, VMRESET_A_SLOT_GPA);
-		n[vm->nr_slots].size = get_u64(st, VMRESET_A_SLOT_SIZE);
-		n[vm->nr_slots].obj_id = get_u64(st, VMRESET_A_SLOT_OBJ_ID);
-		n[vm->nr_slots].offset = get_u64(st, VMRESET_A_SLOT_OFFSET);
-		vm->nr_slots++;
-	}
-	return 0;
-}
-
-struct vm_list_ctx {
-	vmreset_vm_fn fn;
-	void *arg;
-};
-
-static int each_vm(struct nl_msg *msg, void *arg)
-{
-	struct vm_list_ctx *c = arg;
-	struct vmreset_vm vm;
-	int ret;
-
-	ret = parse_vm(msg, &vm);
-	if (!ret)
-		ret = c->fn(&vm, c->arg);
-	vmreset_vm_free(&vm);
-	return ret;
-}
-
-static struct nl_msg *new_vm_dump(struct vmreset_nl *nl)
-{
-	return new_vm_msg(nl, VMRESET_CMD_VM_GET, NLM_F_DUMP, 0);
-}
-
 VMR_EXPORT int vmreset_nl_vm_list(struct vmreset_nl *nl, vmreset_vm_fn fn, void *arg)
 {
-	struct vm_list_ctx c = { fn, arg };
+	struct list_ctx c = { .vm_fn = fn, .arg = arg };
 
-	return dump(nl, new_vm_dump, each_vm, &c);
+	return dump(nl, VMRESET_CMD_VM_GET, &c);
 }
 
 VMR_EXPORT int vmreset_nl_vm_snapshot(struct vmreset_nl *nl, uint32_t vm_id,

@@ -281,16 +281,27 @@ static int need_args(int argc, int want, const char *cmd, const char *args)
 	return usage_error("usage: %s %s %s", prog, cmd, args);
 }
 
+/*
+ * The one OBJECT argument of @cmd, opened read-only: an fd, or minus the
+ * exit status (the error said).
+ */
+static int obj_arg(int argc, char **argv, const char *cmd)
+{
+	int fd;
+
+	if (need_args(argc, 2, cmd, "OBJECT"))
+		return -2;
+	fd = open_obj(argv[1], O_RDONLY);
+	return fd < 0 ? -open_failed(fd) : fd;
+}
+
 static int cmd_features(int argc, char **argv)
 {
 	struct vmreset_features f;
-	int fd, err;
+	int fd = obj_arg(argc, argv, "features"), err;
 
-	if (need_args(argc, 2, "features", "OBJECT"))
-		return 2;
-	fd = open_obj(argv[1], O_RDONLY);
 	if (fd < 0)
-		return open_failed(fd);
+		return -fd;
 	err = vmreset_features(fd, &f);
 	close(fd);
 	if (err)
@@ -312,14 +323,18 @@ static int cmd_features(int argc, char **argv)
 	return 0;
 }
 
-static int cmd_snapshot(int argc, char **argv)
+/*
+ * SNAPSHOT (@revert false) or REVERT of @name: by ID over netlink, else
+ * through the file. 0 with the counts in *@a (and *@b), or the exit
+ * status, the error said.
+ */
+static int snap_or_revert(const char *name, bool revert, uint64_t flags,
+			  uint64_t *a, uint64_t *b)
 {
-	uint64_t dirty, id;
-	int fd, err, r;
+	const char *what = revert ? "revert of" : "snapshot of";
+	uint64_t id;
+	int fd, err, r = object_id(name, &id);
 
-	if (need_args(argc, 2, "snapshot", "OBJECT"))
-		return 2;
-	r = object_id(argv[1], &id);
 	if (r == 2)
 		return 2;
 	if (r) {
@@ -327,19 +342,35 @@ static int cmd_snapshot(int argc, char **argv)
 
 		if (!nl)
 			return 1;
-		err = vmreset_nl_snapshot(nl, id, &dirty);
+		err = revert ? vmreset_nl_revert(nl, id, flags, a, b)
+			     : vmreset_nl_snapshot(nl, id, a);
 		if (err)
-			return nl_error(nl, "snapshot of", argv[1], err);
+			return nl_error(nl, what, name, err);
 		vmreset_nl_close(nl);
-	} else {
-		fd = open_obj(argv[1], O_RDWR);
-		if (fd < 0)
-			return open_failed(fd);
-		err = vmreset_snapshot(fd, &dirty);
-		close(fd);
-		if (err)
-			return op_error("snapshot of", argv[1], err);
+		return 0;
 	}
+	fd = open_obj(name, O_RDWR);
+	if (fd < 0)
+		return open_failed(fd);
+	err = revert ? vmreset_revert(fd, flags, a, b) : vmreset_snapshot(fd, a);
+	close(fd);
+	if (err == -ENODATA) {
+		fprintf(stderr, "%s: '%s' has no snapshot to revert to\n", prog, name);
+		return 1;
+	}
+	return err ? op_error(what, name, err) : 0;
+}
+
+static int cmd_snapshot(int argc, char **argv)
+{
+	uint64_t dirty;
+	int ret;
+
+	if (need_args(argc, 2, "snapshot", "OBJECT"))
+		return 2;
+	ret = snap_or_revert(argv[1], false, 0, &dirty, NULL);
+	if (ret)
+		return ret;
 	if (json) {
 		struct json_object *o = jobj();
 
@@ -370,8 +401,8 @@ static void print_revert(const char *what, uint64_t reverted, uint64_t kept, boo
 
 static int cmd_revert(int argc, char **argv)
 {
-	uint64_t flags = 0, reverted, kept, id;
-	int fd, err, r;
+	uint64_t flags = 0, reverted, kept;
+	int ret;
 
 	if (argc == 3 && !strcmp(argv[1], "--dry-run")) {
 		flags = VMRESET_REVERT_F_DRY_RUN;
@@ -380,31 +411,9 @@ static int cmd_revert(int argc, char **argv)
 	}
 	if (need_args(argc, 2, "revert", "[--dry-run] OBJECT"))
 		return 2;
-	r = object_id(argv[1], &id);
-	if (r == 2)
-		return 2;
-	if (r) {
-		struct vmreset_nl *nl = nl_open();
-
-		if (!nl)
-			return 1;
-		err = vmreset_nl_revert(nl, id, flags, &reverted, &kept);
-		if (err)
-			return nl_error(nl, "revert of", argv[1], err);
-		vmreset_nl_close(nl);
-	} else {
-		fd = open_obj(argv[1], O_RDWR);
-		if (fd < 0)
-			return open_failed(fd);
-		err = vmreset_revert(fd, flags, &reverted, &kept);
-		close(fd);
-	}
-	if (err == -ENODATA) {
-		fprintf(stderr, "%s: '%s' has no snapshot to revert to\n", prog, argv[1]);
-		return 1;
-	}
-	if (err)
-		return op_error("revert of", argv[1], err);
+	ret = snap_or_revert(argv[1], true, flags, &reverted, &kept);
+	if (ret)
+		return ret;
 	print_revert(argv[1], reverted, kept, flags);
 	return 0;
 }
@@ -495,15 +504,12 @@ static int cmd_preserve(int argc, char **argv)
 
 static int cmd_dirty(int argc, char **argv)
 {
+	int fd = obj_arg(argc, argv, "dirty");
 	struct vmreset_range *r;
 	long n;
-	int fd;
 
-	if (need_args(argc, 2, "dirty", "OBJECT"))
-		return 2;
-	fd = open_obj(argv[1], O_RDONLY);
 	if (fd < 0)
-		return open_failed(fd);
+		return -fd;
 	n = vmreset_dirty_list(fd, &r);
 	close(fd);
 	if (n < 0)
@@ -515,14 +521,11 @@ static int cmd_dirty(int argc, char **argv)
 
 static int cmd_stats(int argc, char **argv)
 {
+	int fd = obj_arg(argc, argv, "stats"), err;
 	struct vmreset_stats s;
-	int fd, err;
 
-	if (need_args(argc, 2, "stats", "OBJECT"))
-		return 2;
-	fd = open_obj(argv[1], O_RDONLY);
 	if (fd < 0)
-		return open_failed(fd);
+		return -fd;
 	err = vmreset_stats(fd, &s);
 	close(fd);
 	if (err)
