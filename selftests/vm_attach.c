@@ -246,12 +246,19 @@ static int on_event(const struct vmreset_event *ev, void *arg)
 	return w->seen;
 }
 
+/* A thread that hears events, each given to @fn, until it says stop. */
+struct listener {
+	vmreset_event_fn fn;
+	void *arg;
+};
+
 static void *monitor(void *arg)
 {
+	struct listener *l = arg;
 	struct vmreset_nl *nl = vmreset_nl_open(NULL);
 
 	if (nl) {
-		vmreset_nl_monitor(nl, on_event, arg);
+		vmreset_nl_monitor(nl, l->fn, l->arg);
 		vmreset_nl_close(nl);
 	}
 	return NULL;
@@ -261,6 +268,7 @@ static void *monitor(void *arg)
 TEST_F(vm, killed_vmm_is_detached)
 {
 	struct watch w = { 0 };
+	struct listener l = { on_event, &w };
 	struct find f = { 0 };
 	struct timespec until;
 	int pipefd[2], status;
@@ -293,7 +301,7 @@ TEST_F(vm, killed_vmm_is_detached)
 	free(f.vm.slots);
 
 	w.id = id;
-	ASSERT_EQ(0, pthread_create(&th, NULL, monitor, &w));
+	ASSERT_EQ(0, pthread_create(&th, NULL, monitor, &l));
 	/*
 	 * Snapshots (each one an event) until the monitor hears one: a fixed
 	 * sleep was too short on the debug kernel under load.
@@ -814,14 +822,14 @@ TEST_F(vm, partly_vmresetfs_slot_refused)
 	ASSERT_EQ(0, vmreset_nl_vm_revert(self->nl, id, 0, &reverted, &kept));
 }
 
-/* The state letter of thread @tid in /proc ('R', 'S', 'D', ...). */
-static char task_state(pid_t tid)
+/* The state letter of thread @tid of process @pid ('R', 'S', 'D', ...). */
+static char task_state(pid_t pid, pid_t tid)
 {
 	char path[64], buf[512], *p;
 	ssize_t n;
 	int fd;
 
-	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", pid, tid);
 	fd = open(path, O_RDONLY);
 	if (fd < 0)
 		return 0;
@@ -996,7 +1004,7 @@ TEST_F(vm, long_revert_blocks_nothing_else)
 	/* The VM revert waits for A's inode lock, in the kernel. */
 	ASSERT_EQ(0, pthread_create(&tr, NULL, do_revert, &r));
 	for (i = 0; i < 1000; i++) {
-		if (r.tid && (st = task_state(r.tid)) == 'D')
+		if (r.tid && (st = task_state(getpid(), r.tid)) == 'D')
 			break;
 		usleep(10000);
 	}
@@ -1009,7 +1017,7 @@ TEST_F(vm, long_revert_blocks_nothing_else)
 		joined = !pthread_timedjoin_np(to, NULL, &until);
 		EXPECT_TRUE(joined) TH_LOG("other netlink requests waited for this revert");
 		/* Still waiting: it really was in the way all along. */
-		EXPECT_EQ('D', task_state(r.tid));
+		EXPECT_EQ('D', task_state(getpid(), r.tid));
 	}
 
 	/* Let the write go: then the revert, which undoes it too. */
@@ -1396,26 +1404,6 @@ TEST_F(vm, many_parts)
 	ASSERT_EQ(NPAGES / 2 + 2, vm_get_raw(id, 1, msg, sizeof(msg))) TH_LOG("%s", msg);
 }
 
-/* The state letter of process @pid. */
-static char proc_state(pid_t pid)
-{
-	char path[64], buf[512], *p;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
-	p = strrchr(buf, ')');
-	return p && p[1] == ' ' ? p[2] : 0;
-}
-
 /* A write(2) to @fd that holds the file's inode lock until stuck_end(). */
 struct stuck {
 	int uffd;
@@ -1484,17 +1472,6 @@ static int record_event(const struct vmreset_event *ev, void *arg)
 	return ev->cmd == VMRESET_CMD_VM_DETACH_NTF && ev->vm_id == r->id;
 }
 
-static void *recorder(void *arg)
-{
-	struct vmreset_nl *nl = vmreset_nl_open(NULL);
-
-	if (nl) {
-		vmreset_nl_monitor(nl, record_event, arg);
-		vmreset_nl_close(nl);
-	}
-	return NULL;
-}
-
 struct detacher {
 	uint32_t id;
 	int err, done;
@@ -1522,6 +1499,7 @@ static void *do_detach(void *arg)
 TEST_F(vm, stuck_revert_killable_detach_waits)
 {
 	struct recorder rec = { 0 };
+	struct listener l = { record_event, &rec };
 	struct long_revert r = { 0 };
 	struct detacher d = { 0 };
 	struct stuck st = { 0 };
@@ -1538,7 +1516,7 @@ TEST_F(vm, stuck_revert_killable_detach_waits)
 	guest_writes(self->vcpu, self->params, VM_TEST_GPA, 8, 1);
 	ASSERT_EQ(0, vmr_stats(self->fa, &sa));
 	rec.id = d.id = r.id;
-	ASSERT_EQ(0, pthread_create(&tm, NULL, recorder, &rec));
+	ASSERT_EQ(0, pthread_create(&tm, NULL, monitor, &l));
 	usleep(200000);		/* let the monitor subscribe */
 	ASSERT_EQ(0, stuck_begin(&st, self->fa));
 
@@ -1551,7 +1529,7 @@ TEST_F(vm, stuck_revert_killable_detach_waits)
 		_exit(nl ? -vmreset_nl_vm_revert(nl, r.id, 0, &n, &k) : 100);
 	}
 	ASSERT_LT(0, pid);
-	for (i = 0; i < 1000 && (c = proc_state(pid)) != 'D'; i++)
+	for (i = 0; i < 1000 && (c = task_state(pid, pid)) != 'D'; i++)
 		usleep(10000);
 	EXPECT_EQ('D', c) TH_LOG("the reverting process is in state '%c'", c);
 	ASSERT_EQ(0, kill(pid, SIGKILL));
@@ -1561,7 +1539,7 @@ TEST_F(vm, stuck_revert_killable_detach_waits)
 
 	/* Now one that waits, and a detach behind it. */
 	ASSERT_EQ(0, pthread_create(&tr, NULL, do_revert, &r));
-	for (i = 0; i < 1000 && !(r.tid && task_state(r.tid) == 'D'); i++)
+	for (i = 0; i < 1000 && !(r.tid && task_state(getpid(), r.tid) == 'D'); i++)
 		usleep(10000);
 	ASSERT_EQ(0, pthread_create(&td, NULL, do_detach, &d));
 	usleep(500000);
