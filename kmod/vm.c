@@ -667,11 +667,16 @@ err:
 	return err;
 }
 
-static void vmr_vm_finish(struct vmr_vm *vm, struct vmr_parts *p)
+/* Undo vmr_vm_prepare(); an operation that failed (@err) drops its reply. */
+static int vmr_vm_finish(struct vmr_vm *vm, struct vmr_parts *p,
+			 struct vmr_reply *reply, int err)
 {
 	mutex_unlock(&vm->lock);
 	vmr_put_parts(p);
 	vmr_vm_put(vm);
+	if (err && reply)
+		vmr_reply_free(reply);
+	return err;
 }
 
 int vmr_nl_vm_snapshot_doit(struct sk_buff *skb, struct genl_info *info)
@@ -698,11 +703,8 @@ int vmr_nl_vm_snapshot_doit(struct sk_buff *skb, struct genl_info *info)
 	else
 		atomic64_inc(&vm->snapshots);
 	id = vm->id;
-	vmr_vm_finish(vm, &p);
-	if (err) {
-		vmr_reply_free(&reply);
+	if (vmr_vm_finish(vm, &p, &reply, err))
 		return err;
-	}
 	return vmr_reply_send(&reply, info, VMRESET_A_VM_ID, id,
 			      VMRESET_A_DIRTY_PAGES, dirty, 0, 0);
 }
@@ -755,11 +757,8 @@ int vmr_nl_vm_revert_doit(struct sk_buff *skb, struct genl_info *info)
 	}
 out:
 	id = vm->id;
-	vmr_vm_finish(vm, &p);
-	if (err) {
-		vmr_reply_free(&reply);
+	if (vmr_vm_finish(vm, &p, &reply, err))
 		return err;
-	}
 	return vmr_reply_send(&reply, info, VMRESET_A_VM_ID, id,
 			      VMRESET_A_REVERTED_PAGES, reverted,
 			      VMRESET_A_KEPT_PAGES, kept);
@@ -800,7 +799,7 @@ int vmr_nl_vm_preserve_doit(struct sk_buff *skb, struct genl_info *info)
 		stop = p.s[i].start + ((hi - sgpa) >> PAGE_SHIFT);
 		err = vmr_op_preserve(p.s[i].vi, add, start, stop);
 	}
-	vmr_vm_finish(vm, &p);
+	vmr_vm_finish(vm, &p, NULL, err);
 	if (err == -ENOSPC)
 		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[VMRESET_A_OFFSET],
 				    "too many preserved ranges in a file of the VM");
