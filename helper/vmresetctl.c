@@ -548,8 +548,17 @@ static int cmd_stats(int argc, char **argv)
 		F(snapshots);
 		F(reverts);
 		F(reverted_pages);
+		F(hot_pages);
+		F(hot_promotions);
+		F(hot_demotions);
+		F(hot_copies);
+		F(cached_pages);
+		F(cached_hits);
+		F(cached_reclaimed);
 #undef F
-		ju64(o, "bytes_in_memory", (uint64_t)(s.resident_pages + s.undo_pages) * 4096);
+		/* Kept copies are memory too, though size= does not count them. */
+		ju64(o, "bytes_in_memory",
+		     (uint64_t)(s.resident_pages + s.undo_pages + s.cached_pages) * 4096);
 		emit(o);
 	} else {
 		printf("%s:\n"
@@ -559,14 +568,22 @@ static int cmd_stats(int argc, char **argv)
 		       "  preserved ranges: %" PRIu64 "\n"
 		       "  faults: %" PRIu64 ", copy-on-write: %" PRIu64 "\n"
 		       "  snapshots: %" PRIu64 ", reverts: %" PRIu64
-		       " (%" PRIu64 " pages)\n", argv[1],
+		       " (%" PRIu64 " pages)\n"
+		       "  hot pages: %" PRIu64 " (%" PRIu64 " promoted, %" PRIu64
+		       " demoted, %" PRIu64 " copied back)\n"
+		       "  kept copies: %" PRIu64 " (%" PRIu64 " first writes took one, %"
+		       PRIu64 " reclaimed)\n", argv[1],
 		       (uint64_t)s.file_size,
 		       s.flags & VMRESET_STATS_F_SNAPSHOT ? "yes" : "no",
 		       (uint64_t)s.resident_pages, (uint64_t)s.shared_pages,
 		       (uint64_t)s.undo_pages, (uint64_t)s.dirty_pages,
 		       (uint64_t)s.preserved_ranges, (uint64_t)s.faults,
 		       (uint64_t)s.cow_faults, (uint64_t)s.snapshots,
-		       (uint64_t)s.reverts, (uint64_t)s.reverted_pages);
+		       (uint64_t)s.reverts, (uint64_t)s.reverted_pages,
+		       (uint64_t)s.hot_pages, (uint64_t)s.hot_promotions,
+		       (uint64_t)s.hot_demotions, (uint64_t)s.hot_copies,
+		       (uint64_t)s.cached_pages, (uint64_t)s.cached_hits,
+		       (uint64_t)s.cached_reclaimed);
 	}
 	return 0;
 }
@@ -669,6 +686,7 @@ static struct json_object *json_obj(const struct vmreset_obj *o)
 	ju64(j, "hot_promotions", o->hot_promotions);
 	ju64(j, "hot_demotions", o->hot_demotions);
 	ju64(j, "hot_copies", o->hot_copies);
+	ju64(j, "cached_pages", o->cached_pages);
 	json_object_object_add(j, "preserved", json_ranges(o->preserved, o->nr_preserved));
 	return j;
 }

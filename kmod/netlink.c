@@ -92,7 +92,7 @@ static int vmr_put_obj(struct sk_buff *skb, struct vmr_inode *vi)
 			      VMRESET_A_PAD) ||
 	    nla_put_u64_64bit(skb, VMRESET_A_HOT_COPIES, vi->hot_copies,
 			      VMRESET_A_PAD) ||
-	    nla_put_u64_64bit(skb, VMRESET_A_CACHED_PAGES, 0, VMRESET_A_PAD) ||
+	    nla_put_u64_64bit(skb, VMRESET_A_CACHED_PAGES, vi->nr_kept, VMRESET_A_PAD) ||
 	    nla_put_u32(skb, VMRESET_A_HOT_MODE, vi->hot_mode)) {
 		err = -EMSGSIZE;
 		goto out;
