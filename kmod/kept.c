@@ -232,22 +232,30 @@ long vmr_kept_scan(struct super_block *sb, struct shrink_control *sc)
 	while (freed < want && tries-- &&
 	       (vi = list_first_entry_or_null(&sbi->kept_files,
 					      struct vmr_inode, kept_link))) {
-		struct inode *inode;
+		unsigned long n;
 
 		list_move_tail(&vi->kept_link, &sbi->kept_files);
-		/* An inode being evicted drops its pages itself. */
-		inode = igrab(&vi->vfs_inode);
-		if (!inode)
+		/*
+		 * No inode reference: dropping the last one here would evict
+		 * the inode inside reclaim, whose caller may hold a page lock
+		 * or a mutex eviction needs. Eviction takes vi->lock instead
+		 * (vmr_evict_inode()) and takes the file off this list first,
+		 * so a file found here and locked stays until the unlock.
+		 */
+		if (!mutex_trylock(&vi->lock))
 			continue;
 		spin_unlock(&sbi->kept_lock);
-		if (mutex_trylock(&vi->lock)) {
-			unsigned long n = vmr_kept_evict(vi, want - freed);
-
-			vi->kept_reclaimed += n;
-			freed += n;
-			mutex_unlock(&vi->lock);
-		}
-		iput(inode);
+		n = vmr_kept_evict(vi, want - freed);
+		vi->kept_reclaimed += n;
+		freed += n;
+		/*
+		 * An eviction waiting for the lock may free the inode once it
+		 * has it (after an RCU grace period): no access to it after
+		 * the unlock, which itself runs inside a read-side section.
+		 */
+		rcu_read_lock();
+		mutex_unlock(&vi->lock);
+		rcu_read_unlock();
 		spin_lock(&sbi->kept_lock);
 	}
 	spin_unlock(&sbi->kept_lock);

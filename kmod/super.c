@@ -186,8 +186,17 @@ static void vmr_evict_inode(struct inode *inode)
 	struct vmr_sb *sbi = VMR_SB(inode->i_sb);
 
 	if (S_ISREG(inode->i_mode)) {
-		vmr_obj_unregister(VMR_I(inode));
-		vmr_free_all(VMR_I(inode));
+		struct vmr_inode *vi = VMR_I(inode);
+
+		vmr_obj_unregister(vi);
+		/*
+		 * Nothing else holds the file now but the kept-copy shrinker,
+		 * which holds vi->lock instead of a reference (kept.c): wait
+		 * for it.
+		 */
+		mutex_lock(&vi->lock);
+		vmr_free_all(vi);
+		mutex_unlock(&vi->lock);
 	}
 	clear_inode(inode);
 	if (inode != sbi->anchor)
