@@ -13,7 +13,6 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <stdarg.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,18 +72,6 @@ static uint16_t get16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v
 static uint32_t get32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
 static uint64_t get64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
 
-static int fail(struct vmm *vm, int err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int fail(struct vmm *vm, int err, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(vm->err, sizeof(vm->err), fmt, ap);
-	va_end(ap);
-	return -err;
-}
-
 static uint8_t *read_file(struct vmm *vm, const char *what, const char *path,
 			  size_t *len, int *err)
 {
@@ -94,11 +81,11 @@ static uint8_t *read_file(struct vmm *vm, const char *what, const char *path,
 	size_t off = 0;
 
 	if (fd < 0) {
-		*err = fail(vm, errno, "%s %s: %s", what, path, strerror(errno));
+		*err = vmm_fail(vm, errno, "%s %s: %s", what, path, strerror(errno));
 		return NULL;
 	}
 	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-		*err = fail(vm, EINVAL, "%s %s: not a regular file", what, path);
+		*err = vmm_fail(vm, EINVAL, "%s %s: not a regular file", what, path);
 		close(fd);
 		return NULL;
 	}
@@ -107,7 +94,7 @@ static uint8_t *read_file(struct vmm *vm, const char *what, const char *path,
 		ssize_t n = read(fd, buf + off, st.st_size - off);
 
 		if (n <= 0) {
-			*err = fail(vm, n ? errno : EIO, "%s %s: read failed",
+			*err = vmm_fail(vm, n ? errno : EIO, "%s %s: read failed",
 				    what, path);
 			free(buf);
 			close(fd);
@@ -117,7 +104,7 @@ static uint8_t *read_file(struct vmm *vm, const char *what, const char *path,
 	}
 	close(fd);
 	if (!buf)
-		*err = fail(vm, ENOMEM, "%s %s: out of memory", what, path);
+		*err = vmm_fail(vm, ENOMEM, "%s %s: out of memory", what, path);
 	*len = st.st_size;
 	return buf;
 }
@@ -233,12 +220,12 @@ int vmm_load_kernel(struct vmm *vm)
 		return err;
 	if (klen < 0x1000 || get32(k + BP_HEADER) != 0x53726448 ||
 	    get16(k + BP_BOOT_FLAG) != 0xaa55) {
-		err = fail(vm, ENOEXEC, "kernel %s: not a bzImage (no \"HdrS\" boot header)",
+		err = vmm_fail(vm, ENOEXEC, "kernel %s: not a bzImage (no \"HdrS\" boot header)",
 			   vm->o.kernel);
 		goto out;
 	}
 	if (get16(k + BP_VERSION) < 0x020c || !(get16(k + BP_XLOADFLAGS) & XLF_KERNEL_64)) {
-		err = fail(vm, ENOEXEC, "kernel %s: boot protocol %#x without a 64-bit entry point",
+		err = vmm_fail(vm, ENOEXEC, "kernel %s: boot protocol %#x without a 64-bit entry point",
 			   vm->o.kernel, get16(k + BP_VERSION));
 		goto out;
 	}
@@ -260,7 +247,7 @@ int vmm_load_kernel(struct vmm *vm)
 			initrd_gpa = 0;
 	}
 	if (load + init_size > (initrd ? initrd_gpa : top) || (initrd && !initrd_gpa)) {
-		err = fail(vm, EFBIG,
+		err = vmm_fail(vm, EFBIG,
 			   "kernel %s needs %llu MiB from %#llx%s%s (%zu KiB): too big for %llu MiB of RAM (--mem)",
 			   vm->o.kernel, (unsigned long long)(init_size >> 20),
 			   (unsigned long long)load, initrd ? " plus initrd " : "",
@@ -300,7 +287,7 @@ int vmm_load_kernel(struct vmm *vm)
 	cmdlen = strlen(cmdline);
 	if ((size_t)n >= sizeof(cmdline) ||
 	    (get32(k + BP_CMDLINE_SIZE) && cmdlen > get32(k + BP_CMDLINE_SIZE))) {
-		err = fail(vm, E2BIG, "kernel command line too long (%d bytes): %s",
+		err = vmm_fail(vm, E2BIG, "kernel command line too long (%d bytes): %s",
 			   n, vm->o.cmdline ? vm->o.cmdline : "");
 		goto out;
 	}

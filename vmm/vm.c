@@ -45,9 +45,7 @@ uint64_t vmm_now_us(void)
 	return (uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static int vfail(struct vmm *vm, int err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int vfail(struct vmm *vm, int err, const char *fmt, ...)
+int vmm_fail(struct vmm *vm, int err, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -350,7 +348,7 @@ int vmm_quiesce(struct vmm *vm)
 	pause_aps(vm);
 	for (unsigned int i = 0; i < vm->nr_vcpus; i++)
 		if (complete_io(&vm->vcpu[i]))
-			ret = vfail(vm, EIO, "vCPU %u: completing its last exit failed", i);
+			ret = vmm_fail(vm, EIO, "vCPU %u: completing its last exit failed", i);
 	return ret;
 }
 
@@ -431,7 +429,7 @@ static int setup_cpuid(struct vmm *vm)
 		free(vm->cpuid);
 		vm->cpuid = NULL;
 		if (errno != E2BIG || n > 4096)
-			return vfail(vm, errno, "KVM_GET_SUPPORTED_CPUID: %s", strerror(errno));
+			return vmm_fail(vm, errno, "KVM_GET_SUPPORTED_CPUID: %s", strerror(errno));
 		n *= 2;
 	}
 }
@@ -466,7 +464,7 @@ static int setup_vcpu_cpuid(struct vmm *vm, struct vmm_vcpu *v)
 		}
 	}
 	if (ioctl(v->fd, KVM_SET_CPUID2, c))
-		return vfail(vm, errno, "KVM_SET_CPUID2: %s", strerror(errno));
+		return vmm_fail(vm, errno, "KVM_SET_CPUID2: %s", strerror(errno));
 	return 0;
 }
 
@@ -481,7 +479,7 @@ static int setup_msr_list(struct vmm *vm)
 		return -ENOMEM;
 	l->nmsrs = 1024;
 	if (ioctl(vm->kvm_fd, KVM_GET_MSR_INDEX_LIST, l)) {
-		ret = vfail(vm, errno, "KVM_GET_MSR_INDEX_LIST: %s", strerror(errno));
+		ret = vmm_fail(vm, errno, "KVM_GET_MSR_INDEX_LIST: %s", strerror(errno));
 		goto out;
 	}
 	vm->msr_index[0] = 0x10;	/* IA32_TSC */
@@ -513,24 +511,24 @@ static int setup_boot_vcpu(struct vmm *vm, struct vmm_vcpu *v)
 	};
 
 	if (ioctl(v->fd, KVM_GET_LAPIC, &lapic))
-		return vfail(vm, errno, "KVM_GET_LAPIC: %s", strerror(errno));
+		return vmm_fail(vm, errno, "KVM_GET_LAPIC: %s", strerror(errno));
 	/* LINT0 ExtINT, LINT1 NMI: the virtual-wire setup firmware leaves. */
 	uint32_t *lvt0 = (uint32_t *)(lapic.regs + 0x350), *lvt1 = (uint32_t *)(lapic.regs + 0x360);
 
 	*lvt0 = (*lvt0 & ~0x700) | (7 << 8);
 	*lvt1 = (*lvt1 & ~0x700) | (4 << 8);
 	if (ioctl(v->fd, KVM_SET_LAPIC, &lapic))
-		return vfail(vm, errno, "KVM_SET_LAPIC: %s", strerror(errno));
+		return vmm_fail(vm, errno, "KVM_SET_LAPIC: %s", strerror(errno));
 	if (ioctl(v->fd, KVM_SET_FPU, &fpu))
-		return vfail(vm, errno, "KVM_SET_FPU: %s", strerror(errno));
+		return vmm_fail(vm, errno, "KVM_SET_FPU: %s", strerror(errno));
 	ioctl(v->fd, KVM_SET_MSRS, &m);
 	if (v->id != 0)
 		return 0;	/* APs wait for INIT/SIPI from the BSP */
 	if (ioctl(v->fd, KVM_GET_SREGS, &sregs))
-		return vfail(vm, errno, "KVM_GET_SREGS: %s", strerror(errno));
+		return vmm_fail(vm, errno, "KVM_GET_SREGS: %s", strerror(errno));
 	vmm_setup_boot_cpu(vm, &regs, &sregs);
 	if (ioctl(v->fd, KVM_SET_SREGS, &sregs) || ioctl(v->fd, KVM_SET_REGS, &regs))
-		return vfail(vm, errno, "setting the boot vCPU's registers: %s",
+		return vmm_fail(vm, errno, "setting the boot vCPU's registers: %s",
 			     strerror(errno));
 	return 0;
 }
@@ -545,7 +543,7 @@ static int setup_ram(struct vmm *vm)
 	if (fd < 0)
 		unlink(path);	/* created elsewhere than on vmresetfs */
 	if (fd < 0)
-		return vfail(vm, -fd, "guest RAM %s: %s%s", path, strerror(-fd),
+		return vmm_fail(vm, -fd, "guest RAM %s: %s%s", path, strerror(-fd),
 			     fd == -ENOTTY ? " (not on vmresetfs; --dir)" : "");
 	/* The VM holds it; the name only matters to someone who lists them. */
 	unlink(path);
@@ -553,7 +551,7 @@ static int setup_ram(struct vmm *vm)
 	vm->ram = mmap(NULL, vm->mem_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (vm->ram == MAP_FAILED) {
 		vm->ram = NULL;
-		return vfail(vm, errno, "mmap of guest RAM: %s", strerror(errno));
+		return vmm_fail(vm, errno, "mmap of guest RAM: %s", strerror(errno));
 	}
 	struct kvm_userspace_memory_region r = {
 		.slot = 0, .guest_phys_addr = 0, .memory_size = vm->mem_size,
@@ -561,7 +559,7 @@ static int setup_ram(struct vmm *vm)
 	};
 
 	if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r))
-		return vfail(vm, errno, "KVM_SET_USER_MEMORY_REGION: %s", strerror(errno));
+		return vmm_fail(vm, errno, "KVM_SET_USER_MEMORY_REGION: %s", strerror(errno));
 	return 0;
 }
 
@@ -575,17 +573,17 @@ static int setup_disk(struct vmm *vm)
 
 	in = open(vm->o.disk, O_RDONLY | O_CLOEXEC);
 	if (in < 0)
-		return vfail(vm, errno, "disk %s: %s", vm->o.disk, strerror(errno));
+		return vmm_fail(vm, errno, "disk %s: %s", vm->o.disk, strerror(errno));
 	if (fstat(in, &st) || !S_ISREG(st.st_mode) || st.st_size < 65536 || st.st_size % 512) {
 		close(in);
-		return vfail(vm, EINVAL, "disk %s: not a regular file of 512-byte sectors", vm->o.disk);
+		return vmm_fail(vm, EINVAL, "disk %s: not a regular file of 512-byte sectors", vm->o.disk);
 	}
 	snprintf(path, sizeof(path), "%s/vmm-%d-%p.disk", vm->o.dir, getpid(), (void *)vm);
 	fd = vmreset_create(path, st.st_size);
 	if (fd < 0) {
 		unlink(path);
 		close(in);
-		return vfail(vm, -fd, "disk file %s: %s", path, strerror(-fd));
+		return vmm_fail(vm, -fd, "disk file %s: %s", path, strerror(-fd));
 	}
 	unlink(path);
 	for (;;) {
@@ -594,7 +592,7 @@ static int setup_disk(struct vmm *vm)
 		if (n < 0 || (n > 0 && pwrite(fd, buf, n, off) != n)) {
 			close(in);
 			close(fd);
-			return vfail(vm, EIO, "copying disk %s: %s", vm->o.disk, strerror(errno));
+			return vmm_fail(vm, EIO, "copying disk %s: %s", vm->o.disk, strerror(errno));
 		}
 		if (n == 0)
 			break;
@@ -629,27 +627,27 @@ struct vmm *vmm_create(const struct vmm_opts *o, char *err, size_t errlen)
 	vm->mem_size = (o->mem_size + 0x1fffff) & ~0x1fffffULL;
 	vm->nr_vcpus = o->cpus ? o->cpus : 1;
 	if (vm->nr_vcpus > VMM_MAX_CPUS) {
-		ret = vfail(vm, EINVAL, "--cpus %u: at most %d", vm->nr_vcpus, VMM_MAX_CPUS);
+		ret = vmm_fail(vm, EINVAL, "--cpus %u: at most %d", vm->nr_vcpus, VMM_MAX_CPUS);
 		goto out;
 	}
 	if (vm->mem_size < (64ULL << 20) || vm->mem_size > VMM_MAX_MEM) {
-		ret = vfail(vm, EINVAL, "--mem %llu MiB: must be 64 MiB to 3 GiB",
+		ret = vmm_fail(vm, EINVAL, "--mem %llu MiB: must be 64 MiB to 3 GiB",
 			    (unsigned long long)(o->mem_size >> 20));
 		goto out;
 	}
 	if (o->keep_size & 4095 || o->keep_size > vm->mem_size / 4) {
-		ret = vfail(vm, EINVAL, "--keep %llu: a multiple of 4 KiB, at most a quarter of RAM",
+		ret = vmm_fail(vm, EINVAL, "--keep %llu: a multiple of 4 KiB, at most a quarter of RAM",
 			    (unsigned long long)o->keep_size);
 		goto out;
 	}
 	vm->mbox_gpa = vm->mem_size - VMR_MBOX_SIZE;
 	vm->keep_gpa = o->keep_size ? vm->mbox_gpa - o->keep_size : 0;
 	if (access(o->kernel, R_OK)) {
-		ret = vfail(vm, errno, "kernel %s: %s", o->kernel, strerror(errno));
+		ret = vmm_fail(vm, errno, "kernel %s: %s", o->kernel, strerror(errno));
 		goto out;
 	}
 	if (o->initrd && access(o->initrd, R_OK)) {
-		ret = vfail(vm, errno, "initrd %s: %s", o->initrd, strerror(errno));
+		ret = vmm_fail(vm, errno, "initrd %s: %s", o->initrd, strerror(errno));
 		goto out;
 	}
 	sigaction(KICK_SIG, &sa, NULL);
@@ -660,12 +658,12 @@ struct vmm *vmm_create(const struct vmm_opts *o, char *err, size_t errlen)
 
 	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (vm->kvm_fd < 0) {
-		ret = vfail(vm, errno, "/dev/kvm: %s", strerror(errno));
+		ret = vmm_fail(vm, errno, "/dev/kvm: %s", strerror(errno));
 		goto out;
 	}
 	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
 	if (vm->vm_fd < 0) {
-		ret = vfail(vm, errno, "KVM_CREATE_VM: %s", strerror(errno));
+		ret = vmm_fail(vm, errno, "KVM_CREATE_VM: %s", strerror(errno));
 		goto out;
 	}
 	vm->run_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
@@ -674,7 +672,7 @@ struct vmm *vmm_create(const struct vmm_opts *o, char *err, size_t errlen)
 	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, 0xfffbd000UL) ||
 	    ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) ||
 	    (o->pit && ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit))) {
-		ret = vfail(vm, errno, "creating the irqchip and PIT: %s", strerror(errno));
+		ret = vmm_fail(vm, errno, "creating the irqchip and PIT: %s", strerror(errno));
 		goto out;
 	}
 	ret = setup_ram(vm);
@@ -695,13 +693,13 @@ struct vmm *vmm_create(const struct vmm_opts *o, char *err, size_t errlen)
 		v->id = i;
 		v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, i);
 		if (v->fd < 0) {
-			ret = vfail(vm, errno, "KVM_CREATE_VCPU %u: %s", i, strerror(errno));
+			ret = vmm_fail(vm, errno, "KVM_CREATE_VCPU %u: %s", i, strerror(errno));
 			goto out;
 		}
 		v->run = mmap(NULL, vm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
 		if (v->run == MAP_FAILED) {
 			v->run = NULL;
-			ret = vfail(vm, errno, "mmap of kvm_run: %s", strerror(errno));
+			ret = vmm_fail(vm, errno, "mmap of kvm_run: %s", strerror(errno));
 			goto out;
 		}
 		ret = setup_vcpu_cpuid(vm, v);
@@ -727,7 +725,7 @@ struct vmm *vmm_create(const struct vmm_opts *o, char *err, size_t errlen)
 	vm->pause = true;
 	for (unsigned int i = 1; i < vm->nr_vcpus; i++) {
 		if (pthread_create(&vm->vcpu[i].thread, NULL, ap_thread, &vm->vcpu[i])) {
-			ret = vfail(vm, EAGAIN, "cannot start vCPU thread %u", i);
+			ret = vmm_fail(vm, EAGAIN, "cannot start vCPU thread %u", i);
 			vm->nr_vcpus = i;
 			goto out;
 		}
@@ -884,7 +882,7 @@ int vmm_boot(struct vmm *vm, unsigned int timeout_ms)
 		char stack[1024];
 
 		vmm_console_tail(vm, tail, sizeof(tail));
-		return vfail(vm, EDEADLK, "the guest kernel spins with interrupts off at %#llx "
+		return vmm_fail(vm, EDEADLK, "the guest kernel spins with interrupts off at %#llx "
 			     "for a minute: deadlocked (%s); console: %s", (unsigned long long)last_rip,
 			     vmm_guest_stack(vm, 0, false, stack, sizeof(stack)), tail);
 	}
@@ -894,7 +892,7 @@ int vmm_boot(struct vmm *vm, unsigned int timeout_ms)
 	case EV_READY:
 		break;
 	case EV_FAIL:
-		return vfail(vm, EIO, "the guest agent failed: %.*s",
+		return vmm_fail(vm, EIO, "the guest agent failed: %.*s",
 			     (int)(vm->mbox->err_len < 300 ? vm->mbox->err_len : 300),
 			     (char *)vm->ram + vm->mbox_gpa + VMR_MBOX_ERR_OFF);
 	case EV_KICK: {
@@ -906,14 +904,14 @@ int vmm_boot(struct vmm *vm, unsigned int timeout_ms)
 		ioctl(vm->vcpu[0].fd, KVM_GET_SREGS, &sr);
 		char stack[1024];
 
-		return vfail(vm, ETIMEDOUT, "the guest was not ready after %u ms (vCPU 0 at %#llx, "
+		return vmm_fail(vm, ETIMEDOUT, "the guest was not ready after %u ms (vCPU 0 at %#llx, "
 			     "cs %#x, rflags %#llx, cr3 %#llx; %s); console: %s", timeout_ms,
 			     (unsigned long long)r.rip, sr.cs.selector,
 			     (unsigned long long)r.rflags, (unsigned long long)sr.cr3,
 			     vmm_guest_stack(vm, 0, false, stack, sizeof(stack)), tail);
 	}
 	default:
-		return vfail(vm, EIO, "booting: %s; console: %s", why, tail);
+		return vmm_fail(vm, EIO, "booting: %s; console: %s", why, tail);
 	}
 	vm->ready = true;
 	vm->booted = true;
@@ -924,17 +922,17 @@ int vmm_boot(struct vmm *vm, unsigned int timeout_ms)
 		return ret;
 	vm->snap = calloc(1, sizeof(*vm->snap));
 	if (!vm->snap)
-		return vfail(vm, ENOMEM, "out of memory");
+		return vmm_fail(vm, ENOMEM, "out of memory");
 	ret = vmm_state_save(vm, vm->snap);
 	if (ret)
 		return ret;
 	ret = vmreset_snapshot(vm->ram_fd, NULL);
 	if (ret)
-		return vfail(vm, -ret, "SNAPSHOT of guest RAM: %s", strerror(-ret));
+		return vmm_fail(vm, -ret, "SNAPSHOT of guest RAM: %s", strerror(-ret));
 	if (vm->disk_fd >= 0) {
 		ret = vmreset_snapshot(vm->disk_fd, NULL);
 		if (ret)
-			return vfail(vm, -ret, "SNAPSHOT of the disk: %s", strerror(-ret));
+			return vmm_fail(vm, -ret, "SNAPSHOT of the disk: %s", strerror(-ret));
 	}
 	vm->snapshotted = true;
 	vm->snapshot_us = vmm_now_us() - t1;
@@ -946,17 +944,17 @@ int vmm_reset(struct vmm *vm, uint64_t *reverted)
 	int ret;
 
 	if (!vm->snapshotted)
-		return vfail(vm, EINVAL, "no ready snapshot to reset to");
+		return vmm_fail(vm, EINVAL, "no ready snapshot to reset to");
 	ret = vmm_quiesce(vm);
 	if (ret)
 		return ret;
 	ret = vmreset_revert(vm->ram_fd, 0, reverted, NULL);
 	if (ret)
-		return vfail(vm, -ret, "REVERT of guest RAM: %s", strerror(-ret));
+		return vmm_fail(vm, -ret, "REVERT of guest RAM: %s", strerror(-ret));
 	if (vm->disk_fd >= 0) {
 		ret = vmreset_revert(vm->disk_fd, 0, NULL, NULL);
 		if (ret)
-			return vfail(vm, -ret, "REVERT of the disk: %s", strerror(-ret));
+			return vmm_fail(vm, -ret, "REVERT of the disk: %s", strerror(-ret));
 	}
 	return vmm_state_load(vm, vm->snap, true);
 }
@@ -987,13 +985,13 @@ int vmm_request(struct vmm *vm, const struct vmm_req *req, struct vmm_resp *resp
 
 	memset(resp, 0, sizeof(*resp));
 	if (!vm->ready)
-		return vfail(vm, EINVAL, "the VM is not ready (boot it first)");
+		return vmm_fail(vm, EINVAL, "the VM is not ready (boot it first)");
 	if (req->argc < 1)
-		return vfail(vm, EINVAL, "empty request: give a program to run");
+		return vmm_fail(vm, EINVAL, "empty request: give a program to run");
 	for (int i = 0; i < req->argc; i++)
 		args_len += strlen(req->argv[i]) + 1;
 	if (req->argc > 256 || args_len + req->in_len > VMR_MBOX_REQ_SIZE)
-		return vfail(vm, E2BIG, "request too big: %d arguments, %zu bytes (at most %d)",
+		return vmm_fail(vm, E2BIG, "request too big: %d arguments, %zu bytes (at most %d)",
 			     req->argc, args_len + req->in_len, VMR_MBOX_REQ_SIZE);
 	/* These are VMM writes into guest RAM: the reset takes them back too. */
 	args_len = 0;

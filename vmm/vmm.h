@@ -157,6 +157,9 @@ enum {
 };
 
 const char *vmm_error(const struct vmm *vm);
+/* Sets vmm_error() from @fmt and returns -@err. */
+int vmm_fail(struct vmm *vm, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 /* Creates the VM, its RAM file and vCPUs, and loads the kernel. */
 struct vmm *vmm_create(const struct vmm_opts *o, char *err, size_t errlen);
