@@ -25,6 +25,8 @@ base_pkgs=(
 	linux-source-6.12 flex bison bc
 	# vmr_harden pins guest memory with io_uring fixed buffers.
 	liburing-dev
+	# vmm/mkdisk.sh: the vmm tests' ext4 disk image (mkfs.ext4 -d).
+	e2fsprogs
 )
 
 missing() {

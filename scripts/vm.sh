@@ -55,9 +55,11 @@ vm_prepare() {
 	# /lib/modules on the host, and its list runs no vmm test.
 	if [ -z "$VM_MODROOT" ] && [ -x "$top/vmm/vmreset-vmm" ] && [ -x "$top/vmm/guest/vmreset-agent" ]; then
 		"$top/vmm/mkguest.sh" "$KREL" "$top/vmm/guest/vmreset-agent" "$build/guest-$KREL.cpio.gz" || return 1
+		"$top/vmm/mkdisk.sh" "$build/vmm-disk.img" || return 1
 		files+=("$top/vmm/vmreset-vmm:/usr/bin/vmreset-vmm"
 			"/boot/vmlinuz-$KREL:/vmm/vmlinuz"
-			"$build/guest-$KREL.cpio.gz:/vmm/guest.cpio.gz")
+			"$build/guest-$KREL.cpio.gz:/vmm/guest.cpio.gz"
+			"$build/vmm-disk.img:/vmm/disk.img")
 	fi
 	# GNU cp, for cp --reflink=always (busybox cp has no --reflink).
 	files+=("$(command -v cp):/usr/bin/gnucp")

@@ -8,7 +8,9 @@
  * program prints the same TAP; a failed case does not stop the others.
  *
  *   vmm_test [-t CASE]...   kernel and guest from $VMM_KERNEL/$VMM_INITRD,
- *                           else /vmm/vmlinuz and /vmm/guest.cpio.gz
+ *                           else /vmm/vmlinuz and /vmm/guest.cpio.gz; the
+ *                           disk from $VMM_DISK (empty: none), else
+ *                           /vmm/disk.img (vmm/mkdisk.sh)
  *     -a ARGS    more guest kernel command line (nokaslr: stacks resolve)
  *     -v         the guest console on stderr
  *     -T MS      boot timeout per attempt (default 600000)
@@ -194,6 +196,66 @@ static int t_no_memory_from_last_request(void)
 	CHECK(!memmem(vm->ram, vm->mem_size, secret, strlen(secret)),
 	      "the secret survived the reset");
 	CHECK(!sh_ok("test ! -e /tmp/m && echo clean", "clean\n"), "request after");
+	return 0;
+}
+
+/* The guest builds it, so it is on the disk only if the guest wrote it there. */
+#define DISK_SECRET_CMD "a=VMRD; b=ISK; v=\"$a$b-$((6*7))\"; " \
+	"for i in 1 2 3 4 5 6; do v=\"$v$v\"; done; echo -n \"$v\" > /disk/new && sync && " \
+	"cat /disk/hello"
+static const char disk_secret[] = "VMRDISK-42VMRDISK-42";
+#define DISK_HELLO "hello from the disk\n"
+
+/* Whether the disk file (what the guest's virtio-blk writes went to) holds @s. */
+static int disk_has(const char *s, bool *has)
+{
+	size_t len = vm->disk_size;
+	char *buf = malloc(len);
+	ssize_t n;
+
+	if (!buf)
+		return -1;
+	n = pread(vm->disk_fd, buf, len, 0);
+	*has = n == (ssize_t)len && memmem(buf, len, s, strlen(s));
+	free(buf);
+	return n == (ssize_t)len ? 0 : -1;
+}
+
+static int t_disk_reverted(void)
+{
+	struct vmm_req q;
+	struct vmm_resp r;
+	char *argv[] = { "sh", "-c", DISK_SECRET_CMD, NULL };
+	bool has;
+	int ret;
+
+	CHECK(vm->disk_fd >= 0, "the VM has no disk (%s)", vm->o.disk ? vm->o.disk : "none");
+	CHECK(!disk_has(disk_secret, &has) && !has, "the secret is on the disk before the request");
+	/* Without the reset, to see the write reach the disk file first. */
+	vm->snapshotted = false;
+	vm->o.no_snapshot = true;
+	q = (struct vmm_req){ .argc = 3, .argv = argv, .timeout_ms = 60000 };
+	ret = vmm_request(vm, &q, &r);
+	vm->snapshotted = true;
+	vm->o.no_snapshot = false;
+	vm->ready = true;
+	CHECK(!ret && r.outcome == VMM_OK && WIFEXITED(r.wait_status) &&
+	      !WEXITSTATUS(r.wait_status) && r.out && !strcmp(r.out, DISK_HELLO),
+	      "request: %s %s, status %#x, stdout '%s', stderr '%s'", vmm_error(vm), r.why,
+	      r.wait_status, r.out ? r.out : "", r.err ? r.err : "");
+	vmm_resp_free(&r);
+	CHECK(!disk_has(disk_secret, &has) && has,
+	      "the guest's write never reached the disk file: the checks below prove nothing");
+	CHECK(!vmm_reset(vm, NULL), "reset: %s", vmm_error(vm));
+	CHECK(!disk_has(disk_secret, &has) && !has, "the secret survived the reset on the disk");
+	/* Dropping the page cache makes the guest read the disk itself. */
+	CHECK(!sh_ok("echo 3 > /proc/sys/vm/drop_caches; test ! -e /disk/new && cat /disk/hello",
+		     DISK_HELLO), "the request after the reset saw the file");
+	/* The same through two ordinary requests, each reset after. */
+	CHECK(!sh_ok("echo two > /disk/two && sync && echo 3 > /proc/sys/vm/drop_caches && "
+		     "cat /disk/two", "two\n"), "writing a file on the disk");
+	CHECK(!sh_ok("echo 3 > /proc/sys/vm/drop_caches; ls /disk | grep -vx lost+found",
+		     "hello\n"), "the next request saw the last one's file");
 	return 0;
 }
 
@@ -665,6 +727,7 @@ static const struct tcase cases[] = {
 	{ "no_files_from_last_request", t_no_files_from_last_request, false },
 	{ "no_processes_from_last_request", t_no_processes_from_last_request, false },
 	{ "no_memory_from_last_request", t_no_memory_from_last_request, false },
+	{ "disk_reverted", t_disk_reverted, false },
 	{ "vcpu_state_equals_snapshot", t_vcpu_state_equals_snapshot, false },
 	{ "clock_monotonic", t_clock_monotonic, false },
 	{ "guest_panic", t_guest_panic, false },
@@ -698,6 +761,9 @@ int main(int argc, char **argv)
 		.mem_size = 256ULL << 20, .cpus = 1, .keep_size = 64 << 10,
 		.console_fd = getenv("VMM_CONSOLE") ? 2 : -1,
 		.cmdline = getenv("VMM_APPEND"),
+		/* The disk scripts/vm.sh puts there (vmm/mkdisk.sh); VMM_DISK= for none. */
+		.disk = getenv("VMM_DISK") ? (*getenv("VMM_DISK") ? getenv("VMM_DISK") : NULL) :
+			"/vmm/disk.img",
 #ifdef VMM_TEST_NO_RESET
 		.no_snapshot = true,
 #endif
