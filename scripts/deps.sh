@@ -27,6 +27,8 @@ base_pkgs=(
 	liburing-dev
 	# vmm/mkdisk.sh: the vmm tests' ext4 disk image (mkfs.ext4 -d).
 	e2fsprogs
+	# scripts/qemu-build.sh: Debian's QEMU with the nested SVM fix.
+	dpkg-dev patch meson ninja-build libglib2.0-dev libpixman-1-dev libfdt-dev
 )
 
 missing() {
