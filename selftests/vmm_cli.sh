@@ -26,7 +26,7 @@ expect_fail() {
 	tap "$name" fails_with "$@"
 }
 
-echo "1..10"
+echo "1..13"
 vmm="vmreset-vmm -d $D -k $K -i $I"
 expect_fail missing_kernel 1 "kernel /no/such/vmlinuz: No such file" \
 	vmreset-vmm -d "$D" -k /no/such/vmlinuz -i "$I" boot
@@ -41,6 +41,9 @@ expect_fail mem_out_of_range 1 "--mem 8192 MiB: must be 64 MiB to 3 GiB" $vmm -m
 expect_fail bad_cpus 2 "--cpus 'two': not a number" $vmm -c two boot
 expect_fail unknown_command 2 "unknown command 'frobnicate'" $vmm frobnicate
 expect_fail not_vmresetfs 1 "not on vmresetfs" vmreset-vmm -d /tmp -k "$K" -i "$I" boot
+expect_fail save_needs_store 2 "--save needs --store and --key" $vmm --save ready boot
+expect_fail restore_needs_key 2 "--restore needs --store and --key" $vmm --store /tmp/s --restore ready boot
+expect_fail restore_missing 1 "vmreset-store load" $vmm --store /no/such/store --key /no/such.key --restore ready boot
 ls /tmp/vmm-* 2>/dev/null && echo "not ok # a file was left in /tmp"
 tap help contains "--success-match RE" vmreset-vmm --help
 [ "$fails" = 0 ]

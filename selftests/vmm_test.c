@@ -505,6 +505,83 @@ static int t_preserved_counter(void)
 	return 0;
 }
 
+/*
+ * Save the ready snapshot to vmreset-store and start a VM from it in
+ * another process (a child: its own KVM VM, RAM and disk files), which
+ * serves requests without booting: restore elsewhere, as on another host.
+ */
+static struct vmm_opts opts;
+
+static int restored_child(const struct vmm_store *s)
+{
+	char err[512];
+	uint64_t t0 = vmm_now_us();
+	struct vmm *v = vmm_create(&opts, err, sizeof(err));
+
+	if (!v) {
+		printf("# child: %s\n", err);
+		return 10;
+	}
+	if (vmm_restore(v, s, "ready")) {
+		printf("# child: restore: %s\n", vmm_error(v));
+		return 11;
+	}
+	printf("# restored in %.1f ms (a boot took %.1f s)\n", (vmm_now_us() - t0) / 1000.0,
+	       vm->boot_us / 1e6);
+	vm = v;		/* the child's copy of the global: sh_ok() uses it */
+	if (sh_ok("cat /disk/hello && test ! -e /tmp/r && echo restored > /tmp/r && cat /tmp/r",
+		  DISK_HELLO "restored\n") ||
+	    sh_ok("test ! -e /tmp/r && echo clean", "clean\n") ||
+	    sh_ok("vmreset-guest keep-inc >/dev/null && echo ok", "ok\n"))
+		return 12;
+	vmm_destroy(v);
+	return 0;
+}
+
+static int t_restore_in_new_process(void)
+{
+	const char *sdir = "/tmp/vmm-store", *key = "/tmp/vmm-store.key";
+	struct vmm_store s = { .url = sdir, .key = key };
+	int status;
+	pid_t pid;
+
+	CHECK(system("rm -rf /tmp/vmm-store /tmp/vmm-store.key && "
+		     "vmreset-store init /tmp/vmm-store >/dev/null && "
+		     "vmreset-store keygen /tmp/vmm-store.key >/dev/null") == 0,
+	      "vmreset-store init/keygen failed");
+	CHECK(!vmm_save(vm, &s, "ready"), "save: %s", vmm_error(vm));
+	fflush(stdout);
+	pid = fork();
+	CHECK(pid >= 0, "fork");
+	if (!pid)
+		_exit(restored_child(&s));
+	CHECK(waitpid(pid, &status, 0) == pid, "waitpid");
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the restored VM failed: status %#x",
+	      status);
+	/* This VM is untouched by the other. */
+	CHECK(!sh_ok("test ! -e /tmp/r && cat /disk/hello", DISK_HELLO), "the original VM after");
+	/* And the CLI's --restore, a program of its own. */
+	char cmd[1024], out[256] = "";
+	FILE *p;
+	size_t n;
+
+	snprintf(cmd, sizeof(cmd), "vmreset-vmm -d %s -k %s -i %s %s%s --store %s --key %s "
+		 "--restore ready run -- sh -c 'cat /disk/hello' 2>/tmp/vmm-restore.err",
+		 dir, opts.kernel, opts.initrd, opts.disk ? "--disk " : "", opts.disk ? opts.disk : "",
+		 sdir, key);
+	p = popen(cmd, "r");
+	CHECK(p, "popen");
+	n = fread(out, 1, sizeof(out) - 1, p);
+	out[n] = 0;
+	status = pclose(p);
+	if (status)
+		system("sed 's/^/# /' /tmp/vmm-restore.err");
+	CHECK(status == 0 && !strcmp(out, DISK_HELLO), "vmreset-vmm --restore: status %#x, stdout '%s'",
+	      status, out);
+	system("rm -rf /tmp/vmm-store /tmp/vmm-store.key");
+	return 0;
+}
+
 static int t_transaction_retried(void)
 {
 	/* Succeeds only once the host-side counter reached 3: the 4th attempt. */
@@ -737,6 +814,7 @@ static const struct tcase cases[] = {
 	{ "rt_spinner", t_kernel_hang, false },
 	{ "scribble_all_ram", t_scribble_all_ram, false },
 	{ "preserved_counter", t_preserved_counter, false },
+	{ "restore_in_new_process", t_restore_in_new_process, false },
 	{ "transaction_retried", t_transaction_retried, false },
 	{ "thousand_requests", t_thousand_requests, false },
 #else
@@ -810,6 +888,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	o.dir = dir;
+#ifndef VMM_TEST_NO_RESET
+	opts = o;
+#endif
 	t0 = vmm_now_us();
 	/*
 	 * Under nested emulation the guest kernel sometimes takes an interrupt

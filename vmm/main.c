@@ -31,6 +31,9 @@ static struct vmm_opts opts = {
 };
 static unsigned int boot_timeout_ms = 600000;
 static bool json, verbose;
+/* --store/--key with --save (after the boot) or --restore (instead of it). */
+static struct vmm_store store;
+static const char *save_name, *restore_name;
 static char kernel_buf[PATH_MAX], initrd_buf[PATH_MAX];
 
 /* Transaction: how a request is judged and how often it is retried. */
@@ -72,6 +75,12 @@ static void usage(FILE *f)
 "      --append ARGS    more kernel command line\n"
 "      --console        copy the guest console to stderr\n"
 "      --boot-timeout MS  give up booting after MS (default 600000)\n"
+"      --store STORE    a vmreset-store store (directory or rados://POOL[/NS]) ...\n"
+"      --key KEYFILE    ... and the owner key for it (vmreset-store keygen)\n"
+"      --save NAME      once ready, save the ready snapshot there as NAME\n"
+"                       (RAM and VM state; the disk as NAME.disk)\n"
+"      --restore NAME   start from the saved snapshot NAME instead of booting\n"
+"                       (same --mem, --cpus, --keep and --disk as the save)\n"
 "  -j, --json           JSON output\n"
 "  -v, --verbose        timings of each request on stderr\n"
 "  -h, --help           this text\n"
@@ -188,15 +197,31 @@ static struct vmm *boot_vm(void)
 		fprintf(stderr, "vmreset-vmm: %s\n", err);
 		return NULL;
 	}
-	if (vmm_boot(vm, boot_timeout_ms)) {
+	if (restore_name ? vmm_restore(vm, &store, restore_name) : vmm_boot(vm, boot_timeout_ms)) {
 		fprintf(stderr, "vmreset-vmm: %s\n", vmm_error(vm));
 		vmm_destroy(vm);
 		return NULL;
 	}
-	if (verbose || !json)
-		fprintf(stderr, "vmreset-vmm: ready in %.1f ms (guest boot %.1f ms, snapshot %.1f ms)\n",
-			(vmm_now_us() - t0) / 1000.0, vm->boot_us / 1000.0,
-			vm->snapshot_us / 1000.0);
+	if (verbose || !json) {
+		if (restore_name)
+			fprintf(stderr, "vmreset-vmm: restored '%s' from %s in %.1f ms\n", restore_name,
+				store.url, (vmm_now_us() - t0) / 1000.0);
+		else
+			fprintf(stderr, "vmreset-vmm: ready in %.1f ms (guest boot %.1f ms, snapshot %.1f ms)\n",
+				(vmm_now_us() - t0) / 1000.0, vm->boot_us / 1000.0,
+				vm->snapshot_us / 1000.0);
+	}
+	if (save_name) {
+		t0 = vmm_now_us();
+		if (vmm_save(vm, &store, save_name)) {
+			fprintf(stderr, "vmreset-vmm: %s\n", vmm_error(vm));
+			vmm_destroy(vm);
+			return NULL;
+		}
+		if (verbose || !json)
+			fprintf(stderr, "vmreset-vmm: saved '%s' to %s in %.1f ms\n", save_name,
+				store.url, (vmm_now_us() - t0) / 1000.0);
+	}
 	return vm;
 }
 
@@ -426,6 +451,7 @@ static int cmd_serve(const struct txn *t, const char *sock)
 enum {
 	OPT_KEEP = 256, OPT_APPEND, OPT_CONSOLE, OPT_BOOT_TIMEOUT, OPT_TIMEOUT,
 	OPT_RETRY, OPT_SUCCESS_EXIT, OPT_SUCCESS_MATCH, OPT_SOCKET, OPT_DISK, OPT_PIT,
+	OPT_STORE, OPT_KEY, OPT_SAVE, OPT_RESTORE,
 };
 
 int main(int argc, char **argv)
@@ -447,6 +473,10 @@ int main(int argc, char **argv)
 		{ "success-exit", required_argument, NULL, OPT_SUCCESS_EXIT },
 		{ "success-match", required_argument, NULL, OPT_SUCCESS_MATCH },
 		{ "socket", required_argument, NULL, OPT_SOCKET },
+		{ "store", required_argument, NULL, OPT_STORE },
+		{ "key", required_argument, NULL, OPT_KEY },
+		{ "save", required_argument, NULL, OPT_SAVE },
+		{ "restore", required_argument, NULL, OPT_RESTORE },
 		{ "json", no_argument, NULL, 'j' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -511,6 +541,10 @@ int main(int argc, char **argv)
 			t.has_match = true;
 			break;
 		case OPT_SOCKET: sock = optarg; break;
+		case OPT_STORE: store.url = optarg; break;
+		case OPT_KEY: store.key = optarg; break;
+		case OPT_SAVE: save_name = optarg; break;
+		case OPT_RESTORE: restore_name = optarg; break;
 		case 'j': json = true; break;
 		case 'v': verbose = true; break;
 		case 'h': usage(stdout); return 0;
@@ -524,6 +558,16 @@ int main(int argc, char **argv)
 	cmd = argv[optind++];
 	if (strcmp(cmd, "boot") && strcmp(cmd, "run") && strcmp(cmd, "serve")) {
 		fprintf(stderr, "vmreset-vmm: unknown command '%s' (boot, run, serve; --help)\n", cmd);
+		return 2;
+	}
+	if ((save_name || restore_name) && (!store.url || !store.key)) {
+		fprintf(stderr, "vmreset-vmm: --%s needs --store and --key\n",
+			save_name ? "save" : "restore");
+		return 2;
+	}
+	if (!save_name && !restore_name && (store.url || store.key)) {
+		fprintf(stderr, "vmreset-vmm: --%s without --save or --restore\n",
+			store.url ? "store" : "key");
 		return 2;
 	}
 	if (strcmp(cmd, "run") && optind < argc) {

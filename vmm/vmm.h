@@ -205,6 +205,19 @@ int vmm_state_save(struct vmm *vm, struct vmm_state *st);
 /* @in_place: keep the TSC and kvmclock running (see docs/vmm.md). */
 int vmm_state_load(struct vmm *vm, const struct vmm_state *st, bool in_place);
 
+/*
+ * The ready snapshot in vmreset-store (store.c): RAM as @name with the VM
+ * state as its state blob, the disk as @name.disk. vmm_restore() fills a
+ * VM just made by vmm_create() with the same options, instead of a boot.
+ */
+struct vmm_store {
+	const char *url;		/* directory or rados://POOL[/NS] */
+	const char *key;		/* the owner's key file */
+	const char *tool;		/* vmreset-store, or NULL for the one in PATH */
+};
+int vmm_save(struct vmm *vm, const struct vmm_store *s, const char *name);
+int vmm_restore(struct vmm *vm, const struct vmm_store *s, const char *name);
+
 /* The console's last bytes (for messages). */
 const char *vmm_console_tail(struct vmm *vm, char *buf, size_t len);
 
