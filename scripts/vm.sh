@@ -94,6 +94,14 @@ vm_boot() {
 		qemu=$q
 	fi
 	qemu=${VM_QEMU:-$qemu}
+	# A QEMU built elsewhere than its prefix looks for firmware relative to
+	# its own directory (relocatable builds): name Debian's firmware.
+	local fw=() d
+	if [ "$qemu" != qemu-system-x86_64 ]; then
+		for d in /usr/share/qemu /usr/share/seabios /usr/lib/ipxe/qemu; do
+			[ -d "$d" ] && fw+=(-L "$d")
+		done
+	fi
 	# no_timer_check: on a loaded host TCG is slow enough for the kernel's
 	# IO-APIC timer check to fail and panic at boot ("IO-APIC + timer
 	# doesn't work!").
@@ -101,7 +109,7 @@ vm_boot() {
 	RES=$build/results-$KREL.log
 	rm -f "$LOG" "$RES"
 	echo "# $qemu" > "$build/qemu-$KREL.log"
-	timeout -s KILL "${VM_TIMEOUT:-2400}" "$qemu" \
+	timeout -s KILL "${VM_TIMEOUT:-2400}" "$qemu" ${fw[@]+"${fw[@]}"} \
 		-machine q35 -accel "$accel" -cpu "$cpu" -smp 2 -m "${VM_MEM:-3G}" \
 		-display none -monitor none -no-reboot \
 		-serial "file:$LOG" -serial "file:$RES" \
