@@ -399,6 +399,15 @@ ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 	return ret;
 }
 
+/* Interrupt the next @times dumps with @change(@arg); count dumps from 0. */
+static void intr_arm(void (*change)(void *arg), void *arg, int times)
+{
+	intr.change = change;
+	intr.arg = arg;
+	intr.armed = times;
+	intr.dumps = 0;
+}
+
 #define NVMS	6
 
 /* VMs 1..NVMS-1 stay attached; the change attaches or detaches vms[0]. */
@@ -483,10 +492,7 @@ TEST_F(vm, interrupted_vm_list_is_read_again)
 	v.vm[0] = self->vm;		/* the fixture's VM is the one that goes */
 	ASSERT_EQ(0, vmreset_nl_vm_attach(v.nl, v.vm[0]->fd, &v.id[0]));
 	v.attached0 = 1;
-	intr.change = toggle_vm0;
-	intr.arg = &v;
-	intr.armed = 1;
-	intr.dumps = 0;
+	intr_arm(toggle_vm0, &v, 1);
 	ASSERT_EQ(0, vmreset_nl_vm_list(self->nl, count_seen, &v))
 		TH_LOG("%s", vmreset_nl_errmsg(self->nl));
 	ASSERT_EQ(0, v.err);
@@ -498,8 +504,7 @@ TEST_F(vm, interrupted_vm_list_is_read_again)
 
 	/* Attached again in the gap: now it is listed, once. */
 	memset(v.seen, 0, sizeof(v.seen));
-	intr.armed = 1;
-	intr.dumps = 0;
+	intr_arm(toggle_vm0, &v, 1);
 	ASSERT_EQ(0, vmreset_nl_vm_list(self->nl, count_seen, &v));
 	ASSERT_EQ(0, v.err);
 	ASSERT_EQ(2, intr.dumps);
@@ -522,10 +527,7 @@ TEST_F(vm, vm_list_that_keeps_changing_is_eagain)
 
 	ASSERT_EQ(0, vms_setup(&v));
 	v.vm[0] = self->vm;
-	intr.change = toggle_vm0;
-	intr.arg = &v;
-	intr.armed = 1000;
-	intr.dumps = 0;
+	intr_arm(toggle_vm0, &v, 1000);
 	ASSERT_EQ(-EAGAIN, vmreset_nl_vm_list(self->nl, count_seen, &v));
 	ASSERT_NONNULL(strstr(vmreset_nl_errmsg(self->nl), "the list changed while it was read"))
 		TH_LOG("%s", vmreset_nl_errmsg(self->nl));
@@ -607,10 +609,7 @@ TEST_F(vm, interrupted_obj_list_is_read_again)
 		o.id[i] = st.id;
 	}
 	o.fd[NFILES] = -1;
-	intr.change = add_file;
-	intr.arg = &o;
-	intr.armed = 1;
-	intr.dumps = 0;
+	intr_arm(add_file, &o, 1);
 	ASSERT_EQ(0, vmreset_nl_list(self->nl, count_objs, &o))
 		TH_LOG("%s", vmreset_nl_errmsg(self->nl));
 	intr.change = NULL;
