@@ -10,6 +10,7 @@
 #   (DIR on tmpfs measures CPU, not disk; throughput is the best of RUNS)
 set -euo pipefail
 tool=${VMRESET_STORE:-$(dirname "$0")/vmreset-store}
+cb=${VMRESET_STORE_CRYPTOBENCH:-$(dirname "$0")/cryptobench}
 dir=${1:-/dev/shm/vmrs-bench}
 mib=${2:-256}
 what=${3:-all}
@@ -49,6 +50,8 @@ for bs in 4k 16k; do
 	done
 	echo "ceiling $bs: sha256 $sha GB/s, aes-256-gcm $gcm GB/s, both $(echo "scale=2; 1 / (1 / $sha + 1 / $gcm)" | bc) GB/s;" \
 	     "a new file in $dir: $(gbs "$(printf '%s\n' "${wr[@]}" | sort -n | head -1)") GB/s (wall ${wr[*]})"
+	# The design's own calls, a key per block (openssl speed uses one key).
+	[ -x "$cb" ] && echo "ceiling $bs, this store's crypto on one core: $("$cb" "$n" "$mib")"
 done
 for bs in 4k 16k; do
 for t in 1 2; do
