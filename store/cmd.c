@@ -576,6 +576,13 @@ static int run_job(struct job *j, int threads)
 	j->tty = isatty(2);
 	/* About a megabyte per chunk: few syscalls, still fine-grained. */
 	j->chunk = (1U << 20) / j->m->block_size;
+	/*
+	 * RADOS looks a chunk's IDs up with one read per index shard: keep
+	 * about 8 keys per read however many shards (at most 16 MiB).
+	 */
+	if (j->s->rados && j->chunk < 8 * vmrs_rados_shards(j->s))
+		j->chunk = 8 * vmrs_rados_shards(j->s) < (16U << 20) / j->m->block_size ?
+			   8 * vmrs_rados_shards(j->s) : (16U << 20) / j->m->block_size;
 	if (!j->chunk)
 		j->chunk = 1;
 	if (threads < 1)

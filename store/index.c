@@ -188,7 +188,8 @@ int vmrs_index_commit(struct vmrs_store *s, const struct vmrs_newblock *nb, uint
 
 	if (s->rados) {
 		rc = vmrs_rados_commit(s, nb, n);
-		if (rc)
+		/* -EFBIG: a shard's bound, already explained. */
+		if (rc && rc != -EFBIG)
 			vmrs_err("'%s': adding blocks to the index: %s", s->root,
 				 vmrs_rados_lost_msg(rc));
 		return rc ? -1 : 0;

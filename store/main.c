@@ -25,7 +25,7 @@ struct subcmd {
 };
 
 static const struct subcmd cmds[] = {
-	{ "init", "init STORE [--block-size N] [--copies R] [--salt user|time|location|mix]", 1, 1 },
+	{ "init", "init STORE [--block-size N] [--copies R] [--salt user|time|location|mix] [--index-shards N]", 1, 1 },
 	{ "keygen", "keygen KEYFILE", 1, 1 },
 	{ "save", "save FILE STORE --key KEYFILE [--name N] [--base NAME [--dirty FILE]] [--selector S] [--state FILE] [--profile FILE] [-t THREADS] [--cache DIR] [--cache-size N]", 2, 2 },
 	{ "load", "load STORE NAME FILE --key KEYFILE [--partial] [--min-seq N] [--state-out FILE] [--profile-out FILE] [-t THREADS] [--cache DIR] [--cache-size N]", 3, 3 },
@@ -72,6 +72,7 @@ int main(int argc, char **argv)
 		{ "block-size", required_argument, NULL, 'b' },
 		{ "copies", required_argument, NULL, 'r' },
 		{ "salt", required_argument, NULL, 's' },
+		{ "index-shards", required_argument, NULL, 'I' },
 		{ "key", required_argument, NULL, 'k' },
 		{ "name", required_argument, NULL, 'n' },
 		{ "base", required_argument, NULL, 'B' },
@@ -94,7 +95,7 @@ int main(int argc, char **argv)
 	const char *csize = getenv("VMRESET_STORE_CACHE_SIZE");
 	struct vmrs_opts o = { .threads = ncpu < 1 ? 1 : ncpu > 64 ? 64 : (int)ncpu };
 	uint64_t bs = VMRS_DEFAULT_BLOCK, v;
-	uint32_t copies = 1, nt;
+	uint32_t copies = 1, nt, shards = 0;
 	int mode = SALT_MIX, c, nargs;
 	const struct subcmd *cmd;
 	char **args;
@@ -145,6 +146,13 @@ int main(int argc, char **argv)
 				;
 			if (!vmrs_salt_names[mode]) {
 				vmrs_err("bad salt mode '%s' (user, time, location or mix)", optarg);
+				return 2;
+			}
+			break;
+		case 'I':
+			if (vmr_parse_u32(optarg, &shards) || !shards || shards > 4096 ||
+			    (shards & (shards - 1))) {
+				vmrs_err("bad index shard count '%s' (a power of two, 1 to 4096)", optarg);
 				return 2;
 			}
 			break;
@@ -221,8 +229,13 @@ int main(int argc, char **argv)
 		vmrs_err("--dirty needs --base");
 		return 2;
 	}
+	if (shards && (strcmp(cmd->name, "init") || !vmrs_is_rados(args[0]))) {
+		vmrs_err("--index-shards is an option of init for rados:// stores (a directory "
+			 "store's index is one LMDB file)");
+		return 2;
+	}
 	if (!strcmp(cmd->name, "init")) {
-		int ret = vmrs_store_init(args[0], (uint32_t)bs, (uint32_t)copies, mode);
+		int ret = vmrs_store_init(args[0], (uint32_t)bs, (uint32_t)copies, mode, shards);
 
 		if (ret == -EALREADY)
 			return 1;	/* the RADOS backend said why */
@@ -231,8 +244,11 @@ int main(int argc, char **argv)
 				 ret == -EEXIST ? "already a store" : strerror(-ret));
 			return 1;
 		}
-		printf("store '%s': block size %" PRIu64 ", copies %u, salt %s\n", args[0], bs,
+		printf("store '%s': block size %" PRIu64 ", copies %u, salt %s", args[0], bs,
 		       copies, vmrs_salt_names[mode]);
+		if (vmrs_is_rados(args[0]))
+			printf(", %u index shards", shards ? shards : 32);
+		printf("\n");
 		return 0;
 	}
 	if (!strcmp(cmd->name, "keygen")) {

@@ -7,8 +7,11 @@
  *
  *   head         data: the policy (as STORE/policy); omap "m:<name>" ->
  *                the hex id of that snapshot's manifest object
- *   index.NN     NN = 00..31, the block index sharded by the ID's first
- *                byte: omap hex(id) -> (pack, offset, length)
+ *   index.NN     NN = 00..S-1, the block index in S shards (the policy's
+ *                index_shards, 32 when it has none), an ID in shard
+ *                (id[0] | id[1] << 8) % S: omap hex(id) -> (pack, offset,
+ *                length); xattr vmrs.keys = how many entries it holds (an
+ *                upper bound between gc runs, exact after one)
  *   pack.<hex>   sealed blocks back to back, written once (write_full,
  *                at most VMRS_RADOS_PACK bytes) and never changed
  *   man.<hex>    a manifest, written once; "m:<name>" switching to it is
@@ -40,7 +43,16 @@
 #include "store.h"
 #include "util.h"
 
-#define NSHARD		32
+#define NSHARD_LEGACY	32	/* stores whose policy names no index_shards */
+#define NSHARD_MAX	4096
+/*
+ * Ceph reports an object with more omap keys than this at deep scrub
+ * (osd_deep_scrub_large_omap_object_key_threshold; HEALTH_WARN), and one
+ * shard lives in one PG: a commit that would take a shard past it is
+ * refused (VMRESET_STORE_RADOS_SHARD_KEYS overrides).
+ */
+#define SHARD_KEYS_DEF	200000
+#define KEYS_XATTR	"vmrs.keys"
 #define LOCK_NAME	"vmreset-store"
 #define MLOCK_NAME	"vmreset-store-manifests"
 #define LOCK_TAG	"vmrs"
@@ -70,6 +82,7 @@
 	X(rados_create2) \
 	X(rados_create_read_op) \
 	X(rados_create_write_op) \
+	X(rados_getxattr) \
 	X(rados_ioctx_create) \
 	X(rados_ioctx_destroy) \
 	X(rados_ioctx_set_namespace) \
@@ -93,11 +106,13 @@
 	X(rados_unlock) \
 	X(rados_write) \
 	X(rados_write_full) \
+	X(rados_write_op_cmpxattr) \
 	X(rados_write_op_create) \
 	X(rados_write_op_exec) \
 	X(rados_write_op_omap_rm_keys2) \
 	X(rados_write_op_omap_set2) \
 	X(rados_write_op_operate) \
+	X(rados_write_op_setxattr) \
 	X(rados_write_op_write_full)
 
 #define RADOS_DECL(f) __typeof__(f) *f;
@@ -135,7 +150,9 @@ struct vmrs_rados {
 	char url[512], pool[128], ns[128];
 	char cookie[33];
 	bool exclusive;
-	int nlocked;		/* objects of obj_name(0..NSHARD) locked */
+	int nlocked;		/* objects of obj_name(0..nshards) locked */
+	unsigned int nshards;	/* index shards (the policy's index_shards) */
+	uint64_t shard_keys;	/* the most entries a shard may hold */
 	unsigned int lock_secs, wait_secs, timeout;
 	pthread_t hb;
 	bool hb_run;
@@ -173,7 +190,7 @@ static unsigned int env_uint(const char *name, unsigned int def)
 	return n;
 }
 
-/* Object i: 0 = head, 1..NSHARD = index shards. */
+/* Object i: 0 = head, 1..nshards = index shards. */
 static void obj_name(int i, char *buf, size_t len)
 {
 	if (!i)
@@ -182,9 +199,33 @@ static void obj_name(int i, char *buf, size_t len)
 		snprintf(buf, len, "index.%02d", i - 1);
 }
 
-static int shard_of(const uint8_t *id)
+/* For the 32 shards of older stores this is id[0] % 32, as it always was. */
+static int shard_of(const struct vmrs_rados *r, const uint8_t *id)
 {
-	return 1 + (id[0] % NSHARD);
+	return 1 + (int)((id[0] | (unsigned int)id[1] << 8) % r->nshards);
+}
+
+/* The policy's "index_shards N"; 32 if it has none (stores made before it). */
+static int policy_shards(const char *policy, unsigned int *n)
+{
+	const char *p = strstr(policy, "\nindex_shards ");
+	uint32_t v;
+	char num[16];
+	size_t l;
+
+	*n = NSHARD_LEGACY;
+	if (!p)
+		return 0;
+	p += strlen("\nindex_shards ");
+	l = strcspn(p, "\n");
+	if (!l || l >= sizeof(num))
+		return -1;
+	memcpy(num, p, l);
+	num[l] = 0;
+	if (vmr_parse_u32(num, &v) || !v || v > NSHARD_MAX || (v & (v - 1)))
+		return -1;
+	*n = v;
+	return 0;
 }
 
 static const char *rerr(int rc)
@@ -311,11 +352,16 @@ int vmrs_rados_init(const char *url, const char *policy, size_t len)
 
 	if (!r)
 		return -1;
+	if (policy_shards(policy, &r->nshards)) {
+		r_free(r);
+		return -1;
+	}
 	/* The index shards first: head's presence means "initialised". */
-	for (int i = 1; i <= NSHARD; i++) {
+	for (int i = 1; i <= (int)r->nshards; i++) {
 		obj_name(i, name, sizeof(name));
 		op = L.rados_create_write_op();
 		L.rados_write_op_create(op, LIBRADOS_CREATE_IDEMPOTENT, NULL);
+		L.rados_write_op_setxattr(op, KEYS_XATTR, "0", 1);
 		rc = L.rados_write_op_operate(op, r->io, name, NULL, 0);
 		L.rados_release_write_op(op);
 		if (rc) {
@@ -506,7 +552,13 @@ int vmrs_rados_open(struct vmrs_store *s, const char *url, bool exclusive, char 
 	}
 	if (!*policy)
 		return -1;
-	for (int i = 0; i <= NSHARD; i++) {
+	if (policy_shards(*policy, &r->nshards)) {
+		vmrs_err("'%s': malformed policy (index_shards: a power of two, 1 to %d)", url,
+			 NSHARD_MAX);
+		return -1;
+	}
+	r->shard_keys = env_uint("VMRESET_STORE_RADOS_SHARD_KEYS", SHARD_KEYS_DEF);
+	for (int i = 0; i <= (int)r->nshards; i++) {
 		obj_name(i, name, sizeof(name));
 		rc = lock_wait(r, name, LOCK_NAME, exclusive, r->lock_secs);
 		if (rc) {
@@ -753,10 +805,14 @@ void vmrs_rados_man_unlock(struct vmrs_store *s)
 	r->man_locked = false;
 }
 
-/* Pages through an object's omap; @fn gets each key/value. */
-static int omap_each(struct vmrs_rados *r, const char *obj, const char *prefix,
-		     int (*fn)(void *arg, const char *k, size_t kl, const char *v, size_t vl),
-		     void *arg)
+/*
+ * Pages through an object's omap; @fn gets each key/value, @page (if
+ * any) runs after each page, before the next is read (gc removes a page's
+ * dead keys there).
+ */
+static int omap_pages(struct vmrs_rados *r, const char *obj, const char *prefix,
+		      int (*fn)(void *arg, const char *k, size_t kl, const char *v, size_t vl),
+		      int (*page)(void *arg), void *arg)
 {
 	char after[VMRS_MAX_NAME + 80] = "";
 	unsigned char more = 1;
@@ -785,8 +841,17 @@ static int omap_each(struct vmrs_rados *r, const char *obj, const char *prefix,
 			L.rados_omap_get_end(it);
 		}
 		L.rados_release_read_op(op);
+		if (!rc && page)
+			rc = page(arg);
 	}
 	return rc;
+}
+
+static int omap_each(struct vmrs_rados *r, const char *obj, const char *prefix,
+		     int (*fn)(void *arg, const char *k, size_t kl, const char *v, size_t vl),
+		     void *arg)
+{
+	return omap_pages(r, obj, prefix, fn, NULL, arg);
 }
 
 struct names_acc {
@@ -879,7 +944,7 @@ int vmrs_rados_prefetch(struct vmrs_store *s, void *rtxn, const uint8_t (*ids)[V
 		int prval;
 		const char **keys;
 		size_t *kl, nk;
-	} sh[NSHARD + 1];
+	} *sh;
 	char (*hex)[2 * VMRS_HASH_LEN + 1];
 	char name[32];
 	int ret = 0;
@@ -896,9 +961,12 @@ int vmrs_rados_prefetch(struct vmrs_store *s, void *rtxn, const uint8_t (*ids)[V
 		rd->cap = n;
 	}
 	hex = malloc(n * sizeof(*hex));
-	memset(sh, 0, sizeof(sh));
-	if (!hex)
+	sh = calloc(r->nshards + 1, sizeof(*sh));
+	if (!hex || !sh) {
+		free(hex);
+		free(sh);
 		return -ENOMEM;
+	}
 	for (size_t i = 0; i < n; i++) {
 		memcpy(rd->e[i].id, ids[i], VMRS_HASH_LEN);
 		rd->e[i].found = false;
@@ -910,9 +978,9 @@ int vmrs_rados_prefetch(struct vmrs_store *s, void *rtxn, const uint8_t (*ids)[V
 			continue;
 		}
 		vmrs_hex(ids[i], VMRS_HASH_LEN, hex[i]);
-		sh[shard_of(ids[i])].nk++;
+		sh[shard_of(r, ids[i])].nk++;
 	}
-	for (int k = 1; k <= NSHARD; k++) {
+	for (int k = 1; k <= (int)r->nshards; k++) {
 		if (!sh[k].nk)
 			continue;
 		sh[k].keys = malloc(sh[k].nk * sizeof(char *));
@@ -922,14 +990,14 @@ int vmrs_rados_prefetch(struct vmrs_store *s, void *rtxn, const uint8_t (*ids)[V
 		sh[k].nk = 0;
 	}
 	for (size_t i = 0; i < n && !ret; i++) {
-		int k = shard_of(ids[i]);
+		int k = shard_of(r, ids[i]);
 
 		if (!hex[i][0])
 			continue;
 		sh[k].keys[sh[k].nk] = hex[i];
 		sh[k].kl[sh[k].nk++] = 2 * VMRS_HASH_LEN;
 	}
-	for (int k = 1; k <= NSHARD && !ret; k++) {
+	for (int k = 1; k <= (int)r->nshards && !ret; k++) {
 		if (!sh[k].nk)
 			continue;
 		obj_name(k, name, sizeof(name));
@@ -946,7 +1014,7 @@ int vmrs_rados_prefetch(struct vmrs_store *s, void *rtxn, const uint8_t (*ids)[V
 	}
 	qsort(rd->e, n, sizeof(*rd->e), cmp_ent);
 	rd->n = n;
-	for (int k = 1; k <= NSHARD; k++) {
+	for (int k = 1; k <= (int)r->nshards; k++) {
 		char *key, *v;
 		size_t kl, vl;
 		int rc;
@@ -987,6 +1055,7 @@ int vmrs_rados_prefetch(struct vmrs_store *s, void *rtxn, const uint8_t (*ids)[V
 		free(sh[k].kl);
 	}
 	free(hex);
+	free(sh);
 	if (ret)
 		rd->n = 0;
 	return ret;
@@ -1014,6 +1083,57 @@ int vmrs_rados_get(struct vmrs_store *s, void *rtxn, const uint8_t id[VMRS_HASH_
 	return rc ? (rc == -ENOENT ? -ENOENT : rc) : 0;
 }
 
+/*
+ * A shard's entry count (xattr vmrs.keys) into @n and its text into @raw
+ * ("" and 0 for a shard of a store made before the count: gc records it).
+ */
+static int shard_count(struct vmrs_rados *r, int k, uint64_t *n, char *raw, size_t len)
+{
+	char name[32];
+	int rc;
+
+	*n = 0;
+	raw[0] = 0;
+	obj_name(k, name, sizeof(name));
+	rc = L.rados_getxattr(r->io, name, KEYS_XATTR, raw, len - 1);
+	if (rc == -ENODATA)
+		return 0;
+	if (rc < 0)
+		return rc;
+	raw[rc] = 0;
+	return vmr_parse_u64(raw, n) ? -EINVAL : 0;
+}
+
+static int cmp_ord(const void *a, const void *b)
+{
+	const uint32_t *x = a, *y = b;
+
+	return x[0] != y[0] ? (x[0] < y[0] ? -1 : 1) : x[1] < y[1] ? -1 : x[1] > y[1];
+}
+
+/* Too many entries for a shard: what to do, with the numbers. */
+static void shard_full(struct vmrs_store *s, int k, uint64_t have, uint64_t add)
+{
+	struct vmrs_rados *r = s->rados;
+
+	vmrs_err("'%s': index shard 'index.%02d' holds %" PRIu64 " block entries and this save "
+		 "adds %" PRIu64 ": over the bound of %" PRIu64 " per shard (Ceph warns about "
+		 "larger omap objects; VMRESET_STORE_RADOS_SHARD_KEYS), so this store's %u shards "
+		 "hold about %" PRIu64 " blocks: run gc, or keep new snapshots in a store made with "
+		 "'init --index-shards N' (N = blocks / %" PRIu64 ", a power of two); nothing saved",
+		 s->root, k - 1, have, add, r->shard_keys, r->nshards,
+		 r->shard_keys * r->nshards, r->shard_keys);
+}
+
+/*
+ * Shard by shard, at most PAGE_KEYS entries per operation. Each operation
+ * asserts the store lock, compares the shard's count with what it was
+ * read as and sets it to that plus the new entries, so two hosts adding
+ * at once never lose an increment (-ECANCELED: read it again). Entries
+ * that replace a damaged copy are not new; two hosts storing the same
+ * new block both count it, so between gc runs the count is an upper
+ * bound. Every shard's bound is checked before anything is written.
+ */
 int vmrs_rados_commit(struct vmrs_store *s, const struct vmrs_newblock *nb, uint64_t n)
 {
 	struct vmrs_rados *r = s->rados;
@@ -1021,67 +1141,88 @@ int vmrs_rados_commit(struct vmrs_store *s, const struct vmrs_newblock *nb, uint
 	char (*val)[IDX_VAL] = malloc((n + 1) * IDX_VAL);
 	const char **keys = malloc((n + 1) * sizeof(char *)), **vals = malloc((n + 1) * sizeof(char *));
 	size_t *kl = malloc((n + 1) * sizeof(size_t)), *vl = malloc((n + 1) * sizeof(size_t));
+	uint32_t (*ord)[2] = malloc((n + 1) * sizeof(*ord));
+	uint64_t m = 0;
 	int ret = 0;
 
-	if (!hex || !val || !keys || !vals || !kl || !vl) {
+	if (!hex || !val || !keys || !vals || !kl || !vl || !ord || n > UINT32_MAX) {
 		ret = -ENOMEM;
 		goto out;
 	}
-	/*
-	 * Shard by shard, at most PAGE_KEYS entries per operation, one after
-	 * the other (a save's commit is one operation per shard and 1,000 new
-	 * blocks; issuing them all at once is left for later).
-	 */
-	for (uint64_t done = 0; done < n && !ret;) {
-		uint64_t m = 0;
-		char name[32];
+	for (uint64_t i = 0; i < n; i++) {
+		ord[i][0] = (uint32_t)shard_of(r, nb[i].id);
+		ord[i][1] = (uint32_t)i;
+	}
+	/* By shard, and in each shard in the callers' (key) order. */
+	qsort(ord, n, sizeof(*ord), cmp_ord);
+	for (uint64_t b = 0; b < n; b++) {
+		const struct vmrs_newblock *e = &nb[ord[b][1]];
 
-		for (int k = 1; k <= NSHARD; k++) {
-			uint64_t start = m;
+		vmrs_hex(e->id, VMRS_HASH_LEN, hex[b]);
+		memcpy(val[b], &e->loc.pack, 8);
+		memcpy(val[b] + 8, &e->loc.off, 8);
+		memcpy(val[b] + 16, &e->loc.len, 4);
+		memset(val[b] + 20, 0, 4);
+		keys[b] = hex[b];
+		vals[b] = val[b];
+		kl[b] = 2 * VMRS_HASH_LEN;
+		vl[b] = IDX_VAL;
+	}
+	/* The bound first, for every shard: refused means nothing written. */
+	for (uint64_t b = 0, e; b < n && !ret; b = e) {
+		uint64_t have, add = 0;
+		char raw[32];
 
-			for (uint64_t i = 0; i < n; i++) {
-				if (shard_of(nb[i].id) != k)
-					continue;
-				vmrs_hex(nb[i].id, VMRS_HASH_LEN, hex[m]);
-				memcpy(val[m], &nb[i].loc.pack, 8);
-				memcpy(val[m] + 8, &nb[i].loc.off, 8);
-				memcpy(val[m] + 16, &nb[i].loc.len, 4);
-				memset(val[m] + 20, 0, 4);
-				keys[m] = hex[m];
-				vals[m] = val[m];
-				kl[m] = 2 * VMRS_HASH_LEN;
-				vl[m] = IDX_VAL;
-				m++;
-			}
-			if (m == start)
-				continue;
-			for (uint64_t b = start; b < m; b += PAGE_KEYS) {
-				size_t cnt = m - b > PAGE_KEYS ? PAGE_KEYS : (size_t)(m - b);
-				rados_write_op_t op = L.rados_create_write_op();
-				rados_completion_t c;
-				char a[256];
-				int prval = 0;
+		for (e = b; e < n && ord[e][0] == ord[b][0]; e++)
+			add += !nb[ord[e][1]].replace;
+		ret = shard_count(r, (int)ord[b][0], &have, raw, sizeof(raw));
+		if (!ret && add && have + add > r->shard_keys) {
+			shard_full(s, (int)ord[b][0], have, add);
+			ret = -EFBIG;
+		}
+	}
+	for (uint64_t b = 0; b < n && !ret; b += m) {
+		int k = (int)ord[b][0], tries = 0;
+		uint64_t have, add = 0;
+		char name[32], raw[32], cnt[32];
 
-				obj_name(k, name, sizeof(name));
-				op_assert_store(r, op, a, &prval);
-				L.rados_write_op_omap_set2(op, keys + b, vals + b, kl + b, vl + b, cnt);
-				ret = L.rados_aio_create_completion2(NULL, NULL, &c);
-				if (!ret) {
-					ret = L.rados_aio_write_op_operate(op, r->io, c, name, NULL, 0);
-					if (!ret) {
-						L.rados_aio_wait_for_complete(c);
-						ret = L.rados_aio_get_return_value(c);
-					}
-					L.rados_aio_release(c);
-				}
-				L.rados_release_write_op(op);
-				if (ret)
-					break;
-			}
+		for (m = 0; b + m < n && m < PAGE_KEYS && (int)ord[b + m][0] == k; m++)
+			add += !nb[ord[b + m][1]].replace;
+		obj_name(k, name, sizeof(name));
+		do {
+			rados_write_op_t op;
+			rados_completion_t c;
+			char a[256];
+			int prval = 0;
+
+			ret = shard_count(r, k, &have, raw, sizeof(raw));
 			if (ret)
 				break;
-		}
-		done = n;
+			if (add && have + add > r->shard_keys) {
+				shard_full(s, k, have, add);
+				ret = -EFBIG;
+				break;
+			}
+			snprintf(cnt, sizeof(cnt), "%" PRIu64, have + add);
+			op = L.rados_create_write_op();
+			op_assert_store(r, op, a, &prval);
+			/* A shard of an older store has no count yet: nothing to compare. */
+			if (raw[0])
+				L.rados_write_op_cmpxattr(op, KEYS_XATTR, LIBRADOS_CMPXATTR_OP_EQ, raw,
+							  strlen(raw));
+			L.rados_write_op_omap_set2(op, keys + b, vals + b, kl + b, vl + b, (size_t)m);
+			L.rados_write_op_setxattr(op, KEYS_XATTR, cnt, strlen(cnt));
+			ret = L.rados_aio_create_completion2(NULL, NULL, &c);
+			if (!ret) {
+				ret = L.rados_aio_write_op_operate(op, r->io, c, name, NULL, 0);
+				if (!ret) {
+					L.rados_aio_wait_for_complete(c);
+					ret = L.rados_aio_get_return_value(c);
+				}
+				L.rados_aio_release(c);
+			}
+			L.rados_release_write_op(op);
+		} while (ret == -ECANCELED && ++tries < 100);
 	}
 out:
 	free(hex);
@@ -1090,6 +1231,7 @@ out:
 	free(vals);
 	free(kl);
 	free(vl);
+	free(ord);
 	return ret;
 }
 
@@ -1100,23 +1242,33 @@ struct count_acc {
 static int count_one(void *arg, const char *k, size_t kl, const char *v, size_t vl)
 {
 	(void)k;
-	(void)kl;
 	(void)v;
 	(void)vl;
-	((struct count_acc *)arg)->n++;
+	((struct count_acc *)arg)->n += kl == 2 * VMRS_HASH_LEN;
 	return 0;
 }
 
+/* From the shards' counts; a shard of an older store without one is counted. */
 uint64_t vmrs_rados_count(struct vmrs_store *s)
 {
 	struct count_acc a = { 0 };
-	char name[32];
+	char name[32], raw[32];
+	uint64_t n;
 
-	for (int k = 1; k <= NSHARD; k++) {
+	for (int k = 1; k <= (int)s->rados->nshards; k++) {
+		if (!shard_count(s->rados, k, &n, raw, sizeof(raw)) && raw[0]) {
+			a.n += n;
+			continue;
+		}
 		obj_name(k, name, sizeof(name));
 		omap_each(s->rados, name, NULL, count_one, &a);
 	}
 	return a.n;
+}
+
+unsigned int vmrs_rados_shards(const struct vmrs_store *s)
+{
+	return s->rados->nshards;
 }
 
 /* ---- packs and blocks ---- */
@@ -1307,9 +1459,11 @@ struct gc_acc {
 	uint8_t (*live)[VMRS_HASH_LEN];
 	uint64_t nlive;
 	struct pack_live *pl;
-	size_t npl, cap;
+	size_t npl, cap, merged;
 	char (*rm)[2 * VMRS_HASH_LEN + 1];
 	size_t nrm;
+	const char *obj;	/* the shard being read */
+	uint64_t kept;		/* its live entries */
 	struct vmrs_gc_stats *st;
 	int err;
 };
@@ -1340,10 +1494,33 @@ static int gc_entry(void *arg, const char *k, size_t kl, const char *v, size_t v
 		}
 		a->pl[a->npl++] = (struct pack_live){ loc.pack, loc.len };
 		a->st->blocks_kept++;
+		a->kept++;
 		return 0;
 	}
 	memcpy(a->rm[a->nrm++], kz, sizeof(kz));
 	return 0;
+}
+
+static int cmp_pl(const void *x, const void *y)
+{
+	const struct pack_live *a = x, *b = y;
+
+	return a->pack < b->pack ? -1 : a->pack > b->pack;
+}
+
+/* One (pack, live bytes) per pack: memory follows packs, not live blocks. */
+static void merge_pl(struct gc_acc *a)
+{
+	size_t j = 0;
+
+	if (a->npl)
+		qsort(a->pl, a->npl, sizeof(*a->pl), cmp_pl);
+	for (size_t i = 0; i < a->npl; i++)
+		if (!j || a->pl[i].pack != a->pl[j - 1].pack)
+			a->pl[j++] = a->pl[i];
+		else
+			a->pl[j - 1].live += a->pl[i].live;
+	a->npl = a->merged = j;
 }
 
 static int rm_keys(struct gc_acc *a, const char *obj)
@@ -1371,12 +1548,30 @@ static int rm_keys(struct gc_acc *a, const char *obj)
 	return rc;
 }
 
-static int cmp_pl(const void *x, const void *y)
+static int gc_page(void *arg)
 {
-	const struct pack_live *a = x, *b = y;
+	struct gc_acc *a = arg;
 
-	return a->pack < b->pack ? -1 : a->pack > b->pack;
+	if (a->npl > 2 * a->merged + 65536)
+		merge_pl(a);
+	return rm_keys(a, a->obj);
 }
+
+/* Under the exclusive lock, after gc read the whole shard: its exact count. */
+static int set_count(struct gc_acc *a, const char *obj, uint64_t n)
+{
+	rados_write_op_t op = L.rados_create_write_op();
+	char buf[256], cnt[32];
+	int prval = 0, rc;
+
+	snprintf(cnt, sizeof(cnt), "%" PRIu64, n);
+	op_assert_store(a->r, op, buf, &prval);
+	L.rados_write_op_setxattr(op, KEYS_XATTR, cnt, strlen(cnt));
+	rc = L.rados_write_op_operate(op, a->r->io, obj, NULL, 0);
+	L.rados_release_write_op(op);
+	return rc;
+}
+
 
 struct dir_acc {
 	char (*ids)[17];
@@ -1406,13 +1601,146 @@ static int cmp_str17(const void *a, const void *b)
 	return strcmp(a, b);
 }
 
+struct rw_pack {
+	uint64_t pack, size, live;
+	bool bad;		/* unreadable or short: left as it is */
+};
+
+struct rw_acc {
+	struct rw_pack *p;
+	size_t np;
+	struct vmrs_newblock *nb;
+	size_t n, cap;
+};
+
+static int cmp_rw(const void *x, const void *y)
+{
+	const struct rw_pack *a = x, *b = y;
+
+	return a->pack < b->pack ? -1 : a->pack > b->pack;
+}
+
+/* The entries (all live by now) that point into a pack being rewritten. */
+static int rw_entry(void *arg, const char *k, size_t kl, const char *v, size_t vl)
+{
+	struct rw_acc *a = arg;
+	char kz[2 * VMRS_HASH_LEN + 1];
+	struct rw_pack key;
+	struct vmrs_loc loc;
+
+	if (kl != 2 * VMRS_HASH_LEN || parse_val(v, vl, &loc))
+		return 0;
+	key.pack = loc.pack;
+	if (!bsearch(&key, a->p, a->np, sizeof(key), cmp_rw))
+		return 0;
+	memcpy(kz, k, kl);
+	kz[kl] = 0;
+	if (a->n == a->cap) {
+		size_t cap = a->cap ? 2 * a->cap : 1024;
+		struct vmrs_newblock *g = realloc(a->nb, cap * sizeof(*g));
+
+		if (!g)
+			return -ENOMEM;
+		a->nb = g;
+		a->cap = cap;
+	}
+	if (vmrs_unhex(kz, a->nb[a->n].id, VMRS_HASH_LEN))
+		return 0;
+	a->nb[a->n].loc = loc;
+	a->nb[a->n++].replace = true;
+	return 0;
+}
+
+static int cmp_nb_loc(const void *x, const void *y)
+{
+	const struct vmrs_newblock *a = x, *b = y;
+
+	if (a->loc.pack != b->loc.pack)
+		return a->loc.pack < b->loc.pack ? -1 : 1;
+	return a->loc.off < b->loc.off ? -1 : a->loc.off > b->loc.off;
+}
+
+/*
+ * A pack is at most 4 MiB and written once, so one live block kept it
+ * whole: the space a store used was bounded only by its live blocks
+ * times the pack size. As in a directory store, packs under half live
+ * are rewritten: their live blocks are copied, still sealed (no key), to
+ * new packs (write_full), the index entries switched in one assert-locked
+ * operation per shard batch, and only then the old packs removed. Killed
+ * in between, gc leaves unreferenced new packs, or old ones, for the
+ * next gc to remove; an index entry always points at a whole copy.
+ */
+static int rewrite_packs(struct vmrs_store *s, struct rw_pack *p, size_t np,
+			 struct vmrs_gc_stats *st)
+{
+	struct vmrs_rados *r = s->rados;
+	struct rw_acc a = { .p = p, .np = np };
+	struct vmrs_pack_writer w = { .s = s };
+	uint8_t *buf = malloc(VMRS_RADOS_PACK + VMRS_MAX_BLOCK + VMRS_TAG_LEN);
+	char name[32], obj[64];
+	size_t n = 0;
+	int rc = buf ? 0 : -ENOMEM;
+
+	qsort(p, np, sizeof(*p), cmp_rw);
+	for (int k = 1; k <= (int)r->nshards && !rc; k++) {
+		obj_name(k, name, sizeof(name));
+		rc = omap_each(r, name, NULL, rw_entry, &a);
+	}
+	if (a.n)
+		qsort(a.nb, a.n, sizeof(*a.nb), cmp_nb_loc);
+	for (size_t i = 0, e; i < a.n && !rc; i = e) {
+		struct rw_pack key = { .pack = a.nb[i].loc.pack }, *pk;
+		int got;
+
+		pk = bsearch(&key, p, np, sizeof(key), cmp_rw);
+		for (e = i; e < a.n && a.nb[e].loc.pack == key.pack; e++)
+			;
+		snprintf(obj, sizeof(obj), "pack.%016" PRIx64, key.pack);
+		got = pk->size <= VMRS_RADOS_PACK + VMRS_MAX_BLOCK + VMRS_TAG_LEN ?
+		      L.rados_read(r->io, obj, (char *)buf, pk->size, 0) : -EFBIG;
+		for (size_t k = i; k < e && !pk->bad; k++)
+			if (got < 0 || a.nb[k].loc.off + a.nb[k].loc.len > (uint64_t)got)
+				pk->bad = true;	/* stays, for verify to report */
+		for (size_t k = i; k < e && !pk->bad && !rc; k++) {
+			struct vmrs_loc to;
+
+			rc = vmrs_pack_append(&w, buf + a.nb[k].loc.off, a.nb[k].loc.len, &to);
+			a.nb[n] = a.nb[k];
+			a.nb[n++].loc = to;
+		}
+	}
+	if (!rc)
+		rc = vmrs_pack_finish(&w);
+	if (!rc && n)
+		rc = vmrs_rados_commit(s, a.nb, n);
+	if (rc) {
+		/* Nothing removed: every entry still points at an old, whole pack. */
+		vmrs_err("gc '%s': rewriting packs: %s; nothing rewritten", s->root,
+			 vmrs_rados_lost_msg(rc));
+		goto out;
+	}
+	for (size_t i = 0; i < np; i++) {
+		if (p[i].bad)
+			continue;
+		snprintf(obj, sizeof(obj), "pack.%016" PRIx64, p[i].pack);
+		if (!L.rados_remove(r->io, obj)) {
+			st->packs_rewritten++;
+			st->bytes_freed += p[i].size - p[i].live;
+		}
+	}
+out:
+	vmrs_pack_abort(&w);
+	free(buf);
+	free(a.nb);
+	return rc;
+}
+
 /*
  * Under the exclusive lock on head and every shard: no save holds its
  * lock, and one that lost it can commit nothing. Removes index entries no
  * manifest lists, packs no entry points into, and manifest objects no
- * name points to (of killed saves). Packs are small and written once, so
- * they are removed whole, never rewritten: a pack with one live block
- * stays until that block dies.
+ * name points to (of killed saves), and rewrites the packs under half
+ * live (below).
  */
 int vmrs_rados_gc(struct vmrs_store *s, uint8_t (*live)[VMRS_HASH_LEN], uint64_t nlive,
 		  struct vmrs_gc_stats *st)
@@ -1420,47 +1748,25 @@ int vmrs_rados_gc(struct vmrs_store *s, uint8_t (*live)[VMRS_HASH_LEN], uint64_t
 	struct vmrs_rados *r = s->rados;
 	struct gc_acc a = { .r = r, .live = live, .nlive = nlive, .st = st };
 	struct dir_acc d = { 0 };
+	struct rw_pack *rw = NULL;
+	size_t nrw = 0;
 	rados_list_ctx_t lc;
 	const char *entry, *key, *nspace;
 	char name[32];
-	size_t j = 0;
 	int rc = 0;
 
 	memset(st, 0, sizeof(*st));
 	a.rm = malloc(PAGE_KEYS * sizeof(*a.rm));
 	if (!a.rm)
 		return -1;
-	for (int k = 1; k <= NSHARD && !rc; k++) {
+	/* A page's dead keys are removed before the next page is read. */
+	for (int k = 1; k <= (int)r->nshards && !rc; k++) {
 		obj_name(k, name, sizeof(name));
-		/* A page's dead keys are removed before the next page is read. */
-		char after[2 * VMRS_HASH_LEN + 1] = "";
-		unsigned char more = 1;
-
-		while (more && !rc) {
-			rados_read_op_t op = L.rados_create_read_op();
-			rados_omap_iter_t it;
-			char *kk, *vv;
-			size_t kl, vl;
-			int prval = 0;
-
-			L.rados_read_op_omap_get_vals2(op, after, NULL, PAGE_KEYS, &it, &more, &prval);
-			rc = L.rados_read_op_operate(op, r->io, name, 0);
-			if (!rc)
-				rc = prval;
-			if (!rc) {
-				while (!rc && !L.rados_omap_get_next2(it, &kk, &vv, &kl, &vl) && kk) {
-					rc = gc_entry(&a, kk, kl, vv, vl);
-					if (kl == 2 * VMRS_HASH_LEN) {
-						memcpy(after, kk, kl);
-						after[kl] = 0;
-					}
-				}
-				L.rados_omap_get_end(it);
-			}
-			L.rados_release_read_op(op);
-			if (!rc)
-				rc = rm_keys(&a, name);
-		}
+		a.obj = name;
+		a.kept = 0;
+		rc = omap_pages(r, name, NULL, gc_entry, gc_page, &a);
+		if (!rc)
+			rc = set_count(&a, name, a.kept);
 	}
 	if (!rc)
 		rc = omap_each(r, "head", "m:", add_dir, &d);
@@ -1468,14 +1774,7 @@ int vmrs_rados_gc(struct vmrs_store *s, uint8_t (*live)[VMRS_HASH_LEN], uint64_t
 		vmrs_err("gc '%s': %s", s->root, vmrs_rados_lost_msg(rc));
 		goto out;
 	}
-	if (a.npl)
-		qsort(a.pl, a.npl, sizeof(*a.pl), cmp_pl);
-	for (size_t i = 0; i < a.npl; i++)
-		if (!j || a.pl[i].pack != a.pl[j - 1].pack)
-			a.pl[j++] = a.pl[i];
-		else
-			a.pl[j - 1].live += a.pl[i].live;
-	a.npl = j;
+	merge_pl(&a);
 	if (d.n)
 		qsort(d.ids, d.n, sizeof(*d.ids), cmp_str17);
 	rc = L.rados_nobjects_list_open(r->io, &lc);
@@ -1485,15 +1784,27 @@ int vmrs_rados_gc(struct vmrs_store *s, uint8_t (*live)[VMRS_HASH_LEN], uint64_t
 	}
 	while (!(rc = L.rados_nobjects_list_next(lc, &entry, &key, &nspace))) {
 		uint64_t id, size = 0;
-		struct pack_live kp;
+		struct pack_live kp, *lp;
 		uint8_t b[8];
 
 		if (!strncmp(entry, "pack.", 5) && strlen(entry) == 21 &&
 		    !vmrs_unhex(entry + 5, b, 8)) {
 			id = strtoull(entry + 5, NULL, 16);
 			kp.pack = id;
-			if (a.npl && bsearch(&kp, a.pl, a.npl, sizeof(kp), cmp_pl))
+			lp = a.npl ? bsearch(&kp, a.pl, a.npl, sizeof(kp), cmp_pl) : NULL;
+			if (lp) {
+				void *g;
+
+				if (L.rados_stat(r->io, entry, &size, NULL) ||
+				    lp->live >= (size - (size > 16 ? 16 : size)) / 2)
+					continue;
+				g = realloc(rw, (nrw + 1) * sizeof(*rw));
+				if (!g)
+					continue;
+				rw = g;
+				rw[nrw++] = (struct rw_pack){ id, size, lp->live, false };
 				continue;
+			}
 			L.rados_stat(r->io, entry, &size, NULL);
 			if (!L.rados_remove(r->io, entry)) {
 				st->packs_removed++;
@@ -1509,7 +1820,10 @@ int vmrs_rados_gc(struct vmrs_store *s, uint8_t (*live)[VMRS_HASH_LEN], uint64_t
 	rc = rc == -ENOENT ? 0 : rc;
 	if (rc)
 		vmrs_err("gc '%s': listing objects: %s", s->root, rerr(rc));
+	if (!rc && nrw)
+		rc = rewrite_packs(s, rw, nrw, st);
 out:
+	free(rw);
 	free(a.rm);
 	free(a.pl);
 	free(d.ids);

@@ -185,7 +185,7 @@ err:
 }
 
 int vmrs_store_init(const char *root, uint32_t block_size, uint32_t copies,
-		    enum vmrs_salt_mode mode)
+		    enum vmrs_salt_mode mode, uint32_t shards)
 {
 	char path[PATH_MAX], policy[256], hex[2 * VMRS_HASH_LEN + 1];
 	uint8_t secret[VMRS_HASH_LEN];
@@ -197,6 +197,9 @@ int vmrs_store_init(const char *root, uint32_t block_size, uint32_t copies,
 	n = snprintf(policy, sizeof(policy),
 		     "vmreset-store 2\nblock_size %u\ncopies %u\nsalt %s\nsecret %s\n",
 		     block_size, copies, vmrs_salt_names[mode], hex);
+	/* RADOS: no line means the 32 shards of stores made before it. */
+	if (shards)
+		n += snprintf(policy + n, sizeof(policy) - (size_t)n, "index_shards %u\n", shards);
 	if (vmrs_is_rados(root))
 		return vmrs_rados_init(root, policy, (size_t)n) ? -EALREADY : 0;
 	if (mkdir(root, 0755) && errno != EEXIST)

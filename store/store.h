@@ -104,8 +104,9 @@ struct vmrs_loc {
 
 extern const char *vmrs_salt_names[];
 
+/* @shards: RADOS index shards (0 = the default, 32). */
 int vmrs_store_init(const char *root, uint32_t block_size, uint32_t copies,
-		    enum vmrs_salt_mode mode);
+		    enum vmrs_salt_mode mode, uint32_t shards);
 int vmrs_store_open(struct vmrs_store *s, const char *root, bool exclusive);
 void vmrs_store_close(struct vmrs_store *s);
 
@@ -232,6 +233,7 @@ int vmrs_rados_get(struct vmrs_store *s, void *rtxn, const uint8_t id[VMRS_HASH_
 		   struct vmrs_loc *loc);
 int vmrs_rados_commit(struct vmrs_store *s, const struct vmrs_newblock *nb, uint64_t n);
 uint64_t vmrs_rados_count(struct vmrs_store *s);
+unsigned int vmrs_rados_shards(const struct vmrs_store *s);
 int vmrs_rados_pack_put(struct vmrs_store *s, uint64_t pack, const void *buf, size_t len);
 int vmrs_rados_block_read(struct vmrs_store *s, void *rtxn, const struct vmrs_loc *loc,
 			  uint8_t *buf, bool fresh);
