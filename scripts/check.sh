@@ -8,6 +8,11 @@
 # selftests/Makefile's list-debug, or list-debug-$VM_DEBUG_SET (make
 # check-debug-ci: VM_DEBUG_SET=ci). -n: no host tests.
 #
+# The kernels' test VMs and the host tests run side by side (VM_JOBS at a
+# time, default one a CPU), each in build/<kernel>[.<shard>]/; the debug
+# kernel's list is split over VM_DEBUG_SHARDS VMs (default 2 on a machine
+# with 2 CPUs or more).
+#
 # Prints every test case's TAP line prefixed with the kernel, then one line
 # "N passed, N failed, N skipped" over all kernels. Exits non-zero if
 # anything failed: a test case, a test program that crashed or hung, a
@@ -21,7 +26,7 @@ while getopts nt:h opt; do
 	case $opt in
 	n) host=0 ;;
 	t) only=$OPTARG ;;
-	*) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+	*) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 	esac
 done
 shift $((OPTIND - 1))
@@ -146,16 +151,74 @@ parse() {	# parse KREL RESULTS-FILE CONSOLE-LOG
 	fi
 }
 
+# The kernels' test VMs, and the host tests, run side by side as jobs,
+# VM_JOBS at a time (default: one a CPU): a TCG VM runs all its vCPUs on one
+# host thread, so one VM alone leaves the other CPUs idle. The debug
+# kernel's list is split in VM_DEBUG_SHARDS (default: up to 2) VMs of
+# about equal time (scripts/test-times). Each job has a build directory of
+# its own, build/<kernel>[.<shard>]; its output is printed when it ends,
+# whole, in the order of the jobs.
+njobs=${VM_JOBS:-$(nproc)}
+[ "$njobs" -ge 1 ] 2>/dev/null || njobs=1
+job_list=()
 for kver in "$@"; do
-	echo "# kernel $kver"
+	n=1
+	# One test named: one VM.
+	if [[ $kver = debug ]] && [ -z "$only" ]; then
+		n=${VM_DEBUG_SHARDS:-$(( njobs > 1 ? 2 : 1 ))}
+	fi
+	for ((s = 0; s < n; s++)); do
+		job_list+=("$kver $s $n")
+	done
+done
+host_job=0
+if [ -n "$(cat "$build/host-tests.list")" ] &&
+   { { [ "$host" = 1 ] && [ -z "$only" ]; } ||
+     { [ -n "$only" ] && grep -qx "${only%%/*}" "$build/host-tests.list"; }; }; then
+	host_job=1
+	job_list+=("host 0 1")
+fi
+
+# Picks shard S of N from list IN (longest test first onto the least
+# loaded shard, times from scripts/test-times, 60 s for a test it lacks),
+# keeping IN's order within the shard.
+shard() {	# shard IN S N
+	awk -v s="$2" -v n="$3" '
+		NR == FNR { if ($1 !~ /^#/ && NF >= 2) w[$1] = $2; next }
+		{ t[++m] = $0; name = $0; sub("/.*", "", name)
+		  wt[m] = (name in w) ? w[name] : 60; idx[m] = m }
+		END {
+			for (i = 1; i <= m; i++)
+				for (j = i + 1; j <= m; j++)
+					if (wt[idx[j]] > wt[idx[i]]) { x = idx[i]; idx[i] = idx[j]; idx[j] = x }
+			for (k = 0; k < n; k++) load[k] = 0
+			for (i = 1; i <= m; i++) {
+				b = 0
+				for (k = 1; k < n; k++) if (load[k] < load[b]) b = k
+				sh[idx[i]] = b; load[b] += wt[idx[i]]
+			}
+			for (i = 1; i <= m; i++) if (sh[i] == s) print t[i]
+		}' "$top/scripts/test-times" "$1"
+}
+
+vm_job() {	# vm_job KVER SHARD NSHARDS (in its own build directory)
+	local kver=$1 s=$2 n=$3 list=list start before
 	# The debug kernel runs more: the fault injection run of the fuzzer.
-	list=list
 	[[ $kver = debug ]] && list=list-debug${VM_DEBUG_SET:+-$VM_DEBUG_SET}
-	make -s -C "$top/selftests" $list ONLY="$only" > "$build/tests.list" || exit 1
+	make -s -C "$top/selftests" $list ONLY="$only" > "$build/tests.all" || return 1
+	if [ "$n" -gt 1 ]; then
+		shard "$build/tests.all" "$s" "$n" > "$build/tests.list"
+		# More shards than tests: nothing to boot for.
+		[ -s "$build/tests.list" ] || { echo "# kernel $kver shard $((s + 1))/$n: no test"; return 0; }
+		echo "# kernel $kver, shard $((s + 1)) of $n:" $(cat "$build/tests.list")
+	else
+		cp "$build/tests.all" "$build/tests.list"
+		echo "# kernel $kver"
+	fi
 	[[ $kver = debug ]] && export VM_TIMEOUT=${VM_TIMEOUT:-5400}
 	if ! vm_prepare "$kver"; then
 		report fail "not ok [$kver] build module and test VM"
-		continue
+		return 0
 	fi
 	start=$(date +%s)
 	vm_boot check "$only"
@@ -163,25 +226,83 @@ for kver in "$@"; do
 	before=$fail
 	parse "$KREL" "$RES" "$LOG"
 	[ "$fail" = "$before" ] || echo "# [$KREL] console log: $LOG, test output: $RES"
-done
+}
 
 # Host tests (HOST_TESTS in selftests/Makefile): TAP lines, counted alike.
-for t in $(cat "$build/host-tests.list"); do
-	[ -z "$only" ] || [ "${only%%/*}" = "$t" ] || continue
-	[ "$host" = 1 ] || [ -n "$only" ] || continue
-	echo "# host: $t"
-	cases=0 bad=0 rc=0
-	while IFS= read -r line; do
-		case "$line" in
-		"vmreset-host-exit "*) rc=${line#vmreset-host-exit } ;;
-		"not ok "*) cases=$((cases + 1)) bad=1; report fail "not ok [host] $t: ${line#not ok [0-9]* }" ;;
-		"ok "*"# SKIP"*) cases=$((cases + 1)); report skip "ok [host] $t: ${line#ok [0-9]* }" ;;
-		"ok "*) cases=$((cases + 1)); report ok "ok [host] $t: ${line#ok [0-9]* }" ;;
-		"#"*) echo "    $line" ;;
-		esac
-	done < <("$top/selftests/$t" 2>&1; echo "vmreset-host-exit $?")
-	if [ "$cases" = 0 ] || { [ "$rc" != 0 ] && [ "$bad" = 0 ]; }; then
-		report fail "not ok [host] $t: exited with status $rc"
+host_job() {
+	local t cases bad rc line
+	for t in $(cat "$top_build/host-tests.list"); do
+		[ -z "$only" ] || [ "${only%%/*}" = "$t" ] || continue
+		echo "# host: $t"
+		cases=0 bad=0 rc=0
+		while IFS= read -r line; do
+			case "$line" in
+			"vmreset-host-exit "*) rc=${line#vmreset-host-exit } ;;
+			"not ok "*) cases=$((cases + 1)) bad=1; report fail "not ok [host] $t: ${line#not ok [0-9]* }" ;;
+			"ok "*"# SKIP"*) cases=$((cases + 1)); report skip "ok [host] $t: ${line#ok [0-9]* }" ;;
+			"ok "*) cases=$((cases + 1)); report ok "ok [host] $t: ${line#ok [0-9]* }" ;;
+			"#"*) echo "    $line" ;;
+			esac
+		done < <("$top/selftests/$t" 2>&1; echo "vmreset-host-exit $?")
+		if [ "$cases" = 0 ] || { [ "$rc" != 0 ] && [ "$bad" = 0 ]; }; then
+			report fail "not ok [host] $t: exited with status $rc"
+		fi
+	done
+}
+
+top_build=$build
+run_job() {	# run_job INDEX: in a subshell, output in its directory
+	local kver s n dir
+	read -r kver s n <<< "${job_list[$1]}"
+	dir=$top_build/$kver
+	[ "$n" -gt 1 ] && dir=$dir.$s
+	mkdir -p "$dir"
+	(
+		build=$dir
+		export BUILD=$dir
+		pass=0 fail=0 skip=0
+		if [ "$kver" = host ]; then
+			host_job
+		else
+			vm_job "$kver" "$s" "$n" || report fail "not ok [$kver] test list"
+		fi
+		echo "$pass $fail $skip" > "$dir/counts"
+	) > "$dir/check.out" 2>&1
+}
+
+label() {	# label "KVER S N"
+	local k s n
+	read -r k s n <<< "$1"
+	if [ "$n" -gt 1 ]; then echo "$k $((s + 1))/$n"; else echo "$k"; fi
+}
+
+declare -A pid_of=()
+t0=$(date +%s)
+next=0 running=0
+while [ "$next" -lt "${#job_list[@]}" ] || [ "$running" -gt 0 ]; do
+	if [ "$next" -lt "${#job_list[@]}" ] && [ "$running" -lt "$njobs" ]; then
+		read -r kver s n <<< "${job_list[$next]}"
+		d=$top_build/$kver && [ "$n" -gt 1 ] && d=$d.$s
+		rm -f "$d/counts"
+		run_job "$next" &
+		pid_of[$!]=$next
+		echo "# job $(label "${job_list[$next]}"): started after $(( $(date +%s) - t0 ))s"
+		next=$((next + 1)) running=$((running + 1))
+		continue
+	fi
+	wait -n -p done_pid
+	running=$((running - 1))
+	echo "# job $(label "${job_list[${pid_of[$done_pid]}]}"): done after $(( $(date +%s) - t0 ))s"
+done
+
+for j in "${job_list[@]}"; do
+	read -r kver s n <<< "$j"
+	d=$top_build/$kver && [ "$n" -gt 1 ] && d=$d.$s
+	cat "$d/check.out"
+	if read -r p f k < "$d/counts" 2>/dev/null; then
+		pass=$((pass + p)) fail=$((fail + f)) skip=$((skip + k))
+	else
+		report fail "not ok [$kver] job ended without its counts (see $d/check.out)"
 	fi
 done
 
