@@ -54,6 +54,12 @@ for t in 1 2; do
 	run "load -t $t, warm cache" "$tool" load rados://vmrs/t1 o "$dir/out" --key "$dir/k" -t "$t"
 	cmp "$dir/obj" "$dir/out"
 done
+# A store sized for 100 M blocks: 512 index shards (one lock each per command).
+"$tool" init rados://vmrs/s512 --index-shards 512 >/dev/null
+run "save -t 2, 512 index shards" "$tool" save "$dir/obj" rados://vmrs/s512 --key "$dir/k" --name o -t 2
+run "load -t 2, 512 index shards, no cache" env VMRESET_STORE_CACHE_SIZE=0 "$tool" load rados://vmrs/s512 o \
+	"$dir/out" --key "$dir/k" -t 2
+cmp "$dir/obj" "$dir/out"
 "$tool" init "$dir/local" >/dev/null
 run "save -t 2, local store (reference)" "$tool" save "$dir/obj" "$dir/local" --key "$dir/k" --name o -t 2
 run "load -t 2, local store (reference)" "$tool" load "$dir/local" o "$dir/out" --key "$dir/k" -t 2
