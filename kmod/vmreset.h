@@ -228,9 +228,6 @@ int vmr_op_preserve(struct vmr_inode *vi, bool add, pgoff_t start, pgoff_t end);
 int vmr_op_snapshot(struct vmr_inode *vi, u64 *dirty);
 int vmr_op_revert(struct vmr_inode *vi, u64 flags, u64 *reverted, u64 *kept);
 void vmr_notify_vm(u8 cmd, u32 vm_id, u32 pid);
-struct genl_info;
-int vmr_nl_reply(struct genl_info *info, u8 cmd, int id_type, u64 id,
-		 int a_type, u64 a, int b_type, u64 b);
 
 /* ioctl.c: the ioctl front end */
 long vmr_ioctl(struct file *file, unsigned int cmd, unsigned long arg);
