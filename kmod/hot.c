@@ -64,9 +64,13 @@ bool vmr_hot_changed(struct vmr_inode *vi, pgoff_t idx)
 /*
  * The first hot index in [@idx, @limit) that changed, or ULONG_MAX. The
  * limit keeps a dirty list walk linear: it never compares a page twice.
+ * It compares at most *@budget pages (and takes them off it): when the
+ * budget runs out first, *@stop is set to the index the walk must go on
+ * at (nothing before it changed) and ULONG_MAX returned.
  */
 unsigned long vmr_hot_next_changed(struct vmr_inode *vi, pgoff_t idx,
-				   pgoff_t limit)
+				   pgoff_t limit, unsigned int *budget,
+				   pgoff_t *stop)
 {
 	unsigned long i;
 	void *e;
@@ -74,23 +78,48 @@ unsigned long vmr_hot_next_changed(struct vmr_inode *vi, pgoff_t idx,
 	if (idx >= limit)
 		return ULONG_MAX;
 	xa_for_each_range(&vi->hot, i, e, idx, limit - 1) {
-		if (!xa_is_value(e) &&
-		    vmr_pages_differ(xa_load(&vi->pages, i), e))
+		if (xa_is_value(e))
+			continue;
+		if (!*budget) {
+			*stop = i;
+			return ULONG_MAX;
+		}
+		--*budget;
+		if (vmr_pages_differ(xa_load(&vi->pages, i), e))
 			return i;
 	}
 	return ULONG_MAX;
 }
 
-/* Hot pages that differ from their snapshot copy: the dirty ones. */
+/*
+ * Hot pages that differ from their snapshot copy: the dirty ones. Writes
+ * to hot pages are never caught, so no counter can know this; the walk
+ * compares VMR_HOT_SCAN pages per hold of vi->lock (which keeps the
+ * copies alive), not the whole hot set at once.
+ */
 unsigned long vmr_hot_count_changed(struct vmr_inode *vi)
 {
-	unsigned long idx, n = 0;
-	void *e;
+	unsigned long idx = 0, n = 0;
+	bool more = true;
 
-	xa_for_each(&vi->hot, idx, e) {
-		if (!xa_is_value(e) &&
-		    vmr_pages_differ(xa_load(&vi->pages, idx), e))
-			n++;
+	while (more) {
+		unsigned int seen = 0;
+		void *e;
+
+		more = false;
+		mutex_lock(&vi->lock);
+		xa_for_each_start(&vi->hot, idx, e, idx) {
+			if (xa_is_value(e))
+				continue;
+			if (vmr_pages_differ(xa_load(&vi->pages, idx), e))
+				n++;
+			if (++seen == VMR_HOT_SCAN) {
+				more = true;
+				idx++;
+				break;
+			}
+		}
+		mutex_unlock(&vi->lock);
 		cond_resched();
 	}
 	return n;

@@ -95,37 +95,42 @@ static bool vmr_dirty_at(struct vmr_inode *vi, pgoff_t idx)
 	return xa_load(&vi->undo, idx) || vmr_hot_changed(vi, idx);
 }
 
-static pgoff_t vmr_next_dirty(struct vmr_inode *vi, pgoff_t idx)
-{
-	pgoff_t u = idx;
-
-	if (!xa_find(&vi->undo, &u, ULONG_MAX - 1, XA_PRESENT))
-		u = ULONG_MAX;
-	return min_t(pgoff_t, u, vmr_hot_next_changed(vi, idx, u));
-}
-
 /*
  * Fill up to @max ranges at or after page @idx into @buf; returns how many
- * and sets *@next to where the next call starts (ULONG_MAX: done).
+ * and sets *@next to where the next call starts (ULONG_MAX: done). One
+ * call is one hold of vi->lock: it visits the dirty pages it lists (each
+ * next undo entry found in O(log n)) and compares at most VMR_HOT_SCAN
+ * clean hot pages on the way before it stops early, so that a big hot set
+ * that did not change costs many short holds, not one long one.
  */
 static unsigned int vmr_fill_dirty(struct vmr_inode *vi, pgoff_t idx,
 				   struct vmreset_range *buf, unsigned int max,
 				   pgoff_t *next)
 {
-	unsigned int n = 0;
+	unsigned int n = 0, budget = VMR_HOT_SCAN;
 
 	*next = ULONG_MAX;
 	if (!vi->has_snap)
 		return 0;
-	while ((idx = vmr_next_dirty(vi, idx)) != ULONG_MAX) {
-		pgoff_t end = idx + 1;
+	for (;;) {
+		pgoff_t u = idx, stop = ULONG_MAX, end;
 
+		if (!xa_find(&vi->undo, &u, ULONG_MAX - 1, XA_PRESENT))
+			u = ULONG_MAX;
+		idx = min_t(pgoff_t, u,
+			    vmr_hot_next_changed(vi, idx, u, &budget, &stop));
+		if (stop != ULONG_MAX) {
+			*next = stop;
+			break;
+		}
+		if (idx == ULONG_MAX)
+			break;
 		if (n == max) {
 			*next = idx;
 			break;
 		}
-		while (end < ULONG_MAX && vmr_dirty_at(vi, end))
-			end++;
+		for (end = idx + 1; end < ULONG_MAX && vmr_dirty_at(vi, end); end++)
+			;
 		buf[n].offset = (u64)idx << PAGE_SHIFT;
 		buf[n].length = (u64)(end - idx) << PAGE_SHIFT;
 		n++;
@@ -230,16 +235,19 @@ static long vmr_ioc_stats(struct vmr_inode *vi, void __user *argp)
 		return -EINVAL;
 	memset(&s, 0, sizeof(s));
 	s.size = sizeof(s);
+	/*
+	 * The counters in one O(1) hold of vi->lock; the two counts that no
+	 * counter can keep walk the file after it, in short holds of their
+	 * own (vmr_count_shared()).
+	 */
 	mutex_lock(&vi->lock);
 	if (vi->has_snap)
 		s.flags |= VMRESET_STATS_F_SNAPSHOT;
 	s.file_size = i_size_read(&vi->vfs_inode);
 	s.snapshot_size = vi->snap_size;
 	s.resident_pages = vi->nr_pages;
-	s.shared_pages = vmr_count_shared(vi);
 	s.undo_pages = vi->nr_undo_pages;
-	/* As DIRTY lists them: hot pages count when they changed. */
-	s.dirty_pages = vi->nr_dirty + vmr_hot_count_changed(vi);
+	s.dirty_pages = vi->nr_dirty;
 	s.preserved_ranges = vi->nr_preserved;
 	s.cow_faults = atomic64_read(&vi->cow_faults);
 	s.faults = atomic64_read(&vi->faults);
@@ -255,6 +263,9 @@ static long vmr_ioc_stats(struct vmr_inode *vi, void __user *argp)
 	s.cached_hits = vi->kept_hits;
 	s.cached_reclaimed = vi->kept_reclaimed;
 	mutex_unlock(&vi->lock);
+	s.shared_pages = vmr_count_shared(vi);
+	/* As DIRTY lists them: hot pages count when they changed. */
+	s.dirty_pages += vmr_hot_count_changed(vi);
 	if (copy_to_user(argp, &s, min_t(size_t, usize, sizeof(s))))
 		return -EFAULT;
 	return 0;

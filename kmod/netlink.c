@@ -56,14 +56,18 @@ static int vmr_put_path(struct sk_buff *skb, struct vmr_inode *vi)
 	return err;
 }
 
-static int vmr_put_obj(struct sk_buff *skb, struct vmr_inode *vi)
+/*
+ * The attributes of @vi but its path; vi->lock held. @shared and
+ * @hot_changed come from the walks that must not run in this hold.
+ */
+static int vmr_put_obj_locked(struct sk_buff *skb, struct vmr_inode *vi,
+			      u64 shared, u64 hot_changed)
 {
 	struct inode *inode = &vi->vfs_inode;
 	struct nlattr *nest, *range;
 	unsigned int i;
-	int err = 0;
 
-	mutex_lock(&vi->lock);
+	lockdep_assert_held(&vi->lock);
 	if (nla_put_u64_64bit(skb, VMRESET_A_OBJ_ID, vi->id, VMRESET_A_PAD) ||
 	    nla_put_u32(skb, VMRESET_A_DEV, new_encode_dev(inode->i_sb->s_dev)) ||
 	    nla_put_u32(skb, VMRESET_A_UID,
@@ -72,11 +76,10 @@ static int vmr_put_obj(struct sk_buff *skb, struct vmr_inode *vi)
 	    (vi->has_snap && nla_put_flag(skb, VMRESET_A_SNAPSHOT)) ||
 	    nla_put_u64_64bit(skb, VMRESET_A_SNAPSHOT_SIZE, vi->snap_size, VMRESET_A_PAD) ||
 	    nla_put_u64_64bit(skb, VMRESET_A_RESIDENT_PAGES, vi->nr_pages, VMRESET_A_PAD) ||
-	    nla_put_u64_64bit(skb, VMRESET_A_SHARED_PAGES, vmr_count_shared(vi),
-			      VMRESET_A_PAD) ||
+	    nla_put_u64_64bit(skb, VMRESET_A_SHARED_PAGES, shared, VMRESET_A_PAD) ||
 	    nla_put_u64_64bit(skb, VMRESET_A_UNDO_PAGES, vi->nr_undo_pages, VMRESET_A_PAD) ||
 	    nla_put_u64_64bit(skb, VMRESET_A_DIRTY_PAGES,
-			      vi->nr_dirty + vmr_hot_count_changed(vi), VMRESET_A_PAD) ||
+			      vi->nr_dirty + hot_changed, VMRESET_A_PAD) ||
 	    nla_put_u64_64bit(skb, VMRESET_A_COW_FAULTS,
 			      atomic64_read(&vi->cow_faults), VMRESET_A_PAD) ||
 	    nla_put_u64_64bit(skb, VMRESET_A_FAULTS, atomic64_read(&vi->faults),
@@ -93,15 +96,11 @@ static int vmr_put_obj(struct sk_buff *skb, struct vmr_inode *vi)
 	    nla_put_u64_64bit(skb, VMRESET_A_HOT_COPIES, vi->hot_copies,
 			      VMRESET_A_PAD) ||
 	    nla_put_u64_64bit(skb, VMRESET_A_CACHED_PAGES, vi->nr_kept, VMRESET_A_PAD) ||
-	    nla_put_u32(skb, VMRESET_A_HOT_MODE, vi->hot_mode)) {
-		err = -EMSGSIZE;
-		goto out;
-	}
+	    nla_put_u32(skb, VMRESET_A_HOT_MODE, vi->hot_mode))
+		return -EMSGSIZE;
 	nest = nla_nest_start(skb, VMRESET_A_PRESERVED);
-	if (!nest) {
-		err = -EMSGSIZE;
-		goto out;
-	}
+	if (!nest)
+		return -EMSGSIZE;
 	for (i = 0; i < vi->nr_preserved; i++) {
 		range = nla_nest_start(skb, VMRESET_A_RANGE);
 		if (!range ||
@@ -109,14 +108,21 @@ static int vmr_put_obj(struct sk_buff *skb, struct vmr_inode *vi)
 				      (u64)vi->preserved[i].start << PAGE_SHIFT, 0) ||
 		    nla_put_u64_64bit(skb, VMRESET_A_RANGE_LENGTH,
 				      (u64)(vi->preserved[i].end - vi->preserved[i].start)
-				      << PAGE_SHIFT, 0)) {
-			err = -EMSGSIZE;
-			goto out;
-		}
+				      << PAGE_SHIFT, 0))
+			return -EMSGSIZE;
 		nla_nest_end(skb, range);
 	}
 	nla_nest_end(skb, nest);
-out:
+	return 0;
+}
+
+static int vmr_put_obj(struct sk_buff *skb, struct vmr_inode *vi)
+{
+	u64 shared = vmr_count_shared(vi), hot = vmr_hot_count_changed(vi);
+	int err;
+
+	mutex_lock(&vi->lock);
+	err = vmr_put_obj_locked(skb, vi, shared, hot);
 	mutex_unlock(&vi->lock);
 	/* Outside vi->lock: d_find_alias() must not nest in it. */
 	return err ?: vmr_put_path(skb, vi);

@@ -952,13 +952,36 @@ int vmr_clone_pages(struct vmr_inode *svi, pgoff_t src, struct vmr_inode *dvi,
 	return err;
 }
 
+/*
+ * Pages of @vi shared with a clone. No per-file counter can follow this:
+ * a clone that drops its slot unshares the page in whichever file holds
+ * the other one. So the walk holds vi->lock for VMR_WALK_CHUNK entries at
+ * a time (the entries cannot go away under it) and lets faults and every
+ * other operation in between: STATS of a big file does not stall its
+ * vCPUs. The count is exact for a file that nothing changes meanwhile.
+ */
 unsigned long vmr_count_shared(struct vmr_inode *vi)
 {
-	unsigned long idx, n = 0;
-	struct page *page;
+	unsigned long idx = 0, n = 0;
+	bool more = true;
 
-	xa_for_each(&vi->pages, idx, page)
-		if (page_private(page) > 1)
-			n++;
+	while (more) {
+		unsigned int seen = 0;
+		struct page *page;
+
+		more = false;
+		mutex_lock(&vi->lock);
+		xa_for_each_start(&vi->pages, idx, page, idx) {
+			if (page_private(page) > 1)
+				n++;
+			if (++seen == VMR_WALK_CHUNK) {
+				more = true;
+				idx++;
+				break;
+			}
+		}
+		mutex_unlock(&vi->lock);
+		cond_resched();
+	}
 	return n;
 }

@@ -123,6 +123,13 @@ struct vmr_inode {
 /* On @kept: the page is a spare, its content not the snapshot's. */
 #define VMR_MARK_STALE		XA_MARK_0
 #define VMR_KEPT_FILE_MAX	16384UL	/* default per-file bound, pages */
+/*
+ * Walks for STATS, OBJ_GET and DIRTY hold vi->lock for at most this many
+ * entries (VMR_WALK_CHUNK) or hot page comparisons (VMR_HOT_SCAN, each a
+ * 4 KiB memcmp) at a time, then let the faults waiting on it in.
+ */
+#define VMR_WALK_CHUNK		128
+#define VMR_HOT_SCAN		32
 
 static inline struct vmr_inode *VMR_I(struct inode *inode)
 {
@@ -157,6 +164,7 @@ void vmr_free_all(struct vmr_inode *vi);
 u64 vmr_snapshot(struct vmr_inode *vi);
 int vmr_revert(struct vmr_inode *vi, bool dry_run, u64 *reverted, u64 *kept);
 bool vmr_range_preserved(struct vmr_inode *vi, pgoff_t start, pgoff_t end);
+/* Take vi->lock themselves, in short holds: call without it. */
 unsigned long vmr_count_shared(struct vmr_inode *vi);
 int vmr_clone_pages(struct vmr_inode *svi, pgoff_t src, struct vmr_inode *dvi,
 		    pgoff_t dst, pgoff_t nr);
@@ -183,9 +191,11 @@ bool vmr_hot_try_promote(struct vmr_inode *vi, pgoff_t idx);
 void vmr_hot_after_snapshot(struct vmr_inode *vi);
 u64 vmr_hot_revert(struct vmr_inode *vi, bool dry_run);
 bool vmr_hot_changed(struct vmr_inode *vi, pgoff_t idx);
+/* Like vmr_count_shared(): takes vi->lock in short holds. */
 unsigned long vmr_hot_count_changed(struct vmr_inode *vi);
 unsigned long vmr_hot_next_changed(struct vmr_inode *vi, pgoff_t idx,
-				   pgoff_t limit);
+				   pgoff_t limit, unsigned int *budget,
+				   pgoff_t *stop);
 long vmr_ioc_hot(struct vmr_inode *vi, void __user *argp);
 long vmr_ioc_hot_config(struct vmr_inode *vi, void __user *argp, bool writer);
 int vmr_hot_apply(struct vmr_inode *vi, u32 op, struct vmr_prange *r,

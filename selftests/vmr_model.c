@@ -143,6 +143,27 @@ static void check_all(struct model_ctx *c)
 		}
 	/* STATS counts what DIRTY lists, hot pages included. */
 	CHECK(!vmr_stats(c->fd, &vs) && vs.dirty_pages == nlisted);
+	/*
+	 * A range at a time, from the cursor: the kernel's walk stops and
+	 * goes on at every VMR_HOT_SCAN hot pages and every call; the same
+	 * ranges, each once, in order.
+	 */
+	{
+		struct vmreset_range one;
+		struct vmreset_range_list l1 = { .ranges = (uintptr_t)&one };
+		uint32_t i = 0;
+
+		do {
+			l1.nr = 1;
+			CHECK(!ioctl(c->fd, VMRESET_IOC_DIRTY, &l1));
+			if (l1.cursor == VMRESET_CURSOR_END && !l1.nr)
+				break;
+			CHECK(l1.nr == 1 && i < l.nr);
+			CHECK(one.offset == r[i].offset && one.length == r[i].length);
+			i++;
+		} while (l1.cursor != VMRESET_CURSOR_END);
+		CHECK(i == l.nr);
+	}
 	{
 		struct vmreset_hot_config hc = { 0 };
 
@@ -381,6 +402,18 @@ static void op_clone_out(struct model_ctx *c)
 	memset(bcur, 0, FSZ);
 	memcpy(bcur, cur, size);
 	bsize = size;
+	{
+		struct vmreset_stats ms, bs;
+
+		/*
+		 * b has every page main has, and nothing else: each one is
+		 * shared, in both (STATS walks them a chunk at a time).
+		 */
+		CHECK(!vmr_stats(c->fd, &ms) && !vmr_stats(c->bfd, &bs));
+		CHECK(ms.shared_pages == ms.resident_pages);
+		CHECK(bs.shared_pages == bs.resident_pages);
+		CHECK(bs.resident_pages == ms.resident_pages);
+	}
 }
 
 static void op_clone_in(struct model_ctx *c)
