@@ -116,6 +116,7 @@ static int vmr_put_obj_locked(struct sk_buff *skb, struct vmr_inode *vi,
 	return 0;
 }
 
+/* Into a dump's skb, which vmr_nl_obj_get_start() sized for any object. */
 static int vmr_put_obj(struct sk_buff *skb, struct vmr_inode *vi)
 {
 	u64 shared = vmr_count_shared(vi), hot = vmr_hot_count_changed(vi);
@@ -143,19 +144,33 @@ static int vmr_nl_obj_get_doit(struct sk_buff *skb, struct genl_info *info)
 {
 	struct vmr_inode *vi = vmr_obj_from_info(info);
 	struct sk_buff *msg;
+	u64 shared, hot;
 	void *hdr;
 	int err;
 
 	if (IS_ERR(vi))
 		return PTR_ERR(vi);
-	err = -ENOMEM;
-	msg = genlmsg_new(vmr_obj_msg_size(READ_ONCE(vi->nr_preserved)), GFP_KERNEL);
-	if (!msg)
+	shared = vmr_count_shared(vi);
+	hot = vmr_hot_count_changed(vi);
+	/*
+	 * Sized under vi->lock, from the number of preserved ranges it is
+	 * filled with: sized before, a PRESERVE in between could make the
+	 * ranges outgrow the message.
+	 */
+	mutex_lock(&vi->lock);
+	msg = genlmsg_new(vmr_obj_msg_size(vi->nr_preserved), GFP_KERNEL);
+	if (!msg) {
+		mutex_unlock(&vi->lock);
+		err = -ENOMEM;
 		goto out;
+	}
 	hdr = genlmsg_put_reply(msg, info, &vmr_genl_family, 0,
 				VMRESET_CMD_OBJ_GET);
-	err = -EMSGSIZE;
-	if (!hdr || vmr_put_obj(msg, vi)) {
+	err = hdr ? vmr_put_obj_locked(msg, vi, shared, hot) : -EMSGSIZE;
+	mutex_unlock(&vi->lock);
+	if (!err)
+		err = vmr_put_path(msg, vi);
+	if (err) {
 		nlmsg_free(msg);
 		goto out;
 	}

@@ -681,6 +681,85 @@ TEST_F(vm, obj_with_most_ranges_is_listed)
 	close(fd);
 }
 
+struct grower {
+	int fd;
+	uint32_t max;
+	volatile int stop;
+	unsigned long rounds;
+};
+
+/* Preserved ranges 0, 2, 4... added one by one up to @max, then all deleted. */
+static void *grow_ranges(void *arg)
+{
+	struct grower *g = arg;
+
+	while (!g->stop) {
+		for (uint32_t i = 0; i < g->max && !g->stop; i++)
+			if (vmr_preserve(g->fd, VMRESET_PRESERVE_ADD, 2ULL * i * PG, PG))
+				return (void *)1;
+		if (vmr_preserve(g->fd, VMRESET_PRESERVE_DEL, 0, 2ULL * g->max * PG))
+			return (void *)1;
+		g->rounds++;
+	}
+	return NULL;
+}
+
+/*
+ * OBJ_GET by ID of an object whose preserved ranges grow meanwhile: the
+ * reply used to be sized before the object's lock was taken, so ranges
+ * added in between could outgrow it (EMSGSIZE). Every reply must come,
+ * whole: the ranges it lists are the first N the other thread added.
+ */
+TEST_F(vm, obj_get_while_ranges_grow)
+{
+	struct vmreset_features feat;
+	struct grower g = { .stop = 0 };
+	unsigned long gets = 0, partial = 0;
+	struct vmreset_stats st;
+	double end;
+	pthread_t th;
+	void *ret;
+
+	ASSERT_EQ(0, vmreset_features(self->fa, &feat));
+	g.max = feat.max_preserved;
+	g.fd = vmr_file(self->dir, "grow", 2ULL * g.max * PG);
+	ASSERT_LE(0, g.fd);
+	ASSERT_EQ(0, vmr_stats(g.fd, &st));
+	ASSERT_EQ(0, pthread_create(&th, NULL, grow_ranges, &g));
+	end = now_us() + 4e6;
+	while (now_us() < end || g.rounds < 2) {
+		struct vmreset_obj o;
+		int err = vmreset_nl_get(self->nl, st.id, &o);
+
+		if (err) {
+			g.stop = 1;
+			pthread_join(th, NULL);
+			ASSERT_EQ(0, err) TH_LOG("OBJ_GET %lu: %s", gets,
+						  vmreset_nl_errmsg(self->nl));
+		}
+		gets++;
+		ASSERT_GE(g.max, o.nr_preserved);
+		if (o.nr_preserved && o.nr_preserved < g.max)
+			partial++;
+		for (size_t i = 0; i < o.nr_preserved; i++) {
+			ASSERT_EQ(2ULL * i * PG, o.preserved[i].offset);
+			ASSERT_EQ(PG, o.preserved[i].length);
+		}
+		vmreset_obj_free(&o);
+		if (now_us() > end + 120e6)
+			break;	/* the grower is stuck: its rounds fail below */
+	}
+	g.stop = 1;
+	ASSERT_EQ(0, pthread_join(th, &ret));
+	ASSERT_NULL(ret);
+	TH_LOG("%lu OBJ_GETs, %lu of them while ranges were being added; %lu rounds of %u",
+	       gets, partial, g.rounds, g.max);
+	ASSERT_LE(2, g.rounds);
+	/* The gets ran while the count changed, or this proved nothing. */
+	ASSERT_LT(0, partial);
+	close(g.fd);
+}
+
 /* Every 16th page of the slot at @base, @n of them from page 0. */
 static uint64_t slot_check(struct kvm_vcpu *vcpu, uint64_t base, uint64_t npages,
 			   uint64_t seed)
