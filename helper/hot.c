@@ -6,7 +6,7 @@
  *   hot add|del OBJECT OFFSET LENGTH
  *   hot set OBJECT [OFFSET:LENGTH...]   (or "-": ranges from stdin)
  *   hot list [--explicit] FILE              one "OFFSET LENGTH" a line
- *   hot config OBJECT [mode=off|explicit|learn] [max=PAGES] [learn=K/N]
+ *   hot config OBJECT [mode=off|explicit|learn] [max=PAGES] [learn=K/N] [kept=PAGES]
  *
  * "hot list A | vmresetctl hot set B -" applies one file's hot set to
  * another. Exit status as vmresetctl: 0 done, 1 failed, 2 bad usage.
@@ -29,7 +29,7 @@ static const char hot_usage[] =
 	"usage: vmresetctl hot add|del OBJECT OFFSET LENGTH\n"
 	"       vmresetctl hot set OBJECT [OFFSET:LENGTH...|-]\n"
 	"       vmresetctl hot list [--explicit] FILE\n"
-	"       vmresetctl hot config OBJECT [mode=off|explicit|learn] [max=PAGES] [learn=K/N]\n";
+	"       vmresetctl hot config OBJECT [mode=off|explicit|learn] [max=PAGES] [learn=K/N] [kept=PAGES]\n";
 
 static int hot_usage_error(const char *what, const char *arg)
 {
@@ -225,6 +225,11 @@ static int hot_config(int argc, char **argv)
 			c.flags |= VMRESET_HOT_CFG_LEARN;
 			c.learn_k = k;
 			c.learn_n = n;
+		} else if (!strncmp(a, "kept=", 5)) {
+			if (vmr_parse_u64(a + 5, &v))
+				return hot_usage_error("bad page count", a + 5);
+			c.flags |= VMRESET_HOT_CFG_KEPT;
+			c.kept_max = v;
 		} else {
 			return hot_usage_error("unknown setting", a);
 		}
@@ -248,11 +253,13 @@ static int hot_config(int argc, char **argv)
 	}
 	vmreset_nl_close(nl);
 	printf("mode %s\nmax pages %" PRIu64 "\nlearn %u/%u\nexplicit pages %" PRIu64
-	       "\nhot pages %" PRIu64 "\nmount: %" PRIu64 " of %" PRIu64 " hot pages\n",
+	       "\nhot pages %" PRIu64 "\nmount: %" PRIu64 " of %" PRIu64 " hot pages\n"
+	       "kept max %" PRIu64 "\nkept pages %" PRIu64 "\n",
 	       c.mode < 3 ? hot_modes[c.mode] : "?", (uint64_t)c.max_pages,
 	       c.learn_k, c.learn_n, (uint64_t)c.explicit_pages,
 	       (uint64_t)c.hot_pages, (uint64_t)c.mount_hot_pages,
-	       (uint64_t)c.mount_max_pages);
+	       (uint64_t)c.mount_max_pages, (uint64_t)c.kept_max,
+	       (uint64_t)c.kept_pages);
 	return 0;
 }
 

@@ -732,6 +732,8 @@ static int got_hot_config(struct nl_msg *msg, void *arg)
 	c->hot_pages = get_u64(tb, VMRESET_A_HOT_PAGES);
 	c->mount_max_pages = get_u64(tb, VMRESET_A_HOT_MOUNT_MAX);
 	c->mount_hot_pages = get_u64(tb, VMRESET_A_HOT_MOUNT_PAGES);
+	c->kept_max = get_u64(tb, VMRESET_A_HOT_KEPT_MAX);
+	c->kept_pages = get_u64(tb, VMRESET_A_CACHED_PAGES);
 	return NL_OK;
 }
 
@@ -752,7 +754,9 @@ VMR_EXPORT int vmreset_nl_hot_config(struct vmreset_nl *nl, uint64_t id,
 	     nla_put_u64(msg, VMRESET_A_HOT_MAX, c->max_pages)) ||
 	    ((c->flags & VMRESET_HOT_CFG_LEARN) &&
 	     (nla_put_u32(msg, VMRESET_A_HOT_LEARN_K, c->learn_k) ||
-	      nla_put_u32(msg, VMRESET_A_HOT_LEARN_N, c->learn_n)))) {
+	      nla_put_u32(msg, VMRESET_A_HOT_LEARN_N, c->learn_n))) ||
+	    ((c->flags & VMRESET_HOT_CFG_KEPT) &&
+	     nla_put_u64(msg, VMRESET_A_HOT_KEPT_MAX, c->kept_max))) {
 		nlmsg_free(msg);
 		return -ENOMEM;
 	}

@@ -459,6 +459,7 @@ static int vmr_nl_hot_config_doit(struct sk_buff *skb, struct genl_info *info)
 	struct vmreset_hot_config c = { 0 };
 	struct vmr_inode *vi;
 	struct sk_buff *msg;
+	bool kept_bad;
 	void *hdr;
 	int err;
 
@@ -486,6 +487,10 @@ static int vmr_nl_hot_config_doit(struct sk_buff *skb, struct genl_info *info)
 		c.learn_k = nla_get_u32(a[VMRESET_A_HOT_LEARN_K]);
 		c.learn_n = nla_get_u32(a[VMRESET_A_HOT_LEARN_N]);
 	}
+	if (a[VMRESET_A_HOT_KEPT_MAX]) {
+		c.flags |= VMRESET_HOT_CFG_KEPT;
+		c.kept_max = nla_get_u64(a[VMRESET_A_HOT_KEPT_MAX]);
+	}
 	vi = vmr_obj_from_info(info);
 	if (IS_ERR(vi))
 		return PTR_ERR(vi);
@@ -496,8 +501,14 @@ static int vmr_nl_hot_config_doit(struct sk_buff *skb, struct genl_info *info)
 		goto out;
 	mutex_lock(&vi->lock);
 	err = vmr_hot_config(vi, &c);
+	/* Checked first: an EINVAL with a kept bound above the mount's is its. */
+	kept_bad = (c.flags & VMRESET_HOT_CFG_KEPT) &&
+		   c.kept_max > READ_ONCE(VMR_SB(vi->vfs_inode.i_sb)->kept_max);
 	mutex_unlock(&vi->lock);
-	if (err == -EBUSY)
+	if (err == -EINVAL && kept_bad)
+		NL_SET_ERR_MSG_ATTR(info->extack, a[VMRESET_A_HOT_KEPT_MAX],
+				    "kept-copy bound above the mount's keep_size");
+	else if (err == -EBUSY)
 		NL_SET_ERR_MSG_ATTR(info->extack, a[VMRESET_A_HOT_MAX],
 				    "bound below the explicit hot set");
 	else if (err == -EINVAL && (c.flags & VMRESET_HOT_CFG_LEARN))
@@ -524,7 +535,9 @@ static int vmr_nl_hot_config_doit(struct sk_buff *skb, struct genl_info *info)
 	    nla_put_u64_64bit(msg, VMRESET_A_HOT_MOUNT_MAX, c.mount_max_pages,
 			      VMRESET_A_PAD) ||
 	    nla_put_u64_64bit(msg, VMRESET_A_HOT_MOUNT_PAGES, c.mount_hot_pages,
-			      VMRESET_A_PAD)) {
+			      VMRESET_A_PAD) ||
+	    nla_put_u64_64bit(msg, VMRESET_A_HOT_KEPT_MAX, c.kept_max, VMRESET_A_PAD) ||
+	    nla_put_u64_64bit(msg, VMRESET_A_CACHED_PAGES, c.kept_pages, VMRESET_A_PAD)) {
 		nlmsg_free(msg);
 		err = -EMSGSIZE;
 		goto out;
@@ -576,12 +589,13 @@ static const struct nla_policy vmr_hot_set_policy[VMRESET_A_HOT + 1] = {
 	[VMRESET_A_HOT] = { .type = NLA_NESTED },
 };
 
-static const struct nla_policy vmr_hot_config_policy[VMRESET_A_HOT_LEARN_N + 1] = {
+static const struct nla_policy vmr_hot_config_policy[VMRESET_A_HOT_KEPT_MAX + 1] = {
 	[VMRESET_A_OBJ_ID] = { .type = NLA_U64 },
 	[VMRESET_A_HOT_MODE] = { .type = NLA_U32 },
 	[VMRESET_A_HOT_MAX] = { .type = NLA_U64 },
 	[VMRESET_A_HOT_LEARN_K] = { .type = NLA_U32 },
 	[VMRESET_A_HOT_LEARN_N] = { .type = NLA_U32 },
+	[VMRESET_A_HOT_KEPT_MAX] = { .type = NLA_U64 },
 };
 
 static const struct genl_ops vmr_genl_ops[] = {

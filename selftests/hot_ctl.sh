@@ -46,6 +46,20 @@ config() {
 		contains "mode off" $ctl hot config $f mode=off && contains "hot pages 0" $ctl hot config $f &&
 		contains "hot pages 3" $ctl hot config id:$id mode=explicit
 }
+# The kept-copy bound, by ID (netlink) and by path (ioctl): set, reported
+# both ways, and the copies a revert keeps stay within it.
+kept() {
+	$ctl hot config id:$id mode=off >/dev/null && $ctl snapshot $f >/dev/null &&
+		contains "kept max 2" $ctl hot config id:$id kept=2 &&
+		contains "kept max 2" $ctl hot config $f &&
+		fill $f 20 104 && fill $f 21 105 && fill $f 22 106 &&
+		$ctl revert $f >/dev/null && page_is $f 20 0 && page_is $f 21 0 && page_is $f 22 0 &&
+		contains "kept pages 2" $ctl hot config id:$id &&
+		contains "kept pages 0" $ctl hot config $f kept=0 &&
+		contains "kept max 0" $ctl hot config id:$id &&
+		contains "kept max 16" $ctl hot config id:$id kept=16 &&
+		contains "kept max 16" $ctl hot config $f
+}
 errors() {
 	contains "bound below the explicit hot set" $ctl hot config id:$id max=1 &&
 		contains "need 1 <= hot-learn-k" $ctl hot config id:$id learn=4/2 &&
@@ -54,15 +68,18 @@ errors() {
 		contains "no such object" $ctl hot set id:999999 &&
 		contains "Invalid argument" $ctl hot add $f 0 0 &&
 		contains "unknown hot mode" $ctl hot config $f mode=warm &&
+		contains "kept-copy bound above the mount's keep_size" $ctl hot config id:$id kept=99999999 &&
+		contains "bad page count" $ctl hot config $f kept=lots &&
 		contains "usage" $ctl hot frob
 }
 
 echo "TAP version 13"
-echo "1..5"
+echo "1..6"
 tap "mount, create" setup
 tap "add, del, list, revert by path" by_path
 tap "set by ID from arguments and stdin" set_and_copy
 tap "config: mode, bound, learning" config
+tap "config: the kept-copy bound, by ID and by path" kept
 tap "errors carry the kernel's reason" errors
 umount $d
 [ $fails = 0 ]

@@ -347,6 +347,7 @@ enum vmreset_a {
 	VMRESET_A_HOT_MOUNT_PAGES,	/* u64: hot pages on the mount */
 	VMRESET_A_ATTACH_FLAGS,		/* u32: VMRESET_VM_ATTACH_F_* */
 	VMRESET_A_ATTACH_FD,		/* u32: the attachment's fd */
+	VMRESET_A_HOT_KEPT_MAX,		/* u64: per-file bound on kept copies */
 
 	__VMRESET_A_MAX,
 	VMRESET_A_MAX = __VMRESET_A_MAX - 1
@@ -478,9 +479,12 @@ struct vmreset_hot_config {
  * VMRESET_CMD_HOT_SET        OBJ_ID, [HOT (nest of RANGE nests)]: replace
  *                            the explicit set (no HOT: empty it)
  * VMRESET_CMD_HOT_CONFIG     OBJ_ID, [HOT_MODE], [HOT_MAX], [HOT_LEARN_K,
- *                            HOT_LEARN_N] -> OBJ_ID, HOT_MODE, HOT_MAX,
- *                            HOT_LEARN_K, HOT_LEARN_N, HOT_EXPLICIT_PAGES,
- *                            HOT_PAGES, HOT_MOUNT_MAX, HOT_MOUNT_PAGES
+ *                            HOT_LEARN_N], [HOT_KEPT_MAX] -> OBJ_ID,
+ *                            HOT_MODE, HOT_MAX, HOT_LEARN_K, HOT_LEARN_N,
+ *                            HOT_EXPLICIT_PAGES, HOT_PAGES, HOT_MOUNT_MAX,
+ *                            HOT_MOUNT_PAGES, HOT_KEPT_MAX, CACHED_PAGES
+ *                            (HOT_KEPT_MAX is the ioctl's kept_max,
+ *                            CACHED_PAGES its kept_pages)
  * OBJ_GET replies also carry HOT_PAGES, HOT_PROMOTIONS, HOT_DEMOTIONS,
  * HOT_COPIES, CACHED_PAGES and HOT_MODE.
  */
