@@ -220,6 +220,28 @@ TEST_F(hot, guest_next_run_takes_no_faults)
 	ASSERT_EQ(1, reverted);
 	check_snap(self);
 
+	/*
+	 * The last hot page, after 63 unchanged ones: DIRTY compares 32 hot
+	 * pages per hold of the file's lock and goes on from where it
+	 * stopped; it lists that page alone, and STATS counts it alone.
+	 */
+	self->map[(nhot - 1) * 8 * PG + 100] ^= 1;
+	{
+		struct vmreset_range r[4];
+		struct vmreset_range_list l = { .ranges = (uintptr_t)r, .nr = 4 };
+
+		ASSERT_EQ(0, ioctl(self->fd, VMRESET_IOC_DIRTY, &l));
+		ASSERT_EQ(1, l.nr);
+		ASSERT_EQ(VMRESET_CURSOR_END, l.cursor);
+		ASSERT_EQ((nhot - 1) * 8 * PG, r[0].offset);
+		ASSERT_EQ(PG, r[0].length);
+	}
+	ASSERT_EQ(0, vmr_stats(self->fd, &st));
+	ASSERT_EQ(1, st.dirty_pages);
+	ASSERT_EQ(0, vmr_revert(self->fd, &reverted, NULL));
+	ASSERT_EQ(1, reverted);
+	check_snap(self);
+
 	/* And pwrite. */
 	memset(self->now, 0xcd, PG);
 	ASSERT_EQ((ssize_t)PG, pwrite(self->fd, self->now, PG, 16 * PG));
