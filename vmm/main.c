@@ -34,15 +34,12 @@ static bool json, verbose;
 /* --store/--key with --save (after the boot) or --restore (instead of it). */
 static struct vmm_store store;
 static const char *save_name, *restore_name;
+/* --export (after the boot) and --clone (instead of it): files on vmresetfs. */
+static const char *export_prefix, *clone_prefix;
 static char kernel_buf[PATH_MAX], initrd_buf[PATH_MAX];
 
-/* Transaction: how a request is judged and how often it is retried. */
-struct txn {
-	unsigned int retry, timeout_ms;
-	int success_exit;		/* -1: any exit status */
-	bool has_match;
-	regex_t match;
-};
+/* Transaction defaults: how a request is judged and how often it is retried. */
+static regex_t match_re;
 
 static void usage(FILE *f)
 {
@@ -61,6 +58,10 @@ static void usage(FILE *f)
 "  serve [TXN] [--socket PATH]\n"
 "                       boot, then serve JSON requests, one per line, from\n"
 "                       stdin (or each connection to the UNIX socket)\n"
+"  bench [-o FILE] [--samples N] [--restores N] [--colds N] [--clones N]\n"
+"                       the same requests served cold (a boot each), restored\n"
+"                       in a new process (MAP_PRIVATE image) and reset in place;\n"
+"                       then the memory of N VMs from clones against copies\n"
 "\n"
 "Options:\n"
 "  -k, --kernel PATH    bzImage (default /boot/vmlinuz-$(uname -r))\n"
@@ -71,6 +72,8 @@ static void usage(FILE *f)
 "      --disk IMAGE     raw disk image (mkfs.ext4 -d), copied to vmresetfs, on /disk\n"
 "      --pit            give the guest an i8254 PIT (default none: kvmclock and the\n"
 "                       TSC deadline timer; see docs/vmm.md, \"The PIT\")\n"
+"      --hot MODE       hot pages of guest RAM: learn (default: pages every request\n"
+"                       dirties are copied back in place, not refaulted), off, mount\n"
 "      --keep SIZE      guest range the agent preserves across resets (default 64K, 0: none)\n"
 "      --append ARGS    more kernel command line\n"
 "      --console        copy the guest console to stderr\n"
@@ -81,6 +84,10 @@ static void usage(FILE *f)
 "                       (RAM and VM state; the disk as NAME.disk)\n"
 "      --restore NAME   start from the saved snapshot NAME instead of booting\n"
 "                       (same --mem, --cpus, --keep and --disk as the save)\n"
+"      --export PREFIX  once ready, write the ready snapshot as reflink clones on\n"
+"                       vmresetfs: PREFIX.ram, PREFIX.disk, PREFIX.state\n"
+"      --clone PREFIX   start from clones of those files instead of booting (same\n"
+"                       --mem, --cpus, --keep and --disk; cp --reflink makes more)\n"
 "  -j, --json           JSON output\n"
 "  -v, --verbose        timings of each request on stderr\n"
 "  -h, --help           this text\n"
@@ -90,6 +97,7 @@ static void usage(FILE *f)
 "      --retry N          retry a failed attempt up to N times\n"
 "      --success-exit N   an attempt succeeds only with exit status N (default 0)\n"
 "      --success-match RE ... and only if its stdout matches the extended regex RE\n"
+"                         (^ and $ match at each line, as in grep)\n"
 "\n"
 "JSON requests: {\"argv\": [\"sh\", \"-c\", \"echo hi\"], \"stdin\": \"...\",\n"
 "  \"timeout_ms\": 1000, \"retry\": 2, \"success_exit\": 0, \"success_match\": \"RE\",\n"
@@ -135,51 +143,15 @@ static int parse_uint(const char *opt, const char *s, unsigned int *out)
 	return 0;
 }
 
-static const char *outcome_name(enum vmm_outcome o)
-{
-	static const char *const n[] = { "ok", "timeout", "crash", "error" };
-
-	return n[o];
-}
-
-static int transact(struct vmm *vm, const struct txn *t, struct vmm_req *req,
+static int transact(struct vmm *vm, const struct vmm_txn *t, struct vmm_req *req,
 		    struct vmm_resp *resp, unsigned int *attempts, bool *ok)
 {
-	struct vmm_txn vt = {
-		.retry = t->retry, .timeout_ms = t->timeout_ms,
-		.success_exit = t->success_exit, .match = t->has_match ? &t->match : NULL,
-	};
-	int ret = vmm_transact(vm, &vt, req, resp, attempts, ok);
+	int ret = vmm_transact(vm, t, req, resp, attempts, ok);
 
 	if (!ret && verbose && *attempts > 1)
 		fprintf(stderr, "vmreset-vmm: %u attempts, the last %s\n", *attempts,
 			*ok ? "succeeded" : "failed too");
 	return ret;
-}
-
-static json_object *resp_json(const struct vmm_resp *r, unsigned int attempts, bool ok)
-{
-	json_object *o = json_object_new_object();
-
-	json_object_object_add(o, "outcome", json_object_new_string(outcome_name(r->outcome)));
-	json_object_object_add(o, "success", json_object_new_boolean(ok));
-	json_object_object_add(o, "attempts", json_object_new_int(attempts));
-	if (r->outcome == VMM_OK) {
-		if (WIFEXITED(r->wait_status))
-			json_object_object_add(o, "exit", json_object_new_int(WEXITSTATUS(r->wait_status)));
-		else if (WIFSIGNALED(r->wait_status))
-			json_object_object_add(o, "signal", json_object_new_int(WTERMSIG(r->wait_status)));
-		json_object_object_add(o, "stdout", json_object_new_string_len(r->out ? r->out : "", r->out_len));
-		json_object_object_add(o, "stderr", json_object_new_string_len(r->err ? r->err : "", r->err_len));
-		if (r->flags & (VMR_RESP_OUT_TRUNC | VMR_RESP_ERR_TRUNC))
-			json_object_object_add(o, "truncated", json_object_new_boolean(1));
-	} else {
-		json_object_object_add(o, "why", json_object_new_string(r->why));
-	}
-	json_object_object_add(o, "run_us", json_object_new_int64(r->run_us));
-	json_object_object_add(o, "reset_us", json_object_new_int64(r->reset_us));
-	json_object_object_add(o, "reverted_pages", json_object_new_int64(r->reverted_pages));
-	return o;
 }
 
 static struct vmm *boot_vm(void)
@@ -197,19 +169,34 @@ static struct vmm *boot_vm(void)
 		fprintf(stderr, "vmreset-vmm: %s\n", err);
 		return NULL;
 	}
-	if (restore_name ? vmm_restore(vm, &store, restore_name) : vmm_boot(vm, boot_timeout_ms)) {
+	if (clone_prefix ? vmm_clone_from(vm, clone_prefix) :
+	    restore_name ? vmm_restore(vm, &store, restore_name) : vmm_boot(vm, boot_timeout_ms)) {
 		fprintf(stderr, "vmreset-vmm: %s\n", vmm_error(vm));
 		vmm_destroy(vm);
 		return NULL;
 	}
 	if (verbose || !json) {
-		if (restore_name)
+		if (clone_prefix)
+			fprintf(stderr, "vmreset-vmm: started from clones of %s.* in %.1f ms\n",
+				clone_prefix, (vmm_now_us() - t0) / 1000.0);
+		else if (restore_name)
 			fprintf(stderr, "vmreset-vmm: restored '%s' from %s in %.1f ms\n", restore_name,
 				store.url, (vmm_now_us() - t0) / 1000.0);
 		else
 			fprintf(stderr, "vmreset-vmm: ready in %.1f ms (guest boot %.1f ms, snapshot %.1f ms)\n",
 				(vmm_now_us() - t0) / 1000.0, vm->boot_us / 1000.0,
 				vm->snapshot_us / 1000.0);
+	}
+	if (export_prefix) {
+		t0 = vmm_now_us();
+		if (vmm_export(vm, export_prefix)) {
+			fprintf(stderr, "vmreset-vmm: %s\n", vmm_error(vm));
+			vmm_destroy(vm);
+			return NULL;
+		}
+		if (verbose || !json)
+			fprintf(stderr, "vmreset-vmm: exported the ready snapshot to %s.{ram,%sstate} in %.1f ms\n",
+				export_prefix, vm->disk_fd >= 0 ? "disk," : "", (vmm_now_us() - t0) / 1000.0);
 	}
 	if (save_name) {
 		t0 = vmm_now_us();
@@ -245,7 +232,7 @@ static int cmd_boot(void)
 	return 0;
 }
 
-static int cmd_run(const struct txn *t, int argc, char **argv)
+static int cmd_run(const struct vmm_txn *t, int argc, char **argv)
 {
 	struct vmm_req req = { .argc = argc, .argv = argv };
 	struct vmm_resp resp;
@@ -267,10 +254,10 @@ static int cmd_run(const struct txn *t, int argc, char **argv)
 		return 1;
 	}
 	if (json) {
-		json_object *o = resp_json(&resp, attempts, ok);
+		char *line = vmm_resp_json(&resp, attempts, ok);
 
-		printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
-		json_object_put(o);
+		printf("%s\n", line ? line : "{\"outcome\": \"error\", \"why\": \"out of memory\"}");
+		free(line);
 	} else {
 		if (resp.out_len)
 			fwrite(resp.out, 1, resp.out_len, stdout);
@@ -278,7 +265,7 @@ static int cmd_run(const struct txn *t, int argc, char **argv)
 			fwrite(resp.err, 1, resp.err_len, stderr);
 		if (resp.outcome != VMM_OK)
 			fprintf(stderr, "vmreset-vmm: request failed: %s: %s\n",
-				outcome_name(resp.outcome), resp.why);
+				vmm_outcome_name(resp.outcome), resp.why);
 		if (verbose || attempts > 1)
 			fprintf(stderr, "vmreset-vmm: %u attempt%s, last ran %.1f ms, reset %.1f ms (%llu pages)\n",
 				attempts, attempts > 1 ? "s" : "", resp.run_us / 1000.0,
@@ -293,165 +280,54 @@ static int cmd_run(const struct txn *t, int argc, char **argv)
 	return rc;
 }
 
-/* One JSON request line -> one JSON response line. */
-static void serve_line(struct vmm *vm, const struct txn *deflt, const char *line, FILE *out)
+static void listening(const char *path)
 {
-	json_object *o = NULL, *v, *r;
-	struct json_tokener *tok = json_tokener_new();
-	enum json_tokener_error jerr;
-	struct txn t = *deflt;
-	char *argv[257], errbuf[256] = "";
-	struct vmm_req req = { 0 };
-	struct vmm_resp resp;
-	unsigned int attempts = 0;
-	bool ok = false;
-	int n = 0;
-
-	t.has_match = false;
-	o = json_tokener_parse_ex(tok, line, strlen(line));
-	jerr = json_tokener_get_error(tok);
-	json_tokener_free(tok);
-	if (!o || jerr != json_tokener_success || !json_object_is_type(o, json_type_object)) {
-		snprintf(errbuf, sizeof(errbuf), "request is not a JSON object: %s",
-			 jerr != json_tokener_success ? json_tokener_error_desc(jerr) : "wrong type");
-		goto reply;
-	}
-	if (!json_object_object_get_ex(o, "argv", &v) || !json_object_is_type(v, json_type_array) ||
-	    json_object_array_length(v) < 1 || json_object_array_length(v) > 256) {
-		snprintf(errbuf, sizeof(errbuf), "\"argv\": need an array of 1 to 256 strings");
-		goto reply;
-	}
-	for (n = 0; n < (int)json_object_array_length(v); n++) {
-		json_object *a = json_object_array_get_idx(v, n);
-
-		if (!json_object_is_type(a, json_type_string)) {
-			snprintf(errbuf, sizeof(errbuf), "\"argv\"[%d]: not a string", n);
-			goto reply;
-		}
-		argv[n] = (char *)json_object_get_string(a);
-	}
-	argv[n] = NULL;
-	req.argc = n;
-	req.argv = argv;
-	if (json_object_object_get_ex(o, "stdin", &v)) {
-		req.in = json_object_get_string(v);
-		req.in_len = json_object_get_string_len(v);
-	}
-	if (json_object_object_get_ex(o, "timeout_ms", &v))
-		t.timeout_ms = json_object_get_int(v);
-	if (json_object_object_get_ex(o, "retry", &v))
-		t.retry = json_object_get_int(v);
-	if (json_object_object_get_ex(o, "success_exit", &v))
-		t.success_exit = json_object_get_int(v);
-	if (json_object_object_get_ex(o, "success_match", &v)) {
-		if (regcomp(&t.match, json_object_get_string(v), REG_EXTENDED | REG_NOSUB)) {
-			snprintf(errbuf, sizeof(errbuf), "\"success_match\": bad regex '%s'",
-				 json_object_get_string(v));
-			goto reply;
-		}
-		t.has_match = true;
-	} else if (deflt->has_match) {
-		t.match = deflt->match;
-		t.has_match = true;
-		deflt = NULL;	/* not ours to free */
-	}
-	if (transact(vm, &t, &req, &resp, &attempts, &ok))
-		snprintf(errbuf, sizeof(errbuf), "%s", vmm_error(vm));
-reply:
-	if (errbuf[0]) {
-		r = json_object_new_object();
-		json_object_object_add(r, "outcome", json_object_new_string("error"));
-		json_object_object_add(r, "success", json_object_new_boolean(0));
-		json_object_object_add(r, "why", json_object_new_string(errbuf));
-	} else {
-		r = resp_json(&resp, attempts, ok);
-		vmm_resp_free(&resp);
-	}
-	if (o && json_object_object_get_ex(o, "id", &v))
-		json_object_object_add(r, "id", json_object_get(v));
-	fprintf(out, "%s\n", json_object_to_json_string_ext(r, JSON_C_TO_STRING_PLAIN));
-	fflush(out);
-	json_object_put(r);
-	if (t.has_match && deflt)
-		regfree(&t.match);
-	json_object_put(o);
+	fprintf(stderr, "vmreset-vmm: serving on %s\n", path);
 }
 
-static void serve_stream(struct vmm *vm, const struct txn *t, FILE *in, FILE *out)
-{
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t n;
-
-	while ((n = getline(&line, &cap, in)) > 0) {
-		if (n == 1 && line[0] == '\n')
-			continue;
-		serve_line(vm, t, line, out);
-		if (!vm->ready) {
-			fprintf(stderr, "vmreset-vmm: the VM cannot serve any more: %s\n",
-				vmm_error(vm));
-			break;
-		}
-	}
-	free(line);
-}
-
-static int cmd_serve(const struct txn *t, const char *sock)
+static int cmd_serve(const struct vmm_txn *t, const char *sock)
 {
 	struct vmm *vm = boot_vm();
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int lfd;
+	int ret;
 
 	if (!vm)
 		return 1;
-	if (!sock) {
-		serve_stream(vm, t, stdin, stdout);
-		vmm_destroy(vm);
-		return 0;
-	}
-	if (strlen(sock) >= sizeof(sa.sun_path)) {
-		fprintf(stderr, "vmreset-vmm: --socket %s: path too long\n", sock);
-		vmm_destroy(vm);
-		return 2;
-	}
-	strcpy(sa.sun_path, sock);
-	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	unlink(sock);
-	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) || listen(lfd, 16)) {
-		fprintf(stderr, "vmreset-vmm: --socket %s: %s\n", sock, strerror(errno));
-		vmm_destroy(vm);
+	ret = sock ? vmm_serve_socket(vm, t, sock, 0, listening) : vmm_serve_stream(vm, t, stdin, stdout);
+	if (ret)
+		fprintf(stderr, "vmreset-vmm: %s\n", vmm_error(vm));
+	vmm_destroy(vm);
+	return ret ? 1 : 0;
+}
+
+static int cmd_bench(const struct vmm_bench_opts *b, const char *out)
+{
+	char *json = NULL;
+	FILE *f;
+	int ret;
+
+	ret = vmm_bench(&opts, b, stderr, &json);
+	if (ret || !json)
+		return 1;
+	f = out ? fopen(out, "we") : stdout;
+	if (!f) {
+		fprintf(stderr, "vmreset-vmm: bench: %s: %s\n", out, strerror(errno));
+		free(json);
 		return 1;
 	}
-	fprintf(stderr, "vmreset-vmm: serving on %s\n", sock);
-	signal(SIGPIPE, SIG_IGN);
-	while (vm->ready) {
-		int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-		FILE *in, *out;
-
-		if (c < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
-		}
-		in = fdopen(c, "r");
-		out = fdopen(dup(c), "w");
-		if (in && out)
-			serve_stream(vm, t, in, out);
-		if (in)
-			fclose(in);
-		if (out)
-			fclose(out);
+	fprintf(f, "%s\n", json);
+	free(json);
+	if (out && fclose(f)) {
+		fprintf(stderr, "vmreset-vmm: bench: %s: %s\n", out, strerror(errno));
+		return 1;
 	}
-	close(lfd);
-	unlink(sock);
-	vmm_destroy(vm);
 	return 0;
 }
 
 enum {
 	OPT_KEEP = 256, OPT_APPEND, OPT_CONSOLE, OPT_BOOT_TIMEOUT, OPT_TIMEOUT,
 	OPT_RETRY, OPT_SUCCESS_EXIT, OPT_SUCCESS_MATCH, OPT_SOCKET, OPT_DISK, OPT_PIT,
-	OPT_STORE, OPT_KEY, OPT_SAVE, OPT_RESTORE,
+	OPT_STORE, OPT_KEY, OPT_SAVE, OPT_RESTORE, OPT_HOT, OPT_EXPORT, OPT_CLONE,
+	OPT_SAMPLES, OPT_RESTORES, OPT_COLDS, OPT_CLONES,
 };
 
 int main(int argc, char **argv)
@@ -465,6 +341,7 @@ int main(int argc, char **argv)
 		{ "keep", required_argument, NULL, OPT_KEEP },
 		{ "disk", required_argument, NULL, OPT_DISK },
 		{ "pit", no_argument, NULL, OPT_PIT },
+		{ "hot", required_argument, NULL, OPT_HOT },
 		{ "append", required_argument, NULL, OPT_APPEND },
 		{ "console", no_argument, NULL, OPT_CONSOLE },
 		{ "boot-timeout", required_argument, NULL, OPT_BOOT_TIMEOUT },
@@ -477,19 +354,30 @@ int main(int argc, char **argv)
 		{ "key", required_argument, NULL, OPT_KEY },
 		{ "save", required_argument, NULL, OPT_SAVE },
 		{ "restore", required_argument, NULL, OPT_RESTORE },
+		{ "export", required_argument, NULL, OPT_EXPORT },
+		{ "samples", required_argument, NULL, OPT_SAMPLES },
+		{ "restores", required_argument, NULL, OPT_RESTORES },
+		{ "colds", required_argument, NULL, OPT_COLDS },
+		{ "clones", required_argument, NULL, OPT_CLONES },
+		{ "output", required_argument, NULL, 'o' },
+		{ "clone", required_argument, NULL, OPT_CLONE },
 		{ "json", no_argument, NULL, 'j' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct txn t = { .success_exit = 0 };
+	struct vmm_txn t = { .success_exit = 0 };
+	struct vmm_bench_opts bo = { .in_place = 50, .in_place_off = 20, .restore = 5, .cold = 1,
+				     .clones = 16 };
+	const char *bench_out = NULL;
+	unsigned int nb;
 	const char *sock = NULL, *cmd;
 	struct utsname u;
 	unsigned int se;
 	int c, rc;
 
 	/* GNU getopt permutes: options go anywhere before "--". */
-	while ((c = getopt_long(argc, argv, "k:i:m:c:d:jvh", lopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "k:i:m:c:d:o:jvh", lopts, NULL)) != -1) {
 		switch (c) {
 		case 'k': opts.kernel = optarg; break;
 		case 'i': opts.initrd = optarg; break;
@@ -513,6 +401,18 @@ int main(int argc, char **argv)
 		case OPT_APPEND: opts.cmdline = optarg; break;
 		case OPT_DISK: opts.disk = optarg; break;
 		case OPT_PIT: opts.pit = true; break;
+		case OPT_HOT:
+			if (!strcmp(optarg, "learn")) {
+				opts.hot = VMM_HOT_LEARN;
+			} else if (!strcmp(optarg, "off")) {
+				opts.hot = VMM_HOT_OFF;
+			} else if (!strcmp(optarg, "mount")) {
+				opts.hot = VMM_HOT_MOUNT;
+			} else {
+				fprintf(stderr, "vmreset-vmm: --hot '%s': learn, off or mount\n", optarg);
+				return 2;
+			}
+			break;
 		case OPT_CONSOLE: opts.console_fd = 2; break;
 		case OPT_BOOT_TIMEOUT:
 			if (parse_uint("--boot-timeout", optarg, &boot_timeout_ms))
@@ -534,17 +434,44 @@ int main(int argc, char **argv)
 			t.success_exit = se;
 			break;
 		case OPT_SUCCESS_MATCH:
-			if (regcomp(&t.match, optarg, REG_EXTENDED | REG_NOSUB)) {
+			if (t.match)
+				regfree(&match_re);
+			if (regcomp(&match_re, optarg, REG_EXTENDED | REG_NOSUB | REG_NEWLINE)) {
 				fprintf(stderr, "vmreset-vmm: --success-match '%s': not an extended regex\n", optarg);
 				return 2;
 			}
-			t.has_match = true;
+			t.match = &match_re;
 			break;
 		case OPT_SOCKET: sock = optarg; break;
 		case OPT_STORE: store.url = optarg; break;
 		case OPT_KEY: store.key = optarg; break;
 		case OPT_SAVE: save_name = optarg; break;
 		case OPT_RESTORE: restore_name = optarg; break;
+		case OPT_EXPORT: export_prefix = optarg; break;
+		case OPT_CLONE: clone_prefix = optarg; break;
+		case 'o': bench_out = optarg; break;
+		case OPT_SAMPLES: case OPT_RESTORES: case OPT_COLDS: case OPT_CLONES:
+			if (parse_uint(c == OPT_SAMPLES ? "--samples" : c == OPT_RESTORES ? "--restores" :
+				       c == OPT_COLDS ? "--colds" : "--clones", optarg, &nb))
+				return 2;
+			if (nb > (c == OPT_SAMPLES ? 10000U : 64U)) {
+				fprintf(stderr, "vmreset-vmm: --%s '%s': at most %u\n",
+					c == OPT_SAMPLES ? "samples" : c == OPT_RESTORES ? "restores" :
+					c == OPT_COLDS ? "colds" : "clones", optarg,
+					c == OPT_SAMPLES ? 10000U : 64U);
+				return 2;
+			}
+			if (c == OPT_SAMPLES) {
+				bo.in_place = nb ? nb : 1;
+				bo.in_place_off = (nb + 1) / 2 ? (nb + 1) / 2 : 1;
+			} else if (c == OPT_RESTORES) {
+				bo.restore = nb ? nb : 1;
+			} else if (c == OPT_COLDS) {
+				bo.cold = nb ? nb : 1;
+			} else {
+				bo.clones = nb;
+			}
+			break;
 		case 'j': json = true; break;
 		case 'v': verbose = true; break;
 		case 'h': usage(stdout); return 0;
@@ -556,13 +483,17 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	cmd = argv[optind++];
-	if (strcmp(cmd, "boot") && strcmp(cmd, "run") && strcmp(cmd, "serve")) {
-		fprintf(stderr, "vmreset-vmm: unknown command '%s' (boot, run, serve; --help)\n", cmd);
+	if (strcmp(cmd, "boot") && strcmp(cmd, "run") && strcmp(cmd, "serve") && strcmp(cmd, "bench")) {
+		fprintf(stderr, "vmreset-vmm: unknown command '%s' (boot, run, serve, bench; --help)\n", cmd);
 		return 2;
 	}
 	if ((save_name || restore_name) && (!store.url || !store.key)) {
 		fprintf(stderr, "vmreset-vmm: --%s needs --store and --key\n",
 			save_name ? "save" : "restore");
+		return 2;
+	}
+	if (clone_prefix && restore_name) {
+		fprintf(stderr, "vmreset-vmm: --clone and --restore: start from one of them\n");
 		return 2;
 	}
 	if (!save_name && !restore_name && (store.url || store.key)) {
@@ -587,6 +518,13 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "boot")) {
 		rc = cmd_boot();
+	} else if (!strcmp(cmd, "bench")) {
+		if (save_name || restore_name || export_prefix || clone_prefix) {
+			fprintf(stderr, "vmreset-vmm: bench boots its own VMs: no --save, --restore, "
+				"--export or --clone\n");
+			return 2;
+		}
+		rc = cmd_bench(&bo, bench_out);
 	} else if (!strcmp(cmd, "run")) {
 		rc = cmd_run(&t, argc - optind, argv + optind);
 	} else {

@@ -140,9 +140,19 @@ int vmm_restore(struct vmm *vm, const struct vmm_store *s, const char *name)
 				       "this VMM's %zu", name, n, sizeof(*st));
 	}
 	unlink(state);
+	if (ret) {
+		free(st);
+		return ret;
+	}
+	return vmm_adopt_state(vm, st);
+}
+
+int vmm_adopt_state(struct vmm *vm, struct vmm_state *st)
+{
+	int ret;
+
 	/* A state made elsewhere: the TSC and kvmclock come from it too. */
-	if (!ret)
-		ret = vmm_state_load(vm, st, false);
+	ret = vmm_state_load(vm, st, false);
 	if (!ret && (ret = vmreset_snapshot(vm->ram_fd, NULL)))
 		ret = vmm_fail(vm, -ret, "SNAPSHOT of guest RAM: %s", strerror(-ret));
 	if (!ret && vm->disk_fd >= 0 && (ret = vmreset_snapshot(vm->disk_fd, NULL)))

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -533,10 +534,43 @@ static int setup_boot_vcpu(struct vmm *vm, struct vmm_vcpu *v)
 	return 0;
 }
 
+/* Firecracker's restore: the saved image mapped MAP_PRIVATE, faulted in on use. */
+static int setup_ram_private(struct vmm *vm)
+{
+	struct stat st;
+	int fd = open(vm->o.ram_file, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return vmm_fail(vm, errno, "memory image %s: %s", vm->o.ram_file, strerror(errno));
+	vm->ram_fd = fd;
+	if (fstat(fd, &st))
+		return vmm_fail(vm, errno, "memory image %s: %s", vm->o.ram_file, strerror(errno));
+	if ((uint64_t)st.st_size != vm->mem_size)
+		return vmm_fail(vm, EINVAL, "memory image %s: %llu bytes, not the %llu of --mem",
+				vm->o.ram_file, (unsigned long long)st.st_size,
+				(unsigned long long)vm->mem_size);
+	vm->ram = mmap(NULL, vm->mem_size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+	if (vm->ram == MAP_FAILED) {
+		vm->ram = NULL;
+		return vmm_fail(vm, errno, "mmap of %s: %s", vm->o.ram_file, strerror(errno));
+	}
+	struct kvm_userspace_memory_region r = {
+		.slot = 0, .guest_phys_addr = 0, .memory_size = vm->mem_size,
+		.userspace_addr = (uintptr_t)vm->ram,
+	};
+
+	if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r))
+		return vmm_fail(vm, errno, "KVM_SET_USER_MEMORY_REGION: %s", strerror(errno));
+	return 0;
+}
+
 static int setup_ram(struct vmm *vm)
 {
 	char path[4096];
 	int fd;
+
+	if (vm->o.ram_file)
+		return setup_ram_private(vm);
 
 	snprintf(path, sizeof(path), "%s/vmm-%d-%p.ram", vm->o.dir, getpid(), (void *)vm);
 	fd = vmreset_create(path, vm->mem_size);
@@ -560,6 +594,17 @@ static int setup_ram(struct vmm *vm)
 
 	if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r))
 		return vmm_fail(vm, errno, "KVM_SET_USER_MEMORY_REGION: %s", strerror(errno));
+	if (vm->o.hot != VMM_HOT_MOUNT) {
+		struct vmreset_hot_config c = {
+			.flags = VMRESET_HOT_CFG_MODE,
+			.mode = vm->o.hot == VMM_HOT_LEARN ? VMRESET_HOT_LEARN : VMRESET_HOT_OFF,
+		};
+		int ret = vmreset_hot_config(fd, &c);
+
+		if (ret)
+			return vmm_fail(vm, -ret, "hot pages of guest RAM (HOT_CONFIG): %s%s",
+					strerror(-ret), ret == -ENOTTY ? " (a vmreset module without hot pages)" : "");
+	}
 	return 0;
 }
 
@@ -586,7 +631,10 @@ static int setup_disk(struct vmm *vm)
 		return vmm_fail(vm, -fd, "disk file %s: %s", path, strerror(-fd));
 	}
 	unlink(path);
-	for (;;) {
+	/* An image on the same vmresetfs (an exported snapshot's) is cloned, not copied. */
+	if (!ioctl(fd, FICLONE, in))
+		off = st.st_size;
+	for (; off < st.st_size;) {
 		ssize_t n = read(in, buf, sizeof(buf));
 
 		if (n < 0 || (n > 0 && pwrite(fd, buf, n, off) != n)) {
@@ -621,6 +669,8 @@ struct vmm *vmm_create(const struct vmm_opts *o, char *err, size_t errlen)
 		return NULL;
 	}
 	vm->o = *o;
+	if (o->ram_file)
+		vm->o.no_snapshot = true;
 	vm->kvm_fd = vm->vm_fd = vm->ram_fd = vm->disk_fd = -1;
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
@@ -709,10 +759,11 @@ struct vmm *vmm_create(const struct vmm_opts *o, char *err, size_t errlen)
 	ret = setup_msr_list(vm);
 	if (ret)
 		goto out;
-	ret = vmm_load_kernel(vm);
+	/* A memory image holds a kernel that already runs, and its page tables. */
+	ret = o->ram_file ? 0 : vmm_load_kernel(vm);
 	if (ret)
 		goto out;
-	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
+	for (unsigned int i = 0; i < vm->nr_vcpus && !o->ram_file; i++) {
 		ret = setup_boot_vcpu(vm, &vm->vcpu[i]);
 		if (ret)
 			goto out;
@@ -939,13 +990,30 @@ int vmm_boot(struct vmm *vm, unsigned int timeout_ms)
 	return 0;
 }
 
-int vmm_reset(struct vmm *vm, uint64_t *reverted)
+int vmm_start_private(struct vmm *vm, const struct vmm_state *st)
 {
 	int ret;
 
+	if (!vm->o.ram_file || vm->booted)
+		return vmm_fail(vm, EINVAL, "a private start needs a new VM made with a memory image");
+	ret = vmm_state_load(vm, st, false);
+	if (ret)
+		return ret;
+	vm->ready = vm->booted = true;
+	return 0;
+}
+
+int vmm_reset(struct vmm *vm, uint64_t *reverted)
+{
+	uint64_t t0 = vmm_now_us(), t1, t2;
+	int ret;
+
+	vm->quiesce_us = vm->revert_us = vm->load_us = 0;
 	if (!vm->snapshotted)
 		return vmm_fail(vm, EINVAL, "no ready snapshot to reset to");
 	ret = vmm_quiesce(vm);
+	t1 = vmm_now_us();
+	vm->quiesce_us = t1 - t0;
 	if (ret)
 		return ret;
 	ret = vmreset_revert(vm->ram_fd, 0, reverted, NULL);
@@ -956,7 +1024,11 @@ int vmm_reset(struct vmm *vm, uint64_t *reverted)
 		if (ret)
 			return vmm_fail(vm, -ret, "REVERT of the disk: %s", strerror(-ret));
 	}
-	return vmm_state_load(vm, vm->snap, true);
+	t2 = vmm_now_us();
+	vm->revert_us = t2 - t1;
+	ret = vmm_state_load(vm, vm->snap, true);
+	vm->load_us = vmm_now_us() - t2;
+	return ret;
 }
 
 static char *copy_out(const uint8_t *src, uint32_t len, uint32_t cap, size_t *olen)
@@ -1069,6 +1141,9 @@ int vmm_request(struct vmm *vm, const struct vmm_req *req, struct vmm_resp *resp
 	}
 	ret = vmm_reset(vm, &resp->reverted_pages);
 	resp->reset_us = vmm_now_us() - t1;
+	resp->quiesce_us = vm->quiesce_us;
+	resp->revert_us = vm->revert_us;
+	resp->load_us = vm->load_us;
 	if (ret)
 		vm->ready = false;
 	return ret;

@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <linux/kvm.h>
 #include "dev.h"
@@ -37,6 +38,24 @@ struct vmm_opts {
 	bool no_snapshot;		/* cold mode: never snapshot or reset */
 	const char *disk;		/* disk image (ext4) copied to vmresetfs, or NULL */
 	bool pit;			/* an i8254 PIT (KVM_CREATE_PIT2); see docs/vmm.md */
+	unsigned int hot;		/* VMM_HOT_*: hot pages of guest RAM */
+	/*
+	 * Guest RAM mapped MAP_PRIVATE from this saved memory image (any
+	 * file system), as Firecracker restores: no kernel is loaded, no
+	 * snapshot taken, nothing reset; vmm_start_private() loads the state.
+	 */
+	const char *ram_file;
+};
+
+/*
+ * Hot pages (vmresetfs): a page that every request dirties is reverted by
+ * copying its snapshot content back in place, not by unmapping it, so the
+ * next request does not fault on it again (docs/vmm.md, "The reset").
+ */
+enum {
+	VMM_HOT_LEARN,		/* learn them from the reverts (the default) */
+	VMM_HOT_OFF,		/* none: every reverted page refaults */
+	VMM_HOT_MOUNT,		/* whatever the mount's hot= says */
 };
 
 enum vmm_outcome {
@@ -62,7 +81,10 @@ struct vmm_resp {
 	size_t out_len, err_len;
 	int64_t guest_mono_ns, guest_real_ns;
 	uint64_t run_us;		/* host: request start to DONE */
-	uint64_t reset_us;		/* host: the reset after it */
+	uint64_t reset_us;		/* host: the reset after it, in all: */
+	uint64_t quiesce_us;		/*   stopping the vCPUs, completing exits */
+	uint64_t revert_us;		/*   REVERT of RAM and disk */
+	uint64_t load_us;		/*   loading vCPU, VM and device state */
 	uint64_t reverted_pages;
 	char why[256];			/* for VMM_CRASH/VMM_ERROR */
 };
@@ -139,6 +161,7 @@ struct vmm {
 	struct vmm_state *snap;		/* the ready snapshot */
 	uint64_t seq;
 	uint64_t boot_us, snapshot_us;
+	uint64_t quiesce_us, revert_us, load_us;	/* the last vmm_reset() */
 	uint64_t boot_rip;
 	char console_tail[4096];	/* last console bytes, for errors */
 	size_t console_pos;
@@ -194,6 +217,25 @@ int vmm_transact(struct vmm *vm, const struct vmm_txn *t, struct vmm_req *req,
 		 struct vmm_resp *resp, unsigned int *attempts, bool *ok);
 bool vmm_attempt_ok(const struct vmm_txn *t, const struct vmm_resp *r);
 
+/*
+ * The serve loop (serve.c, json-c): one JSON request object per line in,
+ * one JSON response line out (docs/vmm.md, vmreset-vmm(1)); a bad line
+ * is answered with an error naming what is wrong, and the loop goes on.
+ * @deflt gives what a request leaves out. vmm_serve_line() returns the
+ * response (malloc()ed, no newline). vmm_serve_stream() serves until EOF
+ * (0) or until the VM cannot serve any more (negative errno).
+ * vmm_serve_socket() listens on the UNIX socket @path, calls @listening
+ * once it does, and serves each connection in turn, @max_conns of them
+ * (0: until the VM cannot serve any more); it removes @path when done.
+ */
+char *vmm_serve_line(struct vmm *vm, const struct vmm_txn *deflt, const char *line);
+int vmm_serve_stream(struct vmm *vm, const struct vmm_txn *deflt, FILE *in, FILE *out);
+int vmm_serve_socket(struct vmm *vm, const struct vmm_txn *deflt, const char *path,
+		     unsigned int max_conns, void (*listening)(const char *path));
+/* A response as the one JSON line serve writes (malloc()ed). */
+char *vmm_resp_json(const struct vmm_resp *r, unsigned int attempts, bool ok);
+const char *vmm_outcome_name(enum vmm_outcome o);
+
 /* Stops the vCPUs and completes their last exit (before state save/load). */
 int vmm_quiesce(struct vmm *vm);
 
@@ -217,6 +259,39 @@ struct vmm_store {
 };
 int vmm_save(struct vmm *vm, const struct vmm_store *s, const char *name);
 int vmm_restore(struct vmm *vm, const struct vmm_store *s, const char *name);
+
+/*
+ * The ready snapshot as files on vmresetfs (clone.c): PREFIX.ram and
+ * PREFIX.disk, reflink clones (FICLONE) of guest RAM and disk that share
+ * every page with them, and PREFIX.state, the VM state. vmm_clone_from()
+ * starts a VM just made by vmm_create() with the same options from
+ * clones of those files instead of a boot, in any process: `cp
+ * --reflink` of the three files makes another snapshot to start from.
+ */
+int vmm_export(struct vmm *vm, const char *prefix);
+int vmm_clone_from(struct vmm *vm, const char *prefix);
+
+/*
+ * Starts a VM made with o.ram_file from the VM state @st (copied): it
+ * serves requests, each on guest RAM faulted in from the image, and is
+ * never reset (o.no_snapshot).
+ */
+int vmm_start_private(struct vmm *vm, const struct vmm_state *st);
+
+/* Loads @st (malloc()ed; the VM keeps it) into a new VM and takes its ready snapshot. */
+int vmm_adopt_state(struct vmm *vm, struct vmm_state *st);
+
+/*
+ * vmreset-vmm bench (bench.c): boots a VM with @o and serves each handler
+ * cold (a VM booted per request), restored Firecracker-style in a new
+ * process (MAP_PRIVATE memory image), and in place (vmreset, hot pages
+ * learned and off); then the memory of @clones VMs from clones against as
+ * many from copies. Progress on @log; *@json the results (malloc()ed).
+ */
+struct vmm_bench_opts {
+	int in_place, in_place_off, restore, cold, clones;
+};
+int vmm_bench(const struct vmm_opts *o, const struct vmm_bench_opts *b, FILE *log, char **json);
 
 /* The console's last bytes (for messages). */
 const char *vmm_console_tail(struct vmm *vm, char *buf, size_t len);
