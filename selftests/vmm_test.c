@@ -27,7 +27,11 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
+#include <json-c/json.h>
+#include <regex.h>
 #include "vmm.h"
 #include "vmreset.h"
 
@@ -279,10 +283,10 @@ static bool sysenter_truncated(uint32_t idx, uint64_t snap, uint64_t now)
 	return vm->amd && (idx == 0x175 || idx == 0x176) && now == (uint32_t)snap;
 }
 
-static int t_vcpu_state_equals_snapshot(void)
+/* Every vCPU's state now equals the ready snapshot's (between requests). */
+static int vcpus_equal_snapshot(struct vmm *v)
 {
 	struct vmm_state *now = calloc(1, sizeof(*now));
-	const struct vmm_vcpu_state *a = &vm->snap->vcpu[0], *b;
 	static const uint32_t sample[] = {
 		0xc0000080,	/* EFER */
 		0xc0000081, 0xc0000082, 0xc0000084,	/* STAR, LSTAR, SFMASK */
@@ -291,55 +295,76 @@ static int t_vcpu_state_equals_snapshot(void)
 		0x277,			/* PAT */
 		0x4b564d01,		/* kvmclock: system time */
 	};
-	struct vmm_resp r;
-	unsigned int cmp = 0;
+	int ret = -1;
 
 	CHECK(now, "calloc");
+	if (vmm_state_save(v, now)) {
+		printf("# save: %s\n", vmm_error(v));
+		goto out;
+	}
+	for (unsigned int c = 0; c < v->nr_vcpus; c++) {
+		const struct vmm_vcpu_state *a = &v->snap->vcpu[c], *b = &now->vcpu[c];
+		unsigned int cmp = 0;
+
+#define VCHECK(cond, ...) do { if (!(cond)) { printf("# vCPU %u: %s: ", c, #cond); \
+		printf(__VA_ARGS__); printf("\n"); failed_checks++; goto out; } } while (0)
+		VCHECK(!memcmp(&a->regs, &b->regs, sizeof(a->regs)),
+		       "regs: rip %llx vs %llx, rsp %llx vs %llx", (unsigned long long)a->regs.rip,
+		       (unsigned long long)b->regs.rip, (unsigned long long)a->regs.rsp,
+		       (unsigned long long)b->regs.rsp);
+		VCHECK(a->sregs.cr0 == b->sregs.cr0 && a->sregs.cr3 == b->sregs.cr3 &&
+		       a->sregs.cr4 == b->sregs.cr4 && a->sregs.efer == b->sregs.efer &&
+		       a->sregs.apic_base == b->sregs.apic_base &&
+		       !memcmp(&a->sregs.cs, &b->sregs.cs, sizeof(a->sregs.cs)) &&
+		       !memcmp(&a->sregs.gdt, &b->sregs.gdt, sizeof(a->sregs.gdt)),
+		       "sregs: cr3 %llx vs %llx", (unsigned long long)a->sregs.cr3,
+		       (unsigned long long)b->sregs.cr3);
+		VCHECK(!memcmp(&a->xcrs, &b->xcrs, sizeof(a->xcrs)), "xcrs");
+		VCHECK(!memcmp(&a->dregs, &b->dregs, sizeof(a->dregs)), "debug registers");
+		VCHECK(a->mp.mp_state == b->mp.mp_state, "mp_state %u vs %u", a->mp.mp_state,
+		       b->mp.mp_state);
+		for (size_t i = 0; i < sizeof(sample) / sizeof(sample[0]); i++) {
+			uint64_t va, vb = 0;
+
+			if (msr_of(a, sample[i], &va))
+				continue;
+			VCHECK(!msr_of(b, sample[i], &vb) &&
+			       (va == vb || sysenter_truncated(sample[i], va, vb)),
+			       "MSR %#x: %#llx vs %#llx",
+			       sample[i], (unsigned long long)va, (unsigned long long)vb);
+			cmp++;
+		}
+		VCHECK(cmp >= 8, "only %u of the sampled MSRs are saved", cmp);
+		/* The whole saved list, except the clocks that must move on. */
+		for (uint32_t i = 0; i < a->nr_msrs; i++) {
+			uint64_t vb = 0;
+			uint32_t idx = a->msrs[i].index;
+
+			/* TSC, its deadline and adjust, Hyper-V's VP runtime and reference counter */
+			if (idx == 0x10 || idx == 0x6e0 || idx == 0x3b || idx == 0x40000010 ||
+			    idx == 0x40000020)
+				continue;
+			VCHECK(!msr_of(b, idx, &vb) &&
+			       (vb == a->msrs[i].data || sysenter_truncated(idx, a->msrs[i].data, vb)),
+			       "MSR %#x: %#llx vs %#llx",
+			       idx, (unsigned long long)a->msrs[i].data, (unsigned long long)vb);
+		}
+#undef VCHECK
+		printf("# vCPU %u: %u MSRs saved and restored, %u sampled by name\n", c, a->nr_msrs, cmp);
+	}
+	ret = 0;
+out:
+	free(now);
+	return ret;
+}
+
+static int t_vcpu_state_equals_snapshot(void)
+{
+	struct vmm_resp r;
+
 	CHECK(sh(&r, "echo $$; cat /proc/cpuinfo >/dev/null") == 0, "request");
 	vmm_resp_free(&r);
-	CHECK(!vmm_state_save(vm, now), "save: %s", vmm_error(vm));
-	b = &now->vcpu[0];
-	CHECK(!memcmp(&a->regs, &b->regs, sizeof(a->regs)),
-	      "regs: rip %llx vs %llx, rsp %llx vs %llx", (unsigned long long)a->regs.rip,
-	      (unsigned long long)b->regs.rip, (unsigned long long)a->regs.rsp,
-	      (unsigned long long)b->regs.rsp);
-	CHECK(a->sregs.cr0 == b->sregs.cr0 && a->sregs.cr3 == b->sregs.cr3 &&
-	      a->sregs.cr4 == b->sregs.cr4 && a->sregs.efer == b->sregs.efer &&
-	      a->sregs.apic_base == b->sregs.apic_base &&
-	      !memcmp(&a->sregs.cs, &b->sregs.cs, sizeof(a->sregs.cs)) &&
-	      !memcmp(&a->sregs.gdt, &b->sregs.gdt, sizeof(a->sregs.gdt)),
-	      "sregs: cr3 %llx vs %llx", (unsigned long long)a->sregs.cr3,
-	      (unsigned long long)b->sregs.cr3);
-	CHECK(!memcmp(&a->xcrs, &b->xcrs, sizeof(a->xcrs)), "xcrs");
-	CHECK(!memcmp(&a->dregs, &b->dregs, sizeof(a->dregs)), "debug registers");
-	CHECK(a->mp.mp_state == b->mp.mp_state, "mp_state %u vs %u", a->mp.mp_state, b->mp.mp_state);
-	for (size_t i = 0; i < sizeof(sample) / sizeof(sample[0]); i++) {
-		uint64_t va, vb = 0;
-
-		if (msr_of(a, sample[i], &va))
-			continue;
-		CHECK(!msr_of(b, sample[i], &vb) && (va == vb || sysenter_truncated(sample[i], va, vb)),
-		      "MSR %#x: %#llx vs %#llx",
-		      sample[i], (unsigned long long)va, (unsigned long long)vb);
-		cmp++;
-	}
-	CHECK(cmp >= 8, "only %u of the sampled MSRs are saved", cmp);
-	/* The whole saved list, except the clocks that must move on. */
-	for (uint32_t i = 0; i < a->nr_msrs; i++) {
-		uint64_t vb = 0;
-		uint32_t idx = a->msrs[i].index;
-
-		/* TSC, its deadline and adjust, Hyper-V's reference counter */
-		if (idx == 0x10 || idx == 0x6e0 || idx == 0x3b || idx == 0x40000020)
-			continue;
-		CHECK(!msr_of(b, idx, &vb) &&
-		      (vb == a->msrs[i].data || sysenter_truncated(idx, a->msrs[i].data, vb)),
-		      "MSR %#x: %#llx vs %#llx",
-		      idx, (unsigned long long)a->msrs[i].data, (unsigned long long)vb);
-	}
-	printf("# %u MSRs saved and restored, %u sampled by name\n", a->nr_msrs, cmp);
-	free(now);
-	return 0;
+	return vcpus_equal_snapshot(vm);
 }
 
 static int t_clock_monotonic(void)
@@ -422,20 +447,51 @@ static int t_kernel_hang(void)
 static int t_scribble_all_ram(void)
 {
 	struct vmm_resp r;
-	uint64_t pages;
+	uint64_t pages, free_pages;
 
-	/* The guest fills its memory... */
+	/* What the guest has free at the snapshot... */
+	CHECK(sh(&r, "sed -n 's/^MemFree: *\\([0-9]*\\) kB$/\\1/p' /proc/meminfo") == 0 && r.out,
+	      "MemFree");
+	free_pages = strtoull(r.out, NULL, 10) / 4;
+	vmm_resp_free(&r);
+	CHECK(free_pages > 1024, "the guest has only %llu pages free", (unsigned long long)free_pages);
+	/* ...the guest fills (until the OOM killer stops it)... */
 	CHECK(!req_run(&r, 300000, NULL, 0, "vmreset-guest", "hog", NULL), "hog");
-	printf("# hog: %s, %llu pages reverted\n", r.out ? r.out : r.why,
-	       (unsigned long long)r.reverted_pages);
-	CHECK(r.reverted_pages > (vm->mem_size >> 12) / 2,
-	      "only %llu pages reverted after filling memory", (unsigned long long)r.reverted_pages);
+	printf("# hog: %s, %llu pages reverted, %llu were free\n", r.out ? r.out : r.why,
+	       (unsigned long long)r.reverted_pages, (unsigned long long)free_pages);
+	CHECK(r.reverted_pages > free_pages * 3 / 4,
+	      "only %llu pages reverted after filling memory (%llu free)",
+	      (unsigned long long)r.reverted_pages, (unsigned long long)free_pages);
 	vmm_resp_free(&r);
 	CHECK(!sh_ok("echo alive", "alive\n"), "after the hog");
 	/* ...and every byte of RAM is overwritten, the way a broken kernel would. */
+	uint8_t *before = malloc(vm->mem_size);
+	struct vmreset_stats st;
+	uint64_t differ = 0, first = 0;
+
+	CHECK(before, "malloc");
+	/* Between requests RAM is the snapshot. */
+	memcpy(before, vm->ram, vm->mem_size);
 	memset(vm->ram, 0xcc, vm->mem_size);
-	CHECK(!vmm_reset(vm, &pages), "reset: %s", vmm_error(vm));
-	CHECK(pages >= (vm->mem_size >> 12) - 16, "%llu pages reverted of %llu",
+	if (vmm_reset(vm, &pages)) {
+		free(before);
+		CHECK(0, "reset: %s", vmm_error(vm));
+	}
+	vmreset_stats(vm->ram_fd, &st);
+	for (uint64_t off = 0; off < vm->mem_size; off += 4096) {
+		if (off >= vm->keep_gpa && off < vm->keep_gpa + vm->o.keep_size)
+			continue;	/* preserved: the 0xcc stays */
+		if (memcmp(before + off, vm->ram + off, 4096) && !differ++)
+			first = off;
+	}
+	free(before);
+	printf("# all RAM overwritten: %llu pages reverted of %llu (%llu hot), %llu differ from the "
+	       "snapshot (the first at %#llx)\n", (unsigned long long)pages,
+	       (unsigned long long)(vm->mem_size >> 12), (unsigned long long)st.hot_pages,
+	       (unsigned long long)differ, (unsigned long long)first);
+	/* KVM writes the wall clock page when the MSRs are loaded. */
+	CHECK(differ <= 2, "%llu pages are not the snapshot's after the reset", (unsigned long long)differ);
+	CHECK(pages >= (vm->mem_size >> 12) / 2, "%llu pages reverted of %llu",
 	      (unsigned long long)pages, (unsigned long long)(vm->mem_size >> 12));
 	CHECK(!sh_ok("echo alive", "alive\n"), "after overwriting all RAM");
 	return 0;
@@ -485,6 +541,55 @@ static int t_thousand_requests(void)
 	CHECK(s1.resident_pages <= s0.resident_pages + 64, "vmresetfs resident pages grew");
 	CHECK(s1.undo_pages <= s0.undo_pages + 64, "vmresetfs undo pages grew");
 	return 0;
+}
+
+/* Where a request's time goes, with and without hot pages (named only). */
+static int phases_of(const char *what, unsigned int mode, int n, char *const argv[])
+{
+	struct vmreset_hot_config c = { .flags = VMRESET_HOT_CFG_MODE, .mode = mode };
+	uint64_t run = 0, qu = 0, rv = 0, ld = 0, rs = 0, pages = 0;
+	int argc = 0;
+
+	while (argv[argc])
+		argc++;
+	CHECK(!vmreset_hot_config(vm->ram_fd, &c), "HOT_CONFIG mode %u", mode);
+	for (int i = 0; i < n + 5; i++) {
+		struct vmm_req q = { .argc = argc, .argv = argv, .timeout_ms = 60000 };
+		struct vmm_resp r;
+
+		CHECK(!vmm_request(vm, &q, &r) && r.outcome == VMM_OK, "%s request %d: %s %s",
+		      what, i, vmm_error(vm), r.why);
+		vmm_resp_free(&r);
+		if (i < 5)
+			continue;	/* learning */
+		run += r.run_us;
+		qu += r.quiesce_us;
+		rv += r.revert_us;
+		ld += r.load_us;
+		rs += r.reset_us;
+		pages += r.reverted_pages;
+	}
+	c.flags = 0;
+	vmreset_hot_config(vm->ram_fd, &c);
+	printf("# %s, hot %s: per request run %.1f ms, reset %.2f ms (quiesce %.2f, revert %.2f, "
+	       "load %.2f), %.0f pages reverted, %llu hot\n", what,
+	       mode == VMRESET_HOT_LEARN ? "learn" : "off", run / 1e3 / n, rs / 1e3 / n,
+	       qu / 1e3 / n, rv / 1e3 / n, ld / 1e3 / n, (double)pages / n,
+	       (unsigned long long)c.hot_pages);
+	return 0;
+}
+
+static int t_phases(void)
+{
+	char *echo[] = { "echo", "hi", NULL };
+	char *sh2[] = { "sh", "-c", "echo $((1+1))", NULL };
+	int ret = 0;
+
+	ret |= phases_of("echo", VMRESET_HOT_OFF, 20, echo);
+	ret |= phases_of("echo", VMRESET_HOT_LEARN, 20, echo);
+	ret |= phases_of("sh -c", VMRESET_HOT_OFF, 20, sh2);
+	ret |= phases_of("sh -c", VMRESET_HOT_LEARN, 20, sh2);
+	return ret;
 }
 
 static int t_preserved_counter(void)
@@ -565,10 +670,10 @@ static int t_restore_in_new_process(void)
 	FILE *p;
 	size_t n;
 
-	snprintf(cmd, sizeof(cmd), "vmreset-vmm -d %s -k %s -i %s %s%s --store %s --key %s "
+	snprintf(cmd, sizeof(cmd), "vmreset-vmm -d %s -k %s -i %s -m %lluM %s%s --store %s --key %s "
 		 "--restore ready run -- sh -c 'cat /disk/hello' 2>/tmp/vmm-restore.err",
-		 dir, opts.kernel, opts.initrd, opts.disk ? "--disk " : "", opts.disk ? opts.disk : "",
-		 sdir, key);
+		 dir, opts.kernel, opts.initrd, (unsigned long long)(opts.mem_size >> 20),
+		 opts.disk ? "--disk " : "", opts.disk ? opts.disk : "", sdir, key);
 	p = popen(cmd, "r");
 	CHECK(p, "popen");
 	n = fread(out, 1, sizeof(out) - 1, p);
@@ -606,6 +711,474 @@ static int t_transaction_retried(void)
 	vmm_resp_free(&r);
 	CHECK(vm->host_counter == 2, "host counter %u", vm->host_counter);
 	CHECK(!sh_ok("test ! -e /tmp/t && echo clean", "clean\n"), "scratch file survived");
+	return 0;
+}
+
+/*
+ * One serve response line against what it must say: @outcome, and for
+ * "ok" the exit status and stdout (NULL: not checked); @why_has: a piece
+ * of "why" (errors); @attempts (0: not checked); the "id" as JSON.
+ */
+static int resp_is(const char *line, const char *outcome, int exit_status, const char *out,
+		   const char *why_has, int attempts, const char *id)
+{
+	json_object *o = line ? json_tokener_parse(line) : NULL, *v;
+	const char *got;
+	int ret = -1;
+
+	if (!o || !json_object_is_type(o, json_type_object)) {
+		printf("# not a JSON object: '%s'\n", line ? line : "(no line)");
+		goto out;
+	}
+#define RCHECK(cond) do { if (!(cond)) { printf("# response '%s': %s\n", line, #cond); goto out; } } while (0)
+	RCHECK(json_object_object_get_ex(o, "outcome", &v) && !strcmp(json_object_get_string(v), outcome));
+	if (!strcmp(outcome, "ok")) {
+		RCHECK(json_object_object_get_ex(o, "exit", &v) && json_object_get_int(v) == exit_status);
+		RCHECK(json_object_object_get_ex(o, "stderr", &v));
+		if (out)
+			RCHECK(json_object_object_get_ex(o, "stdout", &v) &&
+			       !strcmp(json_object_get_string(v), out));
+	}
+	if (strcmp(outcome, "error") || !why_has) {
+		/* Served: with its timings and the reset's. */
+		RCHECK(json_object_object_get_ex(o, "run_us", &v) && json_object_get_int64(v) > 0);
+		RCHECK(json_object_object_get_ex(o, "reset_us", &v) && json_object_get_int64(v) > 0);
+		RCHECK(json_object_object_get_ex(o, "revert_us", &v) && json_object_get_int64(v) > 0);
+		RCHECK(json_object_object_get_ex(o, "load_us", &v) && json_object_get_int64(v) > 0);
+		RCHECK(json_object_object_get_ex(o, "reverted_pages", &v) && json_object_get_int64(v) > 0);
+	}
+	if (why_has) {
+		RCHECK(json_object_object_get_ex(o, "why", &v));
+		got = json_object_get_string(v);
+		RCHECK(strstr(got, why_has));
+	}
+	if (attempts)
+		RCHECK(json_object_object_get_ex(o, "attempts", &v) && json_object_get_int(v) == attempts);
+	if (id)
+		RCHECK(json_object_object_get_ex(o, "id", &v) &&
+		       !strcmp(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN), id));
+	else
+		RCHECK(!json_object_object_get_ex(o, "id", &v));
+#undef RCHECK
+	ret = 0;
+out:
+	json_object_put(o);
+	if (ret)
+		failed_checks++;
+	return ret;
+}
+
+/* The requests both serve cases send, and what each answer must be. */
+static const char serve_in[] =
+	"{\"argv\": [\"echo\", \"one\"], \"id\": 1}\n"
+	"this is not JSON\n"
+	"\n"
+	"{\"argv\": \"echo\", \"id\": \"two\"}\n"
+	"{\"argv\": [\"sh\", \"-c\", \"test ! -e /tmp/s && echo x > /tmp/s && echo fresh; exit 3\"], \"id\": [3]}\n"
+	"{\"argv\": [\"sh\", \"-c\", \"test ! -e /tmp/s && echo x > /tmp/s && echo fresh; exit 3\"]}\n"
+	"{\"argv\": [\"sh\", \"-c\", \"while :; do :; done\"], \"timeout_ms\": 2000, \"id\": 5}\n"
+	"{\"argv\": [\"sh\", \"-c\", \"echo n=$(vmreset-guest counter)\"], \"retry\": 4, "
+	"\"success_match\": \"^n=2$\", \"id\": 6}\n"
+	"{\"argv\": [\"true\"], \"success_match\": \"(\", \"id\": 7}\n"
+	"{\"argv\": [\"true\"], \"timeout_ms\": \"soon\", \"id\": 8}\n"
+	"[1, 2]\n"
+	"{\"argv\": [\"echo\", \"last\"], \"id\": {\"n\": 9}}\n";
+#define SERVE_N 11
+
+static int serve_answers_ok(char **l, int n)
+{
+	int bad = 0;
+
+	if (n != SERVE_N) {
+		printf("# %d responses to %d requests\n", n, SERVE_N);
+		failed_checks++;
+		return -1;
+	}
+	bad |= resp_is(l[0], "ok", 0, "one\n", NULL, 1, "1");
+	bad |= resp_is(l[1], "error", 0, NULL, "not a JSON object", 0, NULL);
+	bad |= resp_is(l[2], "error", 0, NULL, "\"argv\": need an array", 0, "\"two\"");
+	/* Exit 3 fails the default success_exit 0; each one sees a fresh VM. */
+	bad |= resp_is(l[3], "ok", 3, "fresh\n", NULL, 1, "[3]");
+	bad |= resp_is(l[4], "ok", 3, "fresh\n", NULL, 1, NULL);
+	bad |= resp_is(l[5], "timeout", 0, NULL, "timed out after 2000 ms", 1, "5");
+	/* The host counter starts at 0: attempts print n=0, n=1, n=2. */
+	bad |= resp_is(l[6], "ok", 0, "n=2\n", NULL, 3, "6");
+	bad |= resp_is(l[7], "error", 0, NULL, "\"success_match\": not an extended regex: \"(\"", 0, "7");
+	bad |= resp_is(l[8], "error", 0, NULL, "\"timeout_ms\": need an integer", 0, "8");
+	bad |= resp_is(l[9], "error", 0, NULL, "not a JSON object: wrong type", 0, NULL);
+	bad |= resp_is(l[10], "ok", 0, "last\n", NULL, 1, "{\"n\":9}");
+	return bad ? -1 : 0;
+}
+
+/* Splits @buf into at most @max lines (in place). */
+static int split_lines(char *buf, char **l, int max)
+{
+	int n = 0;
+
+	for (char *p = buf, *nl; *p && n < max; p = nl + 1) {
+		l[n++] = p;
+		nl = strchr(p, '\n');
+		if (!nl)
+			break;
+		*nl = 0;
+	}
+	return n;
+}
+
+static int t_serve_stream(void)
+{
+	struct vmm_txn deflt = { .success_exit = 0 };
+	FILE *in = fmemopen((void *)serve_in, strlen(serve_in), "r"), *out;
+	char *buf = NULL, *l[SERVE_N + 4];
+	size_t len = 0;
+	int ret;
+
+	CHECK(in, "fmemopen");
+	out = open_memstream(&buf, &len);
+	CHECK(out, "open_memstream");
+	vm->host_counter = 0;
+	deflt.timeout_ms = 60000;
+	ret = vmm_serve_stream(vm, &deflt, in, out);
+	fclose(in);
+	fclose(out);
+	CHECK(!ret, "serve: %s", vmm_error(vm));
+	ret = serve_answers_ok(l, split_lines(buf, l, SERVE_N + 4));
+	free(buf);
+	CHECK(!ret, "the answers");
+	return 0;
+}
+
+/* The client of t_serve_socket: sends @req on a connection, reads the answers. */
+static char *socket_client(const char *path, const char *req)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out;
+	int fd = -1;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	for (int i = 0; i < 600; i++) {
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd >= 0 && !connect(fd, (struct sockaddr *)&sa, sizeof(sa)))
+			break;
+		close(fd);
+		fd = -1;
+		usleep(100000);
+	}
+	if (fd < 0)
+		return NULL;
+	for (size_t o = 0, n = strlen(req); o < n;) {
+		ssize_t w = write(fd, req + o, n - o);
+
+		if (w <= 0) {
+			close(fd);
+			return NULL;
+		}
+		o += w;
+	}
+	shutdown(fd, SHUT_WR);
+	out = open_memstream(&buf, &len);
+	for (;;) {
+		char b[4096];
+		ssize_t r = read(fd, b, sizeof(b));
+
+		if (r <= 0)
+			break;
+		fwrite(b, 1, r, out);
+	}
+	fclose(out);
+	close(fd);
+	return buf;
+}
+
+/*
+ * The same requests over the UNIX socket, from another process, and a
+ * second connection after the first: the loop serves one after the other.
+ * Defaults as --timeout and --success-match give them: a request that
+ * sets neither is judged by them.
+ */
+static int t_serve_socket(void)
+{
+	const char *path = "/tmp/vmm-serve.sock";
+	static const char second[] =
+		"{\"argv\": [\"sh\", \"-c\", \"n=$(vmreset-guest counter); echo n=$n; [ $n -ge 1 ] && echo ok\"], \"id\": 1}\n"
+		"{\"argv\": [\"sh\", \"-c\", \"while :; do :; done\"], \"retry\": 0, \"id\": 2}\n";
+	regex_t re;
+	struct vmm_txn deflt = { .success_exit = 0 };
+	int pipefd[2], go[2], status, ret, n;
+	char *buf = NULL, *l[SERVE_N + 4];
+	size_t len = 0;
+	FILE *f;
+	pid_t pid;
+
+	CHECK(!pipe(pipefd) && !pipe(go), "pipe");
+	fflush(stdout);
+	pid = fork();
+	CHECK(pid >= 0, "fork");
+	if (!pid) {
+		char *a, *b = NULL, c;
+
+		close(go[1]);
+		a = socket_client(path, serve_in);
+		/*
+		 * The second connection only once the first listener is gone:
+		 * connecting earlier would queue on it and be reset with it.
+		 */
+		if (read(go[0], &c, 1) == 1)
+			b = socket_client(path, second);
+		close(pipefd[0]);
+		f = fdopen(pipefd[1], "w");
+		fprintf(f, "%s%c%s", a ? a : "", 0, b ? b : "");
+		fclose(f);
+		_exit(a && b ? 0 : 1);
+	}
+	close(pipefd[1]);
+	close(go[0]);
+	vm->host_counter = 0;
+	deflt.timeout_ms = 60000;
+	ret = vmm_serve_socket(vm, &deflt, path, 1, NULL);
+	printf("# the first connection served: %s\n", ret ? vmm_error(vm) : "ok");
+	if (!ret) {
+		/* The second connection with defaults as the CLI's transaction options set them. */
+		CHECK(!regcomp(&re, "^ok$", REG_EXTENDED | REG_NOSUB | REG_NEWLINE), "regcomp");
+		deflt = (struct vmm_txn){ .retry = 3, .timeout_ms = 8000, .success_exit = 0, .match = &re };
+		vm->host_counter = 0;
+		if (write(go[1], "g", 1) != 1)
+			ret = -EPIPE;
+		if (!ret)
+			ret = vmm_serve_socket(vm, &deflt, path, 1, NULL);
+		regfree(&re);
+	}
+	close(go[1]);
+	f = open_memstream(&buf, &len);
+	for (;;) {
+		char b[4096];
+		ssize_t r = read(pipefd[0], b, sizeof(b));
+
+		if (r <= 0)
+			break;
+		fwrite(b, 1, r, f);
+	}
+	fclose(f);
+	close(pipefd[0]);
+	CHECK(waitpid(pid, &status, 0) == pid, "waitpid");
+	CHECK(!ret, "serve: %s", vmm_error(vm));
+	CHECK(WIFEXITED(status) && !WEXITSTATUS(status), "the client failed: %#x", status);
+	CHECK(access(path, F_OK) && errno == ENOENT, "the socket %s was left behind", path);
+	/* The second connection's answers follow the NUL. */
+	char *second_buf = len > strlen(buf) ? buf + strlen(buf) + 1 : NULL;
+
+	n = split_lines(buf, l, SERVE_N + 4);
+	ret = serve_answers_ok(l, n);
+	if (!ret) {
+		n = second_buf ? split_lines(second_buf, l, 4) : 0;
+		if (n != 2) {
+			printf("# %d answers on the second connection, want 2\n", n);
+			ret = -1;
+		} else {
+			/* n=0 fails ^ok$, n=1 matches: 2 attempts under the default match. */
+			ret |= resp_is(l[0], "ok", 0, "n=1\nok\n", NULL, 2, "1");
+			/* The default timeout stops it; retry 0 asks for one attempt. */
+			ret |= resp_is(l[1], "timeout", 0, NULL, "timed out after 8000 ms", 1, "2");
+		}
+	}
+	free(buf);
+	CHECK(!ret, "the answers");
+	return 0;
+}
+
+/* A second VM with two vCPUs: requests on both, and a reset that restores each. */
+static int t_two_vcpus(void)
+{
+	struct vmm_opts o = opts;
+	struct vmm *main_vm = vm, *v = NULL;
+	char err[512];
+	int ret = -1;
+
+	o.cpus = 2;
+	o.disk = NULL;
+	for (int attempt = 1; attempt <= 2; attempt++) {
+		int r;
+
+		v = vmm_create(&o, err, sizeof(err));
+		CHECK(v, "create: %s", err);
+		r = vmm_boot(v, 600000);
+		if (!r)
+			break;
+		printf("# boot attempt %d: %s\n", attempt, vmm_error(v));
+		vmm_destroy(v);
+		v = NULL;
+		CHECK(r == -EDEADLK, "boot");
+	}
+	CHECK(v, "boot");
+	printf("# 2 vCPUs: ready in %.2f s\n", v->boot_us / 1e6);
+	vm = v;		/* sh_ok() runs on the global */
+	if (sh_ok("nproc; grep -c ^processor /proc/cpuinfo", "2\n2\n") ||
+	    /* Field 39 of /proc/self/stat: the CPU it runs on. */
+	    sh_ok("taskset 2 sh -c 'echo x > /tmp/cpu1; cut -d\" \" -f39 /proc/self/stat'", "1\n") ||
+	    sh_ok("test ! -e /tmp/cpu1 && taskset 1 cut -d' ' -f39 /proc/self/stat", "0\n") ||
+	    /* Both vCPUs busy in user space when the request ends. */
+	    sh_ok("taskset 1 yes </dev/null >/dev/null 2>&1 & "
+		  "taskset 2 sh -c 'i=0; while [ $i -lt 300 ]; do i=$((i+1)); done; echo $i'", "300\n") ||
+	    sh_ok("pidof yes || echo none", "none\n"))
+		goto out;
+	ret = vcpus_equal_snapshot(v);
+out:
+	vm = main_vm;
+	vmm_destroy(v);
+	return ret;
+}
+
+/*
+ * Four VMs started from reflink clones of the ready snapshot, each in a
+ * process of its own, serving at once: each sees the snapshot (the disk's
+ * file, the preserved counter as it was), none sees another's files.
+ */
+#define NCLONES 4
+#define CLONE_REQS 4
+
+static int clone_child(const char *prefix, int id, int go, int report, uint64_t keep0)
+{
+	char err[512], cmd[256], want[128];
+	struct vmm *v = vmm_create(&opts, err, sizeof(err));
+	uint64_t t0, t1, times[2];
+	char c;
+
+	if (!v) {
+		printf("# clone %d: %s\n", id, err);
+		return 10;
+	}
+	t0 = vmm_now_us();
+	if (vmm_clone_from(v, prefix)) {
+		printf("# clone %d: %s\n", id, vmm_error(v));
+		return 11;
+	}
+	t1 = vmm_now_us();
+	printf("# clone %d: started in %.1f ms\n", id, (t1 - t0) / 1000.0);
+	vm = v;		/* the child's copy of the global: sh_ok() uses it */
+	if (read(go, &c, 1) != 1)
+		return 12;
+	times[0] = vmm_now_us();
+	for (int i = 0; i < CLONE_REQS; i++) {
+		snprintf(cmd, sizeof(cmd), "cat /disk/hello; ls /disk | grep -c '^c-' ; test ! -e /tmp/c && "
+			 "echo %d-%d > /tmp/c && echo %d-%d > /disk/c-%d && sync && cat /tmp/c", id, i,
+			 id, i, id);
+		snprintf(want, sizeof(want), DISK_HELLO "0\n%d-%d\n", id, i);
+		if (sh_ok(cmd, want))
+			return 13;
+	}
+	snprintf(want, sizeof(want), "%llu\n", (unsigned long long)keep0 + 1);
+	if (sh_ok("vmreset-guest keep-inc", want))
+		return 14;
+	times[1] = vmm_now_us();
+	if (write(report, times, sizeof(times)) != sizeof(times))
+		return 15;
+	vmm_destroy(v);
+	return 0;
+}
+
+static int t_four_clones(void)
+{
+	char prefix[128];
+	uint64_t keep0 = *(uint64_t *)(vm->ram + vm->keep_gpa), last_start = 0, first_end = UINT64_MAX;
+	int go[2], rep[2], status, bad = 0;
+	pid_t pids[NCLONES];
+
+	snprintf(prefix, sizeof(prefix), "%s/ready", dir);
+	CHECK(!vmm_export(vm, prefix), "export: %s", vmm_error(vm));
+	CHECK(vmm_export(vm, prefix) == -EEXIST && strstr(vmm_error(vm), prefix),
+	      "a second export over the first: %s", vmm_error(vm));
+	CHECK(!pipe(go) && !pipe(rep), "pipe");
+	fflush(stdout);
+	for (int i = 0; i < NCLONES; i++) {
+		pids[i] = fork();
+		CHECK(pids[i] >= 0, "fork");
+		if (!pids[i]) {
+			close(go[1]);
+			close(rep[0]);
+			_exit(clone_child(prefix, i, go[0], rep[1], keep0));
+		}
+	}
+	close(go[0]);
+	close(rep[1]);
+	/* All at once: each waits for its byte after starting. */
+	CHECK(write(go[1], "gggg", NCLONES) == NCLONES, "go");
+	close(go[1]);
+	for (int i = 0; i < NCLONES; i++) {
+		uint64_t t[2];
+
+		if (read(rep[0], t, sizeof(t)) != sizeof(t))
+			break;
+		last_start = t[0] > last_start ? t[0] : last_start;
+		first_end = t[1] < first_end ? t[1] : first_end;
+	}
+	close(rep[0]);
+	for (int i = 0; i < NCLONES; i++) {
+		CHECK(waitpid(pids[i], &status, 0) == pids[i], "waitpid");
+		if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+			printf("# clone %d failed: status %#x\n", i, status);
+			bad++;
+		}
+	}
+	CHECK(!bad, "%d of %d clones failed", bad, NCLONES);
+	CHECK(last_start < first_end, "the clones did not serve at the same time (the last started "
+	      "%.1f ms after the first ended)", (last_start - first_end) / 1000.0);
+	printf("# %d clones served %d requests each, all at once for %.1f ms\n", NCLONES,
+	       CLONE_REQS + 1, (first_end - last_start) / 1000.0);
+	/* The source is the snapshot still: no clone's writes reached it. */
+	CHECK(!sh_ok("ls /disk | grep -vx lost+found; cat /disk/hello", "hello\n" DISK_HELLO),
+	      "the exporting VM after its clones");
+	CHECK(*(uint64_t *)(vm->ram + vm->keep_gpa) == keep0, "a clone's counter reached its source");
+	for (const char *e = "ram\0disk\0state\0"; *e; e += strlen(e) + 1) {
+		char p[160];
+
+		snprintf(p, sizeof(p), "%s.%s", prefix, e);
+		CHECK(!unlink(p), "%s: %s", p, strerror(errno));
+	}
+	return 0;
+}
+
+/*
+ * vmreset-vmm bench in the test VM (named only: make check T=vmm_test/bench):
+ * the table on stdout as comments, the JSON as "#J " lines for docs/bench/.
+ */
+static int t_bench(void)
+{
+	struct vmm_bench_opts b = { .in_place = 50, .in_place_off = 20, .restore = 5, .cold = 1,
+				    .clones = 16 };
+	char bdir[] = "/tmp/vmmbenchXXXXXX", *json = NULL, *log = NULL;
+	struct vmm_opts o = opts;
+	size_t len = 0;
+	FILE *f;
+	int ret;
+
+	if (getenv("VMM_BENCH_SAMPLES"))
+		b.in_place = atoi(getenv("VMM_BENCH_SAMPLES"));
+	/* Room for 16 copies of guest RAM: size= bounds, it does not allocate. */
+	CHECK(mkdtemp(bdir) && !mount("none", bdir, "vmresetfs", 0, "size=8g"), "mount %s", bdir);
+	o.dir = bdir;
+	f = open_memstream(&log, &len);
+	CHECK(f, "open_memstream");
+	ret = vmm_bench(&o, &b, f, &json);
+	fclose(f);
+	for (char *l = log, *nl; l && *l; l = nl + 1) {
+		nl = strchrnul(l, '\n');
+		printf("# %.*s\n", (int)(nl - l), l);
+		if (!*nl)
+			break;
+	}
+	for (char *l = json, *nl; l && *l; l = nl + 1) {
+		nl = strchrnul(l, '\n');
+		printf("#J %.*s\n", (int)(nl - l), l);
+		if (!*nl)
+			break;
+	}
+	free(log);
+	free(json);
+	umount2(bdir, MNT_DETACH);
+	rmdir(bdir);
+	CHECK(!ret, "the bench failed");
 	return 0;
 }
 
@@ -798,6 +1371,8 @@ static int t_bisect(void)
 static const struct tcase cases[] = {
 	{ "bisect", t_bisect, true },
 #ifndef VMM_TEST_NO_RESET
+	{ "phases", t_phases, true },
+	{ "bench", t_bench, true },
 	{ "reset_then_echo", t_reset_then_echo, false },
 	{ "echo", t_echo, false },
 	{ "stdin_exit_status", t_stdin_exit_status, false },
@@ -816,6 +1391,10 @@ static const struct tcase cases[] = {
 	{ "preserved_counter", t_preserved_counter, false },
 	{ "restore_in_new_process", t_restore_in_new_process, false },
 	{ "transaction_retried", t_transaction_retried, false },
+	{ "serve_stream", t_serve_stream, false },
+	{ "serve_socket", t_serve_socket, false },
+	{ "two_vcpus", t_two_vcpus, false },
+	{ "four_clones", t_four_clones, false },
 	{ "thousand_requests", t_thousand_requests, false },
 #else
 	{ "echo", t_echo, false },
@@ -836,7 +1415,8 @@ int main(int argc, char **argv)
 	struct vmm_opts o = {
 		.kernel = getenv("VMM_KERNEL") ? getenv("VMM_KERNEL") : "/vmm/vmlinuz",
 		.initrd = getenv("VMM_INITRD") ? getenv("VMM_INITRD") : "/vmm/guest.cpio.gz",
-		.mem_size = 256ULL << 20, .cpus = 1, .keep_size = 64 << 10,
+		/* Enough for the agent; the hog, save and restore cost its size. */
+		.mem_size = 128ULL << 20, .cpus = 1, .keep_size = 64 << 10,
 		.console_fd = getenv("VMM_CONSOLE") ? 2 : -1,
 		.cmdline = getenv("VMM_APPEND"),
 		/* The disk scripts/vm.sh puts there (vmm/mkdisk.sh); VMM_DISK= for none. */
