@@ -1153,7 +1153,8 @@ static int t_four_clones(void)
  */
 static int t_bench(void)
 {
-	struct vmm_bench_opts b = { .in_place = 50, .in_place_off = 20, .restore = 5, .cold = 1,
+	/* Within the test VM's 15 minutes a program, under load. */
+	struct vmm_bench_opts b = { .in_place = 40, .in_place_off = 10, .restore = 3, .cold = 1,
 				    .clones = 16 };
 	char bdir[] = "/tmp/vmmbenchXXXXXX", *json = NULL, *log = NULL;
 	struct vmm_opts o = opts;
