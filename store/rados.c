@@ -1083,12 +1083,28 @@ int vmrs_rados_get(struct vmrs_store *s, void *rtxn, const uint8_t id[VMRS_HASH_
 	return rc ? (rc == -ENOENT ? -ENOENT : rc) : 0;
 }
 
+struct count_acc {
+	uint64_t n;
+};
+
+static int count_one(void *arg, const char *k, size_t kl, const char *v, size_t vl)
+{
+	(void)k;
+	(void)v;
+	(void)vl;
+	((struct count_acc *)arg)->n += kl == 2 * VMRS_HASH_LEN;
+	return 0;
+}
+
 /*
- * A shard's entry count (xattr vmrs.keys) into @n and its text into @raw
- * ("" and 0 for a shard of a store made before the count: gc records it).
+ * A shard's entry count (xattr vmrs.keys) into @n and its text into @raw.
+ * A shard of a store made before the count has none: its entries are
+ * counted (once: the commit that follows records the count) and @raw is
+ * "" (nothing to compare against).
  */
 static int shard_count(struct vmrs_rados *r, int k, uint64_t *n, char *raw, size_t len)
 {
+	struct count_acc a = { 0 };
 	char name[32];
 	int rc;
 
@@ -1096,8 +1112,12 @@ static int shard_count(struct vmrs_rados *r, int k, uint64_t *n, char *raw, size
 	raw[0] = 0;
 	obj_name(k, name, sizeof(name));
 	rc = L.rados_getxattr(r->io, name, KEYS_XATTR, raw, len - 1);
-	if (rc == -ENODATA)
-		return 0;
+	if (rc == -ENODATA) {
+		raw[0] = 0;
+		rc = omap_each(r, name, NULL, count_one, &a);
+		*n = a.n;
+		return rc;
+	}
 	if (rc < 0)
 		return rc;
 	raw[rc] = 0;
@@ -1235,35 +1255,16 @@ out:
 	return ret;
 }
 
-struct count_acc {
-	uint64_t n;
-};
-
-static int count_one(void *arg, const char *k, size_t kl, const char *v, size_t vl)
-{
-	(void)k;
-	(void)v;
-	(void)vl;
-	((struct count_acc *)arg)->n += kl == 2 * VMRS_HASH_LEN;
-	return 0;
-}
-
 /* From the shards' counts; a shard of an older store without one is counted. */
 uint64_t vmrs_rados_count(struct vmrs_store *s)
 {
-	struct count_acc a = { 0 };
-	char name[32], raw[32];
-	uint64_t n;
+	char raw[32];
+	uint64_t n, sum = 0;
 
-	for (int k = 1; k <= (int)s->rados->nshards; k++) {
-		if (!shard_count(s->rados, k, &n, raw, sizeof(raw)) && raw[0]) {
-			a.n += n;
-			continue;
-		}
-		obj_name(k, name, sizeof(name));
-		omap_each(s->rados, name, NULL, count_one, &a);
-	}
-	return a.n;
+	for (int k = 1; k <= (int)s->rados->nshards; k++)
+		if (!shard_count(s->rados, k, &n, raw, sizeof(raw)))
+			sum += n;
+	return sum;
 }
 
 unsigned int vmrs_rados_shards(const struct vmrs_store *s)
