@@ -7,6 +7,7 @@
 
 #include <linux/falloc.h>
 #include <linux/highmem.h>
+#include <linux/moduleparam.h>
 #include <linux/pagemap.h>
 #include <linux/uio.h>
 #include "vmreset.h"
@@ -72,6 +73,16 @@ static vm_fault_t vmr_fault(struct vm_fault *vmf)
 }
 
 /*
+ * 1: page_mkwrite makes the copy a first write needs before it takes
+ * vi->lock; 0: under it, as it used to. Writable for A/B measurement
+ * (selftests/revert_cost.c, first_writes_in_threads).
+ */
+static bool copy_unlocked = true;
+module_param(copy_unlocked, bool, 0644);
+MODULE_PARM_DESC(copy_unlocked,
+		 "first writes copy the page before taking the file's lock (default 1)");
+
+/*
  * The first write through a PTE after the page was mapped or write-
  * protected: this is where a guest's (or the VMM's) write is caught.
  */
@@ -97,9 +108,10 @@ static vm_fault_t vmr_page_mkwrite(struct vm_fault *vmf)
 	 */
 	gen = READ_ONCE(vi->gen);
 	smp_rmb();
-	if ((READ_ONCE(vi->has_snap) && !xa_load(&vi->undo, idx) &&
-	     !vmr_is_hot(vi, idx) && !vmr_kept_has(vi, idx)) ||
-	    page_private(vmf->page) > 1) {
+	if (READ_ONCE(copy_unlocked) &&
+	    ((READ_ONCE(vi->has_snap) && !xa_load(&vi->undo, idx) &&
+	      !vmr_is_hot(vi, idx) && !vmr_kept_has(vi, idx)) ||
+	     page_private(vmf->page) > 1)) {
 		pre = vmr_alloc_page(sbi, vmf->page);
 		if (IS_ERR(pre))
 			pre = NULL;	/* try again under the lock */

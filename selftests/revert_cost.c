@@ -8,6 +8,8 @@
  * The full benchmark is `make bench`.
  */
 #define _GNU_SOURCE
+#include <pthread.h>
+#include <sys/utsname.h>
 #include <time.h>
 #include "harness.h"
 #include "vmr_guest.h"
@@ -173,6 +175,198 @@ TEST_TIMEOUT(revert_vs_dirty_log, 900)
 	vm_free(dl.vm);
 	munmap(vr.ram, NPAGES * PG);
 	close(fd);
+	vmr_umount(dir);
+}
+
+#define FW_PAGES	2048UL		/* 8 MiB written after each revert */
+#define FW_ROUNDS	5
+#define FW_PASSES	3
+
+struct fw_thread {
+	pthread_t th;
+	uint8_t *map;
+	unsigned int idx, n;
+	pthread_barrier_t *go, *done;
+	volatile int *stop;
+	uint64_t tag;
+};
+
+/* Page i of thread idx of n: every n-th page, one 8-byte store each. */
+static void *fw_writer(void *arg)
+{
+	struct fw_thread *t = arg;
+
+	for (;;) {
+		pthread_barrier_wait(t->go);
+		if (*t->stop)
+			return NULL;
+		for (uint64_t p = t->idx; p < FW_PAGES; p += t->n)
+			*(volatile uint64_t *)(t->map + p * PG) = t->tag ^ p;
+		pthread_barrier_wait(t->done);
+	}
+}
+
+struct fw_row {
+	unsigned int keep, unlocked;
+	bool read_first;
+	const char *name;
+};
+
+struct fw_ctx {
+	int fd;
+	uint8_t *map, *buf, *snap;
+};
+
+/*
+ * @rounds reverts of a file whose every page @n threads then write once;
+ * us[] gets each round's time of the writes (and rd[] that of a read of
+ * every page before them, for a row that reads first).
+ */
+static int fw_cell(struct fw_ctx *c, const struct fw_row *row, unsigned int n,
+		   int rounds, uint64_t tag, double *us, double *rd)
+{
+	pthread_barrier_t go, done;
+	struct fw_thread t[4];
+	volatile int stop = 0;
+	int err = 0;
+
+	if (vmr_set_param("keep_copies", row->keep) ||
+	    vmr_set_param("copy_unlocked", row->unlocked))
+		return -1;
+	pthread_barrier_init(&go, NULL, n + 1);
+	pthread_barrier_init(&done, NULL, n + 1);
+	for (unsigned int i = 0; i < n; i++) {
+		t[i] = (struct fw_thread){ .map = c->map, .idx = i, .n = n, .go = &go,
+					   .done = &done, .stop = &stop, .tag = tag };
+		if (pthread_create(&t[i].th, NULL, fw_writer, &t[i]))
+			abort();
+	}
+	/* Round -1 makes every page dirty (and, kept, takes the copies). */
+	for (int it = -1; it < rounds && !err; it++) {
+		uint64_t reverted = 0;
+		double t0;
+
+		if (it >= 0) {
+			/* Every revert restores every page, whole. */
+			if (vmr_revert(c->fd, &reverted, NULL) || reverted != FW_PAGES ||
+			    pread(c->fd, c->buf, FW_PAGES * PG, 0) != (ssize_t)(FW_PAGES * PG) ||
+			    memcmp(c->buf, c->snap, FW_PAGES * PG)) {
+				err = -2;
+				tag = 0;	/* the writers' check below fails too */
+			}
+			if (row->read_first) {
+				uint64_t sum = 0;
+
+				t0 = now_us();
+				for (uint64_t p = 0; p < FW_PAGES; p++)
+					sum += *(volatile uint64_t *)(c->map + p * PG);
+				rd[it] = now_us() - t0;
+				if (sum == 1)
+					err = -3;	/* keeps the loads */
+			}
+		}
+		t0 = now_us();
+		pthread_barrier_wait(&go);
+		pthread_barrier_wait(&done);
+		if (it >= 0)
+			us[it] = now_us() - t0;
+	}
+	stop = 1;
+	pthread_barrier_wait(&go);
+	for (unsigned int i = 0; i < n; i++)
+		pthread_join(t[i].th, NULL);
+	pthread_barrier_destroy(&go);
+	pthread_barrier_destroy(&done);
+	/* The writes all landed, each on its own page. */
+	for (uint64_t p = 0; p < FW_PAGES && !err; p++)
+		if (*(uint64_t *)(c->map + p * PG) != (tag ^ p))
+			err = -4;
+	if (!err && vmr_revert(c->fd, NULL, NULL))
+		err = -5;
+	return err;
+}
+
+/*
+ * First writes right after a REVERT, from 1, 2 and 4 user threads writing
+ * disjoint pages of one MAP_SHARED mapping: the path a guest's vCPUs take
+ * after every reset (fault, then page_mkwrite, which takes vi->lock).
+ * Rows: the copy a first write needs made under vi->lock (copy_unlocked=0,
+ * how it was) or before it (copy_unlocked=1), both without kept copies
+ * (keep_copies=0: every first write allocates and copies); with kept
+ * copies (keep_copies=1, the default: no allocation, no copy); and with
+ * kept copies after a read of every page, so that the writes find a
+ * read-only PTE (a write-protect fault, what REVERT would leave if it
+ * write-protected instead of unmapping) rather than none. Rows alternate
+ * within each of FW_PASSES passes, so that a change of the machine's load
+ * spreads over all of them. Every revert is checked to restore every page
+ * whole. Times are logged, not asserted.
+ */
+TEST_TIMEOUT(first_writes_in_threads, 1800)
+{
+	static const struct fw_row rows[] = {
+		{ 0, 0, false, "copy under vi->lock " },
+		{ 0, 1, false, "copy before vi->lock" },
+		{ 1, 1, false, "kept copies         " },
+		{ 1, 1, true,  "kept, read first    " },
+	};
+	enum { NR = sizeof(rows) / sizeof(rows[0]) };
+	static const unsigned int nthr[] = { 1, 2, 4 };
+	static double us[NR][3][FW_PASSES * FW_ROUNDS], rd[NR][3][FW_PASSES * FW_ROUNDS];
+	struct utsname uts;
+	struct fw_ctx c;
+	int passes = FW_PASSES, rounds = FW_ROUNDS;
+	char dir[64];
+
+	/* The debug kernel is 15-30 times slower: one short pass there. */
+	ASSERT_EQ(0, uname(&uts));
+	if (strstr(uts.release, "debug")) {
+		passes = 1;
+		rounds = 2;
+	}
+	ASSERT_EQ(0, vmr_mount(dir, "size=128m"));
+	c.fd = vmr_file(dir, "ram", FW_PAGES * PG);
+	ASSERT_LE(0, c.fd);
+	c.map = vmr_map(c.fd, FW_PAGES * PG);
+	ASSERT_NONNULL(c.map);
+	c.buf = malloc(FW_PAGES * PG);
+	c.snap = malloc(FW_PAGES * PG);
+	ASSERT_NONNULL(c.buf);
+	ASSERT_NONNULL(c.snap);
+	for (uint64_t i = 0; i < FW_PAGES; i++)
+		fill_page(c.map, i, pat(9, i));
+	memcpy(c.snap, c.map, FW_PAGES * PG);
+	ASSERT_EQ(0, vmr_snapshot(c.fd, NULL));
+	for (int pass = 0; pass < passes; pass++)
+		for (unsigned int r = 0; r < NR; r++)
+			for (unsigned int k = 0; k < 3; k++)
+				ASSERT_EQ(0, fw_cell(&c, &rows[r], nthr[k], rounds,
+						     0x5eed0000ULL + pass * 256 + r * 16 + k,
+						     us[r][k] + pass * rounds,
+						     rd[r][k] + pass * rounds));
+	fprintf(stderr, "# first writes after REVERT, %lu pages, median of %d rounds in %d passes: us per page (pages/s)\n",
+		FW_PAGES, passes * rounds, passes);
+	for (unsigned int r = 0; r < NR; r++) {
+		char line[256];
+		int len = snprintf(line, sizeof(line), "%s", rows[r].name);
+
+		for (unsigned int k = 0; k < 3; k++) {
+			double m = median(us[r][k], passes * rounds);
+
+			len += snprintf(line + len, sizeof(line) - len,
+					"  %u thr %5.1f (%6.0f/s)", nthr[k], m / FW_PAGES,
+					FW_PAGES / m * 1e6);
+		}
+		if (rows[r].read_first)
+			snprintf(line + len, sizeof(line) - len, "  read first %5.1f",
+				 median(rd[r][0], passes * rounds) / FW_PAGES);
+		TH_LOG("%s", line);
+	}
+	ASSERT_EQ(0, vmr_set_param("keep_copies", 1));
+	ASSERT_EQ(0, vmr_set_param("copy_unlocked", 1));
+	munmap(c.map, FW_PAGES * PG);
+	free(c.buf);
+	free(c.snap);
+	close(c.fd);
 	vmr_umount(dir);
 }
 
