@@ -11,7 +11,7 @@ bench=/bench/vmreset_bench
 json=/tmp/bench-quick.json
 
 [ -x $bench ] || { echo "1..0 # SKIP no $bench in this VM"; exit 4; }
-echo "1..12"
+echo "1..14"
 
 tap "quick run completes, every reset verified" $bench --quick -o $json
 row() {	# row METHOD WORKLOAD VCPUS: results for D=1, 16 and 256
@@ -95,4 +95,19 @@ clones_small() {
 	[ -n "$c" ] && [ -n "$v" ] && [ "$c" -ge 79 ] && [ "$v" -ge 16 ] && [ "$v" -le 17 ]
 }
 tap "4 clones take the snapshot and their dirty pages, 4 copies 5 times it" clones_small
+# The kept-copy A/B rows (keep_copies=0 and 2), which only -m asks for: a
+# second quick run of them beside the default mode, each reset verified.
+json=/tmp/bench-quick-keep.json
+tap "quick run of the kept-copy modes completes, every reset verified" \
+	$bench --quick -m vmreset,vmreset-nokeep,vmreset-swap -o $json
+keep_rows() {
+	for m in vmreset vmreset-nokeep vmreset-swap; do
+		for w in steady drift random; do
+			for v in 1 2; do row $m $w $v || return 1; done
+		done
+	done
+	# The module is left in its default mode, copies kept in place.
+	[ "$(cat /sys/module/vmreset/parameters/keep_copies)" = 1 ]
+}
+tap "nokeep and swap rows measured on all workloads, keep_copies back to 1" keep_rows
 [ $fails = 0 ]
