@@ -497,6 +497,8 @@ static char mnt[64];
 static atomic_bool stop;
 static bool workarounds = true;
 static unsigned long model_checks, model_pages, fi_ops_failed, fi_partial_reverts;
+/* REVERTs that failed with ENOMEM, by the ioctl and over netlink. */
+static unsigned long fi_reverts_ioctl, fi_reverts_nl;
 static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static off_t fsize(int fd)
@@ -990,6 +992,10 @@ static void model_check(struct slot *s)
 		} else if (ret == -ENOMEM && fi_on && tries == 0) {
 			pthread_mutex_lock(&stats_lock);
 			fi_ops_failed++;
+			if (by_ioctl)
+				fi_reverts_ioctl++;
+			else
+				fi_reverts_nl++;
 			pthread_mutex_unlock(&stats_lock);
 			/*
 			 * All or nothing: still the pre-revert content. Both
@@ -1972,8 +1978,8 @@ int main(int argc, char **argv)
 	    ops, seconds, (double)ops / seconds, model_checks, model_pages,
 	    atomic_load(&failures));
 	if (fi_on)
-		say("fault injection: %lu operations failed with ENOMEM, %lu REVERTs failed part way",
-		    fi_ops_failed, fi_partial_reverts);
+		say("fault injection: %lu operations failed with ENOMEM (REVERT: %lu by ioctl, %lu over netlink, each leaving the file as it was), %lu REVERTs failed part way",
+		    fi_ops_failed, fi_reverts_ioctl, fi_reverts_nl, fi_partial_reverts);
 	if (model_checks && !atomic_load(&failures))
 		printf("ok %d model checks: %lu, seed 0x%" PRIx64 "\n", epochs + 1, model_checks, seed);
 	else
