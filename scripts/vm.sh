@@ -54,7 +54,11 @@ vm_prepare() {
 	# Not on the debug kernel: it has no virtio modules and no
 	# /lib/modules on the host, and its list runs no vmm test.
 	if [ -z "$VM_MODROOT" ] && [ -x "$top/vmm/vmreset-vmm" ] && [ -x "$top/vmm/guest/vmreset-agent" ]; then
-		"$top/vmm/mkguest.sh" "$KREL" "$top/vmm/guest/vmreset-agent" "$build/guest-$KREL.cpio.gz" || return 1
+		# virtio_console: the agent's port under QEMU (docs/qemu.md).
+		VMM_GUEST_MODULES="virtio_mmio virtio_blk ext4 virtio_console" \
+			"$top/vmm/mkguest.sh" "$KREL" "$top/vmm/guest/vmreset-agent" "$build/guest-$KREL.cpio.gz" || return 1
+		# vmreset_guest.ko: the guest's preserve hypercall (vmm/guest/abi.h).
+		"$top/vmm/guest/hc/mkhc.sh" "$kdir" "$build/guest-hc-$KREL" "$build/guest-$KREL.cpio.gz" || return 1
 		"$top/vmm/mkdisk.sh" "$build/vmm-disk.img" || return 1
 		files+=("$top/vmm/vmreset-vmm:/usr/bin/vmreset-vmm"
 			"/boot/vmlinuz-$KREL:/vmm/vmlinuz"

@@ -100,4 +100,65 @@ struct vmr_mbox {
 	uint32_t pad;
 };
 
+/*
+ * The stream transport, for VMMs that are not vmreset-vmm (QEMU): the
+ * same request and response, framed on a virtio-serial port named
+ * VMR_PORT_NAME (QEMU: -device virtserialport,name=org.vmreset.agent).
+ * The agent uses it when the kernel command line has no vmreset.mbox=, or
+ * has vmreset.transport=virtio. Every message is a struct vmr_frame
+ * followed by len payload bytes, all little-endian:
+ *
+ *   guest -> host  VMR_FRAME_READY     the runtime is up: snapshot now. The
+ *                                      agent then blocks reading the port,
+ *                                      so a VM restored to this point waits
+ *                                      for its next request.
+ *   host -> guest  VMR_FRAME_REQUEST   struct vmr_frame_req, argc
+ *                                      NUL-terminated strings (args_len
+ *                                      bytes), then stdin_len bytes of stdin
+ *   guest -> host  VMR_FRAME_RESPONSE  struct vmr_frame_resp, out_len bytes
+ *                                      of stdout, then err_len of stderr;
+ *                                      seq is the request's
+ *   guest -> host  VMR_FRAME_FAIL      setup failed: the message (text)
+ *
+ * The limits are the mailbox's (VMR_MBOX_REQ_SIZE for args and stdin,
+ * VMR_MBOX_OUT_SIZE and VMR_MBOX_ERR_SIZE for the outputs): both
+ * transports run the same code.
+ */
+#define VMR_PORT_NAME		"org.vmreset.agent"
+#define VMR_FRAME_MAGIC		0x46524d56	/* "VMRF" */
+#define VMR_FRAME_READY		1
+#define VMR_FRAME_REQUEST	2
+#define VMR_FRAME_RESPONSE	3
+#define VMR_FRAME_FAIL		4
+
+struct vmr_frame {
+	uint32_t magic;			/* VMR_FRAME_MAGIC */
+	uint32_t type;			/* VMR_FRAME_* */
+	uint64_t seq;			/* request number, echoed */
+	uint32_t len;			/* payload bytes that follow */
+	uint32_t version;		/* VMR_MBOX_VERSION */
+};
+
+struct vmr_frame_req {
+	uint32_t argc, args_len, stdin_len, req_flags;
+};
+
+struct vmr_frame_resp {
+	int32_t wait_status;
+	uint32_t resp_flags;
+	uint32_t out_len, err_len;
+	int64_t guest_mono_ns, guest_real_ns, run_ns;
+};
+
+/*
+ * Preserved ranges by hypercall (VMRESET_HC_PRESERVE, see
+ * include/uapi/linux/vmreset.h), for any VMM: only CPL 0 may issue it, so
+ * the image carries a tiny module, vmreset_guest.ko (hc/), that issues it
+ * for what is written to VMR_HC_PARAM ("GPA LEN [FLAGS]");
+ * `vmreset-guest hc-preserve [-d] GPA LEN` loads it and does that.
+ */
+#define VMR_HC_MODULE		"/lib/modules/%s/extra/vmreset_guest.ko"
+#define VMR_HC_PARAM		"/sys/module/vmreset_guest/parameters/preserve"
+#define VMR_HC_RESULT		"/sys/module/vmreset_guest/parameters/result"
+
 #endif /* VMRESET_VMM_ABI_H */

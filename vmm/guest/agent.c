@@ -5,8 +5,11 @@
  *
  * As /init it sets the runtime up, declares the preserved range, rings
  * the READY doorbell (where the VMM snapshots the VM), then runs one
- * request per doorbell round trip: see abi.h. Static, no libraries: the
- * image holds only this, busybox and the kernel's modules.
+ * request per doorbell round trip: see abi.h. Without a mailbox (another
+ * VMM, QEMU) the same requests come framed over a virtio-serial port, and
+ * the preserved range is declared by hypercall (abi.h, docs/qemu.md).
+ * Static, no libraries: the image holds only this, busybox and the
+ * kernel's modules.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -27,6 +30,8 @@
 #include <sys/reboot.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include "abi.h"
 
@@ -36,6 +41,9 @@ static volatile struct vmr_mbox *mbox;
 static uint8_t *mbox_base;
 static uint64_t mbox_gpa, keep_gpa, keep_len;
 static char disk_dev[64];
+/* The stream transport (abi.h): the virtio-serial port, or -1. */
+static int port_fd = -1;
+static int use_port;
 
 static void doorbell(uint32_t cmd)
 {
@@ -81,7 +89,14 @@ static void __attribute__((noreturn)) fail(const char *fmt, ...)
 	n = vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
 	klog("vmreset-agent: %s\n", buf);
-	if (mbox) {
+	if (port_fd >= 0) {
+		struct vmr_frame f = { .magic = VMR_FRAME_MAGIC, .type = VMR_FRAME_FAIL,
+				       .len = n, .version = VMR_MBOX_VERSION };
+
+		if (write(port_fd, &f, sizeof(f)) < 0 || write(port_fd, buf, n) < 0)
+			klog("vmreset-agent: cannot report the failure: %s\n",
+			     strerror(errno));
+	} else if (mbox) {
 		memcpy(mbox_base + VMR_MBOX_ERR_OFF, buf, n);
 		mbox->err_len = n;
 		doorbell(VMR_DB_FAIL);
@@ -121,6 +136,8 @@ static void read_cmdline(void)
 	d = strstr(buf, "vmreset.disk=");
 	if (d)
 		sscanf(d + strlen("vmreset.disk="), "%63[^ \n]", disk_dev);
+	/* The stream transport unless there is a mailbox, or when asked to. */
+	use_port = !mbox_gpa || strstr(buf, "vmreset.transport=virtio");
 }
 
 static void *map_phys(uint64_t gpa, uint64_t len)
@@ -138,16 +155,24 @@ static void *map_phys(uint64_t gpa, uint64_t len)
 /* Modules named in /etc/vmreset/modules, dependencies first. */
 static void load_modules(void)
 {
+	static int loaded;
+
+	/* Only the stream transport needs the console driver. */
+	const char *skip = use_port ? NULL : "/virtio_console.ko";
+
 	char line[512];
 	FILE *f = fopen("/etc/vmreset/modules", "re");
 
-	if (!f)
-		return;
+	if (!f || loaded++)
+		goto out;
 	while (fgets(line, sizeof(line), f)) {
 		int fd;
 
 		line[strcspn(line, "\n")] = 0;
 		if (!line[0])
+			continue;
+		if (skip && strlen(line) > strlen(skip) &&
+		    !strcmp(line + strlen(line) - strlen(skip), skip))
 			continue;
 		fd = open(line, O_RDONLY | O_CLOEXEC);
 		if (fd < 0)
@@ -158,7 +183,100 @@ static void load_modules(void)
 			fail("loading %s: %s", line, strerror(errno));
 		close(fd);
 	}
-	fclose(f);
+out:
+	if (f)
+		fclose(f);
+}
+
+/*
+ * VMRESET_HC_PRESERVE through vmreset_guest.ko (abi.h): 0 or -errno; the
+ * hypercall's rax in *@rax (KVM's -KVM_ENOSYS when it went through).
+ */
+static int hc_preserve(uint64_t gpa, uint64_t len, uint64_t flags, long *rax)
+{
+	char buf[160];
+	int fd, n;
+
+	if (access(VMR_HC_PARAM, W_OK)) {
+		struct utsname u;
+
+		uname(&u);
+		snprintf(buf, sizeof(buf), VMR_HC_MODULE, u.release);
+		fd = open(buf, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+		n = syscall(SYS_finit_module, fd, "", 0);
+		close(fd);
+		if (n && errno != EEXIST)
+			return -errno;
+	}
+	fd = open(VMR_HC_PARAM, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = snprintf(buf, sizeof(buf), "%#llx %#llx %#llx", (unsigned long long)gpa,
+		     (unsigned long long)len, (unsigned long long)flags);
+	if (write(fd, buf, n) != n) {
+		n = -errno;
+		close(fd);
+		return n;
+	}
+	close(fd);
+	*rax = 0;
+	fd = open(VMR_HC_RESULT, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		n = read(fd, buf, sizeof(buf) - 1);
+		if (n > 0) {
+			buf[n] = 0;
+			*rax = strtol(buf, NULL, 0);
+		}
+		close(fd);
+	}
+	return 0;
+}
+
+/* Finds the port named VMR_PORT_NAME (its driver probes asynchronously). */
+static void setup_port(void)
+{
+	char path[128], name[64], dev[64] = "";
+
+	mbox_base = mmap(NULL, VMR_MBOX_SIZE, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mbox_base == MAP_FAILED)
+		fail("mmap: %s", strerror(errno));
+	mbox = (volatile struct vmr_mbox *)mbox_base;
+	load_modules();
+	/* 60 s: probing is slow when the guest is emulated. */
+	for (int tries = 0; tries < 600 && !dev[0]; tries++) {
+		for (int i = 0; i < 8 && !dev[0]; i++) {
+			for (int j = 0; j < 32 && !dev[0]; j++) {
+				FILE *f;
+
+				snprintf(path, sizeof(path),
+					 "/sys/class/virtio-ports/vport%dp%d/name", i, j);
+				f = fopen(path, "re");
+				if (!f)
+					continue;
+				if (fgets(name, sizeof(name), f) &&
+				    !strncmp(name, VMR_PORT_NAME, strlen(VMR_PORT_NAME)) &&
+				    (name[strlen(VMR_PORT_NAME)] == '\n' ||
+				     !name[strlen(VMR_PORT_NAME)]))
+					snprintf(dev, sizeof(dev), "/dev/vport%dp%d", i, j);
+				fclose(f);
+			}
+		}
+		if (!dev[0])
+			usleep(100000);
+	}
+	if (!dev[0])
+		fail("no virtio-serial port named %s (and no vmreset.mbox=)", VMR_PORT_NAME);
+	/* devtmpfs makes the node once the port is registered. */
+	for (int tries = 0; tries < 100 && port_fd < 0; tries++) {
+		port_fd = open(dev, O_RDWR | O_CLOEXEC);
+		if (port_fd < 0)
+			usleep(100000);
+	}
+	if (port_fd < 0)
+		fail("open %s: %s", dev, strerror(errno));
 }
 
 static void setup(void)
@@ -173,8 +291,10 @@ static void setup(void)
 	setenv("PATH", "/bin:/sbin:/usr/bin:/usr/sbin", 1);
 	setenv("HOME", "/root", 1);
 	read_cmdline();
-	if (!mbox_gpa)
-		fail("no vmreset.mbox= on the kernel command line");
+	if (use_port) {
+		setup_port();
+		goto runtime;
+	}
 	mbox_base = map_phys(mbox_gpa, VMR_MBOX_SIZE);
 	if (!mbox_base)
 		fail("cannot map the mailbox at %#llx from /dev/mem: %s",
@@ -182,6 +302,7 @@ static void setup(void)
 	mbox = (volatile struct vmr_mbox *)mbox_base;
 	if (iopl(3))
 		fail("iopl: %s", strerror(errno));
+runtime:
 	/* Doorbells from one vCPU: the VMM serves them on vCPU 0. */
 	CPU_ZERO(&cpus);
 	CPU_SET(0, &cpus);
@@ -193,9 +314,15 @@ static void setup(void)
 		if (mount(disk_dev, "/disk", "ext4", 0, NULL))
 			fail("mount %s on /disk: %s", disk_dev, strerror(errno));
 	}
-	if (keep_gpa && keep_len) {
-		char v[32];
+	if (keep_gpa && keep_len && use_port) {
+		long rax;
+		int e = hc_preserve(keep_gpa, keep_len, 0, &rax);
 
+		if (e)
+			fail("preserve hypercall for %#llx+%#llx: %s",
+			     (unsigned long long)keep_gpa,
+			     (unsigned long long)keep_len, strerror(-e));
+	} else if (keep_gpa && keep_len) {
 		mbox->preserve_gpa = keep_gpa;
 		mbox->preserve_len = keep_len;
 		doorbell(VMR_DB_PRESERVE);
@@ -203,6 +330,10 @@ static void setup(void)
 			fail("the VMM refused to preserve %#llx+%#llx: %d",
 			     (unsigned long long)keep_gpa,
 			     (unsigned long long)keep_len, mbox->preserve_result);
+	}
+	if (keep_gpa && keep_len) {
+		char v[32];
+
 		snprintf(v, sizeof(v), "%#llx", (unsigned long long)keep_gpa);
 		setenv("VMRESET_KEEP", v, 1);
 		snprintf(v, sizeof(v), "%llu", (unsigned long long)keep_len);
@@ -373,9 +504,123 @@ out:
 	mbox->resp_seq = mbox->seq;
 }
 
+/* All of @len, or -1. Reads of 0 mean the host is not connected yet. */
+static int port_read(void *buf, size_t len)
+{
+	size_t off = 0;
+
+	while (off < len) {
+		ssize_t n = read(port_fd, (char *)buf + off, len - off);
+
+		if (n > 0) {
+			off += n;
+		} else if (n == 0 || errno == EINTR || errno == EAGAIN) {
+			if (n == 0)
+				usleep(10000);
+		} else {
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int port_write(const struct iovec *iov, int cnt)
+{
+	struct iovec v[4];
+
+	memcpy(v, iov, cnt * sizeof(*v));
+	while (cnt) {
+		ssize_t n = writev(port_fd, v, cnt);
+
+		if (n < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			return -1;
+		}
+		while (cnt && (size_t)n >= v[0].iov_len) {
+			n -= v[0].iov_len;
+			memmove(v, v + 1, --cnt * sizeof(*v));
+		}
+		if (cnt) {
+			v[0].iov_base = (char *)v[0].iov_base + n;
+			v[0].iov_len -= n;
+		}
+	}
+	return 0;
+}
+
+static void send_frame(uint32_t type, uint64_t seq, const void *a, size_t alen,
+		       const void *b, size_t blen, const void *c, size_t clen)
+{
+	struct vmr_frame f = { .magic = VMR_FRAME_MAGIC, .type = type, .seq = seq,
+			       .len = alen + blen + clen, .version = VMR_MBOX_VERSION };
+	struct iovec v[4] = {
+		{ &f, sizeof(f) }, { (void *)a, alen }, { (void *)b, blen }, { (void *)c, clen },
+	};
+
+	if (port_write(v, 4))
+		klog("vmreset-agent: writing to the port: %s\n", strerror(errno));
+}
+
+/* The stream transport: READY, then one REQUEST -> RESPONSE at a time. */
+static void __attribute__((noreturn)) port_loop(void)
+{
+	uint8_t *req = mbox_base + VMR_MBOX_REQ_OFF;
+	char junk[4096];
+
+	/* The ready snapshot is taken once the host has this. */
+	send_frame(VMR_FRAME_READY, 0, NULL, 0, NULL, 0, NULL, 0);
+	for (;;) {
+		struct vmr_frame f;
+		struct vmr_frame_req q;
+		struct vmr_frame_resp r;
+
+		if (port_read(&f, sizeof(f)))
+			fail("reading the port: %s", strerror(errno));
+		if (f.magic != VMR_FRAME_MAGIC)
+			fail("bad frame magic %#x from the host", f.magic);
+		memset((void *)mbox, 0, sizeof(*mbox));
+		mbox->seq = f.seq;
+		if (f.type != VMR_FRAME_REQUEST || f.len < sizeof(q) ||
+		    f.len - sizeof(q) > VMR_MBOX_REQ_SIZE) {
+			/* Not a request we can take: skip it, say so. */
+			for (uint32_t left = f.len; left; ) {
+				uint32_t n = left < sizeof(junk) ? left : sizeof(junk);
+
+				if (port_read(junk, n))
+					fail("reading the port: %s", strerror(errno));
+				left -= n;
+			}
+			mbox->argc = 0;
+		} else {
+			if (port_read(&q, sizeof(q)) ||
+			    port_read(req, f.len - sizeof(q)))
+				fail("reading the port: %s", strerror(errno));
+			mbox->argc = q.argc;
+			mbox->args_len = q.args_len;
+			mbox->stdin_len = q.stdin_len;
+			/* serve() checks them against the area like the mailbox's. */
+			if ((uint64_t)q.args_len + q.stdin_len != f.len - sizeof(q))
+				mbox->argc = 0;
+		}
+		serve();
+		r = (struct vmr_frame_resp){
+			.wait_status = mbox->wait_status, .resp_flags = mbox->resp_flags,
+			.out_len = mbox->out_len, .err_len = mbox->err_len,
+			.guest_mono_ns = mbox->guest_mono_ns,
+			.guest_real_ns = mbox->guest_real_ns, .run_ns = mbox->run_ns,
+		};
+		send_frame(VMR_FRAME_RESPONSE, f.seq, &r, sizeof(r),
+			   mbox_base + VMR_MBOX_OUT_OFF, r.out_len,
+			   mbox_base + VMR_MBOX_ERR_OFF, r.err_len);
+	}
+}
+
 static void __attribute__((noreturn)) agent(void)
 {
 	setup();
+	if (use_port)
+		port_loop();
 	for (;;) {
 		/* The ready snapshot is taken at this exit. */
 		doorbell(VMR_DB_READY);
@@ -439,7 +684,10 @@ static int usage(void)
 		"  triple       reboot the kernel (reboot=t: a triple fault)\n"
 		"  kbdreset     pulse the reset line of the keyboard controller\n"
 		"  hog          fill guest memory until allocation fails\n"
-		"  rtspin       spin forever at SCHED_FIFO priority 99\n");
+		"  rtspin       spin forever at SCHED_FIFO priority 99\n"
+		"  hc-preserve [-d] GPA LEN\n"
+		"               ask the host by hypercall (VMRESET_HC_PRESERVE) to keep\n"
+		"               GPA+LEN across resets (-d: no longer); prints rax\n");
 	return 2;
 }
 
@@ -477,6 +725,30 @@ static int tool(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "hog"))
 		return hog();
+	if (!strcmp(argv[1], "hc-preserve")) {
+		int del = argc > 2 && !strcmp(argv[2], "-d"), e;
+		uint64_t gpa, len;
+		char *end1, *end2;
+		long rax;
+
+		if (argc != 4 + del)
+			return usage();
+		gpa = strtoull(argv[2 + del], &end1, 0);
+		len = strtoull(argv[3 + del], &end2, 0);
+		if (*end1 || *end2 || end1 == argv[2 + del] || end2 == argv[3 + del]) {
+			fprintf(stderr, "vmreset-guest: hc-preserve: bad number in '%s %s'\n",
+				argv[2 + del], argv[3 + del]);
+			return 2;
+		}
+		e = hc_preserve(gpa, len, del, &rax);
+		if (e) {
+			fprintf(stderr, "vmreset-guest: hc-preserve %#llx %#llx: %s\n",
+				(unsigned long long)gpa, (unsigned long long)len, strerror(-e));
+			return 1;
+		}
+		printf("%ld\n", rax);
+		return 0;
+	}
 	if (!strcmp(argv[1], "rtspin")) {
 		struct sched_param sp = { .sched_priority = 99 };
 
