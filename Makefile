@@ -39,10 +39,10 @@ TARGS ?=
 
 KMOD_SRCS := $(wildcard kmod/*.c kmod/*.h)
 
-.PHONY: all module helper bpf vmm selftests bench check check-debug check-debug-ci demo install uninstall \
+.PHONY: all module helper bpf vmm qemu selftests bench check check-debug check-debug-ci demo install uninstall \
 	dkms-install dkms-uninstall deps clean help
 
-all: module helper bpf vmm selftests
+all: module helper bpf vmm qemu selftests
 
 help:
 	@sed -n '3,21p' Makefile | sed 's/^# \{0,1\}//'
@@ -70,7 +70,11 @@ bpf: helper
 vmm: helper
 	$(MAKE) -C vmm
 
-selftests: helper bpf vmm
+# vmreset-qemu: unmodified QEMU reset with vmreset (docs/qemu.md).
+qemu: helper bpf
+	$(MAKE) -C qemu
+
+selftests: helper bpf vmm qemu
 	$(MAKE) -C selftests
 
 check:
@@ -130,3 +134,4 @@ clean:
 	$(MAKE) -C bpf clean
 	$(MAKE) -C bench clean
 	$(MAKE) -C vmm clean
+	$(MAKE) -C qemu clean

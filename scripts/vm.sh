@@ -65,6 +65,15 @@ vm_prepare() {
 			"$build/guest-$KREL.cpio.gz:/vmm/guest.cpio.gz"
 			"$build/vmm-disk.img:/vmm/disk.img")
 	fi
+	# Debian's QEMU and the firmware its microvm boots, for the qemu tests
+	# (docs/qemu.md); only then, as its libraries are 30 MB.
+	if grep -q '^qemu_' "$build/tests.list"; then
+		files+=("$(command -v qemu-system-x86_64):/usr/bin/qemu-system-x86_64")
+		for t in bios-microvm.bin qboot.rom linuxboot_dma.bin linuxboot.bin pvh.bin kvmvapic.bin; do
+			files+=("/usr/share/qemu/$t:/usr/share/qemu/$t")
+		done
+		[ -x "$top/qemu/vmreset-qemu" ] && files+=("$top/qemu/vmreset-qemu:/usr/bin/vmreset-qemu")
+	fi
 	# GNU cp, for cp --reflink=always (busybox cp has no --reflink).
 	files+=("$(command -v cp):/usr/bin/gnucp")
 	# The stand-in VMM of readme_session.
