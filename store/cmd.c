@@ -27,12 +27,17 @@
 
 enum job_op { OP_SAVE, OP_LOAD, OP_VERIFY };
 
-/* The IDs a save has claimed, so two threads never store one block twice. */
+/*
+ * The IDs a save has claimed, so two threads never store one block twice.
+ * A slot holds 1 + the index of the manifest entry whose ID it claims
+ * (0 = free): 8 bytes a slot instead of the 33 of a copy of the ID, which
+ * for an object of 100 M blocks is 2 GB of table instead of 9.
+ */
 struct idset {
 	pthread_mutex_t lock;
 	uint64_t cap;
-	uint8_t (*slot)[VMRS_HASH_LEN];
-	uint8_t *used;
+	uint64_t *slot;
+	const struct vmrs_entry *e;
 };
 
 struct job {
@@ -88,42 +93,44 @@ static bool all_zero(const uint8_t *p, size_t len)
 	return !p[0] && !memcmp(p, p + 1, len - 1);
 }
 
-static int idset_init(struct idset *t, uint64_t n)
+static int idset_init(struct idset *t, uint64_t n, const struct vmrs_entry *e)
 {
 	t->cap = 16;
 	while (t->cap < 2 * n)
 		t->cap <<= 1;
 	pthread_mutex_init(&t->lock, NULL);
-	t->slot = malloc(t->cap * VMRS_HASH_LEN);
-	t->used = calloc(t->cap, 1);
-	return t->slot && t->used ? 0 : -1;
+	t->e = e;
+	t->slot = calloc(t->cap, sizeof(*t->slot));
+	return t->slot ? 0 : -1;
 }
 
 static void idset_free(struct idset *t)
 {
 	free(t->slot);
-	free(t->used);
 	if (t->cap)
 		pthread_mutex_destroy(&t->lock);
 }
 
-/* True if @id was not in the set (the caller then stores the block). */
-static bool idset_claim(struct idset *t, const uint8_t id[VMRS_HASH_LEN])
+/*
+ * True if entry @i's ID was not in the set (the caller then stores the
+ * block). An entry's ID is written before it is claimed and not changed
+ * after, and the mutex orders that write before another thread's compare.
+ */
+static bool idset_claim(struct idset *t, uint64_t i)
 {
+	const uint8_t *id = t->e[i].id;
 	uint64_t h, mask = t->cap - 1;
 	bool fresh = true;
 
 	memcpy(&h, id, 8);	/* IDs are MAC outputs: uniform */
 	pthread_mutex_lock(&t->lock);
-	for (h &= mask; t->used[h]; h = (h + 1) & mask)
-		if (!memcmp(t->slot[h], id, VMRS_HASH_LEN)) {
+	for (h &= mask; t->slot[h]; h = (h + 1) & mask)
+		if (!memcmp(t->e[t->slot[h] - 1].id, id, VMRS_HASH_LEN)) {
 			fresh = false;
 			break;
 		}
-	if (fresh) {
-		t->used[h] = 1;
-		memcpy(t->slot[h], id, VMRS_HASH_LEN);
-	}
+	if (fresh)
+		t->slot[h] = i + 1;
 	pthread_mutex_unlock(&t->lock);
 	return fresh;
 }
@@ -217,7 +224,7 @@ static int save_block(struct worker *w, uint64_t i, size_t len, const uint8_t *p
 		atomic_fetch_add(&j->same, 1);
 		return 0;
 	}
-	if (!idset_claim(&j->ids, e->id)) {
+	if (!idset_claim(&j->ids, i)) {
 		atomic_fetch_add(&j->dedup, 1);
 		return 0;
 	}
@@ -997,7 +1004,7 @@ int cmd_save(const char *file, const char *store, const struct vmrs_opts *o)
 		vmrs_err("deriving the salt: HMAC-SHA256 failed (OpenSSL)");
 		goto out;
 	}
-	if (idset_init(&j.ids, toread))
+	if (idset_init(&j.ids, toread, m.e))
 		goto out;
 	j.s = &s;
 	j.m = &m;
