@@ -56,3 +56,35 @@ echo "\$ /selftests/vmresetfs_kvm -t guest_writes_reverted > /dev/null"
 kill -INT $tracer
 wait $tracer
 cat /tmp/trace.txt
+
+step "a real Linux guest: boot once to ready on vmresetfs, snapshot, serve (vmreset-vmm)"
+vmm="vmreset-vmm -d /run/vmreset -k /vmm/vmlinuz -i /vmm/guest.cpio.gz -m 128M --disk /vmm/disk.img"
+vmreset-store init /tmp/store > /dev/null && vmreset-store keygen /tmp/key > /dev/null
+cat > /tmp/requests.jsonl <<'EOR'
+{"id": "write", "argv": ["sh", "-c", "echo secret > /tmp/note; echo wrote /tmp/note"]}
+{"id": "read", "argv": ["sh", "-c", "cat /tmp/note 2>/dev/null || echo no /tmp/note: the VM was reset"]}
+{"id": "count", "argv": ["vmreset-guest", "keep-inc"]}
+{"id": "count", "argv": ["vmreset-guest", "keep-inc"]}
+{"id": "txn", "argv": ["sh", "-c", "n=$(vmreset-guest counter); echo attempt $n; [ $n -ge 2 ]"], "retry": 5}
+EOR
+echo "\$ cat requests.jsonl"
+cat /tmp/requests.jsonl
+echo "\$ $vmm --export /run/vmreset/ready --store /tmp/store --key /tmp/key --save ready serve < requests.jsonl"
+echo "  (responses shortened with jq; a preserved counter grows, a transaction is retried from the snapshot)"
+$vmm --export /run/vmreset/ready --store /tmp/store --key /tmp/key --save ready serve < /tmp/requests.jsonl |
+	jq -M -c '{id, stdout, attempts, success, run_ms: (.run_us / 1000 | floor), reset_ms: (.reset_us / 100 | floor / 10), pages: .reverted_pages}'
+
+step "the ready snapshot restored from vmreset-store in a new VM process: no boot"
+run $vmm --store /tmp/store --key /tmp/key --restore ready run -- sh -c 'cat /disk/hello'
+
+step "a VM started from reflink clones of the ready snapshot, traced (vmreset-trace)"
+vmreset-trace -o /tmp/trace2.txt 2> /tmp/trace2.err &
+tracer=$!
+until grep -q tracing /tmp/trace2.err 2>/dev/null; do
+	kill -0 $tracer 2>/dev/null || { cat /tmp/trace2.err; exit 1; }
+	sleep 0.2
+done
+run $vmm --clone /run/vmreset/ready -v run -- echo hello from a clone
+kill -INT $tracer
+wait $tracer
+cat /tmp/trace2.txt
