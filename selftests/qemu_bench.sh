@@ -4,7 +4,8 @@
 # QEMU and guest (docs/qemu.md, "Measurements"): per handler, N requests,
 # each followed by its reset; the reset's phases and the request rate.
 #
-#   qemu_bench.sh [-n N] [-m MODES] [-H HANDLERS]
+#   qemu_bench.sh [-n N] [-m MODES] [-H HANDLERS]    (lists: a+b, as the
+#   test VM's command line splits arguments at spaces and commas)
 # A mode that does not work is a failed test case; the numbers are TAP
 # comments ("# bench MODE HANDLER ...") that docs/qemu.md quotes.
 . "$(dirname "$0")/tap.sh"
@@ -13,8 +14,8 @@ N=10 MODES="vmreset incoming loadvm cold" HANDLERS="echo tmpfs8m fork10 diskfile
 while getopts n:m:H: opt; do
 	case $opt in
 	n) N=$OPTARG ;;
-	m) MODES=$OPTARG ;;
-	H) HANDLERS=$OPTARG ;;
+	m) MODES=$(echo "$OPTARG" | tr + ' ') ;;
+	H) HANDLERS=$(echo "$OPTARG" | tr + ' ') ;;
 	*) exit 2 ;;
 	esac
 done
