@@ -52,7 +52,7 @@ struct opts {
 	const char *qemu, *kernel, *initrd, *dir, *disk, *append, *console, *accel;
 	uint64_t mem, keep;
 	enum reset_mode mode;
-	int boot_timeout_ms, json, verbose;
+	int boot_timeout_ms, json, verbose, compare;
 };
 
 static struct opts o = {
@@ -71,6 +71,7 @@ static struct {
 	uint32_t vm_id;
 	uint64_t seq;
 	double boot_ms, ready_ms;
+	int replaced;			/* --compare: the ready QEMU is gone */
 	char err[1024];
 } g = { .ram_fd = -1, .disk_fd = -1, .listen_fd = -1, .agent_fd = -1 };
 
@@ -527,10 +528,22 @@ static int boot(void)
  * snapshot-save or -load of tag "ready" on the vmstate image only: the
  * disk is raw (no snapshots) and vmreset's to reset.
  */
+static const char *snap_tag = "ready";
+
+static int set_ignore_shared(int on)
+{
+	json_object *caps = json_object_new_array();
+
+	json_object_array_add(caps, jargs("capability", json_object_new_string("x-ignore-shared"),
+					  "state", json_object_new_boolean(on), NULL, NULL));
+	return qmp_do("migrate-set-capabilities", jargs("capabilities", caps, NULL, NULL,
+							NULL, NULL));
+}
+
 static int snapshot_job(const char *cmd, const char *id)
 {
 	json_object *a = jargs("job-id", json_object_new_string(id),
-			       "tag", json_object_new_string("ready"),
+			       "tag", json_object_new_string(snap_tag),
 			       "vmstate", json_object_new_string("vmstate"));
 
 	json_object_object_add(a, "devices", jstrs("vmstate"));
@@ -584,7 +597,36 @@ static int save_state(void)
 						 "file", json_object_new_string("vmstate-file"))))
 			return -1;
 	}
-	return snapshot_job("snapshot-save", "save");
+	if (snapshot_job("snapshot-save", "save"))
+		return -1;
+	if (!o.compare)
+		return 0;
+	/*
+	 * --compare: the other ways' saved state too, of the same ready VM,
+	 * so that one boot measures them all: all of RAM in tag "full" (for
+	 * loadvm), then the migration file (incoming; last, as a finished
+	 * migration leaves the block devices inactive until cont).
+	 */
+	snap_tag = "full";
+	if (set_ignore_shared(0) || snapshot_job("snapshot-save", "save") ||
+	    set_ignore_shared(1))
+		return -1;
+	snap_tag = "ready";
+	{
+		char uri[256];
+		json_object *ev;
+
+		snprintf(uri, sizeof(uri), "exec:cat > %s", g.state_path);
+		qmp_drop_events(g.q, "MIGRATION");
+		if (qmp_do("migrate", jargs("uri", json_object_new_string(uri), NULL, NULL,
+					    NULL, NULL)))
+			return -1;
+		ev = qmp_wait_event(g.q, "MIGRATION", "status", "completed", QMP_TIMEOUT);
+		if (!ev)
+			return fail("saving the device state: %s", g.q->err);
+		json_object_put(ev);
+	}
+	return 0;
 }
 
 /* Finds QEMU's KVM VM fd, attaches it (pidfd_getfd), applies the guest's hypercalls. */
@@ -684,6 +726,7 @@ static int restore_incoming(void)
 	json_object *ev;
 
 	kill_qemu();
+	g.replaced = 1;
 	if (start_qemu(1))
 		return -1;
 	snprintf(uri, sizeof(uri), "exec:cat %s", g.state_path);
@@ -708,8 +751,10 @@ static int reset(struct timing *t)
 	if (o.mode != RESET_INCOMING && o.mode != RESET_COLD && qmp_do("stop", NULL))
 		return -1;
 	t1 = now_ms();
-	if (o.mode == RESET_COLD)
+	if (o.mode == RESET_COLD) {
 		kill_qemu();
+		g.replaced = 1;
+	}
 	/* Memory first: the device state load reads the virtio rings. */
 	if (o.mode == RESET_LOADVM) {
 		if (g.disk_fd >= 0 && vmreset_revert(g.disk_fd, 0, &t->disk_pages, NULL))
@@ -720,9 +765,22 @@ static int reset(struct timing *t)
 	t2 = now_ms();
 	switch (o.mode) {
 	case RESET_VMRESET:
-	case RESET_LOADVM:
 		if (snapshot_job("snapshot-load", "load"))
 			return -1;
+		break;
+	case RESET_LOADVM:
+		if (o.compare) {
+			/* The tag that holds all of RAM; the stream needs the capability off. */
+			snap_tag = "full";
+			if (set_ignore_shared(0) || snapshot_job("snapshot-load", "load") ||
+			    set_ignore_shared(1)) {
+				snap_tag = "ready";
+				return -1;
+			}
+			snap_tag = "ready";
+		} else if (snapshot_job("snapshot-load", "load")) {
+			return -1;
+		}
 		break;
 	case RESET_INCOMING:
 		if (restore_incoming())
@@ -917,6 +975,29 @@ static int serve_line(const char *line)
 			ret = -1;
 		out = response_json(&r, &t, g.seq);
 		json_object_object_del(out, "outcome");
+	} else if (!strcmp(op, "mode")) {
+		/*
+		 * --compare: reset with another way from now on. vmreset and loadvm
+		 * need this QEMU (their snapshots are in its image); incoming and
+		 * cold replace it, so they come last.
+		 */
+		const char *m = json_object_object_get_ex(j, "reset", &v) ? json_object_get_string(v) : "";
+		size_t i;
+
+		out = json_object_new_object();
+		for (i = 0; i < sizeof(mode_names) / sizeof(mode_names[0]); i++)
+			if (!strcmp(m, mode_names[i]))
+				break;
+		if (!o.compare || i == sizeof(mode_names) / sizeof(mode_names[0]) ||
+		    (g.replaced && (i == RESET_VMRESET || i == RESET_LOADVM))) {
+			json_object_object_add(out, "error", json_object_new_string(
+				!o.compare ? "mode needs --compare" :
+				i == sizeof(mode_names) / sizeof(mode_names[0]) ? "unknown mode" :
+				"QEMU was replaced: its snapshots are gone"));
+		} else {
+			o.mode = i;
+			json_object_object_add(out, "reset", json_object_new_string(mode_names[i]));
+		}
 	} else if (!strcmp(op, "qmp")) {
 		json_object *cmd = NULL, *args = NULL, *rv;
 		int err;
@@ -1016,6 +1097,9 @@ static void usage(FILE *f)
 "      --boot-timeout MS  (default 600000)\n"
 "      --accel ACCEL    QEMU accelerator (default kvm; tcg only to debug the\n"
 "                       driver: KVM is what the reset is for)\n"
+"      --compare        (with --reset vmreset) also save the ready state the other\n"
+"                       ways take, so that serve's {\"op\": \"mode\", \"reset\": M}\n"
+"                       switches between them on one boot (a benchmark)\n"
 "  -v, --verbose        QEMU's command line and stdout\n"
 "  -h, --help           this text\n");
 }
@@ -1042,7 +1126,7 @@ int main(int argc, char **argv)
 		{ "mem", 1, 0, 'm' }, { "dir", 1, 0, 'd' }, { "disk", 1, 0, 'D' },
 		{ "keep", 1, 0, 'K' }, { "reset", 1, 0, 'R' }, { "append", 1, 0, 'a' },
 		{ "console", 1, 0, 'c' }, { "boot-timeout", 1, 0, 'T' },
-		{ "accel", 1, 0, 'A' }, { "verbose", 0, 0, 'v' }, { "help", 0, 0, 'h' }, { 0 }
+		{ "accel", 1, 0, 'A' }, { "compare", 0, 0, 'C' }, { "verbose", 0, 0, 'v' }, { "help", 0, 0, 'h' }, { 0 }
 	};
 	static char kernel[300];
 	const char *cmd;
@@ -1063,6 +1147,7 @@ int main(int argc, char **argv)
 		case 'T': o.boot_timeout_ms = atoi(optarg); break;
 		case 'v': o.verbose = 1; break;
 		case 'A': o.accel = optarg; break;
+		case 'C': o.compare = 1; break;
 		case 'R': {
 			size_t i;
 

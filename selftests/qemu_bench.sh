@@ -1,16 +1,19 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0
-# vmreset-qemu's reset, side by side with QEMU's own ways, on the same
-# QEMU and guest (docs/qemu.md, "Measurements"): per handler, N requests,
-# each followed by its reset; the reset's phases and the request rate.
+# vmreset-qemu's reset, side by side with QEMU's own ways, on one QEMU and
+# one boot (docs/qemu.md, "Measurements"): vmreset-qemu --compare saves
+# the ready state every way, and each mode serves N requests per handler,
+# each followed by its reset. A cold reset is a boot: its cost is the
+# boot's own (boot_ms + ready_ms of the same run), not repeated.
 #
 #   qemu_bench.sh [-n N] [-m MODES] [-H HANDLERS]    (lists: a+b, as the
 #   test VM's command line splits arguments at spaces and commas)
-# A mode that does not work is a failed test case; the numbers are TAP
-# comments ("# bench MODE HANDLER ...") that docs/qemu.md quotes.
+#
+# The numbers are "# bench ..." lines that docs/qemu.md quotes; a mode
+# that fails is a failed test case.
 . "$(dirname "$0")/tap.sh"
 
-N=10 MODES="vmreset incoming loadvm cold" HANDLERS="echo tmpfs8m fork10 diskfile"
+N=10 MODES="vmreset loadvm incoming" HANDLERS="echo tmpfs8m fork10 diskfile"
 while getopts n:m:H: opt; do
 	case $opt in
 	n) N=$OPTARG ;;
@@ -47,45 +50,36 @@ handler() {
 # p50 of a column of numbers (one a line).
 p50() { sort -n | awk '{ a[NR] = $1 } END { if (NR) print a[int((NR + 1) / 2)]; else print "-" }'; }
 
-bench_mode() {
-	mode=$1 n=$N
-	hs=$HANDLERS
-	# A cold reset is a boot (minutes when nested under TCG): one, echo only.
-	[ "$mode" = cold ] && n=1 hs=echo
-	[ "$mode" = loadvm ] && n=$(( N < 3 ? N : 3 ))
-	rm -f "$W/in" "$W/out"
-	mkfifo "$W/in"
-	t0=$(date +%s)
-	vmreset-qemu -d "$D" -k $K -i $I --disk $DISK --reset "$mode" serve \
-		< "$W/in" > "$W/out" 2> "$W/err" &
-	drv_pid=$!
-	exec 3> "$W/in"
-	while [ "$(wc -l < "$W/out")" -lt 1 ]; do
+lines=0
+# send JSON: one line in, the driver's answer in $R.
+send() {
+	echo "$1" >&3
+	lines=$((lines + 1))
+	while [ "$(wc -l < "$W/out")" -lt $lines ]; do
 		kill -0 "$drv_pid" 2>/dev/null || { cat "$W/err"; return 1; }
-		sleep 0.2
+		sleep 0.05
 	done
-	echo "# bench $mode ready: $(head -n 1 "$W/out" | jq -c '{boot_ms, ready_ms}') ($(( $(date +%s) - t0 )) s)"
-	lines=1
-	for h in $hs; do
+	R=$(tail -n 1 "$W/out")
+}
+
+bench_mode() {
+	mode=$1
+	send "{\"op\":\"mode\",\"reset\":\"$mode\"}" || return 1
+	echo "$R" | jq -e '.error | not' > /dev/null || { echo "$R"; return 1; }
+	for h in $HANDLERS; do
 		rm -f "$W/$h.json"
 		start=$(date +%s%N)
-		i=0
-		while [ $i -lt "$n" ]; do
-			handler "$h" >&3
-			lines=$((lines + 1))
-			while [ "$(wc -l < "$W/out")" -lt $lines ]; do
-				kill -0 "$drv_pid" 2>/dev/null || { cat "$W/err"; return 1; }
-				sleep 0.05
-			done
-			r=$(tail -n 1 "$W/out")
-			echo "$r" | jq -e '.outcome == "ok" and .exit == 0' > /dev/null ||
-				{ echo "$mode $h: $r"; return 1; }
-			echo "$r" >> "$W/$h.json"
-			i=$((i + 1))
+		k=0
+		while [ $k -lt "$N" ]; do
+			send "$(handler "$h")" || return 1
+			echo "$R" | jq -e '.outcome == "ok" and .exit == 0' > /dev/null ||
+				{ echo "$mode $h: $R"; return 1; }
+			echo "$R" >> "$W/$h.json"
+			k=$((k + 1))
 		done
 		end=$(date +%s%N)
 		f=$W/$h.json
-		echo "# bench $mode $h n=$n" \
+		echo "# bench $mode $h n=$N" \
 			"reset_p50_ms=$(jq .reset_ms "$f" | p50)" \
 			"stop_p50_ms=$(jq .phases.stop_ms "$f" | p50)" \
 			"revert_p50_ms=$(jq .phases.revert_ms "$f" | p50)" \
@@ -93,16 +87,34 @@ bench_mode() {
 			"run_p50_ms=$(jq .run_ms "$f" | p50)" \
 			"pages_p50=$(jq .reverted_pages "$f" | p50)" \
 			"disk_pages_p50=$(jq .disk_reverted_pages "$f" | p50)" \
-			"req_per_s=$(echo "$n $start $end" | awk '{ printf "%.3f", $1 / (($3 - $2) / 1e9) }')"
+			"req_per_s=$(echo "$N $start $end" | awk '{ printf "%.3f", $1 / (($3 - $2) / 1e9) }')" \
+			>> "$W/report"
 	done
-	exec 3>&-
-	wait "$drv_pid"
-	drv_pid=
 }
 
 set -- $MODES
-echo "1..$#"
+echo "1..$(($# + 1))"
+rm -f "$W/in" "$W/out"
+mkfifo "$W/in"
+: > "$W/out"
+t0=$(date +%s)
+vmreset-qemu -d "$D" -k $K -i $I --disk $DISK --compare --boot-timeout 1200000 serve \
+	< "$W/in" > "$W/out" 2> "$W/err" &
+drv_pid=$!
+exec 3> "$W/in"
+booted() {
+	while [ "$(wc -l < "$W/out")" -lt 1 ]; do
+		kill -0 "$drv_pid" 2>/dev/null || { cat "$W/err"; return 1; }
+		sleep 0.2
+	done
+	lines=1
+	echo "# bench ready: $(head -n 1 "$W/out" | jq -c '{boot_ms, ready_ms}') ($(( $(date +%s) - t0 )) s)" > "$W/report"
+}
+tap boot booted
+cat "$W/report"
 for m in $MODES; do
+	: > "$W/report"
 	tap "$m" bench_mode "$m"
+	cat "$W/report"
 done
 exit $((fails > 0))
