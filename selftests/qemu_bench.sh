@@ -68,7 +68,6 @@ bench_mode() {
 	echo "$R" | jq -e '.error | not' > /dev/null || { echo "$R"; return 1; }
 	for h in $HANDLERS; do
 		rm -f "$W/$h.json"
-		start=$(date +%s%N)
 		k=0
 		while [ $k -lt "$N" ]; do
 			send "$(handler "$h")" || return 1
@@ -77,7 +76,6 @@ bench_mode() {
 			echo "$R" >> "$W/$h.json"
 			k=$((k + 1))
 		done
-		end=$(date +%s%N)
 		f=$W/$h.json
 		echo "# bench $mode $h n=$N" \
 			"reset_p50_ms=$(jq .reset_ms "$f" | p50)" \
@@ -87,7 +85,7 @@ bench_mode() {
 			"run_p50_ms=$(jq .run_ms "$f" | p50)" \
 			"pages_p50=$(jq .reverted_pages "$f" | p50)" \
 			"disk_pages_p50=$(jq .disk_reverted_pages "$f" | p50)" \
-			"req_per_s=$(echo "$N $start $end" | awk '{ printf "%.3f", $1 / (($3 - $2) / 1e9) }')" \
+			"req_per_s=$(jq '.run_ms + .reset_ms' "$f" | awk '{ t += $1 } END { printf "%.3f", NR / (t / 1000) }')" \
 			>> "$W/report"
 	done
 }
