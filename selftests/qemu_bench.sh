@@ -13,7 +13,9 @@
 # that fails is a failed test case.
 . "$(dirname "$0")/tap.sh"
 
-N=10 MODES="vmreset loadvm incoming" HANDLERS="echo tmpfs8m fork10 diskfile"
+# incoming (a new QEMU per request) does not fit the test VM's 15 minutes
+# per test after the other two under load: -m incoming on its own.
+N=10 MODES="vmreset loadvm" HANDLERS="echo tmpfs8m fork10 diskfile"
 while getopts n:m:H: opt; do
 	case $opt in
 	n) N=$OPTARG ;;
