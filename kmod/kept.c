@@ -24,6 +24,7 @@
  */
 
 #include <linux/highmem.h>
+#include <linux/memcontrol.h>
 #include <linux/moduleparam.h>
 #include <linux/pagemap.h>
 #include "vmreset.h"
@@ -109,13 +110,47 @@ static unsigned long vmr_kept_evict(struct vmr_inode *vi, unsigned long nr)
  * the mount's too, if the file has one. Returns false if @page was not
  * kept: it is still the caller's.
  */
+/*
+ * Is @page charged to a memory cgroup with a limit (memory.max or
+ * memory.high), or below one? Reclaim inside such a cgroup does not reach
+ * kept copies: a memcg-aware shrinker, as the superblock's is, is called
+ * for a cgroup only if it has objects on the shrinker's list_lrus, and
+ * vmresetfs puts nothing on the mount's dentry and inode LRUs. A copy kept
+ * there would count against the limit for good and could get the cgroup
+ * OOM-killed (docs/design.md, "Kept copies"). No copy is kept for it.
+ */
+static bool vmr_kept_memcg_limited(struct page *page)
+{
+#ifdef CONFIG_MEMCG
+	struct mem_cgroup *memcg;
+	bool limited = false;
+
+	if (mem_cgroup_disabled())
+		return false;
+	rcu_read_lock();
+	/* The root's limits are never set: no need to tell it apart. */
+	for (memcg = folio_memcg(page_folio(page)); memcg;
+	     memcg = parent_mem_cgroup(memcg)) {
+		if (READ_ONCE(memcg->memory.max) != PAGE_COUNTER_MAX ||
+		    READ_ONCE(memcg->memory.high) != PAGE_COUNTER_MAX) {
+			limited = true;
+			break;
+		}
+	}
+	rcu_read_unlock();
+	return limited;
+#else
+	return false;
+#endif
+}
+
 bool vmr_kept_add(struct vmr_inode *vi, pgoff_t idx, struct page *page,
 		  bool stale)
 {
 	struct vmr_sb *sbi = vi_sb(vi);
 
 	lockdep_assert_held(&vi->lock);
-	if (!vi->kept_max || !vi->has_snap)
+	if (!vi->kept_max || !vi->has_snap || vmr_kept_memcg_limited(page))
 		return false;
 	if (vi->nr_kept >= vi->kept_max)
 		vmr_kept_evict(vi, vi->nr_kept - vi->kept_max + 1);

@@ -743,4 +743,134 @@ TEST(memcg_charge)
 	rmdir(cg);
 }
 
+/* Write @v into the cgroup file @name of @cg; 0 or -1. */
+static int cg_write(const char *cg, const char *name, const char *v)
+{
+	char path[256];
+	FILE *f;
+	int ret;
+
+	snprintf(path, sizeof(path), "%s/%s", cg, name);
+	f = fopen(path, "w");
+	if (!f)
+		return -1;
+	ret = fputs(v, f) < 0 ? -1 : 0;
+	return fclose(f) || ret ? -1 : 0;
+}
+
+/* The value of @key in the cgroup file @name of @cg (a flat keyed file). */
+static long cg_key(const char *cg, const char *name, const char *key)
+{
+	char path[256], line[256];
+	size_t n = strlen(key);
+	long v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", cg, name);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, n) && line[n] == ' ') {
+			v = atol(line + n + 1);
+			break;
+		}
+	fclose(f);
+	return v;
+}
+
+/*
+ * In cgroup @cg: write a 4,096-page file, SNAPSHOT, write it all again,
+ * REVERT (a kept copy per page, where copies are kept), then touch 20 MiB
+ * of anonymous memory. Exits 0, or 1 + what went wrong; *@kept gets the
+ * kept copies after the revert.
+ */
+static int kept_in_cgroup(const char *cg, int fd, uint64_t *kept)
+{
+	uint64_t *shared = mmap(NULL, PG, PROT_READ | PROT_WRITE,
+				MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	char buf[32];
+	int status;
+	pid_t pid;
+
+	if (shared == MAP_FAILED)
+		return -1;
+	pid = fork();
+	if (!pid) {
+		struct vmreset_stats st;
+		uint8_t *m, *anon;
+
+		snprintf(buf, sizeof(buf), "%d", getpid());
+		if (cg_write(cg, "cgroup.procs", buf))
+			_exit(2);
+		m = vmr_map(fd, 4096 * PG);
+		if (!m)
+			_exit(3);
+		memset(m, 1, 4096 * PG);
+		if (vmr_snapshot(fd, NULL))
+			_exit(4);
+		memset(m, 2, 4096 * PG);
+		if (vmr_revert(fd, NULL, NULL) || vmr_stats(fd, &st))
+			_exit(5);
+		*shared = st.cached_pages;
+		for (uint64_t i = 0; i < 4096 * PG; i++)
+			if (m[i] != 1)
+				_exit(6);
+		anon = mmap(NULL, 20 << 20, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (anon == MAP_FAILED)
+			_exit(7);
+		memset(anon, 3, 20 << 20);
+		_exit(0);
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) != pid)
+		return -1;
+	*kept = *shared;
+	munmap(shared, PG);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/*
+ * Kept copies are charged to the cgroup of the pages they copy, and
+ * reclaim inside that cgroup cannot give them back (docs/design.md, "Kept
+ * copies"): a cgroup with a memory limit gets none. 16 MiB of file, its
+ * 16 MiB of kept copies and 20 MiB of anonymous memory were OOM-killed
+ * under memory.max 40M; without the copies they fit. A cgroup without a
+ * limit still gets a copy per reverted page.
+ */
+TEST(kept_copies_in_limited_cgroup)
+{
+	const char *lim = "/sys/fs/cgroup/vmrkept-limited", *free_cg = "/sys/fs/cgroup/vmrkept-free";
+	uint64_t kept = 0;
+	long ooms;
+	char dir[64];
+	int fd;
+
+	if (access("/sys/fs/cgroup/cgroup.controllers", F_OK) &&
+	    mount("none", "/sys/fs/cgroup", "cgroup2", 0, NULL))
+		SKIP(return, "no cgroup2: %s", strerror(errno));
+	if (cg_write("/sys/fs/cgroup", "cgroup.subtree_control", "+memory"))
+		SKIP(return, "cannot enable the memory controller");
+	ASSERT_EQ(0, vmr_set_param("keep_copies", 1));
+	ASSERT_EQ(0, vmr_mount(dir, "size=256m,keep_size=128m"));
+	fd = vmr_file(dir, "m", 4096 * PG);
+	ASSERT_LE(0, fd);
+
+	ASSERT_TRUE(!mkdir(lim, 0755) || errno == EEXIST);
+	ASSERT_EQ(0, cg_write(lim, "memory.max", "40M"));
+	ooms = cg_key(lim, "memory.events", "oom_kill");
+	ASSERT_EQ(0, kept_in_cgroup(lim, fd, &kept)) TH_LOG("the limited cgroup's child failed");
+	ASSERT_EQ(0, kept);
+	ASSERT_EQ(ooms, cg_key(lim, "memory.events", "oom_kill"));
+
+	ASSERT_TRUE(!mkdir(free_cg, 0755) || errno == EEXIST);
+	ASSERT_EQ(0, kept_in_cgroup(free_cg, fd, &kept));
+	ASSERT_EQ(4096, kept);
+
+	close(fd);
+	vmr_umount(dir);
+	rmdir(lim);
+	rmdir(free_cg);
+}
+
 TEST_HARNESS_MAIN
