@@ -406,13 +406,16 @@ static void op_clone_out(struct model_ctx *c)
 		struct vmreset_stats ms, bs;
 
 		/*
-		 * b has every page main has, and nothing else: each one is
-		 * shared, in both (STATS walks them a chunk at a time).
+		 * Every page b holds now is one of main's, shared by both
+		 * (STATS walks them a chunk at a time). Main may hold more
+		 * pages than b: pages past its end of file are not cloned
+		 * (seed 469947592269 on 6.1: 107 resident, 63 cloned), and
+		 * a page its undo list shares counts too.
 		 */
 		CHECK(!vmr_stats(c->fd, &ms) && !vmr_stats(c->bfd, &bs));
-		CHECK(ms.shared_pages == ms.resident_pages);
 		CHECK(bs.shared_pages == bs.resident_pages);
-		CHECK(bs.resident_pages == ms.resident_pages);
+		CHECK(ms.shared_pages >= bs.resident_pages);
+		CHECK(ms.shared_pages <= ms.resident_pages);
 	}
 }
 
