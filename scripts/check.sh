@@ -36,7 +36,7 @@ mkdir -p "$build"
 if ! make -s -C "$top" helper selftests > "$build/make-user.log" 2>&1 ||
    ! make -s -C "$top/bench" O="$build/bench" >> "$build/make-user.log" 2>&1; then
 	cat "$build/make-user.log"
-	echo "0 passed, 1 failed"
+	echo "0 passed, 1 failed, 0 skipped"
 	exit 1
 fi
 # Every test name, including those only the debug kernel runs and those
@@ -49,6 +49,12 @@ if [ -n "$only" ] && grep -qx "${only%%/*}" "$build/host-tests.list"; then
 elif [ -n "$only" ] && ! grep -qx "${only%%/*}" "$build/tests.list"; then
 	echo "check.sh: no test named '${only%%/*}'; tests: $(tr '\n' ' ' < "$build/tests.list")" >&2
 	exit 2
+fi
+
+if [ $# -gt 0 ] && ! vm_qemu_ensure; then
+	echo "not ok the test VM's QEMU (scripts/qemu-build.sh failed)"
+	echo "0 passed, 1 failed, 0 skipped"
+	exit 1
 fi
 
 # bench_quick.sh runs the benchmark program's quick mode.

@@ -85,6 +85,17 @@ vm_prepare() {
 	MODROOT=$VM_MODROOT "$top/scripts/mkinitramfs.sh" "$KREL" "$KO" "$INITRD" "${files[@]}"
 }
 
+# Under TCG the test VM needs scripts/qemu-build.sh's patched QEMU for
+# nested guests (docs/testing.md, "The test VM's QEMU"): build it once
+# (cached) unless the host has VT-x/AMD-V or VM_QEMU names a binary.
+vm_qemu_ensure() {
+	{ [ -w /dev/kvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo; } && return 0
+	[ -n "${VM_QEMU:-}" ] && return 0
+	"$top/scripts/qemu-build.sh" --cached > /dev/null 2>&1 && return 0
+	echo "# building the test VM's QEMU once (scripts/qemu-build.sh, several minutes)..."
+	"$top/scripts/qemu-build.sh" > /dev/null
+}
+
 vm_boot() {
 	local mode=$1 only=$2 accel cpu
 	# Some sandboxes offer a /dev/kvm without VT-x/AMD-V (software
