@@ -554,24 +554,29 @@ static int snapshot_job(const char *cmd, const char *id)
 	return 0;
 }
 
+/* The device and vCPU state migrated into g.state_path (RAM left out). */
+static int migrate_to_file(void)
+{
+	char uri[256];
+	json_object *ev;
+
+	snprintf(uri, sizeof(uri), "exec:cat > %s", g.state_path);
+	qmp_drop_events(g.q, "MIGRATION");
+	if (qmp_do("migrate", jargs("uri", json_object_new_string(uri), NULL, NULL,
+				    NULL, NULL)))
+		return -1;
+	ev = qmp_wait_event(g.q, "MIGRATION", "status", "completed", QMP_TIMEOUT);
+	if (!ev)
+		return fail("saving the device state: %s", g.q->err);
+	json_object_put(ev);
+	return 0;
+}
+
 /* The state file for RESET_INCOMING, or the vmstate qcow2 for snapshot-save. */
 static int save_state(void)
 {
-	if (o.mode == RESET_INCOMING) {
-		char uri[256];
-		json_object *ev;
-
-		snprintf(uri, sizeof(uri), "exec:cat > %s", g.state_path);
-		qmp_drop_events(g.q, "MIGRATION");
-		if (qmp_do("migrate", jargs("uri", json_object_new_string(uri), NULL, NULL,
-					    NULL, NULL)))
-			return -1;
-		ev = qmp_wait_event(g.q, "MIGRATION", "status", "completed", QMP_TIMEOUT);
-		if (!ev)
-			return fail("saving the device state: %s", g.q->err);
-		json_object_put(ev);
-		return 0;
-	}
+	if (o.mode == RESET_INCOMING)
+		return migrate_to_file();
 	/* A qcow2 image only for the vmstate: snapshot-save needs one. */
 	{
 		int fd = open(g.vmstate_path, O_CREAT | O_RDWR | O_TRUNC | O_CLOEXEC, 0600);
@@ -612,21 +617,7 @@ static int save_state(void)
 	    set_ignore_shared(1))
 		return -1;
 	snap_tag = "ready";
-	{
-		char uri[256];
-		json_object *ev;
-
-		snprintf(uri, sizeof(uri), "exec:cat > %s", g.state_path);
-		qmp_drop_events(g.q, "MIGRATION");
-		if (qmp_do("migrate", jargs("uri", json_object_new_string(uri), NULL, NULL,
-					    NULL, NULL)))
-			return -1;
-		ev = qmp_wait_event(g.q, "MIGRATION", "status", "completed", QMP_TIMEOUT);
-		if (!ev)
-			return fail("saving the device state: %s", g.q->err);
-		json_object_put(ev);
-	}
-	return 0;
+	return migrate_to_file();
 }
 
 /* Finds QEMU's KVM VM fd, attaches it (pidfd_getfd), applies the guest's hypercalls. */
