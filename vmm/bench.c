@@ -198,6 +198,32 @@ static int in_child(int (*fn)(void *arg, uint64_t *out), void *arg, uint64_t *ou
 	return 0;
 }
 
+/*
+ * @count requests (64 at most), each served by @fn in a new process that
+ * reports its start (restore or boot), its guest run and its latency: the
+ * latencies' statistics, with the p50 of the starts as @start_key.
+ */
+static json_object *in_new_processes(int (*fn)(void *arg, uint64_t *out), void *arg,
+				     int count, const char *start_key, char *err, size_t len)
+{
+	uint64_t lat[64], st[64], run[64], v[3], total = 0;
+	int n = count < 64 ? count : 64;
+	json_object *w;
+
+	for (int k = 0; k < n; k++) {
+		if (in_child(fn, arg, v, 3, err, len))
+			return NULL;
+		st[k] = v[0];
+		run[k] = v[1];
+		lat[k] = v[2];
+		total += v[2];
+	}
+	w = stats(lat, n, total);
+	json_object_object_add(w, start_key, json_object_new_int64(pct(st, n, 50)));
+	json_object_object_add(w, "guest_run_p50_us", json_object_new_int64(pct(run, n, 50)));
+	return w;
+}
+
 struct child_arg {
 	const struct vmm_opts *o;
 	const struct handler *h;
@@ -515,9 +541,9 @@ int vmm_bench(const struct vmm_opts *o, const struct vmm_bench_opts *b, FILE *lo
 	json_object *root = json_object_new_object(), *rows = json_object_new_array(), *x;
 	char err[1024] = "", prefix[4096] = "", image[] = "/tmp/vmm-bench-mem.XXXXXX";
 	struct vmm *vm;
-	uint64_t t0 = vmm_now_us(), v[3];
+	uint64_t t0 = vmm_now_us();
 	json_object *ways_of[NH];
-	int ret = -1, fd, started;
+	int ret = -1, fd;
 
 	*json = NULL;
 	fprintf(log, "# booting the in-place VM...\n");
@@ -586,26 +612,15 @@ fail_in_place:
 	for (size_t i = 0; i < NH; i++) {
 		const struct handler *h = &handlers[i];
 		json_object *ways = ways_of[i], *w;
-		uint64_t lat[64], st[64], run[64], total = 0;
 		struct vmm_opts po = *o;
 		struct child_arg a = { .o = o, .h = h, .st = vm->snap, .prefix = prefix };
-		int n;
 
 		fprintf(log, "# %s: restore in a new process (%d)...\n", h->name, b->restore);
 		po.ram_file = image;
 		a.o = &po;
-		n = b->restore < 64 ? b->restore : 64;
-		for (int k = 0; k < n; k++) {
-			if (in_child(restore_one, &a, v, 3, err, sizeof(err)))
-				goto fail;
-			st[k] = v[0];
-			run[k] = v[1];
-			lat[k] = v[2];
-			total += v[2];
-		}
-		w = stats(lat, n, total);
-		json_object_object_add(w, "start_p50_us", json_object_new_int64(pct(st, n, 50)));
-		json_object_object_add(w, "guest_run_p50_us", json_object_new_int64(pct(run, n, 50)));
+		w = in_new_processes(restore_one, &a, b->restore, "start_p50_us", err, sizeof(err));
+		if (!w)
+			goto fail;
 		json_object_object_add(ways, "restore", w);
 		fprintf(log, "#   restore: p50 %.1f ms (start %.1f, run %.1f)\n", num(w, "p50_us") / 1e3,
 			num(w, "start_p50_us") / 1e3, num(w, "guest_run_p50_us") / 1e3);
@@ -614,19 +629,9 @@ fail_in_place:
 			continue;
 		fprintf(log, "# %s: cold boot (%d)...\n", h->name, b->cold);
 		a.o = o;
-		total = 0;
-		n = b->cold < 64 ? b->cold : 64;
-		for (int k = 0; k < n; k++) {
-			if (in_child(cold_one, &a, v, 3, err, sizeof(err)))
-				goto fail;
-			st[k] = v[0];
-			run[k] = v[1];
-			lat[k] = v[2];
-			total += v[2];
-		}
-		w = stats(lat, n, total);
-		json_object_object_add(w, "boot_p50_us", json_object_new_int64(pct(st, n, 50)));
-		json_object_object_add(w, "guest_run_p50_us", json_object_new_int64(pct(run, n, 50)));
+		w = in_new_processes(cold_one, &a, b->cold, "boot_p50_us", err, sizeof(err));
+		if (!w)
+			goto fail;
 		json_object_object_add(ways, "cold", w);
 		fprintf(log, "#   cold: p50 %.1f ms (boot %.1f, run %.1f)\n", num(w, "p50_us") / 1e3,
 			num(w, "boot_p50_us") / 1e3, num(w, "guest_run_p50_us") / 1e3);
@@ -653,8 +658,6 @@ fail:
 		json_object_object_add(x, "copies_started", json_object_new_int(sp));
 		json_object_object_add(x, "copies_kb", json_object_new_int64(kp));
 		json_object_object_add(root, "memory", x);
-		started = sc < sp ? sc : sp;
-		(void)started;
 	}
 	summary(root, log);
 	*json = strdup(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY));
