@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <unistd.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -1046,7 +1047,7 @@ out:
 #define NCLONES 4
 #define CLONE_REQS 4
 
-static int clone_child(const char *prefix, int id, int go, int report, uint64_t keep0)
+static int clone_child(const char *prefix, int id, int ready, int go, int report, uint64_t keep0)
 {
 	char err[512], cmd[256], want[128];
 	struct vmm *v = vmm_create(&opts, err, sizeof(err));
@@ -1064,8 +1065,9 @@ static int clone_child(const char *prefix, int id, int go, int report, uint64_t 
 	}
 	t1 = vmm_now_us();
 	printf("# clone %d: started in %.1f ms\n", id, (t1 - t0) / 1000.0);
+	fflush(stdout);
 	vm = v;		/* the child's copy of the global: sh_ok() uses it */
-	if (read(go, &c, 1) != 1)
+	if (write(ready, "r", 1) != 1 || read(go, &c, 1) != 1)
 		return 12;
 	times[0] = vmm_now_us();
 	for (int i = 0; i < CLONE_REQS; i++) {
@@ -1086,18 +1088,48 @@ static int clone_child(const char *prefix, int id, int go, int report, uint64_t 
 	return 0;
 }
 
+/*
+ * Wait until every clone has started: under load one clone can start,
+ * serve and finish before the last has mapped its snapshot, and "served
+ * at the same time" would then measure the start-up, not the clones. A
+ * clone that dies before it is ready sends no byte: stop waiting then.
+ */
+static int wait_clones_ready(int fd, const pid_t *pids)
+{
+	int n = 0;
+
+	while (n < NCLONES) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		char c;
+
+		if (poll(&p, 1, 1000) > 0) {
+			if (read(fd, &c, 1) != 1)
+				return n;
+			n++;
+			continue;
+		}
+		for (int i = 0; i < NCLONES; i++) {
+			siginfo_t si = { 0 };
+
+			if (!waitid(P_PID, pids[i], &si, WEXITED | WNOHANG | WNOWAIT) && si.si_pid)
+				return n;
+		}
+	}
+	return n;
+}
+
 static int t_four_clones(void)
 {
 	char prefix[128];
 	uint64_t keep0 = *(uint64_t *)(vm->ram + vm->keep_gpa), last_start = 0, first_end = UINT64_MAX;
-	int go[2], rep[2], status, bad = 0;
+	int go[2], rep[2], ready[2], status, bad = 0, nready;
 	pid_t pids[NCLONES];
 
 	snprintf(prefix, sizeof(prefix), "%s/ready", dir);
 	CHECK(!vmm_export(vm, prefix), "export: %s", vmm_error(vm));
 	CHECK(vmm_export(vm, prefix) == -EEXIST && strstr(vmm_error(vm), prefix),
 	      "a second export over the first: %s", vmm_error(vm));
-	CHECK(!pipe(go) && !pipe(rep), "pipe");
+	CHECK(!pipe(go) && !pipe(rep) && !pipe(ready), "pipe");
 	fflush(stdout);
 	for (int i = 0; i < NCLONES; i++) {
 		pids[i] = fork();
@@ -1105,12 +1137,16 @@ static int t_four_clones(void)
 		if (!pids[i]) {
 			close(go[1]);
 			close(rep[0]);
-			_exit(clone_child(prefix, i, go[0], rep[1], keep0));
+			close(ready[0]);
+			_exit(clone_child(prefix, i, ready[1], go[0], rep[1], keep0));
 		}
 	}
 	close(go[0]);
 	close(rep[1]);
+	close(ready[1]);
 	/* All at once: each waits for its byte after starting. */
+	nready = wait_clones_ready(ready[0], pids);
+	close(ready[0]);
 	CHECK(write(go[1], "gggg", NCLONES) == NCLONES, "go");
 	close(go[1]);
 	for (int i = 0; i < NCLONES; i++) {
@@ -1130,6 +1166,7 @@ static int t_four_clones(void)
 		}
 	}
 	CHECK(!bad, "%d of %d clones failed", bad, NCLONES);
+	CHECK(nready == NCLONES, "%d of %d clones said they were ready", nready, NCLONES);
 	CHECK(last_start < first_end, "the clones did not serve at the same time (the last started "
 	      "%.1f ms after the first ended)", (last_start - first_end) / 1000.0);
 	printf("# %d clones served %d requests each, all at once for %.1f ms\n", NCLONES,
