@@ -152,18 +152,19 @@ struct vmreset_vm {
 typedef int (*vmreset_vm_fn)(const struct vmreset_vm *vm, void *arg);
 
 /*
- * Without an fd: the attachment ends on vmreset_nl_vm_detach(), when the
- * VMM's address space goes, or when a poll, once a second, finds that
- * only vmreset still holds the VM (so up to a second after the VMM closed
- * it). For a tool that attaches another process's VM (vmresetctl vm
- * attach); a VMM attaching its own VM should bind it to an fd instead.
+ * Without an fd: the attachment holds a reference to the VM and ends only
+ * on vmreset_nl_vm_detach() or when the VMM's address space goes (it
+ * exits, or execs). A VM the VMM closed stays attached, and what KVM
+ * holds for it stays allocated, until then. For a tool that attaches
+ * another process's VM (vmresetctl vm attach); a VMM attaching its own VM
+ * should bind it to an fd instead (recommended).
  */
 int vmreset_nl_vm_attach(struct vmreset_nl *nl, int vm_fd, uint32_t *vm_id);
 /*
  * The recommended way for the VM's own process (the VMM): bound to a new
  * fd of ours (VMRESET_VM_ATTACH_F_FD in @flags; *@attach_fd,
  * close-on-exec), the attachment lasts exactly until that is closed (or
- * the VMM exits), with no poll; EPERM from any other process.
+ * the VMM exits); EPERM from any other process.
  */
 int vmreset_nl_vm_attach_flags(struct vmreset_nl *nl, int vm_fd, uint32_t flags,
 			       uint32_t *vm_id, int *attach_fd);

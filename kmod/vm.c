@@ -4,10 +4,11 @@
  * guest-physical ranges act on every vmresetfs file behind the VM's
  * memslots. The memslots are looked up at each operation, so the VM → files
  * map is always current; an attachment ends with VM_DETACH, when the
- * VMM's address space is torn down (an MMU notifier's ->release), and
- * either when the file descriptor it is bound to is closed
- * (VMRESET_VM_ATTACH_F_FD) or, for an attachment without one, when ours
- * is the last reference to the VM (polled: KVM has no destroy hook).
+ * VMM's address space is torn down (an MMU notifier's ->release), and,
+ * with VMRESET_VM_ATTACH_F_FD, when the file descriptor it is bound to is
+ * closed. An attachment holds a counted reference to the VM
+ * (kvm_get_kvm_safe()), so a VM closed by its VMM stays, with what it
+ * references, until one of those: we never look at KVM's own count.
  */
 #include <linux/anon_inodes.h>
 #include <linux/file.h>
@@ -37,9 +38,7 @@ struct vmr_vm {
 	struct kvm *kvm;
 	struct mm_struct *mm;
 	struct mmu_notifier mn;
-	struct delayed_work poll;
-	bool mm_gone;
-	bool fd_bound;			/* lives as long as its file */
+	struct work_struct gone_work;	/* the mm went: detach */
 	bool detaching;			/* under vmr_vms_lock */
 	struct list_head exit_link;	/* under vmr_vms_lock */
 	atomic64_t snapshots, reverts, reverted_pages;
@@ -78,13 +77,6 @@ static DEFINE_MUTEX(vmr_vms_lock);
 static unsigned int vmr_vms_gen = 1;
 static struct workqueue_struct *vmr_wq;
 
-#define VMR_POLL_INTERVAL	HZ
-
-/*
- * One delayed work watches an attachment: every VMR_POLL_INTERVAL, and at
- * once when the VMM's mm goes (->release), it checks whether the VM is
- * still used by anybody but us; if not, it detaches.
- */
 /*
  * With vmr_vms_lock held: true if the caller now owns dropping the
  * registry's reference. The event goes out under the lock, as ATTACH_NTF
@@ -107,12 +99,12 @@ static void vmr_vm_release(struct kref *ref)
 {
 	struct vmr_vm *vm = container_of(ref, struct vmr_vm, ref);
 
-	/* Waits out a ->release in flight, which may have requeued the poll. */
+	/* Waits out a ->release in flight, which may have queued the work. */
 	mmu_notifier_unregister(&vm->mn, vm->mm);
-	if (current_work() == &vm->poll.work)
-		cancel_delayed_work(&vm->poll);	/* not ourselves: a requeue */
+	if (current_work() == &vm->gone_work)
+		cancel_work(&vm->gone_work);	/* not ourselves: a requeue */
 	else
-		cancel_delayed_work_sync(&vm->poll);
+		cancel_work_sync(&vm->gone_work);
 	kvm_put_kvm(vm->kvm);
 	mutex_destroy(&vm->lock);
 	kfree(vm);
@@ -139,22 +131,14 @@ static bool vmr_vm_detach_put(struct vmr_vm *vm)
 	return own;
 }
 
-static void vmr_vm_poll(struct work_struct *work)
+/*
+ * The detach of a VM whose mm went. Not done in ->release itself: the
+ * last reference unregisters the notifier, which waits for ->release
+ * (synchronize_srcu()) and would wait for itself.
+ */
+static void vmr_vm_gone(struct work_struct *work)
 {
-	struct vmr_vm *vm = container_of(to_delayed_work(work), struct vmr_vm, poll);
-	bool own = false;
-
-	mutex_lock(&vmr_vms_lock);
-	if (!vm->detaching) {
-		if (READ_ONCE(vm->mm_gone) ||
-		    (!vm->fd_bound && refcount_read(&vm->kvm->users_count) == 1))
-			own = vmr_vm_unlink(vm, true);
-		else if (!vm->fd_bound)
-			queue_delayed_work(vmr_wq, &vm->poll, VMR_POLL_INTERVAL);
-	}
-	mutex_unlock(&vmr_vms_lock);
-	if (own)
-		vmr_vm_put(vm);
+	vmr_vm_detach_put(container_of(work, struct vmr_vm, gone_work));
 }
 
 /* The VMM's address space is going away: so is its VM. */
@@ -162,9 +146,8 @@ static void vmr_mn_release(struct mmu_notifier *mn, struct mm_struct *mm)
 {
 	struct vmr_vm *vm = container_of(mn, struct vmr_vm, mn);
 
-	WRITE_ONCE(vm->mm_gone, true);
 	if (!READ_ONCE(vm->detaching))
-		mod_delayed_work(vmr_wq, &vm->poll, 0);
+		queue_work(vmr_wq, &vm->gone_work);
 }
 
 static const struct mmu_notifier_ops vmr_mn_ops = {
@@ -291,11 +274,10 @@ int vmr_nl_vm_attach_doit(struct sk_buff *skb, struct genl_info *info)
 	/* The VMM that created the VM, whoever attaches it. */
 	vm->pid = kvm->userspace_pid;
 	vm->uid = current_fsuid();
-	vm->fd_bound = flags & VMRESET_VM_ATTACH_F_FD;
 	vm->mn.ops = &vmr_mn_ops;
 	kref_init(&vm->ref);
 	mutex_init(&vm->lock);
-	INIT_DELAYED_WORK(&vm->poll, vmr_vm_poll);
+	INIT_WORK(&vm->gone_work, vmr_vm_gone);
 
 	mutex_lock(&vmr_vms_lock);
 	xa_for_each(&vmr_vms, idx, other) {
@@ -318,8 +300,8 @@ int vmr_nl_vm_attach_doit(struct sk_buff *skb, struct genl_info *info)
 		vm->detaching = true;
 		mutex_unlock(&vmr_vms_lock);
 		mmu_notifier_unregister(&vm->mn, vm->mm);
-		/* A ->release that ran before detaching was set queued the poll. */
-		cancel_delayed_work_sync(&vm->poll);
+		/* A ->release that ran before detaching was set queued the work. */
+		cancel_work_sync(&vm->gone_work);
 		mutex_destroy(&vm->lock);
 		kfree(vm);
 		goto err_put_fd;
@@ -329,8 +311,6 @@ int vmr_nl_vm_attach_doit(struct sk_buff *skb, struct genl_info *info)
 	vmr_vms_gen++;
 	/* Under the lock: before any detach can announce the VM's end. */
 	vmr_notify_vm(VMRESET_CMD_VM_ATTACH_NTF, id, pid);
-	if (!vm->fd_bound)
-		queue_delayed_work(vmr_wq, &vm->poll, VMR_POLL_INTERVAL);
 	/* From here on it may be detached; ours keeps it until the reply is out. */
 	kref_get(&vm->ref);
 	mutex_unlock(&vmr_vms_lock);
@@ -991,6 +971,6 @@ void vmr_vm_exit(void)
 		list_del(&vm->exit_link);
 		vmr_vm_put(vm);
 	}
-	/* Polls that are tearing down a VM of their own finish here. */
+	/* Works that are tearing down a VM of their own finish here. */
 	destroy_workqueue(vmr_wq);
 }

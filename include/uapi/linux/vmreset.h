@@ -244,8 +244,11 @@ struct vmreset_stats {
  *                            it ends when that is closed, by VM_DETACH or
  *                            when the VMM's address space goes; only the
  *                            VM's own process may ask (EPERM). Without it
- *                            the attachment also ends when ours is the last
- *                            reference to the VM (looked at once a second).
+ *                            the attachment holds the VM until VM_DETACH
+ *                            or until the VMM's address space goes, even
+ *                            after the VMM closed the VM (whose memory is
+ *                            then kept that long): F_FD is what a VMM
+ *                            should use.
  * VMRESET_CMD_VM_DETACH      VM_ID
  * VMRESET_CMD_VM_GET         do: VM_ID; dump: all -> VM_ID, PID, UID,
  *                            SNAPSHOTS, REVERTS, REVERTED_PAGES, SLOTS (nest
