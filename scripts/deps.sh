@@ -21,6 +21,8 @@ base_pkgs=(
 	python3 python3-yaml gnuplot-nox util-linux man-db
 	# vmreset-store's RADOS backend, and the one-node cluster its tests start.
 	librados-dev ceph-mon ceph-mgr ceph-osd ceph-common
+	# store_host.sh opens a stored block with the documented key (AES-GCM).
+	python3-cryptography
 	# make check-debug builds Debian's 6.12 source (scripts/debug-kernel.sh).
 	linux-source-6.12 flex bison bc
 	# vmr_harden pins guest memory with io_uring fixed buffers.

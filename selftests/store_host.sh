@@ -12,7 +12,7 @@ tool=${VMRESET_STORE:-$here/../store/vmreset-store}
 dir=$(mktemp -d /tmp/store_host.XXXXXX)
 trap 'rm -rf "$dir"' EXIT
 echo "TAP version 13"
-echo "1..4"
+echo "1..6"
 
 store="$dir/st\"o\\re"$'\t\x01\x1f\n'
 names=('quote"d' 'back\slash' 'both\"\\' 'sp ace é中' '{"a":[1]}' "new"$'\u2028'"line")
@@ -45,6 +45,41 @@ for s in doc["snapshots"]:
 PY
 }
 tap "names and path come back unchanged" roundtrip
+
+# The naming of docs/store.md computed here, by Python, from the policy's
+# secret: the block's ID in the manifest, and its key opening the pack.
+names_kat() {
+	local st="$dir/kat"
+	"$tool" init "$st" --copies 1 >/dev/null &&
+	head -c 4096 /dev/urandom > "$dir/b" &&
+	"$tool" save "$dir/b" "$st" --key "$dir/k" --name one >/dev/null || return 1
+	python3 - "$st" "$dir/b" <<'PY'
+import glob, hashlib, hmac, struct, sys
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+st, plain = sys.argv[1], open(sys.argv[2], "rb").read()
+pol = dict(l.split(" ", 1) for l in open(st + "/policy").read().split("\n")[1:] if l)
+salt = hmac.new(bytes.fromhex(pol["secret"]), b"salt 0", hashlib.sha256).digest()
+h = hashlib.sha256(plain).digest()
+key = hashlib.sha256(b"vmreset-store K\0" + salt + h).digest()
+bid = hashlib.sha256(b"vmreset-store id" + salt + h).digest()
+m = open(st + "/manifests/one", "rb").read()
+assert m[:8] == b"VMRSMAN2", m[:8]
+nl, bl = struct.unpack_from("<II", m, 8)
+nrefs, = struct.unpack_from("<Q", m, 8 + 8 + 32 + 32 + 8)
+assert nrefs == 1, nrefs
+off = 8 + 8 + 32 + 32 + 8 + 8 + nl + bl
+assert m[off:off + 32] == bid, (m[off:off + 32].hex(), bid.hex())
+packs = glob.glob(st + "/packs/*")
+assert len(packs) == 1, packs
+pk = open(packs[0], "rb").read()
+assert pk[:8] == b"VMRSPAK1" and len(pk) == 16 + 4096 + 16, len(pk)
+assert AESGCM(key).decrypt(bytes(12), pk[16:], None) == plain
+PY
+}
+tap "block ID and key are the documented hashes (Python's, from the policy)" names_kat
+
+tap "block naming matches OpenSSL EVP's for lengths 0 to 9000" \
+	sh -c '"$1" --check' sh "${VMRESET_STORE_CRYPTOBENCH:-$here/../store/cryptobench}"
 
 man_ok() {
 	out=$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -l "$here/../store/vmreset-store.1" 2>&1 >/dev/null)

@@ -13,8 +13,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+/*
+ * SHA256_Init/Update/Final are deprecated in OpenSSL 3 in favour of EVP,
+ * but EVP re-creates its provider context on every digest init (three per
+ * block here): 0.3-0.5 us of a 4 KiB block's 3.6 us name. The low-level
+ * calls run the same SHA-NI code with none of that.
+ */
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/sha.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
@@ -22,24 +30,21 @@
 
 static const uint8_t zero_nonce[VMRS_NONCE_LEN];
 
-static EVP_MD *md_sha256;
 static EVP_CIPHER *aes_gcm;
 static pthread_once_t fetch_once = PTHREAD_ONCE_INIT;
 
 static void fetch(void)
 {
-	md_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
 	aes_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
 }
 
 static bool fetched(void)
 {
 	pthread_once(&fetch_once, fetch);
-	return md_sha256 && aes_gcm;
+	return aes_gcm;
 }
 
 struct vmrs_crypto {
-	EVP_MD_CTX *md;
 	EVP_CIPHER_CTX *enc, *dec;
 	uint8_t salt[VMRS_HASH_LEN];
 };
@@ -48,7 +53,6 @@ void vmrs_crypto_free(struct vmrs_crypto *c)
 {
 	if (!c)
 		return;
-	EVP_MD_CTX_free(c->md);
 	EVP_CIPHER_CTX_free(c->enc);
 	EVP_CIPHER_CTX_free(c->dec);
 	free(c);
@@ -62,10 +66,9 @@ struct vmrs_crypto *vmrs_crypto_new(const uint8_t salt[VMRS_HASH_LEN])
 		goto err;
 	if (salt)
 		memcpy(c->salt, salt, VMRS_HASH_LEN);
-	c->md = EVP_MD_CTX_new();
 	c->enc = EVP_CIPHER_CTX_new();
 	c->dec = EVP_CIPHER_CTX_new();
-	if (!c->md || !c->enc || !c->dec ||
+	if (!c->enc || !c->dec ||
 	    !EVP_EncryptInit_ex2(c->enc, aes_gcm, NULL, NULL, NULL) ||
 	    !EVP_DecryptInit_ex2(c->dec, aes_gcm, NULL, NULL, NULL))
 		goto err;
@@ -78,37 +81,40 @@ err:
 /* OpenSSL's update calls take int lengths: feed them in slices. */
 #define SLICE	(1U << 30)
 
-static int sha(EVP_MD_CTX *md, const void *a, size_t alen, const void *b, size_t blen,
-	       const void *c, size_t clen, uint8_t out[VMRS_HASH_LEN])
-{
-	unsigned int n;
-
-	return EVP_DigestInit_ex2(md, md_sha256, NULL) &&
-	       EVP_DigestUpdate(md, a, alen) &&
-	       (!blen || EVP_DigestUpdate(md, b, blen)) &&
-	       (!clen || EVP_DigestUpdate(md, c, clen)) &&
-	       EVP_DigestFinal_ex(md, out, &n) ? 0 : -1;
-}
-
 /*
  * K and id are SHA-256 of fixed-length inputs (label, salt, H), where a
  * salt prefix is as good a PRF as HMAC (no length extension possible) at
- * a third of the cost; per 4 KiB block the MAC calls cost as much as
- * hashing the block.
+ * a third of the cost. Each is two SHA-256 compressions (80 bytes plus
+ * padding), the block itself 65 at 4 KiB.
  */
+static void derive(const char label[16], const uint8_t salt[VMRS_HASH_LEN],
+		   const uint8_t h[VMRS_HASH_LEN], uint8_t out[VMRS_HASH_LEN])
+{
+	uint8_t in[16 + 2 * VMRS_HASH_LEN];
+	SHA256_CTX sc;
+
+	/* Not SHA256(): in OpenSSL 3 that one is EVP_Q_digest, a fetch per call. */
+	memcpy(in, label, 16);
+	memcpy(in + 16, salt, VMRS_HASH_LEN);
+	memcpy(in + 16 + VMRS_HASH_LEN, h, VMRS_HASH_LEN);
+	SHA256_Init(&sc);
+	SHA256_Update(&sc, in, sizeof(in));
+	SHA256_Final(out, &sc);
+}
+
 int vmrs_block_name(struct vmrs_crypto *c, const void *plain, size_t len,
 		    uint8_t key[VMRS_KEY_LEN], uint8_t id[VMRS_HASH_LEN])
 {
 	static const char klabel[16] = "vmreset-store K", ilabel[16] = "vmreset-store id";
 	uint8_t h[VMRS_HASH_LEN];
-	unsigned int hl;
+	SHA256_CTX sc;
 
-	if (!EVP_DigestInit_ex2(c->md, md_sha256, NULL) ||
-	    !EVP_DigestUpdate(c->md, plain, len) ||
-	    !EVP_DigestFinal_ex(c->md, h, &hl))
+	/* SHA256_Update takes a size_t; it cannot fail on valid arguments. */
+	if (!SHA256_Init(&sc) || !SHA256_Update(&sc, plain, len) || !SHA256_Final(h, &sc))
 		return -1;
-	return sha(c->md, klabel, 16, c->salt, VMRS_HASH_LEN, h, VMRS_HASH_LEN, key) ||
-	       sha(c->md, ilabel, 16, c->salt, VMRS_HASH_LEN, h, VMRS_HASH_LEN, id) ? -1 : 0;
+	derive(klabel, c->salt, h, key);
+	derive(ilabel, c->salt, h, id);
+	return 0;
 }
 
 /*

@@ -10,14 +10,65 @@
  * Prints GB/s for: name (SHA-256 of the block, then K and id), seal
  * (AES-256-GCM with the block's own key), save = name + seal, open
  * (decrypt and authenticate), and the same with one key for all blocks
- * (what `openssl speed -evp aes-256-gcm` measures).
+ * (what `openssl speed -evp aes-256-gcm` measures), and naming through
+ * EVP as the store did before (side by side in the same run).
+ *
+ *   store/cryptobench --check   compares the naming with EVP's
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include <openssl/evp.h>
+
 #include "crypto.h"
+
+/*
+ * The naming as crypto.c did it until session 7, through EVP: the
+ * reference the low-level code is checked against (--check) and timed
+ * against in the same run.
+ */
+static int evp_sha(EVP_MD_CTX *md, const EVP_MD *t, const void *a, size_t alen,
+		   const void *b, size_t blen, const void *c, size_t clen, uint8_t *out)
+{
+	unsigned int n;
+
+	return EVP_DigestInit_ex2(md, t, NULL) && EVP_DigestUpdate(md, a, alen) &&
+	       EVP_DigestUpdate(md, b, blen) && EVP_DigestUpdate(md, c, clen) &&
+	       EVP_DigestFinal_ex(md, out, &n) ? 0 : -1;
+}
+
+static int evp_name(EVP_MD_CTX *md, const EVP_MD *t, const uint8_t *salt, const void *p,
+		    size_t len, uint8_t *key, uint8_t *id)
+{
+	uint8_t h[VMRS_HASH_LEN];
+
+	return evp_sha(md, t, p, len, "", 0, "", 0, h) ||
+	       evp_sha(md, t, "vmreset-store K", 16, salt, VMRS_HASH_LEN, h, VMRS_HASH_LEN, key) ||
+	       evp_sha(md, t, "vmreset-store id", 16, salt, VMRS_HASH_LEN, h, VMRS_HASH_LEN, id);
+}
+
+/* vmrs_block_name() against the EVP reference, lengths 0 to 9,000. */
+static int check(EVP_MD_CTX *md, const EVP_MD *t)
+{
+	uint8_t salt[VMRS_HASH_LEN], buf[9001], k1[32], i1[32], k2[32], i2[32];
+	struct vmrs_crypto *c;
+
+	if (vmrs_random(salt, sizeof(salt)) || vmrs_random(buf, sizeof(buf)) ||
+	    !(c = vmrs_crypto_new(salt)))
+		return 1;
+	for (size_t len = 0; len <= 9000; len++)
+		if (vmrs_block_name(c, buf, len, k1, i1) || evp_name(md, t, salt, buf, len, k2, i2) ||
+		    memcmp(k1, k2, 32) || memcmp(i1, i2, 32)) {
+			fprintf(stderr, "cryptobench: block name differs from EVP's at length %zu\n",
+				len);
+			return 1;
+		}
+	vmrs_crypto_free(c);
+	printf("block names match EVP's for lengths 0 to 9000\n");
+	return 0;
+}
 
 static double now(void)
 {
@@ -29,6 +80,14 @@ static double now(void)
 
 int main(int argc, char **argv)
 {
+	EVP_MD *sha = EVP_MD_fetch(NULL, "SHA256", NULL);
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+
+	if (!sha || !md)
+		return 1;
+	if (argc > 1 && !strcmp(argv[1], "--check"))
+		return check(md, sha);
+
 	size_t bs = argc > 1 ? strtoul(argv[1], NULL, 0) : 4096;
 	size_t mib = argc > 2 ? strtoul(argv[2], NULL, 0) : 256;
 	/* A save works through a 1 MiB chunk at a time: that much, reused. */
@@ -37,7 +96,7 @@ int main(int argc, char **argv)
 	uint8_t *plain = malloc(chunk), *sealed = malloc(n * (bs + VMRS_TAG_LEN));
 	uint8_t (*key)[VMRS_KEY_LEN] = malloc(n * VMRS_KEY_LEN), id[VMRS_HASH_LEN];
 	struct vmrs_crypto *c = vmrs_crypto_new(salt);
-	double t, tn = 0, ts = 0, to = 0, ts1 = 0, to1 = 0, gb = (double)mib * chunk / 1e9;
+	double t, te = 0, tn = 0, ts = 0, to = 0, ts1 = 0, to1 = 0, gb = (double)mib * chunk / 1e9;
 
 	if (!bs || bs > chunk || chunk % bs || !plain || !sealed || !key || !c ||
 	    vmrs_random(plain, chunk)) {
@@ -51,6 +110,11 @@ int main(int argc, char **argv)
 			if (vmrs_block_name(c, plain + k * bs, bs, key[k], id))
 				return 1;
 		tn += now() - t;
+		t = now();
+		for (size_t k = 0; k < n; k++)
+			if (evp_name(md, sha, salt, plain + k * bs, bs, key[k], id))
+				return 1;
+		te += now() - t;
 		t = now();
 		for (size_t k = 0; k < n; k++)
 			if (vmrs_block_seal(c, key[k], plain + k * bs, bs,
@@ -81,10 +145,10 @@ int main(int argc, char **argv)
 	}
 	printf("block %zu: name %.3f, seal %.3f, save (name + seal) %.3f, open %.3f GB/s;"
 	       " one key for all: seal %.3f, open %.3f GB/s; per block: name %.0f ns, seal %.0f ns,"
-	       " open %.0f ns, key set-up ~%.0f ns\n",
+	       " open %.0f ns, key set-up ~%.0f ns; name through EVP (before session 7) %.0f ns\n",
 	       bs, gb / tn, gb / ts, gb / (tn + ts), gb / to, gb / ts1, gb / to1,
 	       tn * 1e9 / ((double)n * rounds), ts * 1e9 / ((double)n * rounds),
-	       to * 1e9 / ((double)n * rounds), (ts - ts1) * 1e9 / ((double)n * rounds));
+	       to * 1e9 / ((double)n * rounds), (ts - ts1) * 1e9 / ((double)n * rounds), te * 1e9 / ((double)n * rounds));
 	vmrs_crypto_free(c);
 	free(plain);
 	free(sealed);
