@@ -27,7 +27,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 echo "TAP version 13"
-echo "1..15"
+echo "1..16"
 
 S=rados://vmrs/st
 A=$dir/cacheA B=$dir/cacheB
@@ -180,6 +180,22 @@ gc_while_saving() {
 	stB load "$S" big "$dir/big.out" --key "$dir/k" >/dev/null && cmp "$dir/big" "$dir/big.out"
 }
 tap "gc on host B while host A saves: gc waits, both succeed, every snapshot verifies" gc_while_saving
+
+gc_spilled() {
+	head -c $((64 * 4096)) /dev/urandom >"$dir/tmp64"
+	stA save "$dir/tmp64" "$S" --key "$dir/k" --name tmp64 >/dev/null &&
+	stA delete "$S" tmp64 >/dev/null || return 1
+	VMRESET_STORE_GC_MEM=2k VMRESET_STORE_GC_TMP=$dir stB gc "$S" >"$dir/gc.out" 2>&1 ||
+		{ cat "$dir/gc.out"; return 1; }
+	cat "$dir/gc.out"
+	grep -q "block references over the memory bound" "$dir/gc.out" &&
+	grep -q "removed 64 blocks" "$dir/gc.out" || return 1
+	! ls -a "$dir" | grep -q gc-live || { echo "the live-block table was left"; return 1; }
+	stB gc "$S" | grep -q "removed 0 blocks" &&
+	stB verify "$S" --key "$dir/k" >/dev/null &&
+	stB load "$S" big "$dir/big.out" --key "$dir/k" >/dev/null && cmp "$dir/big" "$dir/big.out"
+}
+tap "gc with its live set past VMRESET_STORE_GC_MEM (a table on disk) removes exactly the garbage" gc_spilled
 
 lost_lock() {
 	# A save stopped past its lock's duration: gc runs meanwhile and frees

@@ -735,6 +735,76 @@ TEST_F_TIMEOUT(store, gc_with_concurrent_saves, 300)
 }
 
 /*
+ * gc used to hold every live block ID in one array (3.2 GB for 100 M
+ * blocks). Past VMRESET_STORE_GC_MEM the set goes to a temporary LMDB
+ * table: here 2 KiB (64 IDs) against 640 live references, shared blocks
+ * included, with saves running; the result must be exactly the in-memory
+ * one's, the table gone afterwards, and a table that cannot be made must
+ * stop gc before it removes anything.
+ */
+TEST_F_TIMEOUT(store, gc_live_set_spills_to_disk, 600)
+{
+	char *d = self->dir, f[256], line[1024];
+	pid_t pid;
+	int status;
+
+	for (int i = 0; i < 4; i++) {
+		snprintf(f, sizeof(f), "%s/f%d", d, i);
+		fill_random(f, 128 * 4096, 300 + i);
+	}
+	snprintf(f, sizeof(f), "%s/gone", d);
+	fill_random(f, 100 * 4096, 399);
+	ASSERT_EQ(0, st("save %s %s --key %s --name gone >/dev/null", f, self->s, self->k));
+	/* s4 shares every block with s0. */
+	ASSERT_EQ(0, st("save %s/f0 %s --key %s --name s4 >/dev/null", d, self->s, self->k));
+	ASSERT_EQ(0, st("delete %s gone >/dev/null", self->s));
+	ASSERT_EQ(1, sh("VMRESET_STORE_GC_MEM=2k VMRESET_STORE_GC_TMP=%s/none %s gc %s "
+			">/dev/null 2>%s/err", d, tool, self->s, d));
+	ASSERT_EQ(0, sh("grep -q \"the live-block table in '%s/none': create: \" %s/err && "
+			"grep -q 'gc: stopped, nothing removed' %s/err || "
+			"{ cat %s/err >&2; false; }", d, d, d, d));
+	ASSERT_EQ(228, blocks(self->s));
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		for (int r = 0; r < 2; r++)
+			for (int i = 0; i < 4; i++)
+				if (st("save %s/f%d %s --key %s --name s%d >/dev/null",
+				       d, i, self->s, self->k, i))
+					_exit(1);
+		_exit(0);
+	}
+	for (int i = 0; i < 6; i++)
+		ASSERT_EQ(0, sh("VMRESET_STORE_GC_MEM=2k %s gc %s >/dev/null 2>%s/err || "
+				"{ cat %s/err >&2; false; }", tool, self->s, d, d));
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_EQ(0, WEXITSTATUS(status));
+	ASSERT_EQ(0, sh("VMRESET_STORE_GC_MEM=2k %s gc %s >%s/out 2>%s/err", tool, self->s,
+			d, d));
+	ASSERT_EQ(0, sh("grep -q 'block references over the memory bound' %s/err && "
+			"grep -q 'kept 512 blocks' %s/out || { cat %s/out %s/err >&2; false; }",
+			d, d, d, d));
+	ASSERT_EQ(4 * 128, blocks(self->s));
+	ASSERT_EQ(0, sh("! ls -a %s | grep -q gc-live", self->s));
+	/* Exactly what the in-memory set removes: s1's blocks and s2's. */
+	ASSERT_EQ(0, st("delete %s s1 >/dev/null && %s delete %s s2 >/dev/null",
+			self->s, tool, self->s));
+	ASSERT_EQ(0, sh("VMRESET_STORE_GC_MEM=2k %s gc %s >%s/out", tool, self->s, d));
+	ASSERT_EQ(0, sh("grep -q 'removed 256 blocks' %s/out || { cat %s/out >&2; false; }",
+			d, d));
+	ASSERT_EQ(0, st_line(line, sizeof(line), "gc %s", self->s));
+	ASSERT_NONNULL(strstr(line, "removed 0 blocks")) TH_LOG("%s", line);
+	ASSERT_EQ(2 * 128, blocks(self->s));
+	ASSERT_EQ(0, st("verify %s --key %s >/dev/null", self->s, self->k));
+	for (int i = 0; i < 5; i++) {
+		if (i == 1 || i == 2)
+			continue;
+		ASSERT_EQ(0, st("load %s s%d %s/o --key %s >/dev/null", self->s, i, d, self->k));
+		ASSERT_EQ(0, sh("cmp %s/f%d %s/o", d, i == 4 ? 0 : i, d));
+	}
+}
+
+/*
  * An incremental manifest's unchanged blocks are listed only in its base:
  * with the base's file missing (moved away, restored later), gc used to
  * remove them and the dependent could never load again.

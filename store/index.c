@@ -493,8 +493,7 @@ static struct pack_info *find_pack(struct pack_info *p, size_t n, uint64_t id)
  * (fsynced), the index switched to it (one commit), then the old one
  * removed, so a crash at any point loses nothing.
  */
-int vmrs_index_gc(struct vmrs_store *s, uint8_t (*live)[VMRS_HASH_LEN], uint64_t nlive,
-		  struct vmrs_gc_stats *st)
+int vmrs_index_gc(struct vmrs_store *s, struct vmrs_live *live, struct vmrs_gc_stats *st)
 {
 	struct vmrs_index *x = s->idx;
 	struct pack_info *packs = NULL, *pi;
@@ -513,7 +512,7 @@ int vmrs_index_gc(struct vmrs_store *s, uint8_t (*live)[VMRS_HASH_LEN], uint64_t
 
 	if (s->rados) {
 		free(buf);
-		return vmrs_rados_gc(s, live, nlive, st);
+		return vmrs_rados_gc(s, live, st);
 	}
 	memset(st, 0, sizeof(*st));
 	snprintf(dir, sizeof(dir), "%s/packs", s->root);
@@ -559,11 +558,20 @@ int vmrs_index_gc(struct vmrs_store *s, uint8_t (*live)[VMRS_HASH_LEN], uint64_t
 	}
 	while (!(rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))) {
 		struct idx_val iv;
+		int lv;
 
 		if (k.mv_size != VMRS_HASH_LEN || v.mv_size != sizeof(iv))
 			continue;
 		memcpy(&iv, v.mv_data, sizeof(iv));
-		if (nlive && bsearch(k.mv_data, live, nlive, VMRS_HASH_LEN, vmr_cmp_id)) {
+		lv = vmrs_live_has(live, k.mv_data);
+		if (lv < 0) {
+			/* Not knowing what is live, remove nothing. */
+			mdb_cursor_close(cur);
+			mdb_txn_abort(t);
+			vmrs_err("gc: stopped, nothing removed");
+			goto out;
+		}
+		if (lv) {
 			pi = find_pack(packs, npacks, iv.pack);
 			if (pi)
 				pi->live += iv.len;

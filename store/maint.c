@@ -24,12 +24,29 @@ static int cmp_name(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/*
+ * Where gc's live-block table goes when the set outgrows its memory bound:
+ * a directory store's own directory (sized for the store), for RADOS
+ * $TMPDIR or /var/tmp; $VMRESET_STORE_GC_TMP overrides both.
+ */
+static const char *gc_tmpdir(const struct vmrs_store *s)
+{
+	const char *e = getenv("VMRESET_STORE_GC_TMP");
+
+	if (e && *e)
+		return e;
+	if (!s->rados)
+		return s->root;
+	e = getenv("TMPDIR");
+	return e && *e ? e : "/var/tmp";
+}
+
 int cmd_gc(const char *store, const struct vmrs_opts *o)
 {
-	uint8_t (*all)[VMRS_HASH_LEN] = NULL;
 	struct vmrs_store s = { .lock_fd = -1 };
+	struct vmrs_live *live = NULL;
 	struct vmrs_gc_stats st;
-	uint64_t nall = 0, j = 0;
+	uint64_t nrefs = 0;
 	char **names = NULL;
 	int ret = 1, n = -1;
 
@@ -41,12 +58,18 @@ int cmd_gc(const char *store, const struct vmrs_opts *o)
 	 */
 	if (vmrs_store_open(&s, store, true))
 		goto out;
+	live = vmrs_live_new(gc_tmpdir(&s), vmrs_live_bound());
+	if (!live) {
+		vmrs_err("gc: %s", strerror(ENOMEM));
+		goto out;
+	}
 	n = vmrs_manifest_names(&s, &names);
 	if (n < 0)
 		goto out;
 	for (int i = 0; i < n; i++) {
-		uint8_t (*ids)[VMRS_HASH_LEN], (*grown)[VMRS_HASH_LEN];
+		uint8_t (*ids)[VMRS_HASH_LEN];
 		struct vmrs_mhdr h;
+		int r;
 
 		/* An unreadable manifest must stop gc, or its blocks would go. */
 		if (vmrs_manifest_header(&s, names[i], &h, &ids, NULL)) {
@@ -66,23 +89,23 @@ int cmd_gc(const char *store, const struct vmrs_opts *o)
 			free(ids);
 			goto out;
 		}
-		grown = realloc(all, (nall + h.nrefs + 1) * VMRS_HASH_LEN);
-		if (!grown) {
-			free(ids);
+		r = vmrs_live_add(live, (const uint8_t (*)[VMRS_HASH_LEN])ids, h.nrefs);
+		nrefs += h.nrefs;
+		free(ids);
+		if (r) {
+			vmrs_err("gc: stopped, nothing removed");
 			goto out;
 		}
-		all = grown;
-		memcpy(all[nall], ids, h.nrefs * VMRS_HASH_LEN);
-		nall += h.nrefs;
-		free(ids);
 	}
-	if (nall)
-		qsort(all, nall, VMRS_HASH_LEN, vmr_cmp_id);
-	for (uint64_t i = 0; i < nall; i++)
-		if (!j || memcmp(all[i], all[j - 1], VMRS_HASH_LEN))
-			memcpy(all[j++], all[i], VMRS_HASH_LEN);
-	nall = j;
-	if (vmrs_index_gc(&s, all, nall, &st))
+	if (vmrs_live_seal(live)) {
+		vmrs_err("gc: stopped, nothing removed");
+		goto out;
+	}
+	if (vmrs_live_spilled(live))
+		fprintf(stderr, "gc '%s': %" PRIu64 " block references over the memory bound "
+			"(VMRESET_STORE_GC_MEM): live blocks kept in a table in '%s'\n", store,
+			nrefs, gc_tmpdir(&s));
+	if (vmrs_index_gc(&s, live, &st))
 		goto out;
 	st.tmps += vmrs_manifest_tmps_remove(&s);
 	printf("gc '%s': removed %" PRIu64 " blocks, %" PRIu64 " packs, rewrote %" PRIu64
@@ -93,7 +116,7 @@ int cmd_gc(const char *store, const struct vmrs_opts *o)
 out:
 	if (n > 0)
 		vmrs_names_free(names, n);
-	free(all);
+	vmrs_live_free(live);
 	vmrs_store_close(&s);
 	return ret;
 }

@@ -1457,8 +1457,7 @@ struct pack_live {
 
 struct gc_acc {
 	struct vmrs_rados *r;
-	uint8_t (*live)[VMRS_HASH_LEN];
-	uint64_t nlive;
+	struct vmrs_live *live;
 	struct pack_live *pl;
 	size_t npl, cap, merged;
 	char (*rm)[2 * VMRS_HASH_LEN + 1];
@@ -1475,6 +1474,7 @@ static int gc_entry(void *arg, const char *k, size_t kl, const char *v, size_t v
 	char kz[2 * VMRS_HASH_LEN + 1];
 	uint8_t id[VMRS_HASH_LEN];
 	struct vmrs_loc loc;
+	int lv;
 
 	if (kl != 2 * VMRS_HASH_LEN)
 		return 0;
@@ -1482,8 +1482,10 @@ static int gc_entry(void *arg, const char *k, size_t kl, const char *v, size_t v
 	kz[kl] = 0;
 	if (vmrs_unhex(kz, id, VMRS_HASH_LEN))
 		return 0;
-	if (a->nlive && bsearch(id, a->live, a->nlive, VMRS_HASH_LEN, vmr_cmp_id) &&
-	    !parse_val(v, vl, &loc)) {
+	lv = vmrs_live_has(a->live, id);
+	if (lv < 0)
+		return -EIO;	/* not knowing what is live, remove nothing more */
+	if (lv && !parse_val(v, vl, &loc)) {
 		if (a->npl == a->cap) {
 			size_t cap = a->cap ? 2 * a->cap : 1024;
 			struct pack_live *g = realloc(a->pl, cap * sizeof(*g));
@@ -1743,11 +1745,10 @@ out:
  * name points to (of killed saves), and rewrites the packs under half
  * live (below).
  */
-int vmrs_rados_gc(struct vmrs_store *s, uint8_t (*live)[VMRS_HASH_LEN], uint64_t nlive,
-		  struct vmrs_gc_stats *st)
+int vmrs_rados_gc(struct vmrs_store *s, struct vmrs_live *live, struct vmrs_gc_stats *st)
 {
 	struct vmrs_rados *r = s->rados;
-	struct gc_acc a = { .r = r, .live = live, .nlive = nlive, .st = st };
+	struct gc_acc a = { .r = r, .live = live, .st = st };
 	struct dir_acc d = { 0 };
 	struct rw_pack *rw = NULL;
 	size_t nrw = 0;

@@ -183,8 +183,21 @@ struct vmrs_gc_stats {
 	uint64_t blocks_removed, blocks_kept, packs_removed, packs_rewritten;
 	uint64_t bytes_freed, tmps;
 };
-int vmrs_index_gc(struct vmrs_store *s, uint8_t (*live)[VMRS_HASH_LEN], uint64_t nlive,
-		  struct vmrs_gc_stats *st);
+/* live.c: gc's set of live block IDs, memory bounded (spills to a file). */
+struct vmrs_live;
+uint64_t vmrs_live_bound(void);
+struct vmrs_live *vmrs_live_new(const char *tmpdir, uint64_t bound);
+int vmrs_live_add(struct vmrs_live *l, const uint8_t (*ids)[VMRS_HASH_LEN], uint64_t n);
+/* After the last add; then only lookups. */
+int vmrs_live_seal(struct vmrs_live *l);
+/* 1 live, 0 not, -1 failed (reported: gc must then remove nothing). */
+int vmrs_live_has(struct vmrs_live *l, const uint8_t id[VMRS_HASH_LEN]);
+bool vmrs_live_spilled(const struct vmrs_live *l);
+/* The spilled table's file size (0 while in memory). */
+uint64_t vmrs_live_table_bytes(const struct vmrs_live *l);
+void vmrs_live_free(struct vmrs_live *l);
+
+int vmrs_index_gc(struct vmrs_store *s, struct vmrs_live *live, struct vmrs_gc_stats *st);
 /* Sum of the stored lengths of @ids (missing ones count 0). */
 uint64_t vmrs_index_bytes(struct vmrs_store *s, uint8_t (*ids)[VMRS_HASH_LEN], uint64_t n);
 /* Names of the manifests, sorted; returns the count or -1. */
@@ -239,8 +252,7 @@ int vmrs_rados_block_read(struct vmrs_store *s, void *rtxn, const struct vmrs_lo
 			  uint8_t *buf, bool fresh);
 int vmrs_rados_block_prefetch(struct vmrs_store *s, void *rtxn, const struct vmrs_loc *locs,
 			      size_t n);
-int vmrs_rados_gc(struct vmrs_store *s, uint8_t (*live)[VMRS_HASH_LEN], uint64_t nlive,
-		  struct vmrs_gc_stats *st);
+int vmrs_rados_gc(struct vmrs_store *s, struct vmrs_live *live, struct vmrs_gc_stats *st);
 
 /* cache.c */
 struct vmrs_cache *vmrs_cache_open(const char *dir, uint64_t max);
