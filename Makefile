@@ -93,13 +93,14 @@ BENCH_KVER ?= $(if $(KVER),$(KVER),6.12)
 bench:
 	scripts/bench.sh -k $(BENCH_KVER) $(BENCH_FLAGS) -- $(BENCH_ARGS)
 
-install: module helper bpf
+install: module helper bpf qemu
 	install -D -m 644 $(MODDIR)/vmreset.ko $(DESTDIR)/lib/modules/$(KREL)/updates/vmreset.ko
 	install -D -m 644 include/uapi/linux/vmreset.h $(DESTDIR)$(PREFIX)/include/linux/vmreset.h
 	$(MAKE) -C helper install PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
 	$(MAKE) -C bpf install PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
 	$(if $(wildcard store/Makefile),$(MAKE) -C store install PREFIX=$(PREFIX) DESTDIR=$(DESTDIR))
 	$(MAKE) -C vmm install PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
+	$(MAKE) -C qemu install PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
 	$(if $(DESTDIR),,depmod -a $(KREL))
 
 uninstall:
@@ -109,6 +110,7 @@ uninstall:
 	$(MAKE) -C bpf uninstall PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
 	$(if $(wildcard store/Makefile),$(MAKE) -C store uninstall PREFIX=$(PREFIX) DESTDIR=$(DESTDIR))
 	$(MAKE) -C vmm uninstall PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
+	$(MAKE) -C qemu uninstall PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
 	$(if $(DESTDIR),,depmod -a $(KREL))
 
 DKMS_SRC := /usr/src/vmreset-$(VERSION)

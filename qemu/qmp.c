@@ -213,6 +213,56 @@ json_object *qmp_wait_event(struct qmp *q, const char *name, const char *key,
 	}
 }
 
+/*
+ * Reads what QMP has sent without waiting, remembering its events; 0, or
+ * -ECONNRESET once QEMU closed the socket (stop polling it then).
+ */
+int qmp_pump(struct qmp *q)
+{
+	for (;;) {
+		struct pollfd p = { .fd = q->fd, .events = POLLIN };
+		json_object *o;
+		ssize_t n;
+
+		if (poll(&p, 1, 0) <= 0)
+			break;
+		if (q->len == sizeof(q->buf) - 1)
+			return -EMSGSIZE;
+		n = read(q->fd, q->buf + q->len, sizeof(q->buf) - 1 - q->len);
+		if (n == 0)
+			return -ECONNRESET;
+		if (n < 0)
+			return errno == EINTR || errno == EAGAIN ? 0 : -errno;
+		q->len += n;
+		/* Whole lines only: a partial one waits for the rest. */
+		while (memchr(q->buf, '\n', q->len)) {
+			o = qmp_read(q, 0);
+			if (!o)
+				break;
+			if (json_object_object_get_ex(o, "event", NULL))
+				keep_event(q, o);
+			else
+				json_object_put(o);
+		}
+	}
+	return 0;
+}
+
+/* Takes the first remembered event named @name (put it), or NULL. */
+json_object *qmp_take_event(struct qmp *q, const char *name)
+{
+	for (int i = 0; i < q->nev; i++) {
+		json_object *e, *ev = q->ev[i];
+
+		if (json_object_object_get_ex(ev, "event", &e) &&
+		    !strcmp(json_object_get_string(e), name)) {
+			memmove(q->ev + i, q->ev + i + 1, (--q->nev - i) * sizeof(q->ev[0]));
+			return ev;
+		}
+	}
+	return NULL;
+}
+
 /* Forgets remembered events named @name (all with NULL). */
 void qmp_drop_events(struct qmp *q, const char *name)
 {

@@ -25,6 +25,8 @@ int qmp_simple(struct qmp *q, const char *json, json_object **ret, int timeout_m
 json_object *qmp_wait_event(struct qmp *q, const char *name, const char *key,
 			    const char *val, int timeout_ms);
 void qmp_drop_events(struct qmp *q, const char *name);
+int qmp_pump(struct qmp *q);
+json_object *qmp_take_event(struct qmp *q, const char *name);
 int qmp_job_wait(struct qmp *q, const char *id, int timeout_ms);
 
 #endif

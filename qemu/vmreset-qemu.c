@@ -48,10 +48,15 @@ enum reset_mode {
 
 static const char *mode_names[] = { "vmreset", "incoming", "loadvm", "cold", "none" };
 
+/* Hot pages of the RAM file (docs/design.md): REVERT copies them back in place. */
+enum hot_mode { HOT_LEARN, HOT_OFF, HOT_MOUNT };
+static const char *hot_names[] = { "learn", "off", "mount" };
+
 struct opts {
 	const char *qemu, *kernel, *initrd, *dir, *disk, *append, *console, *accel;
 	uint64_t mem, keep;
 	enum reset_mode mode;
+	enum hot_mode hot;
 	int boot_timeout_ms, json, verbose, compare;
 };
 
@@ -72,6 +77,8 @@ static struct {
 	uint64_t seq;
 	double boot_ms, ready_ms;
 	int replaced;			/* --compare: the ready QEMU is gone */
+	int watch_reset;		/* a request runs: a guest reset is its crash */
+	char crash[128];		/* why, when it crashed */
 	char err[1024];
 } g = { .ram_fd = -1, .disk_fd = -1, .listen_fd = -1, .agent_fd = -1 };
 
@@ -170,15 +177,39 @@ static int io_full(int fd, void *buf, size_t len, int writing, double deadline)
 	size_t off = 0;
 
 	while (off < len) {
-		struct pollfd p = { .fd = fd, .events = writing ? POLLOUT : POLLIN };
+		struct pollfd p[2] = {
+			{ .fd = fd, .events = writing ? POLLOUT : POLLIN },
+			{ .fd = g.watch_reset && g.q ? g.q->fd : -1, .events = POLLIN },
+		};
 		double left = deadline - now_ms();
 		ssize_t n;
 
 		if (left <= 0)
 			return -ETIMEDOUT;
-		n = poll(&p, 1, left > 1000 ? 1000 : (int)left + 1);
+		n = poll(p, 2, left > 1000 ? 1000 : (int)left + 1);
 		if (n < 0 && errno != EINTR)
 			return -errno;
+		if (n > 0 && p[1].revents) {
+			/*
+			 * A guest that panics (panic=-1) or triple-faults resets
+			 * the machine: QEMU says RESET and boots it again.
+			 */
+			json_object *ev, *d, *r;
+
+			if (qmp_pump(g.q))
+				g.watch_reset = 0;	/* QEMU is going: waitpid tells */
+			ev = qmp_take_event(g.q, "RESET");
+			if (ev) {
+				snprintf(g.crash, sizeof(g.crash), "the guest reset the machine (%s)",
+					 json_object_object_get_ex(ev, "data", &d) &&
+					 json_object_object_get_ex(d, "reason", &r) ?
+					 json_object_get_string(r) : "?");
+				json_object_put(ev);
+				return -ECANCELED;
+			}
+			if (!(p[0].revents))
+				continue;
+		}
 		if (n <= 0) {
 			if (g.qemu > 0 && waitpid(g.qemu, NULL, WNOHANG) == g.qemu) {
 				g.qemu = 0;
@@ -246,6 +277,17 @@ static int make_files(void)
 			    g.ram_fd == -ENOTTY ? " (is --dir on vmresetfs?)" : "");
 	/* Nothing is left behind however we end: QEMU opens /proc/self/fd/N. */
 	unlink(path);
+	if (o.hot != HOT_MOUNT) {
+		struct vmreset_hot_config c = {
+			.flags = VMRESET_HOT_CFG_MODE,
+			.mode = o.hot == HOT_LEARN ? VMRESET_HOT_LEARN : VMRESET_HOT_OFF,
+		};
+		int e = vmreset_hot_config(g.ram_fd, &c);
+
+		if (e)
+			return fail("hot pages of guest RAM (HOT_CONFIG): %s%s", strerror(-e),
+				    e == -ENOTTY ? " (a vmreset module without hot pages)" : "");
+	}
 	if (!o.disk)
 		return 0;
 	src = open(o.disk, O_RDONLY | O_CLOEXEC);
@@ -386,7 +428,10 @@ static int start_qemu(int incoming)
 	argv[argc++] = "-no-user-config";
 	argv[argc++] = "-display";
 	argv[argc++] = "none";
-	argv[argc++] = "-no-reboot";
+	/*
+	 * No -no-reboot: a guest that panics or triple-faults resets the
+	 * machine (a RESET event), and the driver resets it to the snapshot.
+	 */
 	argv[argc++] = "-machine";
 	snprintf(machine, sizeof(machine),
 		 "microvm,accel=%s,pit=off,rtc=off,isa-serial=on,memory-backend=ram", o.accel);
@@ -620,8 +665,11 @@ static int save_state(void)
 	return migrate_to_file();
 }
 
-/* Finds QEMU's KVM VM fd, attaches it (pidfd_getfd), applies the guest's hypercalls. */
-static int attach_and_drain(void)
+/*
+ * Finds QEMU's KVM VM fd, attaches it (pidfd_getfd) and, at the ready
+ * snapshot (@drain), applies the guest's hypercalls.
+ */
+static int attach_vm(int drain)
 {
 	char dir[64], path[320], link[64];
 	struct vmreset_hc_result res = { 0 };
@@ -669,7 +717,7 @@ static int attach_and_drain(void)
 	close(vmfd);
 	if (e)
 		return fail("VM attach: %s: %s", strerror(-e), vmreset_nl_errmsg(g.nl));
-	if (!o.keep)
+	if (!o.keep || !drain)
 		return 0;
 	e = vmreset_hc_drain(g.nl, g.vm_id, qfd, &res);
 	if (e < 0)
@@ -691,12 +739,12 @@ static int take_ready(void)
 		return -1;
 	if (o.mode == RESET_COLD) {
 		/* The files were snapshotted empty; nothing of the boot is kept. */
-		if (attach_and_drain())
+		if (attach_vm(1))
 			return -1;
 		g.ready_ms = now_ms() - t0;
 		return 0;
 	}
-	if (attach_and_drain())
+	if (attach_vm(1))
 		return -1;
 	if (save_state())
 		return -1;
@@ -708,7 +756,7 @@ static int take_ready(void)
 
 struct timing {
 	double stop_ms, revert_ms, load_ms, total_ms;
-	uint64_t ram_pages, disk_pages, kept_pages;
+	uint64_t ram_pages, disk_pages, kept_pages, hot_pages;
 };
 
 static int restore_incoming(void)
@@ -728,7 +776,8 @@ static int restore_incoming(void)
 	if (!ev)
 		return fail("loading the device state: %s", g.q->err);
 	json_object_put(ev);
-	return 0;
+	/* A new KVM VM: attached like the first (the preserved ranges are the files'). */
+	return attach_vm(0);
 }
 
 /* After a request: back to the ready snapshot (the VM stays stopped). */
@@ -785,6 +834,15 @@ static int reset(struct timing *t)
 		break;
 	}
 	drain_port();
+	/* Any reset of the rebooting guest before the stop is not the next request's. */
+	if (g.q)
+		qmp_drop_events(g.q, "RESET");
+	{
+		struct vmreset_hot_config c = { 0 };
+
+		if (!vmreset_hot_config(g.ram_fd, &c))
+			t->hot_pages = c.hot_pages;
+	}
 	t->stop_ms = t1 - t0;
 	t->revert_ms = t2 - t1;
 	t->load_ms = now_ms() - t2;
@@ -795,6 +853,7 @@ static int reset(struct timing *t)
 struct response {
 	int ok;			/* a response came */
 	int timed_out;
+	int crashed;		/* the guest reset the machine: g.crash says how */
 	struct vmr_frame_resp r;
 	char *out, *err;	/* into payload */
 	char *payload;
@@ -840,8 +899,10 @@ static int request(char **argv, int argc, const char *in, size_t in_len, int tim
 	free(buf);
 	if (e)
 		return fail("sending the request: %s", io_err(e));
+	qmp_drop_events(g.q, "RESET");
 	if (qmp_do("cont", NULL))
 		return -1;
+	g.watch_reset = 1;
 	for (;;) {
 		struct vmr_frame rf;
 
@@ -850,8 +911,14 @@ static int request(char **argv, int argc, const char *in, size_t in_len, int tim
 			res->timed_out = 1;
 			break;
 		}
-		if (e)
+		if (e == -ECANCELED) {
+			res->crashed = 1;
+			break;
+		}
+		if (e) {
+			g.watch_reset = 0;
 			return fail("reading the response: %s", io_err(e));
+		}
 		if (rf.type == VMR_FRAME_RESPONSE && rf.seq == f.seq &&
 		    rf.len >= sizeof(res->r)) {
 			memcpy(&res->r, res->payload, sizeof(res->r));
@@ -866,6 +933,7 @@ static int request(char **argv, int argc, const char *in, size_t in_len, int tim
 		free(res->payload);
 		res->payload = NULL;
 	}
+	g.watch_reset = 0;
 	res->run_ms = now_ms() - t0;
 	return 0;
 }
@@ -883,7 +951,9 @@ static json_object *response_json(const struct response *r, const struct timing 
 
 	json_object_object_add(j, "seq", json_object_new_int64(seq));
 	json_object_object_add(j, "outcome", json_object_new_string(r->ok ? "ok" :
-				r->timed_out ? "timeout" : "error"));
+				r->timed_out ? "timeout" : r->crashed ? "crash" : "error"));
+	if (r->crashed)
+		json_object_object_add(j, "why", json_object_new_string(g.crash));
 	if (r->ok) {
 		int st = r->r.wait_status;
 
@@ -905,6 +975,7 @@ static json_object *response_json(const struct response *r, const struct timing 
 	json_object_object_add(j, "reverted_pages", json_object_new_int64(t->ram_pages));
 	json_object_object_add(j, "disk_reverted_pages", json_object_new_int64(t->disk_pages));
 	json_object_object_add(j, "kept_pages", json_object_new_int64(t->kept_pages));
+	json_object_object_add(j, "hot_pages", json_object_new_int64(t->hot_pages));
 	return j;
 }
 
@@ -933,6 +1004,7 @@ static json_object *info_json(void)
 		json_object_object_add(j, "keep_len", json_object_new_int64(o.keep));
 	}
 	json_object_object_add(j, "reset", json_object_new_string(mode_names[o.mode]));
+	json_object_object_add(j, "hot", json_object_new_string(hot_names[o.hot]));
 	json_object_object_add(j, "boot_ms", json_object_new_double(g.boot_ms));
 	json_object_object_add(j, "ready_ms", json_object_new_double(g.ready_ms));
 	return j;
@@ -988,6 +1060,27 @@ static int serve_line(const char *line)
 		} else {
 			o.mode = i;
 			json_object_object_add(out, "reset", json_object_new_string(mode_names[i]));
+		}
+	} else if (!strcmp(op, "hot")) {
+		/* Hot pages learned or off from now on (a benchmark compares them). */
+		const char *m = json_object_object_get_ex(j, "mode", &v) ? json_object_get_string(v) : "";
+		struct vmreset_hot_config c = { .flags = VMRESET_HOT_CFG_MODE };
+		int e;
+
+		out = json_object_new_object();
+		if (strcmp(m, "learn") && strcmp(m, "off")) {
+			json_object_object_add(out, "error", json_object_new_string(
+				"hot: \"mode\" is learn or off"));
+		} else {
+			c.mode = !strcmp(m, "learn") ? VMRESET_HOT_LEARN : VMRESET_HOT_OFF;
+			e = vmreset_hot_config(g.ram_fd, &c);
+			if (e) {
+				json_object_object_add(out, "error", json_object_new_string(strerror(-e)));
+			} else {
+				o.hot = c.mode == VMRESET_HOT_LEARN ? HOT_LEARN : HOT_OFF;
+				json_object_object_add(out, "hot", json_object_new_string(m));
+				json_object_object_add(out, "hot_pages", json_object_new_int64(c.hot_pages));
+			}
 		}
 	} else if (!strcmp(op, "qmp")) {
 		json_object *cmd = NULL, *args = NULL, *rv;
@@ -1066,7 +1159,10 @@ static void usage(FILE *f)
 "  serve                JSON requests on stdin, one a line, responses on stdout:\n"
 "                       {\"argv\": [...], \"stdin\": \"...\", \"timeout_ms\": N,\n"
 "                        \"reset\": true}, {\"op\": \"reset\"}, {\"op\": \"info\"},\n"
-"                       {\"op\": \"qmp\", \"execute\": CMD, \"arguments\": {...}}\n"
+"                       {\"op\": \"qmp\", \"execute\": CMD, \"arguments\": {...}},\n"
+"                       {\"op\": \"hot\", \"mode\": \"learn\"|\"off\"}\n"
+"                       outcome: ok, timeout, crash (the guest panicked or\n"
+"                       triple-faulted; the VM is reset), error\n"
 "\n"
 "Options:\n"
 "  -q, --qemu PATH      QEMU binary (default qemu-system-x86_64)\n"
@@ -1083,6 +1179,11 @@ static void usage(FILE *f)
 "                       with -incoming; loadvm: QEMU's savevm/loadvm of all\n"
 "                       state, RAM included (a baseline); cold: a new boot per\n"
 "                       request (a baseline); none\n"
+"      --hot MODE       hot pages of guest RAM: learn (default: pages that\n"
+"                       every request dirties are copied back in place at\n"
+"                       REVERT and stay mapped, so the next request does not\n"
+"                       refault them), off, or mount (the mount's hot=); an\n"
+"                       explicit set: vmresetctl hot add on info's \"ram\"\n"
 "      --append ARGS    more guest kernel command line\n"
 "      --console FILE   the guest's serial console to FILE\n"
 "      --boot-timeout MS  (default 600000)\n"
@@ -1117,7 +1218,7 @@ int main(int argc, char **argv)
 		{ "mem", 1, 0, 'm' }, { "dir", 1, 0, 'd' }, { "disk", 1, 0, 'D' },
 		{ "keep", 1, 0, 'K' }, { "reset", 1, 0, 'R' }, { "append", 1, 0, 'a' },
 		{ "console", 1, 0, 'c' }, { "boot-timeout", 1, 0, 'T' },
-		{ "accel", 1, 0, 'A' }, { "compare", 0, 0, 'C' }, { "verbose", 0, 0, 'v' }, { "help", 0, 0, 'h' }, { 0 }
+		{ "accel", 1, 0, 'A' }, { "compare", 0, 0, 'C' }, { "hot", 1, 0, 'H' }, { "verbose", 0, 0, 'v' }, { "help", 0, 0, 'h' }, { 0 }
 	};
 	static char kernel[300];
 	const char *cmd;
@@ -1139,6 +1240,17 @@ int main(int argc, char **argv)
 		case 'v': o.verbose = 1; break;
 		case 'A': o.accel = optarg; break;
 		case 'C': o.compare = 1; break;
+		case 'H': {
+			size_t i;
+
+			for (i = 0; i < sizeof(hot_names) / sizeof(hot_names[0]); i++)
+				if (!strcmp(optarg, hot_names[i]))
+					break;
+			if (i == sizeof(hot_names) / sizeof(hot_names[0]))
+				die("--hot: unknown mode '%s' (learn, off, mount)", optarg);
+			o.hot = i;
+			break;
+		}
 		case 'R': {
 			size_t i;
 
@@ -1216,6 +1328,8 @@ int main(int argc, char **argv)
 			ret = WIFEXITED(r.r.wait_status) ? WEXITSTATUS(r.r.wait_status) :
 			      128 + WTERMSIG(r.r.wait_status);
 		} else {
+			fprintf(stderr, "vmreset-qemu: %s\n", r.crashed ? g.crash :
+				r.timed_out ? "the request timed out" : "no response");
 			ret = 1;
 		}
 		free(r.payload);

@@ -3,7 +3,8 @@
 # Debian's unmodified QEMU (microvm, nested KVM) on vmresetfs, driven by
 # vmreset-qemu: one boot to the ready snapshot, then requests, each reset
 # by REVERT of RAM and disk plus QEMU's own load of the device state
-# (docs/qemu.md). Also the preserve hypercall of the guest agent under
+# (docs/qemu.md), with hot pages learned (the default); guest crashes;
+# then the same VM reset by a new QEMU with -incoming. Also the preserve hypercall of the guest agent under
 # vmreset-vmm (what store's bpf tests use).
 #
 #   qemu_test.sh [-t CASE]
@@ -92,6 +93,14 @@ field() { echo "$INFO" | jq -r ".$1"; }
 # The RAM or disk file of the driver, by its /proc path.
 page() { dd if="$1" bs=4096 skip=$(($2 / 4096)) count=1 2>/dev/null | od -An -tx1 | md5sum; }
 
+# in_ranges OFFSET RANGES: OFFSET lies in one of vmresetctl's "A-B (N pages)" lines.
+in_ranges() {
+	echo "$2" | while read -r r _; do
+		[ -n "$r" ] || continue
+		[ $(($1)) -ge $((${r%-*})) ] && [ $(($1)) -lt $((${r#*-})) ] && echo yes && break
+	done | grep -q yes
+}
+
 want() { case "$only" in "" | "$1") return 0 ;; esac; return 1; }
 
 t_boots_and_serves() {
@@ -176,6 +185,11 @@ t_device_writes_reverted() {
 	used=$(echo "$R" | jq -r '.return["vring-used"]')
 	vdesc=$(echo "$R" | jq -r '.return["vring-desc"]')
 	[ -n "$used" ] && [ "$used" != null ] && [ "$used" -gt 0 ] || return 1
+	# Written by QEMU in every request: hot by now, so its reset is a copy
+	# in place that only whole-page content can check.
+	hot=$(vmresetctl hot list "$ram")
+	echo "hot pages: $(echo "$hot" | wc -l) runs; used ring page $((used & ~4095))"
+	in_ranges "$used" "$hot" || { echo "the used ring page is not hot:"; echo "$hot"; return 1; }
 	u0=$(page "$ram" "$used") d0=$(page "$ram" "$vdesc")
 	cp "$disk" "$W/disk.ready"
 	sh_req 'echo data > /disk/file; sync; echo ok' '{reset: false}' || return 1
@@ -196,6 +210,48 @@ t_many_requests() {
 0" ] || { echo "request $i: $OUT"; return 1; }
 	done
 	echo "$R"
+	echo "$R" | jq -e '.hot_pages > 0' > /dev/null || { echo "no hot pages learned"; return 1; }
+}
+
+# A request that panics the guest kernel or triple-faults it: outcome
+# "crash" (QEMU's RESET event), and the next request runs in the snapshot's VM.
+t_guest_crash_then_clean() {
+	for how in panic triple; do
+		case $how in
+		panic) c='echo c > /proc/sysrq-trigger; sleep 100' ;;
+		triple) c='vmreset-guest triple' ;;
+		esac
+		req "$(jq -cn --arg c "touch /tmp/mark /disk/mark; sync; $c" \
+			'{argv: ["sh", "-c", $c], timeout_ms: 200000}')" || return 1
+		echo "$how: $(echo "$R" | jq -c '{outcome, why, reset_ms, reverted_pages, disk_reverted_pages}')"
+		echo "$R" | jq -e '.outcome == "crash" and (.why | test("guest-reset"))' > /dev/null ||
+			return 1
+		sh_req 'ls /tmp | wc -l; test ! -e /disk/mark && echo alive' || return 1
+		[ "$OUT" = "0
+alive" ] || { echo "after the $how: $OUT"; return 1; }
+	done
+}
+
+# The same snapshot, reset by a new QEMU with -incoming (the state that
+# --compare saved at the ready snapshot): two such resets, each exact.
+t_incoming_reset() {
+	req '{"op":"mode","reset":"incoming"}' || return 1
+	echo "$R" | jq -e '.reset == "incoming"' > /dev/null || { echo "$R"; return 1; }
+	info || return 1
+	pid0=$(field qemu_pid)
+	sh_req 'echo x > /tmp/inc; echo x > /disk/inc; sync; echo wrote' || return 1
+	echo "$(echo "$R" | jq -c '{reset, reset_ms, phases, reverted_pages, disk_reverted_pages}')"
+	echo "$R" | jq -e '.reset == "incoming" and .reverted_pages > 0 and .disk_reverted_pages > 0' \
+		> /dev/null || return 1
+	info || return 1
+	pid1=$(field qemu_pid) vm=$(field vm_id)
+	[ "$pid1" != "$pid0" ] || { echo "still QEMU $pid0"; return 1; }
+	vmresetctl vm list | grep -q "^vm $vm:" || { echo "new QEMU's VM $vm not attached"; return 1; }
+	for i in 1 2; do
+		sh_req 'ls /tmp | wc -l; test ! -e /disk/inc && cat /disk/hello' || return 1
+		[ "$OUT" = "0
+hello from the disk" ] || { echo "request $i after an incoming reset: $OUT"; return 1; }
+	done
 }
 
 # QEMU killed during a request: the driver says so and cleans up; the VM
@@ -234,8 +290,8 @@ t_hc_preserve_under_vmreset_vmm() {
 }
 
 cases="boots_and_serves exit_status_and_stdin no_files_or_secret_from_last_request
-	preserved_range_survives device_writes_reverted many_requests killed_mid_request
-	hc_preserve_under_vmreset_vmm"
+	preserved_range_survives device_writes_reverted many_requests guest_crash_then_clean
+	incoming_reset killed_mid_request hc_preserve_under_vmreset_vmm"
 total=0
 for c in $cases; do want "$c" && total=$((total + 1)); done
 echo "1..$total"
@@ -247,7 +303,8 @@ for c in $cases; do
 done
 if [ "$need_qemu" = 1 ]; then
 	t0=$(date +%s)
-	if start_driver --disk $DISK --keep 64K; then
+	# --compare: the ready state for incoming_reset too, from the same boot.
+	if start_driver --disk $DISK --keep 64K --compare; then
 		echo "# ready: $(head -n 1 "$W/out") ($(( $(date +%s) - t0 )) s)"
 	else
 		echo "# the driver did not get ready:"
