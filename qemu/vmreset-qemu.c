@@ -1038,6 +1038,8 @@ static int serve_line(const char *line)
 			ret = -1;
 		out = response_json(&r, &t, g.seq);
 		json_object_object_del(out, "outcome");
+		if (ret)
+			json_object_object_add(out, "error", json_object_new_string(g.err));
 	} else if (!strcmp(op, "mode")) {
 		/*
 		 * --compare: reset with another way from now on. vmreset and loadvm

@@ -3,10 +3,14 @@
 # vmreset-qemu's reset, side by side with QEMU's own ways, on one QEMU and
 # one boot (docs/qemu.md, "Measurements"): vmreset-qemu --compare saves
 # the ready state every way, and each mode serves N requests per handler,
-# each followed by its reset. A cold reset is a boot: its cost is the
-# boot's own (boot_ms + ready_ms of the same run), not repeated.
+# each followed by its reset, after W warm-up requests (not counted: hot
+# pages are learned over the first reverts, loadvm's first load copies
+# RAM before writing). Modes: vmreset (hot pages learned, the default),
+# vmreset_hotoff (none: every reverted page refaults), loadvm, incoming.
+# A cold reset is a boot: its cost is the boot's own (boot_ms + ready_ms
+# of the same run), not repeated.
 #
-#   qemu_bench.sh [-n N] [-m MODES] [-H HANDLERS]    (lists: a+b, as the
+#   qemu_bench.sh [-n N] [-w W] [-m MODES] [-H HANDLERS]    (lists: a+b, as the
 #   test VM's command line splits arguments at spaces and commas)
 #
 # The numbers are "# bench ..." lines that docs/qemu.md quotes; a mode
@@ -15,10 +19,11 @@
 
 # incoming (a new QEMU per request) does not fit the test VM's 15 minutes
 # per test after the other two under load: -m incoming on its own.
-N=10 MODES="vmreset loadvm" HANDLERS="echo tmpfs8m fork10 diskfile"
-while getopts n:m:H: opt; do
+N=10 WARM=2 MODES="vmreset vmreset_hotoff loadvm" HANDLERS="echo tmpfs8m fork10 diskfile"
+while getopts n:w:m:H: opt; do
 	case $opt in
 	n) N=$OPTARG ;;
+	w) WARM=$OPTARG ;;
 	m) MODES=$(echo "$OPTARG" | tr + ' ') ;;
 	H) HANDLERS=$(echo "$OPTARG" | tr + ' ') ;;
 	*) exit 2 ;;
@@ -65,21 +70,24 @@ send() {
 }
 
 bench_mode() {
-	mode=$1
+	mode=$1 hot=learn
+	[ "$mode" = vmreset_hotoff ] && mode=vmreset hot=off
 	send "{\"op\":\"mode\",\"reset\":\"$mode\"}" || return 1
+	echo "$R" | jq -e '.error | not' > /dev/null || { echo "$R"; return 1; }
+	send "{\"op\":\"hot\",\"mode\":\"$hot\"}" || return 1
 	echo "$R" | jq -e '.error | not' > /dev/null || { echo "$R"; return 1; }
 	for h in $HANDLERS; do
 		rm -f "$W/$h.json"
 		k=0
-		while [ $k -lt "$N" ]; do
+		while [ $k -lt $((N + WARM)) ]; do
 			send "$(handler "$h")" || return 1
 			echo "$R" | jq -e '.outcome == "ok" and .exit == 0' > /dev/null ||
-				{ echo "$mode $h: $R"; return 1; }
-			echo "$R" >> "$W/$h.json"
+				{ echo "$1 $h: $R"; return 1; }
+			[ $k -ge "$WARM" ] && echo "$R" >> "$W/$h.json"
 			k=$((k + 1))
 		done
 		f=$W/$h.json
-		echo "# bench $mode $h n=$N" \
+		echo "# bench $1 $h n=$N warm=$WARM" \
 			"reset_p50_ms=$(jq .reset_ms "$f" | p50)" \
 			"stop_p50_ms=$(jq .phases.stop_ms "$f" | p50)" \
 			"revert_p50_ms=$(jq .phases.revert_ms "$f" | p50)" \
@@ -87,6 +95,8 @@ bench_mode() {
 			"run_p50_ms=$(jq .run_ms "$f" | p50)" \
 			"pages_p50=$(jq .reverted_pages "$f" | p50)" \
 			"disk_pages_p50=$(jq .disk_reverted_pages "$f" | p50)" \
+			"hot_pages_p50=$(jq .hot_pages "$f" | p50)" \
+			"guest_run_p50_ms=$(jq .guest_run_ms "$f" | p50)" \
 			"req_per_s=$(jq '.run_ms + .reset_ms' "$f" | awk '{ t += $1 } END { printf "%.3f", NR / (t / 1000) }')" \
 			>> "$W/report"
 	done

@@ -27,6 +27,8 @@ cleanup() {
 	rm -rf "$W"
 }
 trap cleanup EXIT
+# A driver that died must fail a case, not kill the script on its FIFO.
+trap '' PIPE
 
 # A missing part is a failure here, not a skip: the test VM must have them.
 for t in qemu-system-x86_64 vmreset-qemu vmreset-vmm vmreset-hc vmresetctl jq; do
@@ -77,6 +79,13 @@ req() {
 		return 1
 	fi
 	R=$(tail -n 1 "$W/out")
+	# The driver ends after a reset it could not do: say why.
+	if echo "$R" | jq -e 'has("error")' > /dev/null; then
+		echo "error: $R; driver stderr:"
+		cat "$W/err"
+		tail -20 "$W/console.log"
+		return 1
+	fi
 }
 # sh_req CMD [EXTRA_JSON]: runs sh -c CMD; $OUT its stdout.
 sh_req() {
@@ -93,11 +102,11 @@ field() { echo "$INFO" | jq -r ".$1"; }
 # The RAM or disk file of the driver, by its /proc path.
 page() { dd if="$1" bs=4096 skip=$(($2 / 4096)) count=1 2>/dev/null | od -An -tx1 | md5sum; }
 
-# in_ranges OFFSET RANGES: OFFSET lies in one of vmresetctl's "A-B (N pages)" lines.
+# in_ranges OFFSET RANGES: OFFSET lies in one of vmresetctl hot list's "OFFSET LENGTH" lines.
 in_ranges() {
-	echo "$2" | while read -r r _; do
-		[ -n "$r" ] || continue
-		[ $(($1)) -ge $((${r%-*})) ] && [ $(($1)) -lt $((${r#*-})) ] && echo yes && break
+	echo "$2" | while read -r a n; do
+		[ -n "$a" ] || continue
+		[ $(($1)) -ge $((a)) ] && [ $(($1)) -lt $((a + n)) ] && echo yes && break
 	done | grep -q yes
 }
 
