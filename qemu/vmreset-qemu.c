@@ -791,7 +791,8 @@ static int reset(struct timing *t)
 	if (o.mode != RESET_INCOMING && o.mode != RESET_COLD && qmp_do("stop", NULL))
 		return -1;
 	t1 = now_ms();
-	if (o.mode == RESET_COLD) {
+	/* A QEMU that is replaced goes before the REVERT: its vCPU still runs. */
+	if (o.mode == RESET_COLD || o.mode == RESET_INCOMING) {
 		kill_qemu();
 		g.replaced = 1;
 	}

@@ -286,6 +286,23 @@ t_killed_mid_request() {
 	[ "$(used_kb)" = "$base_used" ] && [ -z "$(ls -A "$D")" ] && ! kill -0 "$qpid" 2>/dev/null
 }
 
+# --reset cold (named only: each of its resets is a boot): a request's
+# file on the disk and in /tmp is gone after the next boot, and that boot
+# started from the pristine disk (the ready one had no /disk/cold).
+t_cold_reset() {
+	start_driver --disk $DISK --reset cold || { cat "$W/err"; return 1; }
+	sh_req 'echo x > /tmp/cold; echo x > /disk/cold; sync; cut -d" " -f1 /proc/uptime' || return 1
+	up0=$OUT
+	echo "$(echo "$R" | jq -c '{reset, reset_ms, reverted_pages, disk_reverted_pages}')"
+	echo "$R" | jq -e '.reset == "cold" and .reset_ms > 0 and .disk_reverted_pages > 0' \
+		> /dev/null || return 1
+	sh_req 'ls /tmp | wc -l; test ! -e /disk/cold && cat /disk/hello; cut -d" " -f1 /proc/uptime' ||
+		return 1
+	echo "after the cold reset: $OUT (uptime at the first request $up0)"
+	[ "$(echo "$OUT" | sed -n 1,2p)" = "0
+hello from the disk" ]
+}
+
 # The agent's hc-preserve under vmreset-vmm: the hypercall reaches vmreset-hc.
 t_hc_preserve_under_vmreset_vmm() {
 	before=$(vmreset-hc -j status | jq '[.[].accepted] | add // 0')
@@ -301,13 +318,16 @@ t_hc_preserve_under_vmreset_vmm() {
 cases="boots_and_serves exit_status_and_stdin no_files_or_secret_from_last_request
 	preserved_range_survives device_writes_reverted many_requests guest_crash_then_clean
 	incoming_reset killed_mid_request hc_preserve_under_vmreset_vmm"
+# Named only (-t): too slow for every CI run.
+named="cold_reset"
+[ -n "$only" ] && cases="$cases $named"
 total=0
 for c in $cases; do want "$c" && total=$((total + 1)); done
 echo "1..$total"
 
 need_qemu=0
 for c in $cases; do
-	[ "$c" = hc_preserve_under_vmreset_vmm ] && continue
+	case $c in hc_preserve_under_vmreset_vmm | cold_reset) continue ;; esac
 	want "$c" && need_qemu=1
 done
 if [ "$need_qemu" = 1 ]; then
