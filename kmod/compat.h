@@ -66,4 +66,22 @@ static inline int __must_check vmr_inode_lock_killable(struct inode *inode)
 	return down_write_killable(&inode->i_rwsem);
 }
 
+/*
+ * 6.7 made the superblock's shrinker a pointer (shrinker_alloc()); 6.8
+ * gave list_lru_add()/del() explicit node and cgroup arguments and left
+ * the old ones, which take both from a slab object, as *_obj().
+ */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 7, 0)
+#define vmr_sb_shrinker(sb)	((sb)->s_shrink)
+#else
+#define vmr_sb_shrinker(sb)	(&(sb)->s_shrink)
+#endif
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 8, 0)
+#define vmr_list_lru_add	list_lru_add_obj
+#define vmr_list_lru_del	list_lru_del_obj
+#else
+#define vmr_list_lru_add	list_lru_add
+#define vmr_list_lru_del	list_lru_del
+#endif
+
 #endif /* _VMRESET_COMPAT_H */

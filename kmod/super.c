@@ -390,9 +390,9 @@ static int vmr_fill_super(struct super_block *sb, struct fs_context *fc)
 	sbi->kept_max = ctx->seen & (1U << Opt_keep_size) ? ctx->kept_max
 							 : ctx->max_pages / 4;
 	atomic_long_set(&sbi->kept_pages, 0);
-	spin_lock_init(&sbi->kept_lock);
-	INIT_LIST_HEAD(&sbi->kept_files);
-	sbi->kept_files_nr = 0;
+	err = vmr_kept_sb_init(sb);
+	if (err)
+		return err;
 	sbi->mode = ctx->mode;
 	sbi->uid = ctx->uid;
 	sbi->gid = ctx->gid;
@@ -498,6 +498,8 @@ static int vmr_init_fs_context(struct fs_context *fc)
 static void vmr_kill_sb(struct super_block *sb)
 {
 	kill_litter_super(sb);
+	if (sb->s_fs_info)
+		vmr_kept_sb_exit(sb->s_fs_info);
 	kfree(sb->s_fs_info);
 }
 
@@ -527,9 +529,18 @@ int vmr_fs_init(void)
 					     vmr_inode_init_once);
 	if (!vmr_inode_cachep)
 		return -ENOMEM;
+	err = vmr_kept_cache_init();
+	if (err)
+		goto err_inode_cache;
 	err = register_filesystem(&vmr_fs_type);
 	if (err)
-		kmem_cache_destroy(vmr_inode_cachep);
+		goto err_kept_cache;
+	return 0;
+
+err_kept_cache:
+	vmr_kept_cache_exit();
+err_inode_cache:
+	kmem_cache_destroy(vmr_inode_cachep);
 	return err;
 }
 
@@ -538,5 +549,6 @@ void vmr_fs_exit(void)
 	unregister_filesystem(&vmr_fs_type);
 	/* Inodes are freed after an RCU grace period. */
 	rcu_barrier();
+	vmr_kept_cache_exit();
 	kmem_cache_destroy(vmr_inode_cachep);
 }

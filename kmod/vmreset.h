@@ -3,6 +3,7 @@
 #define _VMRESET_H
 
 #include <linux/fs.h>
+#include <linux/list_lru.h>
 #include <linux/mm.h>
 #include <linux/mutex.h>
 #include <linux/xarray.h>
@@ -26,12 +27,10 @@ struct vmr_sb {
 	unsigned long hot_max;		/* bound on hot pages of the mount */
 	atomic_long_t hot_pages;
 	u32 hot_mode;			/* default for new files */
-	/* Kept copies (kept.c): files with some, under @kept_lock. */
+	/* Kept copies (kept.c), on a list_lru of the sb's shrinker. */
 	unsigned long kept_max;		/* bound on kept pages of the mount */
 	atomic_long_t kept_pages;
-	spinlock_t kept_lock;
-	struct list_head kept_files;
-	unsigned long kept_files_nr;
+	struct list_lru kept_lru;
 	umode_t mode;
 	kuid_t uid;
 	kgid_t gid;
@@ -96,15 +95,13 @@ struct vmr_inode {
 	u64 hot_copies;
 
 	/*
-	 * Kept copies (kept.c): @kept maps a clean index to a private page
-	 * holding its snapshot content (or a spare, VMR_MARK_STALE), which
+	 * Kept copies (kept.c): @kept maps a clean index to the entry of a
+	 * private page holding its snapshot content (or a spare, VMR_MARK_STALE), which
 	 * its next first write takes as undo page. @kept_lru links those
-	 * pages (page->lru) oldest first; @kept_link is on the mount's list
-	 * while @nr_kept is not zero.
+	 * entries oldest first.
 	 */
 	struct xarray kept;
 	struct list_head kept_lru;
-	struct list_head kept_link;
 	unsigned long nr_kept;
 	unsigned long kept_max;
 	u64 kept_hits;
@@ -207,6 +204,10 @@ unsigned int vmr_fill_hot(struct vmr_inode *vi, pgoff_t idx,
 
 /* kept.c: kept copies of reverted pages */
 struct shrink_control;
+int vmr_kept_cache_init(void);
+void vmr_kept_cache_exit(void);
+int vmr_kept_sb_init(struct super_block *sb);
+void vmr_kept_sb_exit(struct vmr_sb *sbi);
 unsigned int vmr_keep_mode(void);
 void vmr_kept_init(struct vmr_inode *vi, struct vmr_sb *sbi);
 bool vmr_kept_add(struct vmr_inode *vi, pgoff_t idx, struct page *page,

@@ -77,7 +77,7 @@ static int check_half(int fd)
 TEST_F(fs, vmm_writes_reverted)
 {
 	struct vmreset_stats st;
-	uint64_t n, kept;
+	uint64_t n = 0, kept = 0;
 	char buf[PG];
 
 	fill_half(self->map);
@@ -146,7 +146,7 @@ TEST_F(fs, truncate_and_punch_reverted)
 TEST_F(fs, preserved_ranges_survive)
 {
 	struct vmreset_range r[8];
-	uint64_t n, kept;
+	uint64_t n = 0, kept = 0;
 
 	for (uint64_t i = 0; i < 64; i++)
 		fill_page(self->map, i, pat(1, i));
@@ -779,16 +779,36 @@ static long cg_key(const char *cg, const char *name, const char *key)
 	return v;
 }
 
+/* Kept copies of @fd: now, and given back by the shrinker so far. */
+static void kept_now(int fd, uint64_t *cached, uint64_t *reclaimed)
+{
+	struct vmreset_stats st;
+
+	if (vmr_stats(fd, &st))
+		_exit(10);
+	*cached = st.cached_pages;
+	*reclaimed = st.cached_reclaimed;
+}
+
+/* What kept_in_cgroup() saw, in order. */
+struct kept_seen {
+	uint64_t after_revert, reclaimed0;
+	uint64_t after_reclaim, reclaimed1;	/* memory.reclaim of 8M */
+	uint64_t after_anon, reclaimed2;	/* 20 MiB touched */
+};
+
 /*
  * In cgroup @cg: write a 4,096-page file, SNAPSHOT, write it all again,
- * REVERT (a kept copy per page, where copies are kept), then touch 20 MiB
- * of anonymous memory. Exits 0, or 1 + what went wrong; *@kept gets the
- * kept copies after the revert.
+ * REVERT (a kept copy per page), if @reclaim ask the cgroup to reclaim
+ * 8 MiB (memory.reclaim; the write may say EAGAIN: freed kept pages do not
+ * count as reclaimed pages, only what the shrinker reports), then touch 20 MiB
+ * of anonymous memory. Exits 0, or 1 + what went wrong.
  */
-static int kept_in_cgroup(const char *cg, int fd, uint64_t *kept)
+static int kept_in_cgroup(const char *cg, int fd, bool reclaim,
+			  struct kept_seen *seen)
 {
-	uint64_t *shared = mmap(NULL, PG, PROT_READ | PROT_WRITE,
-				MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	struct kept_seen *shared = mmap(NULL, PG, PROT_READ | PROT_WRITE,
+					MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	char buf[32];
 	int status;
 	pid_t pid;
@@ -797,7 +817,6 @@ static int kept_in_cgroup(const char *cg, int fd, uint64_t *kept)
 		return -1;
 	pid = fork();
 	if (!pid) {
-		struct vmreset_stats st;
 		uint8_t *m, *anon;
 
 		snprintf(buf, sizeof(buf), "%d", getpid());
@@ -810,41 +829,54 @@ static int kept_in_cgroup(const char *cg, int fd, uint64_t *kept)
 		if (vmr_snapshot(fd, NULL))
 			_exit(4);
 		memset(m, 2, 4096 * PG);
-		if (vmr_revert(fd, NULL, NULL) || vmr_stats(fd, &st))
+		if (vmr_revert(fd, NULL, NULL))
 			_exit(5);
-		*shared = st.cached_pages;
+		kept_now(fd, &shared->after_revert, &shared->reclaimed0);
 		for (uint64_t i = 0; i < 4096 * PG; i++)
 			if (m[i] != 1)
 				_exit(6);
+		if (reclaim)
+			cg_write(cg, "memory.reclaim", "8M");
+		kept_now(fd, &shared->after_reclaim, &shared->reclaimed1);
 		anon = mmap(NULL, 20 << 20, PROT_READ | PROT_WRITE,
 			    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (anon == MAP_FAILED)
 			_exit(7);
 		memset(anon, 3, 20 << 20);
+		kept_now(fd, &shared->after_anon, &shared->reclaimed2);
+		/* Whatever reclaim took, the file is the snapshot. */
+		for (uint64_t i = 0; i < 4096 * PG; i++)
+			if (m[i] != 1)
+				_exit(8);
 		_exit(0);
 	}
 	if (pid < 0 || waitpid(pid, &status, 0) != pid)
 		return -1;
-	*kept = *shared;
+	*seen = *shared;
 	munmap(shared, PG);
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 /*
  * Kept copies are charged to the cgroup of the pages they copy, and
- * reclaim inside that cgroup cannot give them back (docs/design.md, "Kept
- * copies"): a cgroup with a memory limit gets none. 16 MiB of file, its
- * 16 MiB of kept copies and 20 MiB of anonymous memory were OOM-killed
- * under memory.max 40M; without the copies they fit. A cgroup without a
- * limit still gets a copy per reverted page.
+ * reclaim inside that cgroup gives them back: each copy has an entry on a
+ * memcg-aware list_lru of the superblock's shrinker, charged to that
+ * cgroup, which marks the cgroup for the shrinker (docs/design.md, "Kept
+ * copies"). 16 MiB of file, its 16 MiB of kept copies and 20 MiB of
+ * anonymous memory under memory.max 40M: the copies are made, memory.reclaim
+ * takes some, the anonymous memory the rest it needs, and nothing is
+ * OOM-killed (before the list_lru it was, so no copy was kept there at
+ * all). A cgroup without a limit keeps every copy.
  */
 TEST(kept_copies_in_limited_cgroup)
 {
-	const char *lim = "/sys/fs/cgroup/vmrkept-limited", *free_cg = "/sys/fs/cgroup/vmrkept-free";
-	uint64_t kept = 0;
+	/* A cgroup each: the files stay, and so do their charges. */
+	const char *lims[2] = { "/sys/fs/cgroup/vmrkept-limited", "/sys/fs/cgroup/vmrkept-limited2" };
+	const char *free_cg = "/sys/fs/cgroup/vmrkept-free";
+	struct kept_seen k = { 0 };
+	int fd[3], reclaim;
 	long ooms;
 	char dir[64];
-	int fd;
 
 	if (access("/sys/fs/cgroup/cgroup.controllers", F_OK) &&
 	    mount("none", "/sys/fs/cgroup", "cgroup2", 0, NULL))
@@ -853,24 +885,59 @@ TEST(kept_copies_in_limited_cgroup)
 		SKIP(return, "cannot enable the memory controller");
 	ASSERT_EQ(0, vmr_set_param("keep_copies", 1));
 	ASSERT_EQ(0, vmr_mount(dir, "size=256m,keep_size=128m"));
-	fd = vmr_file(dir, "m", 4096 * PG);
-	ASSERT_LE(0, fd);
+	/* A file each, so that each run's pages are its own cgroup's. */
+	for (int i = 0; i < 3; i++) {
+		char name[8];
 
-	ASSERT_TRUE(!mkdir(lim, 0755) || errno == EEXIST);
-	ASSERT_EQ(0, cg_write(lim, "memory.max", "40M"));
-	ooms = cg_key(lim, "memory.events", "oom_kill");
-	ASSERT_EQ(0, kept_in_cgroup(lim, fd, &kept)) TH_LOG("the limited cgroup's child failed");
-	ASSERT_EQ(0, kept);
-	ASSERT_EQ(ooms, cg_key(lim, "memory.events", "oom_kill"));
+		snprintf(name, sizeof(name), "m%d", i);
+		fd[i] = vmr_file(dir, name, 4096 * PG);
+		ASSERT_LE(0, fd[i]);
+	}
+
+	/* Allocation pressure alone, then memory.reclaim first. */
+	for (reclaim = 0; reclaim < 2; reclaim++) {
+		const char *lim = lims[reclaim];
+
+		ASSERT_TRUE(!mkdir(lim, 0755) || errno == EEXIST);
+		ASSERT_EQ(0, cg_write(lim, "memory.max", "40M"));
+		ooms = cg_key(lim, "memory.events", "oom_kill");
+		ASSERT_EQ(0, kept_in_cgroup(lim, fd[reclaim], reclaim, &k))
+			TH_LOG("the limited cgroup's child failed");
+		TH_LOG("limited cgroup%s: kept %lu after the revert, %lu after memory.reclaim, %lu after 20 MiB (reclaimed %lu, %lu, %lu)",
+		       reclaim ? ", memory.reclaim" : "",
+		       (unsigned long)k.after_revert, (unsigned long)k.after_reclaim,
+		       (unsigned long)k.after_anon, (unsigned long)k.reclaimed0,
+		       (unsigned long)k.reclaimed1, (unsigned long)k.reclaimed2);
+		/* Copies were made, and that cgroup's reclaim took them back. */
+		ASSERT_LT(2048, k.after_revert);
+		if (reclaim) {
+			ASSERT_GT(k.after_revert, k.after_reclaim);
+			ASSERT_EQ(k.after_revert - k.after_reclaim, k.reclaimed1 - k.reclaimed0);
+		} else {
+			ASSERT_EQ(k.after_revert, k.after_reclaim);
+		}
+		/* 16 + 16 + 20 MiB do not fit in 40: at least 12 MiB went. */
+		ASSERT_GE(k.after_revert - k.after_anon, (uint64_t)(12 << 20) / PG);
+		ASSERT_EQ(k.after_revert - k.after_anon, k.reclaimed2 - k.reclaimed0);
+		ASSERT_EQ(ooms, cg_key(lim, "memory.events", "oom_kill"));
+	}
 
 	ASSERT_TRUE(!mkdir(free_cg, 0755) || errno == EEXIST);
-	ASSERT_EQ(0, kept_in_cgroup(free_cg, fd, &kept));
-	ASSERT_EQ(4096, kept);
+	ASSERT_EQ(0, kept_in_cgroup(free_cg, fd[2], false, &k));
+	ASSERT_EQ(4096, k.after_revert);
+	ASSERT_EQ(4096, k.after_anon);
 
-	close(fd);
+	/* The cgroups gone, their copies are their parent's, and go too. */
+	ASSERT_EQ(0, rmdir(lims[0]));
+	ASSERT_EQ(0, rmdir(lims[1]));
+	ASSERT_EQ(0, rmdir(free_cg));
+	ASSERT_EQ(0, vmr_drop_caches());
+	for (int i = 0; i < 3; i++) {
+		kept_now(fd[i], &k.after_anon, &k.reclaimed2);
+		ASSERT_EQ(0, k.after_anon);
+		close(fd[i]);
+	}
 	vmr_umount(dir);
-	rmdir(lim);
-	rmdir(free_cg);
 }
 
 TEST_HARNESS_MAIN
