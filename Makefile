@@ -67,7 +67,7 @@ helper:
 bpf: helper
 	$(MAKE) -C bpf
 
-vmm: helper
+vmm: helper bpf
 	$(MAKE) -C vmm
 
 # vmreset-qemu: unmodified QEMU reset with vmreset (docs/qemu.md).

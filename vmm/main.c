@@ -75,6 +75,10 @@ static void usage(FILE *f)
 "      --hot MODE       hot pages of guest RAM: learn (default: pages every request\n"
 "                       dirties are copied back in place, not refaulted), off, mount\n"
 "      --keep SIZE      guest range the agent preserves across resets (default 64K, 0: none)\n"
+"      --hc-preserve MODE  ranges the guest declares by hypercall (VMRESET_HC_PRESERVE,\n"
+"                       recorded by vmreset-hc load) are kept across resets: auto (default:\n"
+"                       when the service is loaded), on (the service is required), off\n"
+"                       (ignored; requests cannot keep anything)\n"
 "      --append ARGS    more kernel command line\n"
 "      --console        copy the guest console to stderr\n"
 "      --boot-timeout MS  give up booting after MS (default 600000)\n"
@@ -270,6 +274,10 @@ static int cmd_run(const struct vmm_txn *t, int argc, char **argv)
 			fprintf(stderr, "vmreset-vmm: %u attempt%s, last ran %.1f ms, reset %.1f ms (%llu pages)\n",
 				attempts, attempts > 1 ? "s" : "", resp.run_us / 1000.0,
 				resp.reset_us / 1000.0, (unsigned long long)resp.reverted_pages);
+		if (resp.preserve_applied || resp.preserve_refused)
+			fprintf(stderr, "vmreset-vmm: the guest's preserve requests: %llu applied, %llu refused\n",
+				(unsigned long long)resp.preserve_applied,
+				(unsigned long long)resp.preserve_refused);
 	}
 	rc = resp.outcome != VMM_OK ? 1 :
 	     WIFEXITED(resp.wait_status) ? WEXITSTATUS(resp.wait_status) : 128 + WTERMSIG(resp.wait_status);
@@ -327,7 +335,7 @@ enum {
 	OPT_KEEP = 256, OPT_APPEND, OPT_CONSOLE, OPT_BOOT_TIMEOUT, OPT_TIMEOUT,
 	OPT_RETRY, OPT_SUCCESS_EXIT, OPT_SUCCESS_MATCH, OPT_SOCKET, OPT_DISK, OPT_PIT,
 	OPT_STORE, OPT_KEY, OPT_SAVE, OPT_RESTORE, OPT_HOT, OPT_EXPORT, OPT_CLONE,
-	OPT_SAMPLES, OPT_RESTORES, OPT_COLDS, OPT_CLONES,
+	OPT_SAMPLES, OPT_RESTORES, OPT_COLDS, OPT_CLONES, OPT_HC_PRESERVE,
 };
 
 int main(int argc, char **argv)
@@ -342,6 +350,7 @@ int main(int argc, char **argv)
 		{ "disk", required_argument, NULL, OPT_DISK },
 		{ "pit", no_argument, NULL, OPT_PIT },
 		{ "hot", required_argument, NULL, OPT_HOT },
+		{ "hc-preserve", required_argument, NULL, OPT_HC_PRESERVE },
 		{ "append", required_argument, NULL, OPT_APPEND },
 		{ "console", no_argument, NULL, OPT_CONSOLE },
 		{ "boot-timeout", required_argument, NULL, OPT_BOOT_TIMEOUT },
@@ -410,6 +419,18 @@ int main(int argc, char **argv)
 				opts.hot = VMM_HOT_MOUNT;
 			} else {
 				fprintf(stderr, "vmreset-vmm: --hot '%s': learn, off or mount\n", optarg);
+				return 2;
+			}
+			break;
+		case OPT_HC_PRESERVE:
+			if (!strcmp(optarg, "auto")) {
+				opts.hc = VMM_HC_AUTO;
+			} else if (!strcmp(optarg, "on")) {
+				opts.hc = VMM_HC_ON;
+			} else if (!strcmp(optarg, "off")) {
+				opts.hc = VMM_HC_OFF;
+			} else {
+				fprintf(stderr, "vmreset-vmm: --hc-preserve '%s': auto, on or off\n", optarg);
 				return 2;
 			}
 			break;

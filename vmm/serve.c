@@ -50,6 +50,11 @@ static json_object *resp_obj(const struct vmm_resp *r, unsigned int attempts, bo
 	json_object_object_add(o, "revert_us", json_object_new_int64(r->revert_us));
 	json_object_object_add(o, "load_us", json_object_new_int64(r->load_us));
 	json_object_object_add(o, "reverted_pages", json_object_new_int64(r->reverted_pages));
+	/* The guest's preserve hypercalls, when it made any (docs/vmm.md). */
+	if (r->preserve_applied || r->preserve_refused) {
+		json_object_object_add(o, "preserve_applied", json_object_new_int64(r->preserve_applied));
+		json_object_object_add(o, "preserve_refused", json_object_new_int64(r->preserve_refused));
+	}
 	return o;
 }
 

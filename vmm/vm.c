@@ -671,7 +671,7 @@ struct vmm *vmm_create(const struct vmm_opts *o, char *err, size_t errlen)
 	vm->o = *o;
 	if (o->ram_file)
 		vm->o.no_snapshot = true;
-	vm->kvm_fd = vm->vm_fd = vm->ram_fd = vm->disk_fd = -1;
+	vm->kvm_fd = vm->vm_fd = vm->ram_fd = vm->disk_fd = vm->attach_fd = -1;
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
 	vm->mem_size = (o->mem_size + 0x1fffff) & ~0x1fffffULL;
@@ -772,6 +772,10 @@ struct vmm *vmm_create(const struct vmm_opts *o, char *err, size_t errlen)
 	i8042_init(&vm->i8042);
 	cmos_init(&vm->cmos);
 	vm->mbox = (struct vmr_mbox *)(vm->ram + vm->mbox_gpa);
+	/* Before the vCPUs run: a request made while booting is drained at the snapshot. */
+	ret = vmm_hc_attach(vm);
+	if (ret)
+		goto out;
 	vm->vcpu[0].thread = pthread_self();
 	vm->pause = true;
 	for (unsigned int i = 1; i < vm->nr_vcpus; i++) {
@@ -811,6 +815,7 @@ void vmm_destroy(struct vmm *vm)
 		if (vm->vcpu[i].fd > 0)
 			close(vm->vcpu[i].fd);
 	}
+	vmm_hc_detach(vm);
 	if (vm->vm_fd >= 0)
 		close(vm->vm_fd);
 	if (vm->ram)
@@ -971,6 +976,10 @@ int vmm_boot(struct vmm *vm, unsigned int timeout_ms)
 	ret = vmm_quiesce(vm);
 	if (ret)
 		return ret;
+	/* What the guest declared while booting is kept from the ready snapshot on. */
+	ret = vmm_hc_drain(vm);
+	if (ret)
+		return ret;
 	vm->snap = calloc(1, sizeof(*vm->snap));
 	if (!vm->snap)
 		return vmm_fail(vm, ENOMEM, "out of memory");
@@ -1014,6 +1023,10 @@ int vmm_reset(struct vmm *vm, uint64_t *reverted)
 	ret = vmm_quiesce(vm);
 	t1 = vmm_now_us();
 	vm->quiesce_us = t1 - t0;
+	if (ret)
+		return ret;
+	/* The vCPUs are stopped: no hypercall can come between the drain and the REVERT. */
+	ret = vmm_hc_drain(vm);
 	if (ret)
 		return ret;
 	ret = vmreset_revert(vm->ram_fd, 0, reverted, NULL);
@@ -1141,6 +1154,8 @@ int vmm_request(struct vmm *vm, const struct vmm_req *req, struct vmm_resp *resp
 	}
 	ret = vmm_reset(vm, &resp->reverted_pages);
 	resp->reset_us = vmm_now_us() - t1;
+	resp->preserve_applied = vm->hc_last_applied;
+	resp->preserve_refused = vm->hc_last_refused;
 	resp->quiesce_us = vm->quiesce_us;
 	resp->revert_us = vm->revert_us;
 	resp->load_us = vm->load_us;

@@ -39,6 +39,7 @@ struct vmm_opts {
 	const char *disk;		/* disk image (ext4) copied to vmresetfs, or NULL */
 	bool pit;			/* an i8254 PIT (KVM_CREATE_PIT2); see docs/vmm.md */
 	unsigned int hot;		/* VMM_HOT_*: hot pages of guest RAM */
+	unsigned int hc;		/* VMM_HC_*: the guest's preserve hypercall */
 	/*
 	 * Guest RAM mapped MAP_PRIVATE from this saved memory image (any
 	 * file system), as Firecracker restores: no kernel is loaded, no
@@ -57,6 +58,19 @@ enum {
 	VMM_HOT_OFF,		/* none: every reverted page refaults */
 	VMM_HOT_MOUNT,		/* whatever the mount's hot= says */
 };
+
+/*
+ * Ranges the guest declares by hypercall (VMRESET_HC_PRESERVE, docs/bpf.md)
+ * and the eBPF service (vmreset-hc load) records: the VM is attached over
+ * netlink, and what is pending is applied before every reset.
+ */
+enum {
+	VMM_HC_AUTO,		/* when the service is loaded (the default) */
+	VMM_HC_OFF,		/* never: the guest's requests are ignored */
+	VMM_HC_ON,		/* always: no service is an error */
+};
+
+struct vmreset_nl;
 
 enum vmm_outcome {
 	VMM_OK,			/* the handler ran; see wait_status */
@@ -86,6 +100,8 @@ struct vmm_resp {
 	uint64_t revert_us;		/*   REVERT of RAM and disk */
 	uint64_t load_us;		/*   loading vCPU, VM and device state */
 	uint64_t reverted_pages;
+	uint64_t preserve_applied;	/* guest preserve requests applied before it */
+	uint64_t preserve_refused;	/*   and refused (no memory there, no room) */
 	char why[256];			/* for VMM_CRASH/VMM_ERROR */
 };
 
@@ -169,6 +185,14 @@ struct vmm {
 	bool tsc_deadline;		/* KVM_CAP_TSC_DEADLINE_TIMER */
 	bool amd;			/* CPUID vendor AuthenticAMD (SVM) */
 	unsigned int load_skip;		/* debugging: VMM_LOAD_* parts vmm_state_load skips */
+	/* Guest-declared preserved ranges (hc.c). */
+	struct vmreset_nl *nl;		/* NULL: not attached */
+	uint32_t nl_vm_id;
+	int attach_fd;			/* the attachment lives as long as this */
+	int hc_attach_err;		/* why the attach failed (auto mode), or 0 */
+	uint64_t hc_applied, hc_refused;	/* in all, since the VM was made */
+	uint64_t hc_last_applied, hc_last_refused;	/* the last drain */
+	uint64_t drain_us;		/* the last drain */
 };
 
 /* Parts of the state load, for bisecting it (struct vmm.load_skip). */
@@ -238,6 +262,17 @@ const char *vmm_outcome_name(enum vmm_outcome o);
 
 /* Stops the vCPUs and completes their last exit (before state save/load). */
 int vmm_quiesce(struct vmm *vm);
+
+/*
+ * Guest-declared preserved ranges (hc.c): vmm_hc_attach() attaches the VM
+ * over netlink (from vmm_create, unless VMM_HC_OFF or no_snapshot);
+ * vmm_hc_drain() applies the requests pending for it, when the service is
+ * loaded (a stat when it is not), and fails only for a real reason.
+ */
+int vmm_hc_attach(struct vmm *vm);
+int vmm_hc_drain(struct vmm *vm);
+void vmm_hc_detach(struct vmm *vm);
+bool vmm_hc_loaded(void);
 
 /* Resets memory, vCPUs, VM and devices to the ready snapshot. */
 int vmm_reset(struct vmm *vm, uint64_t *reverted_pages);
