@@ -26,7 +26,7 @@ expect_fail() {
 	tap "$name" fails_with "$@"
 }
 
-echo "1..17"
+echo "1..20"
 vmm="vmreset-vmm -d $D -k $K -i $I"
 expect_fail missing_kernel 1 "kernel /no/such/vmlinuz: No such file" \
 	vmreset-vmm -d "$D" -k /no/such/vmlinuz -i "$I" boot
@@ -40,6 +40,11 @@ expect_fail bad_mem 2 "--mem '12x': not a size" $vmm -m 12x boot
 expect_fail mem_out_of_range 1 "--mem 8192 MiB: must be 64 MiB to 3 GiB" $vmm -m 8G boot
 expect_fail bad_cpus 2 "--cpus 'two': not a number" $vmm -c two boot
 expect_fail bad_hot 2 "--hot 'lukewarm': learn, off or mount" $vmm --hot lukewarm boot
+expect_fail bad_hc_preserve 2 "--hc-preserve 'maybe': auto, on or off" $vmm --hc-preserve maybe boot
+# on: the service is required (vmreset-hc load); one a test before left loaded goes.
+[ -e /sys/fs/bpf/vmreset/hc_pending ] && vmreset-hc unload
+expect_fail hc_preserve_on_without_service 1 "--hc-preserve on: the hypercall service is not loaded" \
+	$vmm --hc-preserve on boot
 expect_fail bad_success_match 2 "--success-match '\(': not an extended regex" $vmm --success-match '(' run -- true
 expect_fail unknown_command 2 "unknown command 'frobnicate'" $vmm frobnicate
 expect_fail not_vmresetfs 1 "not on vmresetfs" vmreset-vmm -d /tmp -k "$K" -i "$I" boot
@@ -50,4 +55,5 @@ expect_fail clone_missing 1 "$D/none.state: No such file" $vmm --clone "$D/none"
 expect_fail clone_and_restore 2 "--clone and --restore" $vmm --clone "$D/x" --store /tmp/s --key /tmp/k --restore r boot
 ls /tmp/vmm-* 2>/dev/null && echo "not ok # a file was left in /tmp"
 tap help contains "--success-match RE" vmreset-vmm --help
+tap help_hc_preserve contains "--hc-preserve MODE" vmreset-vmm --help
 [ "$fails" = 0 ]

@@ -629,6 +629,176 @@ static int resp_is(const char *line, const char *outcome, int exit_status, const
  * booting: restore elsewhere, as on another host. Its transaction options
  * (--timeout, --retry, --success-match) are the requests' defaults.
  */
+/*
+ * Guest-declared preserved ranges (docs/vmm.md): a request asks by
+ * hypercall (vmreset-guest hc-preserve, VMRESET_HC_PRESERVE) to keep a
+ * range, the eBPF service records it, and vmreset-vmm drains it before the
+ * reset. The range is the mailbox's last page: a guest writes only
+ * reserved ranges through /dev/mem, and that page is used only by a
+ * stderr over 252 KiB; the keep range would prove nothing, being
+ * preserved already.
+ */
+#define HC_PAGE_OFF	(VMR_MBOX_SIZE - 4096)
+
+/*
+ * One request: the hypercalls in @hc (or none), then the page's first 8
+ * bytes, a counter, incremented. Through the agent's own mapping of
+ * /dev/mem (VMRESET_KEEP names the page): read(2) and write(2) of /dev/mem
+ * stop at the end of RAM, below the mailbox, and busybox devmem maps it
+ * uncached, which PAT refuses next to the agent's write-back mapping.
+ */
+static int hc_request(struct vmm_resp *r, const char *hc)
+{
+	char cmd[1024];
+	int rc;
+
+	snprintf(cmd, sizeof(cmd), "%s%sVMRESET_KEEP=%#llx vmreset-guest keep-inc", hc ? hc : "",
+		 hc ? " && " : "", (unsigned long long)(vm->mbox_gpa + HC_PAGE_OFF));
+	rc = sh(r, cmd);
+	if (rc)
+		printf("# '%s': exit %d, stdout '%s', stderr '%s'\n", cmd, rc, r->out ? r->out : "",
+		       r->err ? r->err : "");
+	return rc;
+}
+
+/* The counter as the guest reads it, compared with @want. */
+static int hc_page_is(uint64_t want, const char *what)
+{
+	struct vmm_resp r;
+	char cmd[160];
+	int rc;
+
+	snprintf(cmd, sizeof(cmd), "VMRESET_KEEP=%#llx vmreset-guest keep-get",
+		 (unsigned long long)(vm->mbox_gpa + HC_PAGE_OFF));
+	rc = sh(&r, cmd);
+	if (rc || !r.out || strtoull(r.out, NULL, 10) != want) {
+		printf("# %s: exit %d, the guest reads '%s' (want %llu); stderr '%s'\n", what, rc,
+		       r.out ? r.out : "", (unsigned long long)want, r.err ? r.err : "");
+		vmm_resp_free(&r);
+		return -1;
+	}
+	vmm_resp_free(&r);
+	return 0;
+}
+
+/* This process's VMs in `vmreset-hc -j status`: the sum of counter @name. */
+static long long hc_status(const char *name)
+{
+	FILE *p = popen("vmreset-hc -j status 2>&1", "r");
+	char buf[65536];
+	size_t n = p ? fread(buf, 1, sizeof(buf) - 1, p) : 0;
+	json_object *a, *v;
+	long long sum = 0;
+
+	if (!p || pclose(p))
+		return -1;
+	buf[n] = 0;
+	a = json_tokener_parse(buf);
+	if (!a || !json_object_is_type(a, json_type_array)) {
+		printf("# vmreset-hc -j status: '%s'\n", buf);
+		json_object_put(a);
+		return -1;
+	}
+	for (size_t i = 0; i < json_object_array_length(a); i++) {
+		json_object *o = json_object_array_get_idx(a, i);
+
+		if (json_object_object_get_ex(o, "pid", &v) && json_object_get_int64(v) == getpid() &&
+		    json_object_object_get_ex(o, name, &v))
+			sum += json_object_get_int64(v);
+	}
+	json_object_put(a);
+	return sum;
+}
+
+static int t_hc_preserve(void)
+{
+	const uint64_t a = vm->mbox_gpa + HC_PAGE_OFF;
+	char hc[256], hc_del[256], bad[512];
+	uint64_t snap;
+	struct vmm_resp r;
+	int ret = -1;
+
+	memcpy(&snap, vm->ram + a, 8);	/* between requests: the snapshot's */
+	snprintf(hc, sizeof(hc), "vmreset-guest hc-preserve %#llx 0x1000", (unsigned long long)a);
+	snprintf(hc_del, sizeof(hc_del), "vmreset-guest hc-preserve -d %#llx 0x1000", (unsigned long long)a);
+	/* A page outside RAM (the module refuses it), one not page-aligned (BPF does). */
+	snprintf(bad, sizeof(bad), "vmreset-guest hc-preserve 0x100000000 0x1000 && "
+		 "vmreset-guest hc-preserve %#llx 0x1000", (unsigned long long)a + 8);
+	/* The service's state is ours for this case (the test VM runs one test at a time). */
+	if (vmm_hc_loaded())
+		CHECK(system("vmreset-hc unload") == 0, "vmreset-hc unload of a service left loaded");
+
+	/* No service: the hypercall reaches KVM (-1000), nothing is kept, nothing fails. */
+	CHECK(hc_request(&r, hc) == 0 && r.preserve_applied == 0 &&
+	      r.preserve_refused == 0, "hc-preserve without the service: stderr '%s'", r.err ? r.err : "");
+	vmm_resp_free(&r);
+	CHECK(!hc_page_is(snap, "without the service"), "the page was kept without the service");
+
+	if (system("vmreset-hc load >/tmp/hc-load.log 2>&1")) {
+		if (system("sed 's/^/# /' /tmp/hc-load.log")) {}
+		CHECK(0, "vmreset-hc load");
+	}
+	CHECK(vmm_hc_loaded(), "vmreset-hc load pinned nothing");
+	/* Kept: written by the request that declared it, read by the next. */
+	if (hc_request(&r, hc) || r.preserve_applied != 1 || r.preserve_refused) {
+		printf("# hc-preserve: applied %llu, refused %llu, stderr '%s'\n",
+		       (unsigned long long)r.preserve_applied, (unsigned long long)r.preserve_refused,
+		       r.err ? r.err : "");
+		vmm_resp_free(&r);
+		goto out;
+	}
+	vmm_resp_free(&r);
+	if (hc_page_is(snap + 1, "after the reset that followed hc-preserve"))
+		goto out;
+	/* Still kept through the next reset: a write without a hypercall stays too. */
+	if (hc_request(&r, NULL) || (vmm_resp_free(&r), hc_page_is(snap + 2, "written again")))
+		goto out;
+	/*
+	 * -d: no longer kept; this request's write is reverted with the rest,
+	 * to what the page held at the last reset (a preserved page's content
+	 * becomes its snapshot content at each REVERT: docs/design.md).
+	 */
+	if (hc_request(&r, hc_del) || r.preserve_applied != 1) {
+		printf("# hc-preserve -d: applied %llu\n", (unsigned long long)r.preserve_applied);
+		vmm_resp_free(&r);
+		goto out;
+	}
+	vmm_resp_free(&r);
+	if (hc_page_is(snap + 2, "after hc-preserve -d"))
+		goto out;
+	/* Refused ones are counted and change nothing: the page is reverted. */
+	if (hc_request(&r, bad) || r.preserve_applied || r.preserve_refused != 1) {
+		printf("# a range outside RAM and a misaligned one: applied %llu, refused %llu (want 0, 1)\n",
+		       (unsigned long long)r.preserve_applied, (unsigned long long)r.preserve_refused);
+		vmm_resp_free(&r);
+		goto out;
+	}
+	vmm_resp_free(&r);
+	if (hc_page_is(snap + 2, "after the refused requests"))
+		goto out;
+	if (hc_status("no_memory") != 1 || hc_status("bad_align") != 1 || hc_status("pending") != 0 ||
+	    hc_status("applied") != 2) {
+		printf("# vmreset-hc status for pid %d: no_memory %lld, bad_align %lld, pending %lld, "
+		       "applied %lld (want 1, 1, 0, 2)\n", getpid(), hc_status("no_memory"),
+		       hc_status("bad_align"), hc_status("pending"), hc_status("applied"));
+		goto out;
+	}
+	printf("# kept across 2 resets, dropped by -d, 1 refused by the module and 1 by the service\n");
+	ret = 0;
+out:
+	/* Whatever failed: no range of ours left, the service gone for the cases after. */
+	if (ret) {
+		sh(&r, hc_del);
+		vmm_resp_free(&r);
+	}
+	if (system("vmreset-hc unload >/dev/null 2>&1"))
+		printf("# vmreset-hc unload failed\n");
+	CHECK(!ret, "see above");
+	/* Without the service again: requests and resets as before. */
+	CHECK(!sh_ok("echo after", "after\n"), "a request after vmreset-hc unload");
+	return 0;
+}
+
 static int t_restore_in_new_process(void)
 {
 	const char *sdir = "/tmp/vmm-store", *key = "/tmp/vmm-store.key";
@@ -1492,6 +1662,7 @@ static const struct tcase cases[] = {
 	{ "rt_spinner", t_kernel_hang, false },
 	{ "scribble_all_ram", t_scribble_all_ram, false },
 	{ "preserved_counter", t_preserved_counter, false },
+	{ "hc_preserve", t_hc_preserve, false },
 	{ "restore_in_new_process", t_restore_in_new_process, false },
 	{ "transaction_retried", t_transaction_retried, false },
 	{ "serve_stream", t_serve_stream, false },
