@@ -264,13 +264,58 @@ static void *monitor(void *arg)
 	return NULL;
 }
 
+/*
+ * VM @id, attached by the VMM @pid, is listed; a monitor thread (*@th) is
+ * started and has subscribed when this returns. Returns the VM's number of
+ * parts.
+ */
+static uint32_t monitor_until_heard(FIXTURE_DATA(vm) *self, uint32_t id, pid_t pid,
+				    struct watch *w, struct listener *l, pthread_t *th)
+{
+	struct find f = { .id = id };
+	uint32_t nr_slots;
+
+	ASSERT_EQ(0, vmreset_nl_vm_list(self->nl, find_vm, &f));
+	ASSERT_TRUE(f.found) TH_LOG("VM %u detached while its VMM lives", id);
+	ASSERT_EQ((uint32_t)pid, f.vm.pid);
+	nr_slots = f.vm.nr_slots;
+	free(f.vm.slots);
+
+	w->id = id;
+	ASSERT_EQ(0, pthread_create(th, NULL, monitor, l));
+	/*
+	 * Snapshots (each one an event) until the monitor hears one: a fixed
+	 * sleep was too short on the debug kernel under load.
+	 */
+	for (int tries = 0; !__atomic_load_n(&w->heard, __ATOMIC_SEQ_CST); tries++) {
+		ASSERT_LT(tries, 1000) TH_LOG("the monitor heard no event in 10 s");
+		ASSERT_EQ(0, vmreset_nl_vm_snapshot(self->nl, id, NULL));
+		usleep(10000);
+	}
+	return nr_slots;
+}
+
+/* Once the VMM is gone, the monitor hears VM @id's detach, and it is not listed. */
+static void detach_heard(FIXTURE_DATA(vm) *self, uint32_t id, struct watch *w,
+			 pthread_t th)
+{
+	struct find f = { .id = id };
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 10;
+	ASSERT_EQ(0, pthread_timedjoin_np(th, NULL, &until))
+		TH_LOG("no VM_DETACH event for VM %u", id);
+	ASSERT_TRUE(w->seen);
+	ASSERT_EQ(0, vmreset_nl_vm_list(self->nl, find_vm, &f));
+	ASSERT_FALSE(f.found);
+}
+
 /* A VMM killed with SIGKILL: its attachment goes, and monitors hear it. */
 TEST_F(vm, killed_vmm_is_detached)
 {
 	struct watch w = { 0 };
 	struct listener l = { on_event, &w };
-	struct find f = { 0 };
-	struct timespec until;
 	int pipefd[2], status;
 	pthread_t th;
 	uint32_t id;
@@ -294,33 +339,10 @@ TEST_F(vm, killed_vmm_is_detached)
 			vcpu_run_to_done(vcpu);
 	}
 	ASSERT_EQ((ssize_t)sizeof(id), read(pipefd[0], &id, sizeof(id)));
-	f.id = id;
-	ASSERT_EQ(0, vmreset_nl_vm_list(self->nl, find_vm, &f));
-	ASSERT_TRUE(f.found);
-	ASSERT_EQ((uint32_t)pid, f.vm.pid);
-	free(f.vm.slots);
-
-	w.id = id;
-	ASSERT_EQ(0, pthread_create(&th, NULL, monitor, &l));
-	/*
-	 * Snapshots (each one an event) until the monitor hears one: a fixed
-	 * sleep was too short on the debug kernel under load.
-	 */
-	for (int tries = 0; !__atomic_load_n(&w.heard, __ATOMIC_SEQ_CST); tries++) {
-		ASSERT_LT(tries, 1000) TH_LOG("the monitor heard no event in 10 s");
-		ASSERT_EQ(0, vmreset_nl_vm_snapshot(self->nl, id, NULL));
-		usleep(10000);
-	}
+	monitor_until_heard(self, id, pid, &w, &l, &th);
 	ASSERT_EQ(0, kill(pid, SIGKILL));
 	ASSERT_EQ(pid, waitpid(pid, &status, 0));
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += 10;
-	ASSERT_EQ(0, pthread_timedjoin_np(th, NULL, &until))
-		TH_LOG("no VM_DETACH event for VM %u", id);
-	ASSERT_TRUE(w.seen);
-	f.found = 0;
-	ASSERT_EQ(0, vmreset_nl_vm_list(self->nl, find_vm, &f));
-	ASSERT_FALSE(f.found);
+	detach_heard(self, id, &w, th);
 }
 
 /*
@@ -396,8 +418,6 @@ TEST_F(vm, closed_vm_detached_at_vmm_exit)
 	struct watch w = { 0 };
 	struct listener l = { on_event, &w };
 	int ready[2], go[2], status;
-	struct find f = { 0 };
-	struct timespec until;
 	pthread_t th;
 	uint32_t id;
 	pid_t pid;
@@ -426,32 +446,11 @@ TEST_F(vm, closed_vm_detached_at_vmm_exit)
 	close(go[0]);
 	ASSERT_EQ((ssize_t)sizeof(id), read(ready[0], &id, sizeof(id)));
 	usleep(1500000);
-	f.id = id;
-	ASSERT_EQ(0, vmreset_nl_vm_list(self->nl, find_vm, &f));
-	ASSERT_TRUE(f.found) TH_LOG("VM %u detached while its VMM lives", id);
-	ASSERT_EQ((uint32_t)pid, f.vm.pid);
-	ASSERT_EQ(1, f.vm.nr_slots);
-	free(f.vm.slots);
-
-	w.id = id;
-	ASSERT_EQ(0, pthread_create(&th, NULL, monitor, &l));
-	/* An event of the VM's own tells us the monitor is listening. */
-	for (int tries = 0; !__atomic_load_n(&w.heard, __ATOMIC_SEQ_CST); tries++) {
-		ASSERT_LT(tries, 1000) TH_LOG("the monitor heard no event in 10 s");
-		ASSERT_EQ(0, vmreset_nl_vm_snapshot(self->nl, id, NULL));
-		usleep(10000);
-	}
+	ASSERT_EQ(1, monitor_until_heard(self, id, pid, &w, &l, &th));
 	close(go[1]);
 	ASSERT_EQ(pid, waitpid(pid, &status, 0));
 	ASSERT_TRUE(WIFEXITED(status) && !WEXITSTATUS(status));
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += 10;
-	ASSERT_EQ(0, pthread_timedjoin_np(th, NULL, &until))
-		TH_LOG("no VM_DETACH event for VM %u", id);
-	ASSERT_TRUE(w.seen);
-	f.found = 0;
-	ASSERT_EQ(0, vmreset_nl_vm_list(self->nl, find_vm, &f));
-	ASSERT_FALSE(f.found);
+	detach_heard(self, id, &w, th);
 	ASSERT_EQ(-ENOENT, vmreset_nl_vm_detach(self->nl, id));
 }
 
