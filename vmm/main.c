@@ -147,6 +147,36 @@ static int parse_uint(const char *opt, const char *s, unsigned int *out)
 	return 0;
 }
 
+/* The words an option takes, in the order its error lists them; NULL-ended. */
+struct word {
+	const char *name;
+	unsigned int val;
+};
+
+static const struct word hot_words[] = {
+	{ "learn", VMM_HOT_LEARN }, { "off", VMM_HOT_OFF }, { "mount", VMM_HOT_MOUNT }, { NULL, 0 }
+};
+
+static const struct word hc_words[] = {
+	{ "auto", VMM_HC_AUTO }, { "on", VMM_HC_ON }, { "off", VMM_HC_OFF }, { NULL, 0 }
+};
+
+static int parse_word(const char *opt, const char *s, const struct word *w, unsigned int *out)
+{
+	const struct word *i;
+
+	for (i = w; i->name; i++) {
+		if (!strcmp(s, i->name)) {
+			*out = i->val;
+			return 0;
+		}
+	}
+	fprintf(stderr, "vmreset-vmm: %s '%s': ", opt, s);
+	for (i = w; i->name; i++)
+		fprintf(stderr, "%s%s", i->name, !i[1].name ? "\n" : !i[2].name ? " or " : ", ");
+	return -1;
+}
+
 static int transact(struct vmm *vm, const struct vmm_txn *t, struct vmm_req *req,
 		    struct vmm_resp *resp, unsigned int *attempts, bool *ok)
 {
@@ -411,28 +441,12 @@ int main(int argc, char **argv)
 		case OPT_DISK: opts.disk = optarg; break;
 		case OPT_PIT: opts.pit = true; break;
 		case OPT_HOT:
-			if (!strcmp(optarg, "learn")) {
-				opts.hot = VMM_HOT_LEARN;
-			} else if (!strcmp(optarg, "off")) {
-				opts.hot = VMM_HOT_OFF;
-			} else if (!strcmp(optarg, "mount")) {
-				opts.hot = VMM_HOT_MOUNT;
-			} else {
-				fprintf(stderr, "vmreset-vmm: --hot '%s': learn, off or mount\n", optarg);
+			if (parse_word("--hot", optarg, hot_words, &opts.hot))
 				return 2;
-			}
 			break;
 		case OPT_HC_PRESERVE:
-			if (!strcmp(optarg, "auto")) {
-				opts.hc = VMM_HC_AUTO;
-			} else if (!strcmp(optarg, "on")) {
-				opts.hc = VMM_HC_ON;
-			} else if (!strcmp(optarg, "off")) {
-				opts.hc = VMM_HC_OFF;
-			} else {
-				fprintf(stderr, "vmreset-vmm: --hc-preserve '%s': auto, on or off\n", optarg);
+			if (parse_word("--hc-preserve", optarg, hc_words, &opts.hc))
 				return 2;
-			}
 			break;
 		case OPT_CONSOLE: opts.console_fd = 2; break;
 		case OPT_BOOT_TIMEOUT:
