@@ -27,7 +27,9 @@ vm_prepare() {
 		echo "no $VMLINUZ; run: sudo scripts/deps.sh" >&2
 		return 1
 	}
-	make -s -C "$top" module KDIR="$kdir" >"$build/make-$KREL.log" 2>&1 || {
+	# BUILD on the command line: a BUILD= given to make check is in
+	# MAKEFLAGS and would beat check.sh's per-job one in the environment.
+	make -s -C "$top" module KDIR="$kdir" BUILD="$build" >"$build/make-$KREL.log" 2>&1 || {
 		cat "$build/make-$KREL.log" >&2
 		return 1
 	}
