@@ -688,11 +688,37 @@ TEST_F_TIMEOUT(store, incremental_with_dirty_list, 600)
 	ASSERT_EQ(0, st("load %s v12 %s/v12 --key %s >/dev/null", self->s, d, self->k));
 }
 
+/*
+ * A child saves f0..f3 (as s0..s3) @rounds times over while this process
+ * runs gc @gcs times (with @env before the command): each gc must succeed,
+ * and so must every save.
+ */
+static void gc_while_saving(struct __th_fixture_store *self, int rounds, int gcs,
+			    const char *env)
+{
+	char *d = self->dir;
+	pid_t pid = fork();
+	int status;
+
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		for (int r = 0; r < rounds; r++)
+			for (int i = 0; i < 4; i++)
+				if (st("save %s/f%d %s --key %s --name s%d >/dev/null",
+				       d, i, self->s, self->k, i))
+					_exit(1);
+		_exit(0);
+	}
+	for (int i = 0; i < gcs; i++)
+		ASSERT_EQ(0, sh("%s%s gc %s >/dev/null 2>%s/err || { cat %s/err >&2; false; }",
+				env, tool, self->s, d, d));
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_EQ(0, WEXITSTATUS(status));
+}
+
 TEST_F_TIMEOUT(store, gc_with_concurrent_saves, 300)
 {
 	char *d = self->dir, f[256], line[1024];
-	pid_t pid;
-	int status;
 
 	for (int i = 0; i < 4; i++) {
 		snprintf(f, sizeof(f), "%s/f%d", d, i);
@@ -700,20 +726,7 @@ TEST_F_TIMEOUT(store, gc_with_concurrent_saves, 300)
 	}
 	ASSERT_EQ(0, st("save %s/f0 %s --key %s --name gone >/dev/null", d, self->s, self->k));
 	ASSERT_EQ(0, st("delete %s gone >/dev/null", self->s));
-	pid = fork();
-	ASSERT_GE(pid, 0);
-	if (!pid) {
-		for (int r = 0; r < 3; r++)
-			for (int i = 0; i < 4; i++)
-				if (st("save %s/f%d %s --key %s --name s%d >/dev/null",
-				       d, i, self->s, self->k, i))
-					_exit(1);
-		_exit(0);
-	}
-	for (int i = 0; i < 10; i++)
-		ASSERT_EQ(0, st("gc %s >/dev/null", self->s));
-	ASSERT_EQ(pid, waitpid(pid, &status, 0));
-	ASSERT_EQ(0, WEXITSTATUS(status));
+	gc_while_saving(self, 3, 10, "");
 	ASSERT_EQ(0, st("gc %s >/dev/null", self->s));
 	ASSERT_EQ(4 * 128, blocks(self->s));
 	ASSERT_EQ(0, st("verify %s --key %s >/dev/null", self->s, self->k));
@@ -745,8 +758,6 @@ TEST_F_TIMEOUT(store, gc_with_concurrent_saves, 300)
 TEST_F_TIMEOUT(store, gc_live_set_spills_to_disk, 600)
 {
 	char *d = self->dir, f[256], line[1024];
-	pid_t pid;
-	int status;
 
 	for (int i = 0; i < 4; i++) {
 		snprintf(f, sizeof(f), "%s/f%d", d, i);
@@ -764,21 +775,7 @@ TEST_F_TIMEOUT(store, gc_live_set_spills_to_disk, 600)
 			"grep -q 'gc: stopped, nothing removed' %s/err || "
 			"{ cat %s/err >&2; false; }", d, d, d, d));
 	ASSERT_EQ(228, blocks(self->s));
-	pid = fork();
-	ASSERT_GE(pid, 0);
-	if (!pid) {
-		for (int r = 0; r < 2; r++)
-			for (int i = 0; i < 4; i++)
-				if (st("save %s/f%d %s --key %s --name s%d >/dev/null",
-				       d, i, self->s, self->k, i))
-					_exit(1);
-		_exit(0);
-	}
-	for (int i = 0; i < 6; i++)
-		ASSERT_EQ(0, sh("VMRESET_STORE_GC_MEM=2k %s gc %s >/dev/null 2>%s/err || "
-				"{ cat %s/err >&2; false; }", tool, self->s, d, d));
-	ASSERT_EQ(pid, waitpid(pid, &status, 0));
-	ASSERT_EQ(0, WEXITSTATUS(status));
+	gc_while_saving(self, 2, 6, "VMRESET_STORE_GC_MEM=2k ");
 	ASSERT_EQ(0, sh("VMRESET_STORE_GC_MEM=2k %s gc %s >%s/out 2>%s/err", tool, self->s,
 			d, d));
 	ASSERT_EQ(0, sh("grep -q 'block references over the memory bound' %s/err && "

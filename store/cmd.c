@@ -201,8 +201,8 @@ static int add_new(struct job *j, const uint8_t *id, const struct vmrs_loc *loc,
 	return ret;
 }
 
-static int save_block(struct worker *w, uint64_t i, size_t len, const uint8_t *plain,
-		      bool named)
+/* Block @i, named already (name_run), @len bytes at @plain. */
+static int save_block(struct worker *w, uint64_t i, size_t len, const uint8_t *plain)
 {
 	struct job *j = w->j;
 	struct vmrs_entry *e = &j->m->e[i];
@@ -211,13 +211,10 @@ static int save_block(struct worker *w, uint64_t i, size_t len, const uint8_t *p
 	uint8_t *out;
 	int ret;
 
-	if (named ? vmrs_entry_is_zero(e) : all_zero(plain, len)) {
-		memset(e, 0, sizeof(*e));
+	if (vmrs_entry_is_zero(e)) {
 		atomic_fetch_add(&j->zero, 1);
 		return 0;
 	}
-	if (!named && vmrs_block_name(w->c, plain, len, e->key, e->id))
-		return -EIO;
 	/* Unchanged from the base: the base keeps that block alive. */
 	if (j->base && i < j->base->nblocks &&
 	    !memcmp(e, &j->base->e[i], sizeof(*e))) {
@@ -304,6 +301,47 @@ static void block_done(struct job *j)
 		stop_at("mid-blocks");
 }
 
+/*
+ * Names blocks @i0..@i1-1, read into w->plain (zero blocks get a zero
+ * entry), a batch of up to VMRS_NAME_BATCH blocks of one length at a
+ * time: with AVX-512 their SHA-256 runs 16 lanes wide, 2.5 times what
+ * SHA-NI does one block at a time on this CPU.
+ */
+static int name_run(struct worker *w, uint64_t i0, uint64_t i1)
+{
+	struct job *j = w->j;
+	uint32_t bs = j->m->block_size;
+	uint8_t key[VMRS_NAME_BATCH][VMRS_KEY_LEN], id[VMRS_NAME_BATCH][VMRS_HASH_LEN];
+	const uint8_t *p[VMRS_NAME_BATCH];
+	uint64_t at[VMRS_NAME_BATCH];
+	size_t n = 0, len = 0;
+
+	for (uint64_t k = i0; k <= i1; k++) {
+		size_t bl = k < i1 ? block_len(j, k) : 0;
+		const uint8_t *b = w->plain + (k - i0) * bs;
+
+		if (n && (k == i1 || n == VMRS_NAME_BATCH || bl != len)) {
+			if (vmrs_block_name_many(w->c, p, len, n, key, id))
+				return -1;
+			for (size_t x = 0; x < n; x++) {
+				memcpy(j->m->e[at[x]].key, key[x], VMRS_KEY_LEN);
+				memcpy(j->m->e[at[x]].id, id[x], VMRS_HASH_LEN);
+			}
+			n = 0;
+		}
+		if (k == i1)
+			break;
+		if (all_zero(b, bl)) {
+			memset(&j->m->e[k], 0, sizeof(j->m->e[k]));
+			continue;
+		}
+		len = bl;
+		p[n] = b;
+		at[n++] = k;
+	}
+	return 0;
+}
+
 /* Save: read each run of wanted blocks of the chunk with one pread. */
 static int save_chunk(struct worker *w, uint64_t i0, uint64_t i1)
 {
@@ -344,21 +382,17 @@ static int save_chunk(struct worker *w, uint64_t i0, uint64_t i1)
 				 ret == -ENODATA ? "file shrank during the save" : strerror(-ret));
 			return ret;
 		}
-		/* RADOS: name the run's blocks first, then look them all up at once. */
+		if (name_run(w, i, r))
+			return -EIO;
+		/* RADOS: look the run's blocks up all at once. */
 		if (j->s->rados) {
 			size_t nid = 0;
 
 			for (uint64_t k = i; k < r; k++) {
 				struct vmrs_entry *e = &j->m->e[k];
-				size_t bl = block_len(j, k);
-				const uint8_t *p = w->plain + (k - (uint64_t)off / bs) * bs;
 
-				if (all_zero(p, bl)) {
-					memset(e, 0, sizeof(*e));
+				if (vmrs_entry_is_zero(e))
 					continue;
-				}
-				if (vmrs_block_name(w->c, p, bl, e->key, e->id))
-					return -EIO;
 				if (j->base && k < j->base->nblocks &&
 				    !memcmp(e, &j->base->e[k], sizeof(*e)))
 					continue;
@@ -373,8 +407,7 @@ static int save_chunk(struct worker *w, uint64_t i0, uint64_t i1)
 			}
 		}
 		for (; i < r; i++) {
-			ret = save_block(w, i, block_len(j, i), w->plain + (i - (uint64_t)off / bs) * bs,
-					 j->s->rados != NULL);
+			ret = save_block(w, i, block_len(j, i), w->plain + (i - (uint64_t)off / bs) * bs);
 			if (ret)
 				return ret;
 			block_done(j);
@@ -873,12 +906,6 @@ static int check_profile(const char *path)
 	return ret;
 }
 
-static int cmp_newblock(const void *a, const void *b)
-{
-	return memcmp(((const struct vmrs_newblock *)a)->id,
-		      ((const struct vmrs_newblock *)b)->id, VMRS_HASH_LEN);
-}
-
 static const char *base_name(const char *path)
 {
 	const char *b = strrchr(path, '/');
@@ -1043,7 +1070,7 @@ int cmd_save(const char *file, const char *store, const struct vmrs_opts *o)
 	}
 	stop_at("after-blocks");
 	/* In key order, consecutive puts land on the B-tree pages just touched. */
-	qsort(j.nb, j.nnb, sizeof(*j.nb), cmp_newblock);
+	vmrs_sort_by_id(j.nb, j.nnb, sizeof(*j.nb));
 	if (j.nnb && vmrs_index_commit(&s, j.nb, j.nnb))
 		goto out;
 	stop_at("before-manifest");

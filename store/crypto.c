@@ -27,6 +27,7 @@
 #include <openssl/rand.h>
 
 #include "crypto.h"
+#include "sha256mb.h"
 
 static const uint8_t zero_nonce[VMRS_NONCE_LEN];
 
@@ -87,16 +88,25 @@ err:
  * a third of the cost. Each is two SHA-256 compressions (80 bytes plus
  * padding), the block itself 65 at 4 KiB.
  */
-static void derive(const char label[16], const uint8_t salt[VMRS_HASH_LEN],
-		   const uint8_t h[VMRS_HASH_LEN], uint8_t out[VMRS_HASH_LEN])
-{
-	uint8_t in[16 + 2 * VMRS_HASH_LEN];
-	SHA256_CTX sc;
+#define DERIVE_LEN	(16 + 2 * VMRS_HASH_LEN)
+static const char klabel[16] = "vmreset-store K", ilabel[16] = "vmreset-store id";
 
-	/* Not SHA256(): in OpenSSL 3 that one is EVP_Q_digest, a fetch per call. */
+static void derive_in(uint8_t in[DERIVE_LEN], const char label[16],
+		      const uint8_t salt[VMRS_HASH_LEN], const uint8_t h[VMRS_HASH_LEN])
+{
 	memcpy(in, label, 16);
 	memcpy(in + 16, salt, VMRS_HASH_LEN);
 	memcpy(in + 16 + VMRS_HASH_LEN, h, VMRS_HASH_LEN);
+}
+
+static void derive(const char label[16], const uint8_t salt[VMRS_HASH_LEN],
+		   const uint8_t h[VMRS_HASH_LEN], uint8_t out[VMRS_HASH_LEN])
+{
+	uint8_t in[DERIVE_LEN];
+	SHA256_CTX sc;
+
+	/* Not SHA256(): in OpenSSL 3 that one is EVP_Q_digest, a fetch per call. */
+	derive_in(in, label, salt, h);
 	SHA256_Init(&sc);
 	SHA256_Update(&sc, in, sizeof(in));
 	SHA256_Final(out, &sc);
@@ -105,7 +115,6 @@ static void derive(const char label[16], const uint8_t salt[VMRS_HASH_LEN],
 int vmrs_block_name(struct vmrs_crypto *c, const void *plain, size_t len,
 		    uint8_t key[VMRS_KEY_LEN], uint8_t id[VMRS_HASH_LEN])
 {
-	static const char klabel[16] = "vmreset-store K", ilabel[16] = "vmreset-store id";
 	uint8_t h[VMRS_HASH_LEN];
 	SHA256_CTX sc;
 
@@ -114,6 +123,33 @@ int vmrs_block_name(struct vmrs_crypto *c, const void *plain, size_t len,
 		return -1;
 	derive(klabel, c->salt, h, key);
 	derive(ilabel, c->salt, h, id);
+	return 0;
+}
+
+int vmrs_block_name_many(struct vmrs_crypto *c, const uint8_t *const plain[], size_t len,
+			 size_t n, uint8_t key[][VMRS_KEY_LEN], uint8_t id[][VMRS_HASH_LEN])
+{
+	uint8_t h[VMRS_NAME_BATCH][VMRS_HASH_LEN], in[2 * VMRS_NAME_BATCH][DERIVE_LEN];
+	uint8_t out[2 * VMRS_NAME_BATCH][VMRS_HASH_LEN];
+	const uint8_t *p[2 * VMRS_NAME_BATCH];
+
+	for (size_t o = 0; o < n; o += VMRS_NAME_BATCH) {
+		size_t m = n - o < VMRS_NAME_BATCH ? n - o : VMRS_NAME_BATCH;
+
+		vmrs_sha256_many(plain + o, len, m, h);
+		/* The K and id of the batch: 2m more messages of one length. */
+		for (size_t k = 0; k < m; k++) {
+			derive_in(in[k], klabel, c->salt, h[k]);
+			derive_in(in[m + k], ilabel, c->salt, h[k]);
+			p[k] = in[k];
+			p[m + k] = in[m + k];
+		}
+		vmrs_sha256_many(p, DERIVE_LEN, 2 * m, out);
+		for (size_t k = 0; k < m; k++) {
+			memcpy(key[o + k], out[k], VMRS_KEY_LEN);
+			memcpy(id[o + k], out[m + k], VMRS_HASH_LEN);
+		}
+	}
 	return 0;
 }
 

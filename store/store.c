@@ -786,7 +786,7 @@ int vmrs_manifest_write(const struct vmrs_store *s, const uint8_t key[VMRS_KEY_L
 	if (b.profile_len)
 		memcpy(p, m->profile, b.profile_len);
 
-	qsort(refs, nrefs, VMRS_HASH_LEN, vmr_cmp_id);
+	vmrs_sort_by_id(refs, nrefs, VMRS_HASH_LEN);
 	{
 		uint64_t j = 0;
 

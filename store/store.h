@@ -184,6 +184,13 @@ struct vmrs_gc_stats {
 	uint64_t bytes_freed, tmps;
 };
 /* live.c: gc's set of live block IDs, memory bounded (spills to a file). */
+/*
+ * Sorts @n elements of @size bytes (at most VMRS_SORT_MAX) that each start
+ * with a block ID by that ID, in place (live.c).
+ */
+#define VMRS_SORT_MAX	128
+void vmrs_sort_by_id(void *base, uint64_t n, size_t size);
+
 struct vmrs_live;
 uint64_t vmrs_live_bound(void);
 struct vmrs_live *vmrs_live_new(const char *tmpdir, uint64_t bound);
