@@ -599,22 +599,28 @@ static int snapshot_job(const char *cmd, const char *id)
 	return 0;
 }
 
+/* migrate and migrate-incoming answer at once; the stream ends later. */
+static int wait_migration(const char *what)
+{
+	json_object *ev = qmp_wait_event(g.q, "MIGRATION", "status", "completed", QMP_TIMEOUT);
+
+	if (!ev)
+		return fail("%s the device state: %s", what, g.q->err);
+	json_object_put(ev);
+	return 0;
+}
+
 /* The device and vCPU state migrated into g.state_path (RAM left out). */
 static int migrate_to_file(void)
 {
 	char uri[256];
-	json_object *ev;
 
 	snprintf(uri, sizeof(uri), "exec:cat > %s", g.state_path);
 	qmp_drop_events(g.q, "MIGRATION");
 	if (qmp_do("migrate", jargs("uri", json_object_new_string(uri), NULL, NULL,
 				    NULL, NULL)))
 		return -1;
-	ev = qmp_wait_event(g.q, "MIGRATION", "status", "completed", QMP_TIMEOUT);
-	if (!ev)
-		return fail("saving the device state: %s", g.q->err);
-	json_object_put(ev);
-	return 0;
+	return wait_migration("saving");
 }
 
 /* The state file for RESET_INCOMING, or the vmstate qcow2 for snapshot-save. */
@@ -762,7 +768,6 @@ struct timing {
 static int restore_incoming(void)
 {
 	char uri[256];
-	json_object *ev;
 
 	kill_qemu();
 	g.replaced = 1;
@@ -772,10 +777,8 @@ static int restore_incoming(void)
 	if (qmp_do("migrate-incoming", jargs("uri", json_object_new_string(uri), NULL, NULL,
 					     NULL, NULL)))
 		return -1;
-	ev = qmp_wait_event(g.q, "MIGRATION", "status", "completed", QMP_TIMEOUT);
-	if (!ev)
-		return fail("loading the device state: %s", g.q->err);
-	json_object_put(ev);
+	if (wait_migration("loading"))
+		return -1;
 	/* A new KVM VM: attached like the first (the preserved ranges are the files'). */
 	return attach_vm(0);
 }
