@@ -15,7 +15,8 @@
 #   make bench           benchmark vmreset against the baselines in the test
 #                        VM (KVER=6.12 by default), write docs/benchmarks.md
 #                        (BENCH_ARGS=--quick: a fast run; BENCH_FLAGS=-n: no docs)
-#   make install         module to /lib/modules/<kver>/updates, tools to PREFIX
+#   make install         module to /lib/modules/<kver>/updates, tools to PREFIX,
+#                        the guest image for <kver> to PREFIX/lib/vmreset
 #   make uninstall       undo install
 #   make dkms-install    register the sources with DKMS
 #   make deps            install the Debian packages (needs root)
@@ -100,6 +101,7 @@ install: module helper bpf qemu
 	$(MAKE) -C bpf install PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
 	$(if $(wildcard store/Makefile),$(MAKE) -C store install PREFIX=$(PREFIX) DESTDIR=$(DESTDIR))
 	$(MAKE) -C vmm install PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
+	$(MAKE) -C vmm install-guest KREL=$(KREL) KDIR=$(KDIR) PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
 	$(MAKE) -C qemu install PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
 	$(if $(DESTDIR),,depmod -a $(KREL))
 

@@ -61,7 +61,7 @@ struct opts {
 };
 
 static struct opts o = {
-	.qemu = "qemu-system-x86_64", .accel = "kvm", .initrd = "/usr/lib/vmreset/guest.cpio.gz",
+	.qemu = "qemu-system-x86_64", .accel = "kvm",
 	.dir = "/run/vmreset", .mem = 256 << 20, .boot_timeout_ms = 600000,
 };
 
@@ -1173,8 +1173,10 @@ static void usage(FILE *f)
 "Options:\n"
 "  -q, --qemu PATH      QEMU binary (default qemu-system-x86_64)\n"
 "  -k, --kernel PATH    bzImage (default /boot/vmlinuz-$(uname -r))\n"
-"  -i, --initrd PATH    the agent's initramfs (vmm/mkguest.sh; default\n"
-"                       /usr/lib/vmreset/guest.cpio.gz)\n"
+"  -i, --initrd PATH    the agent's initramfs (default what make install built\n"
+"                       for the running kernel, as vmreset-vmm's:\n"
+"                       /usr/local/lib/vmreset/guest-$(uname -r).cpio.gz;\n"
+"                       for another: make -C vmm guest KREL=...)\n"
 "  -m, --mem SIZE       guest RAM (default 256M; K, M, G)\n"
 "  -d, --dir DIR        vmresetfs directory for RAM and disk (default /run/vmreset)\n"
 "      --disk IMAGE     raw disk image, copied to vmresetfs, virtio-blk, on /disk\n"
@@ -1226,7 +1228,7 @@ int main(int argc, char **argv)
 		{ "console", 1, 0, 'c' }, { "boot-timeout", 1, 0, 'T' },
 		{ "accel", 1, 0, 'A' }, { "compare", 0, 0, 'C' }, { "hot", 1, 0, 'H' }, { "verbose", 0, 0, 'v' }, { "help", 0, 0, 'h' }, { 0 }
 	};
-	static char kernel[300];
+	static char kernel[300], initrd[300];
 	const char *cmd;
 	struct utsname u;
 	int c, ret = 0;
@@ -1293,6 +1295,14 @@ int main(int argc, char **argv)
 	}
 	if (access(o.kernel, R_OK))
 		die("--kernel %s: %s", o.kernel, strerror(errno));
+	if (!o.initrd) {
+		uname(&u);
+		snprintf(initrd, sizeof(initrd), "/usr/local/lib/vmreset/guest-%s.cpio.gz", u.release);
+		if (access(initrd, R_OK))
+			die("--initrd %s (the default): %s (make install builds it for the "
+			    "running kernel)", initrd, strerror(errno));
+		o.initrd = initrd;
+	}
 	if (access(o.initrd, R_OK))
 		die("--initrd %s: %s", o.initrd, strerror(errno));
 	if (o.keep && o.keep > o.mem / 4)

@@ -24,7 +24,8 @@ install -m 755 "$agent" "$root/init"
 ln -sf ../init "$root/bin/vmreset-guest"
 : > "$root/etc/vmreset/modules"
 # The disk: virtio-mmio and virtio-blk, and ext4 with what it needs.
-for m in ${VMM_GUEST_MODULES-virtio_mmio virtio_blk ext4}; do
+# virtio_console: the agent's port under vmreset-qemu (built in on 6.12).
+for m in ${VMM_GUEST_MODULES-virtio_mmio virtio_blk ext4 virtio_console}; do
 	modprobe -S "$krel" --show-depends "$m" 2>/dev/null | sed -n 's/^insmod \([^ ]*\).*/\1/p'
 done | awk '!seen[$0]++' | while read -r f; do
 	dst=/lib/modules/$krel/$(basename "${f%.xz}")
