@@ -78,7 +78,9 @@ static struct {
 	double boot_ms, ready_ms;
 	int replaced;			/* --compare: the ready QEMU is gone */
 	int watch_reset;		/* a request runs: a guest reset is its crash */
-	char crash[128];		/* why, when it crashed */
+	int qmp_gone;			/* QEMU closed QMP: it is going, waitpid tells */
+	int powered_off;		/* stopped by -no-shutdown: system_reset first */
+	char crash[128];		/* why, when it crashed or powered off */
 	char err[1024];
 } g = { .ram_fd = -1, .disk_fd = -1, .listen_fd = -1, .agent_fd = -1 };
 
@@ -172,6 +174,30 @@ static json_object *jstrs(const char *s)
 
 /* ---- the agent's port ---- */
 
+static const char *event_data(json_object *ev, const char *key)
+{
+	json_object *d, *v;
+
+	return json_object_object_get_ex(ev, "data", &d) &&
+	       json_object_object_get_ex(d, key, &v) ? json_object_get_string(v) : NULL;
+}
+
+static int event_bool(json_object *ev, const char *key)
+{
+	const char *v = event_data(ev, key);
+
+	return v && !strcmp(v, "true");
+}
+
+/* g.crash: @what and the event's reason; puts @ev. */
+static void why_event(json_object *ev, const char *what)
+{
+	const char *r = event_data(ev, "reason");
+
+	snprintf(g.crash, sizeof(g.crash), "%s (%s)", what, r ? r : "?");
+	json_object_put(ev);
+}
+
 static int io_full(int fd, void *buf, size_t len, int writing, double deadline)
 {
 	size_t off = 0;
@@ -179,7 +205,8 @@ static int io_full(int fd, void *buf, size_t len, int writing, double deadline)
 	while (off < len) {
 		struct pollfd p[2] = {
 			{ .fd = fd, .events = writing ? POLLOUT : POLLIN },
-			{ .fd = g.watch_reset && g.q ? g.q->fd : -1, .events = POLLIN },
+			/* Also at boot: with -no-shutdown a power-off ends nothing. */
+			{ .fd = g.q && !g.qmp_gone ? g.q->fd : -1, .events = POLLIN },
 		};
 		double left = deadline - now_ms();
 		ssize_t n;
@@ -194,19 +221,22 @@ static int io_full(int fd, void *buf, size_t len, int writing, double deadline)
 			 * A guest that panics (panic=-1) or triple-faults resets
 			 * the machine: QEMU says RESET and boots it again.
 			 */
-			json_object *ev, *d, *r;
+			json_object *ev;
 
 			if (qmp_pump(g.q))
-				g.watch_reset = 0;	/* QEMU is going: waitpid tells */
-			ev = qmp_take_event(g.q, "RESET");
+				g.qmp_gone = 1;
+			ev = g.watch_reset ? qmp_take_event(g.q, "RESET") : NULL;
 			if (ev) {
-				snprintf(g.crash, sizeof(g.crash), "the guest reset the machine (%s)",
-					 json_object_object_get_ex(ev, "data", &d) &&
-					 json_object_object_get_ex(d, "reason", &r) ?
-					 json_object_get_string(r) : "?");
-				json_object_put(ev);
+				why_event(ev, "the guest reset the machine");
 				return -ECANCELED;
 			}
+			ev = qmp_take_event(g.q, "SHUTDOWN");
+			if (ev && event_bool(ev, "guest")) {
+				why_event(ev, "the guest powered off");
+				g.powered_off = 1;
+				return -ESHUTDOWN;
+			}
+			json_object_put(ev);	/* the host's: QEMU quits */
 			if (!(p[0].revents))
 				continue;
 		}
@@ -233,7 +263,8 @@ static int io_full(int fd, void *buf, size_t len, int writing, double deadline)
 
 static const char *io_err(int e)
 {
-	return e == -ECHILD ? "QEMU exited" : e == -ETIMEDOUT ? "timed out" : strerror(-e);
+	return e == -ECHILD ? "QEMU exited" : e == -ETIMEDOUT ? "timed out" :
+	       e == -ESHUTDOWN ? g.crash : strerror(-e);
 }
 
 /* A frame's header and payload (malloc()ed, NUL-terminated) or -errno. */
@@ -431,7 +462,10 @@ static int start_qemu(int incoming)
 	/*
 	 * No -no-reboot: a guest that panics or triple-faults resets the
 	 * machine (a RESET event), and the driver resets it to the snapshot.
+	 * -no-shutdown: a guest that powers off stops (a SHUTDOWN event)
+	 * instead of ending QEMU, and is reset the same way.
 	 */
+	argv[argc++] = "-no-shutdown";
 	argv[argc++] = "-machine";
 	snprintf(machine, sizeof(machine),
 		 "microvm,accel=%s,pit=off,rtc=off,isa-serial=on,memory-backend=ram", o.accel);
@@ -529,6 +563,8 @@ static int start_qemu(int incoming)
 	n = qmp_connect(g.q, g.qmp_path, 60000);
 	if (n)
 		return fail("QMP %s: %s %s", g.qmp_path, strerror(-n), g.q->err);
+	g.qmp_gone = 0;
+	g.powered_off = 0;
 	/* RAM is a shared file: migration leaves it out, and events come. */
 	{
 		json_object *caps = json_object_new_array();
@@ -783,6 +819,30 @@ static int restore_incoming(void)
 	return attach_vm(0);
 }
 
+/*
+ * A guest that powered off left QEMU in its "shutdown" state, from which
+ * cont is refused and stop does nothing; system_reset takes it to
+ * "prelaunch", where the device-state load and cont work as after stop.
+ * The reset is done before the REVERT, so whatever it writes is undone.
+ */
+static int leave_shutdown(void)
+{
+	json_object *ev;
+
+	if (!g.powered_off)
+		return 0;
+	qmp_drop_events(g.q, "RESET");
+	if (qmp_do("system_reset", NULL))
+		return -1;
+	/* Asynchronous: the load must come after it, not be undone by it. */
+	ev = qmp_wait_event(g.q, "RESET", "reason", "host-qmp-system-reset", QMP_TIMEOUT);
+	if (!ev)
+		return fail("system_reset after the guest's power-off: %s", g.q->err);
+	json_object_put(ev);
+	g.powered_off = 0;
+	return 0;
+}
+
 /* After a request: back to the ready snapshot (the VM stays stopped). */
 static int reset(struct timing *t)
 {
@@ -791,6 +851,8 @@ static int reset(struct timing *t)
 	memset(t, 0, sizeof(*t));
 	if (o.mode == RESET_NONE)
 		return 0;
+	if (o.mode != RESET_INCOMING && o.mode != RESET_COLD && leave_shutdown())
+		return -1;
 	if (o.mode != RESET_INCOMING && o.mode != RESET_COLD && qmp_do("stop", NULL))
 		return -1;
 	t1 = now_ms();
@@ -858,6 +920,7 @@ struct response {
 	int ok;			/* a response came */
 	int timed_out;
 	int crashed;		/* the guest reset the machine: g.crash says how */
+	int powered_off;	/* the guest powered off: g.crash says how */
 	struct vmr_frame_resp r;
 	char *out, *err;	/* into payload */
 	char *payload;
@@ -919,6 +982,10 @@ static int request(char **argv, int argc, const char *in, size_t in_len, int tim
 			res->crashed = 1;
 			break;
 		}
+		if (e == -ESHUTDOWN) {
+			res->powered_off = 1;
+			break;
+		}
 		if (e) {
 			g.watch_reset = 0;
 			return fail("reading the response: %s", io_err(e));
@@ -955,8 +1022,9 @@ static json_object *response_json(const struct response *r, const struct timing 
 
 	json_object_object_add(j, "seq", json_object_new_int64(seq));
 	json_object_object_add(j, "outcome", json_object_new_string(r->ok ? "ok" :
-				r->timed_out ? "timeout" : r->crashed ? "crash" : "error"));
-	if (r->crashed)
+				r->timed_out ? "timeout" : r->crashed ? "crash" :
+				r->powered_off ? "poweroff" : "error"));
+	if (r->crashed || r->powered_off)
 		json_object_object_add(j, "why", json_object_new_string(g.crash));
 	if (r->ok) {
 		int st = r->r.wait_status;
@@ -1168,7 +1236,8 @@ static void usage(FILE *f)
 "                       {\"op\": \"qmp\", \"execute\": CMD, \"arguments\": {...}},\n"
 "                       {\"op\": \"hot\", \"mode\": \"learn\"|\"off\"}\n"
 "                       outcome: ok, timeout, crash (the guest panicked or\n"
-"                       triple-faulted; the VM is reset), error\n"
+"                       triple-faulted; the VM is reset), poweroff (the guest\n"
+"                       powered off; the VM is reset), error\n"
 "\n"
 "Options:\n"
 "  -q, --qemu PATH      QEMU binary (default qemu-system-x86_64)\n"
@@ -1344,7 +1413,7 @@ int main(int argc, char **argv)
 			ret = WIFEXITED(r.r.wait_status) ? WEXITSTATUS(r.r.wait_status) :
 			      128 + WTERMSIG(r.r.wait_status);
 		} else {
-			fprintf(stderr, "vmreset-qemu: %s\n", r.crashed ? g.crash :
+			fprintf(stderr, "vmreset-qemu: %s\n", r.crashed || r.powered_off ? g.crash :
 				r.timed_out ? "the request timed out" : "no response");
 			ret = 1;
 		}

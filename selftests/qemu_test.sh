@@ -3,8 +3,8 @@
 # Debian's unmodified QEMU (microvm, nested KVM) on vmresetfs, driven by
 # vmreset-qemu: one boot to the ready snapshot, then requests, each reset
 # by REVERT of RAM and disk plus QEMU's own load of the device state
-# (docs/qemu.md), with hot pages learned (the default); guest crashes;
-# then the same VM reset by a new QEMU with -incoming. Also the preserve hypercall of the guest agent under
+# (docs/qemu.md), with hot pages learned (the default); guest crashes and
+# a power-off; then the same VM reset by a new QEMU with -incoming. Also the preserve hypercall of the guest agent under
 # vmreset-vmm (what store's bpf tests use).
 #
 #   qemu_test.sh [-t CASE]
@@ -222,23 +222,36 @@ t_many_requests() {
 	echo "$R" | jq -e '.hot_pages > 0' > /dev/null || { echo "no hot pages learned"; return 1; }
 }
 
+# wrecked_then_clean WHAT CMD OUTCOME REASON: CMD, after writing /tmp
+# and the disk, ends the request with OUTCOME, its why naming REASON; the
+# next request runs in the snapshot's VM, in the same QEMU.
+wrecked_then_clean() {
+	info || return 1
+	pid0=$(field qemu_pid)
+	req "$(jq -cn --arg c "touch /tmp/mark /disk/mark; sync; $2" \
+		'{argv: ["sh", "-c", $c], timeout_ms: 200000}')" || return 1
+	echo "$1: $(echo "$R" | jq -c '{outcome, why, reset_ms, reverted_pages, disk_reverted_pages}')"
+	echo "$R" | jq -e --arg o "$3" --arg r "$4" '.outcome == $o and (.why | test($r))' \
+		> /dev/null || return 1
+	sh_req 'ls /tmp | wc -l; test ! -e /disk/mark && echo alive' || return 1
+	[ "$OUT" = "0
+alive" ] || { echo "after the $1: $OUT"; return 1; }
+	info || return 1
+	[ "$(field qemu_pid)" = "$pid0" ] || { echo "QEMU $pid0 was replaced"; return 1; }
+}
+
 # A request that panics the guest kernel or triple-faults it: outcome
 # "crash" (QEMU's RESET event), and the next request runs in the snapshot's VM.
 t_guest_crash_then_clean() {
-	for how in panic triple; do
-		case $how in
-		panic) c='echo c > /proc/sysrq-trigger; sleep 100' ;;
-		triple) c='vmreset-guest triple' ;;
-		esac
-		req "$(jq -cn --arg c "touch /tmp/mark /disk/mark; sync; $c" \
-			'{argv: ["sh", "-c", $c], timeout_ms: 200000}')" || return 1
-		echo "$how: $(echo "$R" | jq -c '{outcome, why, reset_ms, reverted_pages, disk_reverted_pages}')"
-		echo "$R" | jq -e '.outcome == "crash" and (.why | test("guest-reset"))' > /dev/null ||
-			return 1
-		sh_req 'ls /tmp | wc -l; test ! -e /disk/mark && echo alive' || return 1
-		[ "$OUT" = "0
-alive" ] || { echo "after the $how: $OUT"; return 1; }
-	done
+	wrecked_then_clean panic 'echo c > /proc/sysrq-trigger; sleep 100' crash guest-reset &&
+		wrecked_then_clean triple 'vmreset-guest triple' crash guest-reset
+}
+
+# A request that powers the guest off: outcome "poweroff" (QEMU, under
+# -no-shutdown, stops with a SHUTDOWN event instead of exiting), and the
+# VM is reset in place like after a crash.
+t_guest_poweroff_then_clean() {
+	wrecked_then_clean poweroff 'poweroff -f; sleep 100' poweroff guest-shutdown
 }
 
 # The same snapshot, reset by a new QEMU with -incoming (the state that
@@ -317,7 +330,7 @@ t_hc_preserve_under_vmreset_vmm() {
 
 cases="boots_and_serves exit_status_and_stdin no_files_or_secret_from_last_request
 	preserved_range_survives device_writes_reverted many_requests guest_crash_then_clean
-	incoming_reset killed_mid_request hc_preserve_under_vmreset_vmm"
+	guest_poweroff_then_clean incoming_reset killed_mid_request hc_preserve_under_vmreset_vmm"
 # Named only (-t): too slow for every CI run.
 named="cold_reset"
 [ -n "$only" ] && cases="$cases $named"
