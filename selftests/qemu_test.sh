@@ -254,11 +254,10 @@ t_guest_poweroff_then_clean() {
 	wrecked_then_clean poweroff 'poweroff -f; sleep 100' poweroff guest-shutdown
 }
 
-# The same snapshot, reset by a new QEMU with -incoming (the state that
-# --compare saved at the ready snapshot): two such resets, each exact.
-t_incoming_reset() {
-	req '{"op":"mode","reset":"incoming"}' || return 1
-	echo "$R" | jq -e '.reset == "incoming"' > /dev/null || { echo "$R"; return 1; }
+# incoming_resets: a request's reset starts a new QEMU (its VM attached)
+# that loads the ready state with -incoming; the next two requests (each
+# reset the same way) see a clean /tmp and disk.
+incoming_resets() {
 	info || return 1
 	pid0=$(field qemu_pid)
 	sh_req 'echo x > /tmp/inc; echo x > /disk/inc; sync; echo wrote' || return 1
@@ -274,6 +273,22 @@ t_incoming_reset() {
 		[ "$OUT" = "0
 hello from the disk" ] || { echo "request $i after an incoming reset: $OUT"; return 1; }
 	done
+}
+
+# The same snapshot, reset by a new QEMU with -incoming (the state that
+# --compare saved at the ready snapshot): two such resets, each exact.
+t_incoming_reset() {
+	req '{"op":"mode","reset":"incoming"}' || return 1
+	echo "$R" | jq -e '.reset == "incoming"' > /dev/null || { echo "$R"; return 1; }
+	incoming_resets
+}
+
+# --reset incoming by the option (named only: a boot of its own): the
+# ready state is saved by migrate alone (no vmstate image, no --compare).
+t_incoming_option() {
+	start_driver --disk $DISK --reset incoming || { cat "$W/err"; return 1; }
+	echo "$(head -n 1 "$W/out" | jq -c '{reset, boot_ms, ready_ms}')"
+	incoming_resets
 }
 
 # QEMU killed during a request: the driver says so and cleans up; the VM
@@ -331,8 +346,8 @@ t_hc_preserve_under_vmreset_vmm() {
 cases="boots_and_serves exit_status_and_stdin no_files_or_secret_from_last_request
 	preserved_range_survives device_writes_reverted many_requests guest_crash_then_clean
 	guest_poweroff_then_clean incoming_reset killed_mid_request hc_preserve_under_vmreset_vmm"
-# Named only (-t): too slow for every CI run.
-named="cold_reset"
+# Named only (-t): a boot of their own each, too slow for every CI run.
+named="cold_reset incoming_option"
 [ -n "$only" ] && cases="$cases $named"
 total=0
 for c in $cases; do want "$c" && total=$((total + 1)); done
@@ -340,7 +355,7 @@ echo "1..$total"
 
 need_qemu=0
 for c in $cases; do
-	case $c in hc_preserve_under_vmreset_vmm | cold_reset) continue ;; esac
+	case $c in hc_preserve_under_vmreset_vmm | cold_reset | incoming_option) continue ;; esac
 	want "$c" && need_qemu=1
 done
 if [ "$need_qemu" = 1 ]; then
