@@ -7,7 +7,8 @@
 # 1%, each saved on the original.
 #
 #   store/bench.sh [DIR] [SIZE_MIB] [all|throughput|blocks] [RUNS]
-#   (DIR on tmpfs measures CPU, not disk; throughput is the best of RUNS)
+#   (DIR on tmpfs measures CPU, not disk; throughput is the best of RUNS;
+#   BLOCKS="4k 16k" limits the block-size sweep)
 set -euo pipefail
 tool=${VMRESET_STORE:-$(dirname "$0")/vmreset-store}
 cb=${VMRESET_STORE_CRYPTOBENCH:-$(dirname "$0")/cryptobench}
@@ -100,7 +101,7 @@ used() {
 echo "# block size trade-off, $mib MiB object; bytes = packs + manifests + index pages;"
 echo "# (a) and (b) are saved with --base (incremental manifests)"
 printf "%8s %14s %14s %14s %10s %10s\n" block first "(a)+1%" "(b)10x1%" "(a)/obj" "(b)/obj"
-for bs in 4k 8k 16k 64k 128k 256k 512k; do
+for bs in ${BLOCKS:-4k 8k 16k 64k 128k 256k 512k}; do
 	rm -rf "$dir/s"; "$tool" init "$dir/s" --block-size $bs >/dev/null
 	"$tool" save "$obj" "$dir/s" --key "$key" --name base >/dev/null
 	u0=$(used)
