@@ -52,6 +52,18 @@ static const char *mode_names[] = { "vmreset", "incoming", "loadvm", "cold", "no
 enum hot_mode { HOT_LEARN, HOT_OFF, HOT_MOUNT };
 static const char *hot_names[] = { "learn", "off", "mount" };
 
+#define NWORDS(a)	(sizeof(a) / sizeof((a)[0]))
+
+/* The index of @s among @n @names, or @n when it is none of them. */
+static size_t word_index(const char *const *names, size_t n, const char *s)
+{
+	size_t i;
+
+	for (i = 0; i < n && strcmp(s, names[i]); i++)
+		;
+	return i;
+}
+
 struct opts {
 	const char *qemu, *kernel, *initrd, *dir, *disk, *append, *console, *accel;
 	uint64_t mem, keep;
@@ -1119,17 +1131,14 @@ static int serve_line(const char *line)
 		 * cold replace it, so they come last.
 		 */
 		const char *m = json_object_object_get_ex(j, "reset", &v) ? json_object_get_string(v) : "";
-		size_t i;
+		size_t i = word_index(mode_names, NWORDS(mode_names), m);
 
 		out = json_object_new_object();
-		for (i = 0; i < sizeof(mode_names) / sizeof(mode_names[0]); i++)
-			if (!strcmp(m, mode_names[i]))
-				break;
-		if (!o.compare || i == sizeof(mode_names) / sizeof(mode_names[0]) ||
+		if (!o.compare || i == NWORDS(mode_names) ||
 		    (g.replaced && (i == RESET_VMRESET || i == RESET_LOADVM))) {
 			json_object_object_add(out, "error", json_object_new_string(
 				!o.compare ? "mode needs --compare" :
-				i == sizeof(mode_names) / sizeof(mode_names[0]) ? "unknown mode" :
+				i == NWORDS(mode_names) ? "unknown mode" :
 				"QEMU was replaced: its snapshots are gone"));
 		} else {
 			o.mode = i;
@@ -1317,29 +1326,17 @@ int main(int argc, char **argv)
 		case 'v': o.verbose = 1; break;
 		case 'A': o.accel = optarg; break;
 		case 'C': o.compare = 1; break;
-		case 'H': {
-			size_t i;
-
-			for (i = 0; i < sizeof(hot_names) / sizeof(hot_names[0]); i++)
-				if (!strcmp(optarg, hot_names[i]))
-					break;
-			if (i == sizeof(hot_names) / sizeof(hot_names[0]))
+		case 'H':
+			o.hot = word_index(hot_names, NWORDS(hot_names), optarg);
+			if (o.hot == NWORDS(hot_names))
 				die("--hot: unknown mode '%s' (learn, off, mount)", optarg);
-			o.hot = i;
 			break;
-		}
-		case 'R': {
-			size_t i;
-
-			for (i = 0; i < sizeof(mode_names) / sizeof(mode_names[0]); i++)
-				if (!strcmp(optarg, mode_names[i]))
-					break;
-			if (i == sizeof(mode_names) / sizeof(mode_names[0]))
+		case 'R':
+			o.mode = word_index(mode_names, NWORDS(mode_names), optarg);
+			if (o.mode == NWORDS(mode_names))
 				die("--reset: unknown mode '%s' (vmreset, incoming, loadvm, cold, none)",
 				    optarg);
-			o.mode = i;
 			break;
-		}
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
