@@ -254,6 +254,25 @@ t_guest_poweroff_then_clean() {
 	wrecked_then_clean poweroff 'poweroff -f; sleep 100' poweroff guest-shutdown
 }
 
+# Bad words for --hot, --reset and serve's mode: refused, the word named
+# (the driver serves on).
+t_bad_words_refused() {
+	for a in "--hot lukewarm:--hot: unknown mode 'lukewarm' (learn, off, mount)" \
+		"--reset warm:--reset: unknown mode 'warm' (vmreset, incoming, loadvm, cold, none)"; do
+		out=$(vmreset-qemu ${a%%:*} boot 2>&1)
+		rc=$?
+		echo "vmreset-qemu ${a%%:*}: exit $rc, $out"
+		[ "$rc" != 0 ] && [ "$out" = "vmreset-qemu: ${a#*:}" ] || return 1
+	done
+	nreq=$((nreq + 1))
+	echo '{"op":"mode","reset":"warm"}' >&3
+	await $((nreq + 1)) 60 || { echo "no answer; driver stderr:"; cat "$W/err"; return 1; }
+	R=$(tail -n 1 "$W/out")
+	echo "mode warm: $R"
+	echo "$R" | jq -e '.error == "unknown mode"' > /dev/null || return 1
+	sh_req 'echo still' && [ "$OUT" = still ]
+}
+
 # incoming_resets: a request's reset starts a new QEMU (its VM attached)
 # that loads the ready state with -incoming; the next two requests (each
 # reset the same way) see a clean /tmp and disk.
@@ -345,7 +364,7 @@ t_hc_preserve_under_vmreset_vmm() {
 
 cases="boots_and_serves exit_status_and_stdin no_files_or_secret_from_last_request
 	preserved_range_survives device_writes_reverted many_requests guest_crash_then_clean
-	guest_poweroff_then_clean incoming_reset killed_mid_request hc_preserve_under_vmreset_vmm"
+	guest_poweroff_then_clean bad_words_refused incoming_reset killed_mid_request hc_preserve_under_vmreset_vmm"
 # Named only (-t): a boot of their own each, too slow for every CI run.
 named="cold_reset incoming_option"
 [ -n "$only" ] && cases="$cases $named"
