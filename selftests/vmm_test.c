@@ -799,6 +799,196 @@ out:
 	return 0;
 }
 
+/*
+ * One VM started from the exported or saved snapshot (@prefix, or @s's
+ * "hc") with --hc-preserve @hc: two requests, each increments the
+ * counter in the hypercall page and leaves a file behind. The file never
+ * survives a reset; the counter does when @kept (the clone inherited the
+ * source's range), else every request starts from @c, the exported value.
+ * Then the whole page, seen from the host, is @page0 with the counter.
+ */
+static int from_snapshot(const char *what, const char *prefix, const struct vmm_store *s,
+			 unsigned int hc, const uint8_t *page0, uint64_t c, bool kept)
+{
+	const uint64_t a = vm->mbox_gpa + HC_PAGE_OFF;
+	struct vmm_opts o = opts;
+	struct vmm *main_vm = vm, *v;
+	struct vmreset_range *pr = NULL;
+	uint8_t want_page[4096];
+	char err[512], cmd[256], want[32];
+	bool has = false;
+	long npr;
+	int ret = -1;
+
+	o.hc = hc;
+	v = vmm_create(&o, err, sizeof(err));
+	CHECK(v, "%s: create: %s", what, err);
+	if (prefix ? vmm_clone_from(v, prefix) : vmm_restore(v, s, "hc")) {
+		printf("# %s: %s\n", what, vmm_error(v));
+		vmm_destroy(v);
+		CHECK(0, "%s: start", what);
+	}
+	npr = vmreset_preserve_list(v->ram_fd, &pr);
+	for (long i = 0; i < npr; i++)
+		has |= pr[i].offset <= a && pr[i].offset + pr[i].length >= a + 4096;
+	free(pr);
+	if (npr < 0 || has != kept) {
+		printf("# %s: the page %s preserved in its RAM file before its first request (%ld "
+		       "ranges)\n", what, has ? "is" : "is not", npr);
+		goto out;
+	}
+	vm = v;		/* sh_ok() runs on the global */
+	snprintf(cmd, sizeof(cmd), "test ! -e /tmp/inh && touch /tmp/inh && VMRESET_KEEP=%#llx "
+		 "vmreset-guest keep-inc", (unsigned long long)a);
+	for (int i = 0; i < 2; i++) {
+		snprintf(want, sizeof(want), "%llu\n", (unsigned long long)(c + 1 + (kept ? i : 0)));
+		if (sh_ok(cmd, want)) {
+			printf("# %s: request %d\n", what, i + 1);
+			goto out;
+		}
+	}
+	memcpy(want_page, page0, sizeof(want_page));
+	*(uint64_t *)want_page = kept ? c + 2 : c;
+	if (memcmp(v->ram + a, want_page, sizeof(want_page))) {
+		printf("# %s: the page after 2 resets is not the exported one with counter %llu "
+		       "(it holds %llu)\n", what, (unsigned long long)*(uint64_t *)want_page,
+		       (unsigned long long)*(uint64_t *)(v->ram + a));
+		goto out;
+	}
+	printf("# %s: counter %llu after 2 requests (%s)\n", what,
+	       (unsigned long long)*(uint64_t *)want_page, kept ? "inherited" : "not inherited");
+	ret = 0;
+out:
+	vm = main_vm;
+	vmm_destroy(v);
+	CHECK(!ret, "%s: see above", what);
+	return 0;
+}
+
+/*
+ * @to as an export made before PREFIX.state recorded preserved ranges:
+ * reflink clones of RAM and disk, the state's struct without the record.
+ */
+static int old_export(const char *from, const char *to)
+{
+	int ret = 0;
+
+	for (const char *e = "ram\0disk\0state\0"; *e && !ret; e += strlen(e) + 1) {
+		char a[160], b[160];
+		int src, dst;
+
+		snprintf(a, sizeof(a), "%s.%s", from, e);
+		snprintf(b, sizeof(b), "%s.%s", to, e);
+		src = open(a, O_RDONLY | O_CLOEXEC);
+		if (src < 0 && errno == ENOENT && *e == 'd')
+			continue;	/* a VM without --disk exports none */
+		dst = open(b, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		if (src < 0 || dst < 0) {
+			ret = -1;
+		} else if (*e == 's') {
+			struct vmm_state *st = malloc(sizeof(*st));
+
+			ret = st && read(src, st, sizeof(*st)) == (ssize_t)sizeof(*st) &&
+			      write(dst, st, sizeof(*st)) == (ssize_t)sizeof(*st) ? 0 : -1;
+			free(st);
+		} else {
+			ret = vmreset_clone(dst, src);
+		}
+		if (ret)
+			printf("# %s -> %s: %s\n", a, b, strerror(errno));
+		if (src >= 0)
+			close(src);
+		if (dst >= 0)
+			close(dst);
+	}
+	return ret;
+}
+
+/*
+ * A clone and a restore start with the ranges their source's guest
+ * declared (docs/vmm.md, "Clones"), and keep what the guest wrote there
+ * through their own resets; --hc-preserve off inherits none.
+ */
+static int t_hc_preserve_inherited(void)
+{
+	const uint64_t a = vm->mbox_gpa + HC_PAGE_OFF;
+	struct vmm_store s = { .url = "/tmp/vmm-store-hc", .key = "/tmp/vmm-store-hc.key" };
+	char hc[256], hc_del[256], prefix[128], old[128];
+	static uint8_t page0[4096];
+	struct vmm_resp r;
+	bool exported = false;
+	uint64_t c;
+	int ret = -1;
+
+	snprintf(hc, sizeof(hc), "vmreset-guest hc-preserve %#llx 0x1000", (unsigned long long)a);
+	snprintf(hc_del, sizeof(hc_del), "vmreset-guest hc-preserve -d %#llx 0x1000",
+		 (unsigned long long)a);
+	snprintf(prefix, sizeof(prefix), "%s/hc", dir);
+	snprintf(old, sizeof(old), "%s/hc-old", dir);
+	if (vmm_hc_loaded())
+		CHECK(system("vmreset-hc unload") == 0, "vmreset-hc unload of a service left loaded");
+	if (system("vmreset-hc load >/tmp/hc-load.log 2>&1")) {
+		if (system("sed 's/^/# /' /tmp/hc-load.log")) {}
+		CHECK(0, "vmreset-hc load");
+	}
+	if (hc_request(&r, hc) || r.preserve_applied != 1) {
+		printf("# hc-preserve: applied %llu\n", (unsigned long long)r.preserve_applied);
+		vmm_resp_free(&r);
+		goto out;
+	}
+	vmm_resp_free(&r);
+	/* Between requests: the value the request wrote, kept by the reset after it. */
+	memcpy(page0, vm->ram + a, sizeof(page0));
+	memcpy(&c, page0, sizeof(c));
+	if (vmm_export(vm, prefix)) {
+		printf("# export: %s\n", vmm_error(vm));
+		goto out;
+	}
+	exported = true;
+	if (from_snapshot("clone", prefix, NULL, VMM_HC_AUTO, page0, c, true) ||
+	    from_snapshot("clone with --hc-preserve off", prefix, NULL, VMM_HC_OFF, page0, c, false) ||
+	    old_export(prefix, old) ||
+	    from_snapshot("clone of an export without the ranges record", old, NULL, VMM_HC_AUTO,
+			  page0, c, false))
+		goto out;
+	if (system("rm -rf /tmp/vmm-store-hc /tmp/vmm-store-hc.key && "
+		   "vmreset-store init /tmp/vmm-store-hc >/dev/null && "
+		   "vmreset-store keygen /tmp/vmm-store-hc.key >/dev/null")) {
+		printf("# vmreset-store init/keygen failed\n");
+		goto out;
+	}
+	if (vmm_save(vm, &s, "hc")) {
+		printf("# save: %s\n", vmm_error(vm));
+		goto out;
+	}
+	if (from_snapshot("restore", NULL, &s, VMM_HC_AUTO, page0, c, true))
+		goto out;
+	/* The source is untouched by them all. */
+	if (memcmp(vm->ram + a, page0, sizeof(page0))) {
+		printf("# the source's page changed\n");
+		goto out;
+	}
+	ret = 0;
+out:
+	/* Whatever failed: no range of ours left, the service gone for the cases after. */
+	sh(&r, hc_del);
+	vmm_resp_free(&r);
+	if (system("vmreset-hc unload >/dev/null 2>&1"))
+		printf("# vmreset-hc unload failed\n");
+	if (exported)
+		for (const char *e = "ram\0disk\0state\0"; *e; e += strlen(e) + 1) {
+			char p[160];
+
+			snprintf(p, sizeof(p), "%s.%s", prefix, e);
+			unlink(p);
+			snprintf(p, sizeof(p), "%s.%s", old, e);
+			unlink(p);
+		}
+	if (system("rm -rf /tmp/vmm-store-hc /tmp/vmm-store-hc.key")) {}
+	CHECK(!ret, "see above");
+	return 0;
+}
+
 static int t_restore_in_new_process(void)
 {
 	const char *sdir = "/tmp/vmm-store", *key = "/tmp/vmm-store.key";
@@ -1663,6 +1853,7 @@ static const struct tcase cases[] = {
 	{ "scribble_all_ram", t_scribble_all_ram, false },
 	{ "preserved_counter", t_preserved_counter, false },
 	{ "hc_preserve", t_hc_preserve, false },
+	{ "hc_preserve_inherited", t_hc_preserve_inherited, false },
 	{ "restore_in_new_process", t_restore_in_new_process, false },
 	{ "transaction_retried", t_transaction_retried, false },
 	{ "serve_stream", t_serve_stream, false },

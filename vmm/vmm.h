@@ -305,6 +305,12 @@ int vmm_restore(struct vmm *vm, const struct vmm_store *s, const char *name);
  */
 int vmm_export(struct vmm *vm, const char *prefix);
 int vmm_clone_from(struct vmm *vm, const char *prefix);
+/*
+ * Leaves guest RAM with the --keep range only and the disk with none:
+ * for --hc-preserve off after a restore, whose store re-applied the
+ * source's ranges.
+ */
+int vmm_ranges_keep_only(struct vmm *vm);
 
 /*
  * Starts a VM made with o.ram_file from the VM state @st (copied): it
