@@ -91,6 +91,17 @@ unsigned long vmr_hot_next_changed(struct vmr_inode *vi, pgoff_t idx,
 	return ULONG_MAX;
 }
 
+static bool vmr_hot_changed_one(struct vmr_inode *vi, unsigned long idx,
+				void *entry, unsigned long *n)
+{
+	/* VMR_WANT: not hot, nothing to compare. */
+	if (xa_is_value(entry))
+		return false;
+	if (vmr_pages_differ(xa_load(&vi->pages, idx), entry))
+		(*n)++;
+	return true;
+}
+
 /*
  * Hot pages that differ from their snapshot copy: the dirty ones. Writes
  * to hot pages are never caught, so no counter can know this; the walk
@@ -99,29 +110,9 @@ unsigned long vmr_hot_next_changed(struct vmr_inode *vi, pgoff_t idx,
  */
 unsigned long vmr_hot_count_changed(struct vmr_inode *vi)
 {
-	unsigned long idx = 0, n = 0;
-	bool more = true;
+	unsigned long n = 0;
 
-	while (more) {
-		unsigned int seen = 0;
-		void *e;
-
-		more = false;
-		mutex_lock(&vi->lock);
-		xa_for_each_start(&vi->hot, idx, e, idx) {
-			if (xa_is_value(e))
-				continue;
-			if (vmr_pages_differ(xa_load(&vi->pages, idx), e))
-				n++;
-			if (++seen == VMR_HOT_SCAN) {
-				more = true;
-				idx++;
-				break;
-			}
-		}
-		mutex_unlock(&vi->lock);
-		cond_resched();
-	}
+	vmr_walk_chunked(vi, &vi->hot, VMR_HOT_SCAN, vmr_hot_changed_one, &n);
 	return n;
 }
 

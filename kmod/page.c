@@ -960,28 +960,28 @@ int vmr_clone_pages(struct vmr_inode *svi, pgoff_t src, struct vmr_inode *dvi,
 }
 
 /*
- * Pages of @vi shared with a clone. No per-file counter can follow this:
- * a clone that drops its slot unshares the page in whichever file holds
- * the other one. So the walk holds vi->lock for VMR_WALK_CHUNK entries at
- * a time (the entries cannot go away under it) and lets faults and every
- * other operation in between: STATS of a big file does not stall its
- * vCPUs. The count is exact for a file that nothing changes meanwhile.
+ * Call @fn on every entry of @xa (one of @vi's xarrays) in index order,
+ * holding vi->lock for at most @budget entries at a time: entries for which
+ * @fn returns true count against it, the others are passed over for free.
+ * Between the holds faults and every other operation get in, so that a walk
+ * of a big file (STATS, OBJ_GET) does not stall its vCPUs. The entries
+ * cannot go away under the lock; a result is exact for a file that nothing
+ * changes meanwhile. Call without vi->lock.
  */
-unsigned long vmr_count_shared(struct vmr_inode *vi)
+void vmr_walk_chunked(struct vmr_inode *vi, struct xarray *xa,
+		      unsigned int budget, vmr_walk_fn fn, unsigned long *n)
 {
-	unsigned long idx = 0, n = 0;
+	unsigned long idx = 0;
 	bool more = true;
 
 	while (more) {
 		unsigned int seen = 0;
-		struct page *page;
+		void *entry;
 
 		more = false;
 		mutex_lock(&vi->lock);
-		xa_for_each_start(&vi->pages, idx, page, idx) {
-			if (page_private(page) > 1)
-				n++;
-			if (++seen == VMR_WALK_CHUNK) {
+		xa_for_each_start(xa, idx, entry, idx) {
+			if (fn(vi, idx, entry, n) && ++seen == budget) {
 				more = true;
 				idx++;
 				break;
@@ -990,5 +990,25 @@ unsigned long vmr_count_shared(struct vmr_inode *vi)
 		mutex_unlock(&vi->lock);
 		cond_resched();
 	}
+}
+
+static bool vmr_shared_one(struct vmr_inode *vi, unsigned long idx,
+			   void *entry, unsigned long *n)
+{
+	if (page_private((struct page *)entry) > 1)
+		(*n)++;
+	return true;
+}
+
+/*
+ * Pages of @vi shared with a clone. No per-file counter can follow this:
+ * a clone that drops its slot unshares the page in whichever file holds
+ * the other one. So it takes a walk, VMR_WALK_CHUNK entries per hold.
+ */
+unsigned long vmr_count_shared(struct vmr_inode *vi)
+{
+	unsigned long n = 0;
+
+	vmr_walk_chunked(vi, &vi->pages, VMR_WALK_CHUNK, vmr_shared_one, &n);
 	return n;
 }

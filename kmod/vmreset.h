@@ -162,6 +162,10 @@ u64 vmr_snapshot(struct vmr_inode *vi);
 int vmr_revert(struct vmr_inode *vi, bool dry_run, u64 *reverted, u64 *kept);
 bool vmr_range_preserved(struct vmr_inode *vi, pgoff_t start, pgoff_t end);
 /* Take vi->lock themselves, in short holds: call without it. */
+typedef bool (*vmr_walk_fn)(struct vmr_inode *vi, unsigned long idx,
+			    void *entry, unsigned long *n);
+void vmr_walk_chunked(struct vmr_inode *vi, struct xarray *xa,
+		      unsigned int budget, vmr_walk_fn fn, unsigned long *n);
 unsigned long vmr_count_shared(struct vmr_inode *vi);
 int vmr_clone_pages(struct vmr_inode *svi, pgoff_t src, struct vmr_inode *dvi,
 		    pgoff_t dst, pgoff_t nr);
