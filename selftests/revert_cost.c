@@ -178,6 +178,131 @@ TEST_TIMEOUT(revert_vs_dirty_log, 900)
 	vmr_umount(dir);
 }
 
+/*
+ * Where a scattered REVERT's time goes, side by side in one run. D dirty
+ * pages at random (new ones every cycle, as in the benchmark's random
+ * workload) in 64 MiB that the guest once read whole, so that the VMM's
+ * page tables and KVM's have every level, reverted with each merge_gap in
+ * turn within a cycle: an unmap, and so an MMU-notifier round (KVM's SPTE
+ * zap and TLB flush), per page (0) against one per batch, whose unmap walks
+ * the empty entries of the gaps it covers; and 256 pages 2 apart, where
+ * only the number of rounds differs. Then REVERT's copy back in place
+ * (keep_copies=1) against the swaps of 0 and 2, which leave the copy to the
+ * next first write. Every reset is checked; times are logged, not
+ * asserted.
+ */
+TEST_TIMEOUT(scattered_revert_logged, 900)
+{
+	/* The last: 256 pages 2 apart, where only the notifier rounds differ. */
+	static const uint64_t ds[] = { 16, 256, 256 };
+	static const unsigned int gaps[] = { 0, 32, 256, 4096 };
+	static const unsigned int modes[] = { 0, 1, 2 };
+	enum { NG = sizeof(gaps) / sizeof(gaps[0]), ITERS = 9 };
+	static uint32_t mark[NPAGES];
+	double t[NG][ITERS];
+	unsigned int def, keep, seed = 1;
+	struct method vr;
+	uint64_t *params;
+	char dir[64];
+	int fd;
+
+	TEST_REQUIRE_KVM();
+	ASSERT_EQ(0, vmr_get_param("merge_gap", &def));
+	ASSERT_EQ(0, vmr_mount(dir, "size=256m"));
+	fd = vmr_file(dir, "ram", NPAGES * PG);
+	ASSERT_LE(0, fd);
+	params = mmap(NULL, PARAM_SIZE, PROT_READ | PROT_WRITE,
+		      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, params);
+	setup_vm(&vr, vmr_map(fd, NPAGES * PG), params, 0);
+	ASSERT_NONNULL(vr.ram);
+	for (uint64_t i = 0; i < NPAGES; i++)
+		fill_page(vr.ram, i, pat(5, i));
+	ASSERT_EQ(0, vmr_snapshot(fd, NULL));
+
+	for (int k = 0; k < 3; k++) {
+		uint64_t d = ds[k];
+		char line[256];
+		int len;
+
+		for (int it = 0; it < ITERS; it++) {
+			for (int g = 0; g < NG; g++) {
+				uint32_t gen = (k * ITERS + it) * NG + g + 1;
+				uint64_t reverted;
+				double t0;
+
+				for (uint64_t i = 0; i < d;) {
+					uint64_t p = k == 2 ? 2 * i + it :
+						     rand_r(&seed) % NPAGES;
+
+					if (mark[p] == gen)
+						continue;
+					mark[p] = gen;
+					params[i++] = p;
+				}
+				ASSERT_EQ(0, vmr_set_param("merge_gap", gaps[g]));
+				dirty(&vr, d);
+				t0 = now_us();
+				ASSERT_EQ(0, vmr_revert(fd, &reverted, NULL));
+				t[g][it] = now_us() - t0;
+				ASSERT_EQ(d, reverted);
+				for (uint64_t i = 0; i < d; i++)
+					ASSERT_TRUE(page_has(vr.ram, params[i],
+							     pat(5, params[i])));
+			}
+		}
+		len = snprintf(line, sizeof(line), "D=%4lu %s REVERT us by merge_gap:",
+			       (unsigned long)d, k == 2 ? "2 apart" : "random ");
+		for (int g = 0; g < NG; g++)
+			len += snprintf(line + len, sizeof(line) - len, " %u:%.0f",
+					gaps[g], median(t[g], ITERS));
+		TH_LOG("%s", line);
+	}
+	ASSERT_EQ(0, vmr_set_param("merge_gap", def));
+
+	/*
+	 * The copy back in place that kept copies cost REVERT (keep_copies=1)
+	 * against a swap that keeps a spare (2) or nothing (0), which leave
+	 * the copy to the next first write: 256 pages at random.
+	 */
+	ASSERT_EQ(0, vmr_get_param("keep_copies", &keep));
+	for (int it = 0; it < ITERS; it++) {
+		for (int g = 0; g < 3; g++) {
+			uint32_t gen = 0x10000 + it * 3 + g;
+			uint64_t d = 256, reverted;
+			double t0;
+
+			for (uint64_t i = 0; i < d;) {
+				uint64_t p = rand_r(&seed) % NPAGES;
+
+				if (mark[p] == gen)
+					continue;
+				mark[p] = gen;
+				params[i++] = p;
+			}
+			ASSERT_EQ(0, vmr_set_param("keep_copies", modes[g]));
+			dirty(&vr, d);
+			t0 = now_us();
+			ASSERT_EQ(0, vmr_revert(fd, &reverted, NULL));
+			t[g][it] = now_us() - t0;
+			ASSERT_EQ(d, reverted);
+			for (uint64_t i = 0; i < d; i++)
+				ASSERT_TRUE(page_has(vr.ram, params[i],
+						     pat(5, params[i])));
+		}
+	}
+	ASSERT_EQ(0, vmr_set_param("keep_copies", keep));
+	TH_LOG("D= 256 random  REVERT us by keep_copies: 0:%.0f 1:%.0f 2:%.0f (merge_gap %u)",
+	       median(t[0], ITERS), median(t[1], ITERS), median(t[2], ITERS), def);
+	for (uint64_t i = 0; i < NPAGES; i++)
+		ASSERT_TRUE(page_has(vr.ram, i, pat(5, i)));
+	vm_free(vr.vm);
+	munmap(vr.ram, NPAGES * PG);
+	munmap(params, PARAM_SIZE);
+	close(fd);
+	vmr_umount(dir);
+}
+
 #define FW_PAGES	2048UL		/* 8 MiB written after each revert */
 #define FW_ROUNDS	5
 #define FW_PASSES	3

@@ -109,6 +109,22 @@ static inline int vmr_set_param(const char *name, unsigned int v)
 	return fclose(f) || ret ? -1 : 0;
 }
 
+/* Read /sys/module/vmreset/parameters/@name into *@v. */
+static inline int vmr_get_param(const char *name, unsigned int *v)
+{
+	char path[128];
+	FILE *f;
+	int ret;
+
+	snprintf(path, sizeof(path), "/sys/module/vmreset/parameters/%s", name);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	ret = fscanf(f, "%u", v) == 1 ? 0 : -1;
+	fclose(f);
+	return ret;
+}
+
 /* echo 2 > /proc/sys/vm/drop_caches: every shrinker, kept copies too. */
 static inline int vmr_drop_caches(void)
 {
