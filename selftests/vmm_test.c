@@ -828,15 +828,18 @@ static int from_snapshot(const char *what, const char *prefix, const struct vmm_
 		vmm_destroy(v);
 		CHECK(0, "%s: start", what);
 	}
+	/* Before its first request: the source's two ranges, or --keep's alone. */
 	npr = vmreset_preserve_list(v->ram_fd, &pr);
 	for (long i = 0; i < npr; i++)
-		has |= pr[i].offset <= a && pr[i].offset + pr[i].length >= a + 4096;
-	free(pr);
-	if (npr < 0 || has != kept) {
-		printf("# %s: the page %s preserved in its RAM file before its first request (%ld "
-		       "ranges)\n", what, has ? "is" : "is not", npr);
+		has |= pr[i].offset == a && pr[i].length == 4096;
+	if (npr != (kept ? 2 : 1) || has != kept || pr[0].offset != v->keep_gpa ||
+	    pr[0].length != opts.keep_size) {
+		printf("# %s: %ld preserved ranges in its RAM file, the page %s among them (want "
+		       "--keep's%s)\n", what, npr, has ? "is" : "is not", kept ? " and the page" : "");
+		free(pr);
 		goto out;
 	}
+	free(pr);
 	vm = v;		/* sh_ok() runs on the global */
 	snprintf(cmd, sizeof(cmd), "test ! -e /tmp/inh && touch /tmp/inh && VMRESET_KEEP=%#llx "
 		 "vmreset-guest keep-inc", (unsigned long long)a);
@@ -961,7 +964,8 @@ static int t_hc_preserve_inherited(void)
 		printf("# save: %s\n", vmm_error(vm));
 		goto out;
 	}
-	if (from_snapshot("restore", NULL, &s, VMM_HC_AUTO, page0, c, true))
+	if (from_snapshot("restore", NULL, &s, VMM_HC_AUTO, page0, c, true) ||
+	    from_snapshot("restore with --hc-preserve off", NULL, &s, VMM_HC_OFF, page0, c, false))
 		goto out;
 	/* The source is untouched by them all. */
 	if (memcmp(vm->ram + a, page0, sizeof(page0))) {
