@@ -191,6 +191,46 @@ static bool page_ok_quiet(int fd, uint64_t i)
 }
 
 /*
+ * Pages for the next REVERT: @d distinct ones, 2 apart from @first or, if
+ * @first is negative, at random; @mark remembers them under @gen.
+ */
+static void pick_pages(uint64_t *params, uint32_t *mark, uint32_t gen, uint64_t d,
+		       int64_t first, unsigned int *seed)
+{
+	for (uint64_t i = 0; i < d;) {
+		uint64_t p = first >= 0 ? 2 * i + (uint64_t)first : rand_r(seed) % NPAGES;
+
+		if (mark[p] == gen)
+			continue;
+		mark[p] = gen;
+		params[i++] = p;
+	}
+}
+
+/*
+ * The guest dirties the @d pages in @params, REVERT puts them back: its
+ * time in us, or -1 if it failed, reverted another number of pages or
+ * left one of them wrong.
+ */
+static double revert_timed(struct method *vr, int fd, const uint64_t *params, uint64_t d)
+{
+	uint64_t reverted;
+	double t0, t;
+
+	dirty(vr, d);
+	t0 = now_us();
+	if (vmr_revert(fd, &reverted, NULL))
+		return -1;
+	t = now_us() - t0;
+	if (reverted != d)
+		return -1;
+	for (uint64_t i = 0; i < d; i++)
+		if (!page_ok_quiet(fd, params[i]))
+			return -1;
+	return t;
+}
+
+/*
  * Where a scattered REVERT's time goes, side by side in one run. D dirty
  * pages at random (new ones every cycle, as in the benchmark's random
  * workload) in 64 MiB that the guest once read whole, so that the VMM's
@@ -240,26 +280,11 @@ TEST_TIMEOUT(scattered_revert_logged, 900)
 		for (int it = 0; it < ITERS; it++) {
 			for (int g = 0; g < NG; g++) {
 				uint32_t gen = (k * ITERS + it) * NG + g + 1;
-				uint64_t reverted;
-				double t0;
 
-				for (uint64_t i = 0; i < d;) {
-					uint64_t p = k == 2 ? 2 * i + it :
-						     rand_r(&seed) % NPAGES;
-
-					if (mark[p] == gen)
-						continue;
-					mark[p] = gen;
-					params[i++] = p;
-				}
+				pick_pages(params, mark, gen, d, k == 2 ? it : -1, &seed);
 				ASSERT_EQ(0, vmr_set_param("merge_gap", gaps[g]));
-				dirty(&vr, d);
-				t0 = now_us();
-				ASSERT_EQ(0, vmr_revert(fd, &reverted, NULL));
-				t[g][it] = now_us() - t0;
-				ASSERT_EQ(d, reverted);
-				for (uint64_t i = 0; i < d; i++)
-					ASSERT_TRUE(page_ok_quiet(fd, params[i]));
+				t[g][it] = revert_timed(&vr, fd, params, d);
+				ASSERT_LE(0, t[g][it]);
 			}
 		}
 		len = snprintf(line, sizeof(line), "D=%4lu %s REVERT us by merge_gap:",
@@ -280,25 +305,11 @@ TEST_TIMEOUT(scattered_revert_logged, 900)
 	for (int it = 0; it < ITERS; it++) {
 		for (int g = 0; g < 3; g++) {
 			uint32_t gen = 0x10000 + it * 3 + g;
-			uint64_t d = 256, reverted;
-			double t0;
 
-			for (uint64_t i = 0; i < d;) {
-				uint64_t p = rand_r(&seed) % NPAGES;
-
-				if (mark[p] == gen)
-					continue;
-				mark[p] = gen;
-				params[i++] = p;
-			}
+			pick_pages(params, mark, gen, 256, -1, &seed);
 			ASSERT_EQ(0, vmr_set_param("keep_copies", modes[g]));
-			dirty(&vr, d);
-			t0 = now_us();
-			ASSERT_EQ(0, vmr_revert(fd, &reverted, NULL));
-			t[g][it] = now_us() - t0;
-			ASSERT_EQ(d, reverted);
-			for (uint64_t i = 0; i < d; i++)
-				ASSERT_TRUE(page_ok_quiet(fd, params[i]));
+			t[g][it] = revert_timed(&vr, fd, params, 256);
+			ASSERT_LE(0, t[g][it]);
 		}
 	}
 	ASSERT_EQ(0, vmr_set_param("keep_copies", keep));
