@@ -7,15 +7,19 @@
 # 1%, each saved on the original.
 #
 #   store/bench.sh [DIR] [SIZE_MIB] [all|throughput|blocks] [RUNS]
-#   (DIR on tmpfs measures CPU, not disk; throughput is the best of RUNS;
-#   BLOCKS="4k 16k" limits the block-size sweep)
+#   (DIR on tmpfs measures CPU, not disk; throughput rows give the best
+#   and the median of RUNS, default 5; BLOCKS="4k 16k" limits the block
+#   sizes of both parts, THREADS="1 2" the thread counts;
+#   VMRESET_STORE_B=OTHER_BINARY runs a second tool interleaved with the
+#   first, run by run, so that the two see the same minute of this
+#   machine)
 set -euo pipefail
 tool=${VMRESET_STORE:-$(dirname "$0")/vmreset-store}
 cb=${VMRESET_STORE_CRYPTOBENCH:-$(dirname "$0")/cryptobench}
 dir=${1:-/dev/shm/vmrs-bench}
 mib=${2:-256}
 what=${3:-all}
-runs=${4:-3}
+runs=${4:-5}
 rm -rf "$dir"; mkdir -p "$dir"
 trap 'rm -rf "$dir"' EXIT
 key=$dir/key
@@ -23,14 +27,34 @@ key=$dir/key
 obj=$dir/obj
 head -c $((mib << 20)) /dev/urandom > "$obj"
 
-# "WALL CPU": elapsed and user+system seconds. On a shared machine the
-# CPU time is what one uncontended core would need; wall time is what
+# "WALL CPU": elapsed and user+system seconds of the command, to the
+# microsecond (wait4's rusage; /usr/bin/time prints hundredths, a fifth
+# of the spread between two runs of a 256 MiB save). On a shared machine
+# the CPU time is what one uncontended core would need; wall time is what
 # this run got.
-secs() { /usr/bin/time -f '%e %U %S' "$@" 2>&1 >/dev/null | tail -1 | awk '{print $1, $2 + $3}'; }
-gbs() { echo "scale=3; $mib / 1024 / $1" | bc; }
+secs() {
+	python3 -c '
+import os, sys, time
+t = time.monotonic()
+pid = os.fork()
+if pid == 0:
+	fd = os.open(os.devnull, os.O_WRONLY)
+	os.dup2(fd, 1)
+	os.execvp(sys.argv[1], sys.argv[1:])
+_, st, ru = os.wait4(pid, 0)
+w = time.monotonic() - t
+if not os.WIFEXITED(st) or os.WEXITSTATUS(st):
+	sys.exit("%s: failed (%d)" % (sys.argv[1], st))
+print("%.4f %.4f" % (w, ru.ru_utime + ru.ru_stime))' "$@"
+}
+gbs() { awk -v m="$mib" -v s="$1" 'BEGIN { printf "%.3f", m / 1024 / s }'; }
+# "best median" of a list of seconds.
+best_med() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print a[1], a[int((NR + 1) / 2)]}'; }
+# GB/s of "best median" seconds over SIZE / (seconds / $2).
+rates() { local b m; read -r b m < <(best_med "${@:3}"); echo "$(gbs "$(echo "$b / $2" | bc -l)") $1 $(gbs "$(echo "$m / $2" | bc -l)")"; }
 
 if [ "$what" != blocks ]; then
-echo "# throughput, $mib MiB of random data, store in $dir, best of $runs;" \
+echo "# throughput, $mib MiB of random data, store in $dir, $runs runs;" \
      "load average $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs"
 echo "# GB/s by wall time (this run), and cpu-bound: SIZE / (user+sys / threads), what THREADS uncontended cores would give if the work splits evenly"
 # The ceilings, in the same run: OpenSSL on one core with buffers of one
@@ -40,12 +64,12 @@ echo "# GB/s by wall time (this run), and cpu-bound: SIZE / (user+sys / threads)
 # host, first touches of memory cost more than copies).
 ossl() { openssl speed -seconds 1 -bytes "$2" -evp "$1" 2>/dev/null | tail -1 |
 	awk '{v = $NF; sub(/k$/, "", v); printf "%.2f", v * 1000 / 1e9}'; }
-for bs in 4k 16k; do
+for bs in ${BLOCKS:-4k 16k}; do
 	n=$(( ${bs%k} * 1024 ))
 	sha=$(ossl sha256 $n) gcm=$(ossl aes-256-gcm $n)
 	wr=()
-	for r in $(seq 1 "$runs"); do
-		read -r w c < <(secs dd if="$obj" of="$dir/w" bs=1M)
+	for _ in $(seq 1 "$runs"); do
+		read -r w c < <(secs dd if="$obj" of="$dir/w" bs=1M status=none)
 		rm -f "$dir/w"
 		wr+=("$w")
 	done
@@ -54,23 +78,34 @@ for bs in 4k 16k; do
 	# The design's own calls, a key per block (openssl speed uses one key).
 	[ -x "$cb" ] && echo "ceiling $bs, this store's crypto on one core: $("$cb" "$n" "$mib")"
 done
-for bs in 4k 16k; do
-for t in 1 2; do
-	sw=() sc=() lw=() lc=()
-	for r in $(seq 1 "$runs"); do
-		rm -rf "$dir/s"; "$tool" init "$dir/s" --block-size $bs >/dev/null
-		read -r w c < <(secs "$tool" save "$obj" "$dir/s" --key "$key" --name o -t $t)
-		sw+=("$w") sc+=("$c")
-		read -r w c < <(secs "$tool" load "$dir/s" o "$dir/out" --key "$key" -t $t)
-		lw+=("$w") lc+=("$c")
-		cmp "$obj" "$dir/out"
+tools=("$tool")
+[ -n "${VMRESET_STORE_B:-}" ] && tools+=("$VMRESET_STORE_B")
+echo "# GB/s best / median of $runs runs; tools: ${tools[*]}"
+for bs in ${BLOCKS:-4k 16k}; do
+for t in ${THREADS:-1 2}; do
+	declare -A sw=() sc=() lw=() lc=()
+	for _ in $(seq 1 "$runs"); do
+		for x in "${!tools[@]}"; do
+			tl=${tools[$x]}
+			rm -rf "$dir/s" "$dir/out"; "$tl" init "$dir/s" --block-size "$bs" >/dev/null
+			read -r w c < <(secs "$tl" save "$obj" "$dir/s" --key "$key" --name o -t $t)
+			sw[$x]+=" $w" sc[$x]+=" $c"
+			# A fresh target each time: renaming over the last run's
+			# output would free its pages inside the timed load.
+			read -r w c < <(secs "$tl" load "$dir/s" o "$dir/out" --key "$key" -t $t)
+			lw[$x]+=" $w" lc[$x]+=" $c"
+			cmp "$obj" "$dir/out"
+		done
 	done
-	min() { printf '%s\n' "$@" | sort -n | head -1; }
-	a=$(min "${sw[@]}") b=$(min "${sc[@]}") c=$(min "${lw[@]}") d=$(min "${lc[@]}")
-	echo "block $bs threads $t (load average $(cut -d' ' -f1 /proc/loadavg)): save wall $(gbs "$a") GB/s, cpu-bound $(gbs "$(echo "$b / $t" | bc -l)") GB/s" \
-	     "(wall ${sw[*]}; cpu ${sc[*]});" \
-	     "load wall $(gbs "$c") GB/s, cpu-bound $(gbs "$(echo "$d / $t" | bc -l)") GB/s" \
-	     "(wall ${lw[*]}; cpu ${lc[*]})"
+	for x in "${!tools[@]}"; do
+		# shellcheck disable=SC2086
+		echo "block $bs threads $t${VMRESET_STORE_B:+ ${tools[$x]}} (load average $(cut -d' ' -f1 /proc/loadavg)):" \
+		     "save wall $(rates / 1 ${sw[$x]}) GB/s, cpu-bound $(rates / "$t" ${sc[$x]}) GB/s" \
+		     "(wall${sw[$x]}; cpu${sc[$x]});" \
+		     "load wall $(rates / 1 ${lw[$x]}) GB/s, cpu-bound $(rates / "$t" ${lc[$x]}) GB/s" \
+		     "(wall${lw[$x]}; cpu${lc[$x]})"
+	done
+	unset sw sc lw lc
 done
 done
 fi
