@@ -35,10 +35,16 @@ int vmrs_block_name(struct vmrs_crypto *c, const void *plain, size_t len,
 #define VMRS_NAME_BATCH	16
 int vmrs_block_name_many(struct vmrs_crypto *c, const uint8_t *const plain[], size_t len,
 			 size_t n, uint8_t key[][VMRS_KEY_LEN], uint8_t id[][VMRS_HASH_LEN]);
-/* Encrypt @len bytes into @out (len + VMRS_TAG_LEN bytes). */
+/*
+ * Encrypt @len bytes into @out (len + VMRS_TAG_LEN bytes): AES-256-GCM,
+ * the all-zero nonce, no AAD (aesgcm.c with VAES, else OpenSSL EVP).
+ */
 int vmrs_block_seal(struct vmrs_crypto *c, const uint8_t key[VMRS_KEY_LEN],
 		    const void *plain, size_t len, uint8_t *out);
-/* Decrypt and authenticate; @in is len + VMRS_TAG_LEN bytes. */
+/*
+ * Decrypt and authenticate; @in is len + VMRS_TAG_LEN bytes. On failure
+ * @plain is all zeros: nothing unauthenticated is left in it.
+ */
 int vmrs_block_open(struct vmrs_crypto *c, const uint8_t key[VMRS_KEY_LEN],
 		    const uint8_t *in, size_t len, uint8_t *plain);
 
