@@ -54,6 +54,8 @@ struct job {
 	struct idset ids;
 	uint64_t stop_mid;		/* test hook: stop after this many blocks */
 	uint32_t chunk;			/* blocks a worker takes at a time */
+	uint64_t lo, hi;		/* the blocks the workers run over now */
+	struct vmrs_loc *loc;		/* directory load/verify: block lo + k is at loc[k] */
 	atomic_uint_fast64_t next, done_blocks;
 	atomic_uint_fast64_t zero, written, dedup, same, repaired, stored, bytes;
 	atomic_int errors;
@@ -459,7 +461,10 @@ static void read_runs(struct worker *w, uint64_t i0, uint64_t i1)
 		const struct vmrs_entry *e = &j->m->e[k];
 
 		w->src[k - i0] = NULL;
-		if (vmrs_entry_is_zero(e) || vmrs_index_get(j->s, w->rtxn, e->id, &l[k - i0]) ||
+		if (j->loc)
+			l[k - i0] = j->loc[k - j->lo];	/* len 0: zero or missing */
+		if (vmrs_entry_is_zero(e) ||
+		    (!j->loc && vmrs_index_get(j->s, w->rtxn, e->id, &l[k - i0])) ||
 		    l[k - i0].len != block_len(j, k) + VMRS_TAG_LEN)
 			l[k - i0].len = 0;
 	}
@@ -590,8 +595,8 @@ static void *worker(void *arg)
 		atomic_fetch_add(&j->errors, 1);
 	}
 	while (!atomic_load(&j->abort) &&
-	       (i = atomic_fetch_add(&j->next, 1) * j->chunk) < j->m->nblocks) {
-		uint64_t end = i + j->chunk < j->m->nblocks ? i + j->chunk : j->m->nblocks;
+	       (i = j->lo + atomic_fetch_add(&j->next, 1) * j->chunk) < j->hi) {
+		uint64_t end = i + j->chunk < j->hi ? i + j->chunk : j->hi;
 
 		if (j->op == OP_SAVE ? save_chunk(w, i, end) : load_chunk(w, i, end)) {
 			atomic_fetch_add(&j->errors, 1);
@@ -614,11 +619,80 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-static int run_job(struct job *j, int threads)
+/* Blocks a load or verify looks up at once (24 bytes of location each). */
+#define LOCATE_WINDOW	(1U << 20)
+
+/*
+ * Directory store, load/verify: the locations of blocks lo..hi-1, looked
+ * up in ID order (index.c says why) before the workers start on them.
+ * Zero entries and IDs the index lacks get len 0; the workers' per-block
+ * path then names what is wrong. Without memory for it the workers look
+ * each block up themselves, as before.
+ */
+static void locate(struct job *j)
+{
+	const struct vmrs_entry *e = j->m->e + j->lo;
+	uint64_t n = j->hi - j->lo, nz = 0;
+	uint32_t *cnt, *order;
+	void *rtxn;
+
+	if (!j->loc)
+		return;
+	cnt = calloc(65537, sizeof(*cnt));
+	order = malloc(n * sizeof(*order));
+	rtxn = vmrs_index_reader(j->s);
+	if (!cnt || !order || !rtxn)
+		goto fail;
+	/* IDs are uniform: a counting sort by their first 16 bits orders them well enough. */
+	for (uint64_t i = 0; i < n; i++) {
+		j->loc[i].len = 0;
+		if (!vmrs_entry_is_zero(&e[i])) {
+			cnt[(e[i].id[0] << 8 | e[i].id[1]) + 1]++;
+			nz++;
+		}
+	}
+	for (uint32_t b = 1; b <= 65536; b++)
+		cnt[b] += cnt[b - 1];
+	for (uint64_t i = 0; i < n; i++)
+		if (!vmrs_entry_is_zero(&e[i]))
+			order[cnt[e[i].id[0] << 8 | e[i].id[1]]++] = (uint32_t)i;
+	if (vmrs_index_locate(j->s, rtxn, e, order, nz, j->loc))
+		goto fail;
+	goto out;
+fail:
+	free(j->loc);
+	j->loc = NULL;
+out:
+	vmrs_index_reader_end(j->s, rtxn);
+	free(cnt);
+	free(order);
+}
+
+/* Runs @threads workers over blocks j->lo..j->hi-1. */
+static void spawn(struct job *j, int threads)
 {
 	struct worker w[64] = { 0 };
 	pthread_t t[64];
 	int n = 0;
+
+	atomic_store(&j->next, 0);
+	w[0].first = true;
+	for (int k = 0; k < threads; k++) {
+		w[k].j = j;
+		if (j->packs) {
+			w[k].pw = &j->packs[k];
+			w[k].pw->s = j->s;
+		}
+	}
+	while (n < threads - 1 && !pthread_create(&t[n], NULL, worker, &w[n + 1]))
+		n++;
+	worker(&w[0]);
+	while (n--)
+		pthread_join(t[n], NULL);
+}
+
+static int run_job(struct job *j, int threads)
+{
 
 	pthread_mutex_init(&j->lock, NULL);
 	j->start = j->last = now();
@@ -649,19 +723,23 @@ static int run_job(struct job *j, int threads)
 			return 1;
 		j->npacks = threads;
 	}
-	w[0].first = true;
-	for (int k = 0; k < threads; k++) {
-		w[k].j = j;
-		if (j->packs) {
-			w[k].pw = &j->packs[k];
-			w[k].pw->s = j->s;
+	if (j->op == OP_SAVE || j->s->rados) {
+		j->lo = 0;
+		j->hi = j->m->nblocks;
+		spawn(j, threads);
+	} else {
+		j->loc = malloc((j->m->nblocks < LOCATE_WINDOW ? j->m->nblocks : LOCATE_WINDOW) *
+				sizeof(*j->loc) + 1);
+		for (j->lo = 0; j->lo < j->m->nblocks && !atomic_load(&j->abort);
+		     j->lo = j->hi) {
+			j->hi = j->m->nblocks - j->lo < LOCATE_WINDOW ? j->m->nblocks :
+				j->lo + LOCATE_WINDOW;
+			locate(j);
+			spawn(j, threads);
 		}
+		free(j->loc);
+		j->loc = NULL;
 	}
-	while (n < threads - 1 && !pthread_create(&t[n], NULL, worker, &w[n + 1]))
-		n++;
-	worker(&w[0]);
-	while (n--)
-		pthread_join(t[n], NULL);
 	progress(j, true);
 	return atomic_load(&j->errors);
 }

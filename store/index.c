@@ -181,6 +181,41 @@ int vmrs_index_get(struct vmrs_store *s, void *rtxn, const uint8_t id[VMRS_HASH_
 	return 0;
 }
 
+/*
+ * Looks up the IDs of @e[@order[k]], k < @n, into @loc[@order[k]] (len 0
+ * if missing), through one cursor. The caller orders them by ID: a
+ * cursor that is already on the right leaf searches only that page, so
+ * the walk reads each leaf once, in order, where lookups in block order
+ * (random IDs) missed the cache on every level of the tree: LMDB was 15%
+ * of a load's CPU.
+ */
+int vmrs_index_locate(struct vmrs_store *s, void *rtxn, const struct vmrs_entry *e,
+		      const uint32_t *order, uint64_t n, struct vmrs_loc *loc)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	struct idx_val iv;
+
+	if (!rtxn || mdb_cursor_open(rtxn, s->idx->dbi, &cur))
+		return -EIO;
+	for (uint64_t x = 0; x < n; x++) {
+		struct vmrs_loc *l = &loc[order[x]];
+
+		k.mv_size = VMRS_HASH_LEN;
+		k.mv_data = (void *)e[order[x]].id;
+		if (mdb_cursor_get(cur, &k, &v, MDB_SET_KEY) || v.mv_size != sizeof(iv)) {
+			l->len = 0;
+			continue;
+		}
+		memcpy(&iv, v.mv_data, sizeof(iv));
+		l->pack = iv.pack;
+		l->off = iv.off;
+		l->len = iv.len;
+	}
+	mdb_cursor_close(cur);
+	return 0;
+}
+
 int vmrs_index_commit(struct vmrs_store *s, const struct vmrs_newblock *nb, uint64_t n)
 {
 	MDB_txn *t;

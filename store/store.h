@@ -123,6 +123,9 @@ void *vmrs_index_reader(struct vmrs_store *s);
 void vmrs_index_reader_end(struct vmrs_store *s, void *rtxn);
 int vmrs_index_get(struct vmrs_store *s, void *rtxn, const uint8_t id[VMRS_HASH_LEN],
 		   struct vmrs_loc *loc);
+/* Directory store: many lookups, @order sorted by ID (see index.c). */
+int vmrs_index_locate(struct vmrs_store *s, void *rtxn, const struct vmrs_entry *e,
+		      const uint32_t *order, uint64_t n, struct vmrs_loc *loc);
 struct vmrs_newblock {
 	uint8_t id[VMRS_HASH_LEN];
 	struct vmrs_loc loc;
