@@ -14,7 +14,7 @@ tool=${VMRESET_STORE:-$here/../store/vmreset-store}
 dir=$(mktemp -d /tmp/store_host.XXXXXX)
 trap 'rm -rf "$dir"' EXIT
 echo "TAP version 13"
-echo "1..8"
+echo "1..9"
 
 store="$dir/st\"o\\re"$'\t\x01\x1f\n'
 names=('quote"d' 'back\slash' 'both\"\\' 'sp ace é中' '{"a":[1]}' "new"$'\u2028'"line")
@@ -104,6 +104,35 @@ tap "block naming, sealing and opening match OpenSSL EVP's for lengths 0 to 9000
 	sh -c '"$1" --check' sh "${VMRESET_STORE_CRYPTOBENCH:-$here/../store/cryptobench}"
 tap "the same without AVX-512 (VMRESET_STORE_NO_AVX512)" \
 	env VMRESET_STORE_NO_AVX512=1 "${VMRESET_STORE_CRYPTOBENCH:-$here/../store/cryptobench}" --check
+
+# A manifest whose header is damaged stops gc (its blocks would go) and is
+# not deleted by default; delete --force removes it unread, and then gc
+# runs and the other snapshot still loads.
+forced_delete() {
+	local st="$dir/force" out
+	"$tool" init "$st" >/dev/null &&
+	head -c 65536 /dev/urandom > "$dir/f1" && head -c 65536 /dev/urandom > "$dir/f2" &&
+	"$tool" save "$dir/f1" "$st" --key "$dir/k" --name good >/dev/null &&
+	"$tool" save "$dir/f2" "$st" --key "$dir/k" --name bad >/dev/null || return 1
+	printf 'garbage' | dd of="$st/manifests/bad" bs=1 seek=8 conv=notrunc 2>/dev/null
+	out=$("$tool" gc "$st" 2>&1) && { echo "gc ran over a damaged manifest: $out"; return 1; }
+	echo "$out" | grep -q "manifest 'bad' cannot be read: stopped, nothing removed" ||
+		{ echo "gc: $out"; return 1; }
+	echo "$out" | grep -q "delete --force" || { echo "gc gives no way out: $out"; return 1; }
+	out=$("$tool" delete "$st" bad 2>&1) && { echo "deleted without --force: $out"; return 1; }
+	echo "$out" | grep -q "cannot be read (--force removes it unread)" ||
+		{ echo "delete: $out"; return 1; }
+	[ -e "$st/manifests/bad" ] || { echo "delete without --force removed it"; return 1; }
+	out=$("$tool" delete "$st" nosuch --force 2>&1) && { echo "deleted a missing one: $out"; return 1; }
+	"$tool" delete "$st" bad --force | grep -q "deleted 'bad' (unread: --force)" &&
+	[ ! -e "$st/manifests/bad" ] &&
+	"$tool" gc "$st" | grep -q "removed 16 blocks" &&
+	"$tool" load "$st" good "$dir/f1.out" --key "$dir/k" >/dev/null &&
+	cmp "$dir/f1" "$dir/f1.out" &&
+	{ "$tool" list "$st" --force >/dev/null 2>&1; [ $? = 2 ]; }
+}
+tap "delete --force removes a damaged manifest that stops gc; without it nothing goes" \
+	forced_delete
 
 man_ok() {
 	out=$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -l "$here/../store/vmreset-store.1" 2>&1 >/dev/null)

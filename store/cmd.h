@@ -21,6 +21,7 @@ struct vmrs_opts {
 	uint64_t min_seq;
 	bool partial;
 	bool json;
+	bool force;			/* delete --force */
 	int threads;
 };
 

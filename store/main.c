@@ -31,7 +31,7 @@ static const struct subcmd cmds[] = {
 	{ "load", "load STORE NAME FILE --key KEYFILE [--partial] [--min-seq N] [--state-out FILE] [--profile-out FILE] [-t THREADS] [--cache DIR] [--cache-size N]", 3, 3 },
 	{ "list", "list STORE [-j]", 1, 1 },
 	{ "verify", "verify STORE [NAME] [--key KEYFILE] [-t THREADS] [--cache DIR] [--cache-size N]", 1, 2 },
-	{ "delete", "delete STORE NAME", 2, 2 },
+	{ "delete", "delete STORE NAME [--force]", 2, 2 },
 	{ "gc", "gc STORE", 1, 1 },
 	{ NULL, NULL, 0, 0 },
 };
@@ -80,6 +80,7 @@ int main(int argc, char **argv)
 		{ "selector", required_argument, NULL, 'S' },
 		{ "partial", no_argument, NULL, 'p' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "force", no_argument, NULL, 'f' },
 		{ "threads", required_argument, NULL, 't' },
 		{ "state", required_argument, NULL, 'T' },
 		{ "state-out", required_argument, NULL, 'O' },
@@ -183,6 +184,7 @@ int main(int argc, char **argv)
 			break;
 		case 'p': o.partial = true; break;
 		case 'j': o.json = true; break;
+		case 'f': o.force = true; break;
 		case 't':
 			if (vmr_parse_u32(optarg, &nt) || !nt || nt > 64) {
 				vmrs_err("bad thread count '%s' (1 to 64)", optarg);
@@ -223,6 +225,10 @@ int main(int argc, char **argv)
 	}
 	if ((o.state_out || o.profile_out) && strcmp(cmd->name, "load")) {
 		vmrs_err("--%s is an option of load", o.state_out ? "state-out" : "profile-out");
+		return 2;
+	}
+	if (o.force && strcmp(cmd->name, "delete")) {
+		vmrs_err("--force is an option of delete");
 		return 2;
 	}
 	if (o.dirty_file && !o.base) {

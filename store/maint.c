@@ -5,6 +5,7 @@
  * reveal no content, names, sizes, times)
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -73,7 +74,9 @@ int cmd_gc(const char *store, const struct vmrs_opts *o)
 
 		/* An unreadable manifest must stop gc, or its blocks would go. */
 		if (vmrs_manifest_header(&s, names[i], &h, &ids, NULL)) {
-			vmrs_err("gc: stopped, nothing removed");
+			vmrs_err("gc: manifest '%s' cannot be read: stopped, nothing removed (if it "
+				 "is damaged for good, 'vmreset-store delete --force %s %s' removes "
+				 "it)", names[i], store, names[i]);
 			goto out;
 		}
 		/*
@@ -121,21 +124,49 @@ out:
 	return ret;
 }
 
+/* Whether the store lists a manifest of that name, readable or not. */
+static bool listed(const struct vmrs_store *s, const char *name)
+{
+	char **names;
+	int n = vmrs_manifest_names(s, &names);
+	bool found = false;
+
+	for (int i = 0; i < n && !found; i++)
+		found = !strcmp(names[i], name);
+	if (n > 0)
+		vmrs_names_free(names, n);
+	return found;
+}
+
 int cmd_delete(const char *store, const char *name, const struct vmrs_opts *o)
 {
 	struct vmrs_store s = { .lock_fd = -1 };
 	char dep[VMRS_MAX_NAME + 1];
 	struct vmrs_mhdr h;
+	bool unread = false;
 	int ret = 1, r, lock = -1;
 
-	(void)o;
 	if (!vmrs_name_ok(name)) {
 		vmrs_err("bad snapshot name '%s'", name);
 		return 2;
 	}
-	if (vmrs_store_open(&s, store, false) ||
-	    vmrs_manifest_header(&s, name, &h, NULL, NULL))
+	if (vmrs_store_open(&s, store, false))
 		goto out;
+	/*
+	 * A manifest whose header cannot be read stops gc; --force removes
+	 * it unread. Not by default: a newer tool's format or a passing read
+	 * error look the same from here, and the snapshot would be gone.
+	 */
+	if (vmrs_manifest_header(&s, name, &h, NULL, NULL)) {
+		if (!listed(&s, name))
+			goto out;
+		if (!o->force) {
+			vmrs_err("'%s' not deleted: its manifest cannot be read (--force removes "
+				 "it unread)", name);
+			goto out;
+		}
+		unread = true;
+	}
 	lock = vmrs_manifest_lock(&s);
 	if (lock < 0) {
 		vmrs_err("'%s': manifests lock: %s", store, strerror(-lock));
@@ -154,8 +185,8 @@ int cmd_delete(const char *store, const char *name, const struct vmrs_opts *o)
 			 vmrs_rados_lost_msg(-EBUSY) : vmrs_store_strerror(&s, r));
 		goto out;
 	}
-	printf("deleted '%s'; 'vmreset-store gc %s' frees the blocks nothing else uses\n",
-	       name, store);
+	printf("deleted '%s'%s; 'vmreset-store gc %s' frees the blocks nothing else uses\n",
+	       name, unread ? " (unread: --force)" : "", store);
 	ret = 0;
 out:
 	vmrs_manifest_unlock(&s, lock);
