@@ -27,7 +27,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 echo "TAP version 13"
-echo "1..16"
+echo "1..18"
 
 S=rados://vmrs/st
 A=$dir/cacheA B=$dir/cacheB
@@ -337,7 +337,7 @@ shard_bound() {
 	local S1=rados://vmrs/shards cnt
 	contains "1 index shards" st init "$S1" --index-shards 1 &&
 	contains "a power of two, 1 to 4096" st init rados://vmrs/x --index-shards 3 &&
-	contains "an option of init for rados:// stores" st init "$dir/dirstore" --index-shards 64 ||
+	contains "an option of init and reshard for rados:// stores" st init "$dir/dirstore" --index-shards 64 ||
 		return 1
 	head -c $((1 << 20)) /dev/urandom >"$dir/p1"
 	head -c $((1 << 20)) /dev/urandom >"$dir/p2"
@@ -385,4 +385,102 @@ gc_rewrite() {
 	contains "rewrote 0 packs" stA gc "$S2"
 }
 tap "gc rewrites a pack under half live: space follows live blocks; the snapshot loads and verifies" gc_rewrite
+# The index of one shard checked against its count: prints the keys.
+shard_keys() {
+	local c k
+	c=$(rados -p vmrs -N "$1" getxattr "$2" vmrs.keys) &&
+	k=$(rados -p vmrs -N "$1" listomapkeys "$2" | wc -l) || return 1
+	[ "$c" = "$k" ] || { echo "$2: count $c, $k keys" >&2; return 1; }
+	echo "$k"
+}
+
+# Every shard of generation $2 in namespace $1: their keys summed (the
+# counts checked), and no index object of another generation.
+index_is() {
+	local ns=$1 gen=$2 n=$3 want=$4 sum=0 k objs
+	if [ "$gen" = 0 ]; then
+		objs=$(rados -p vmrs -N "$ns" ls | grep -E '^index\.[0-9]+$')
+	else
+		objs=$(rados -p vmrs -N "$ns" ls | grep -E "^index\.$gen\.[0-9]+$")
+	fi
+	[ "$(echo "$objs" | grep -c .)" = "$n" ] || { echo "want $n shards of gen $gen: $objs"; return 1; }
+	[ "$(rados -p vmrs -N "$ns" ls | grep -c '^index\.')" = "$n" ] ||
+		{ echo "index objects of other generations:"; rados -p vmrs -N "$ns" ls | grep '^index\.'; return 1; }
+	for o in $objs; do
+		k=$(shard_keys "$ns" "$o") || return 1
+		sum=$((sum + k))
+	done
+	[ "$sum" = "$want" ] || { echo "$sum entries in gen $gen, want $want"; return 1; }
+	rados -p vmrs -N "$ns" get head - | grep -qx "index_shards $n"
+}
+
+reshard() {
+	# 2 shards -> 8: every entry moves to where the new placement looks
+	# for it, counts exact, old shards gone, policy version 3; loads go
+	# through the new index (no cache) and saves dedup against it.
+	local R=rados://vmrs/rs
+	st init "$R" --index-shards 2 >/dev/null &&
+	head -c $((3 << 20)) /dev/urandom >"$dir/r1" && head -c $((2 << 20)) /dev/urandom >"$dir/r2" &&
+	stA save "$dir/r1" "$R" --key "$dir/k" --name r1 >/dev/null &&
+	stA save "$dir/r2" "$R" --key "$dir/k" --name r2 >/dev/null &&
+	index_is rs 0 2 1280 || return 1
+	contains "2 index shards (generation 0) -> 8 (generation 1), 1280 entries moved" \
+		stA reshard "$R" --index-shards 8 &&
+	index_is rs 1 8 1280 &&
+	rados -p vmrs -N rs get head - | grep -qx "vmreset-store 3" &&
+	rados -p vmrs -N rs get head - | grep -qx "index_gen 1" &&
+	stB load "$R" r1 "$dir/r1.out" --key "$dir/k" --cache-size 0 >/dev/null &&
+	cmp "$dir/r1" "$dir/r1.out" &&
+	contains " 0 new, 512 deduplicated" stB save "$dir/r2" "$R" --key "$dir/k" --name r2b --cache-size 0 &&
+	stA verify "$R" --key "$dir/k" >/dev/null &&
+	contains "1280 blocks" stA list "$R" &&
+	contains "already 8 index shards, nothing to do" stA reshard "$R" --index-shards 8 &&
+	contains "needs --index-shards N" st reshard "$R" &&
+	contains "a power of two, 1 to 4096" st reshard "$R" --index-shards 6 &&
+	contains "an option of init and reshard for rados:// stores" st reshard "$dir/dirstore" --index-shards 2 &&
+	# Too many entries for the new shards: refused before anything is written.
+	contains "1280 block entries do not fit 2 shards of at most 300" \
+		env VMRESET_STORE_RADOS_SHARD_KEYS=300 "$tool" reshard "$R" --index-shards 2 &&
+	index_is rs 1 8 1280 || return 1
+	# A load started while the reshard holds the store waits, then reads
+	# the new policy under its lock: it must find every block.
+	VMRESET_STORE_STOP_AT=reshard-copied:4 VMRESET_STORE_CACHE=$A "$tool" reshard "$R" \
+		--index-shards 4 >"$dir/rs.out" 2>&1 &
+	local pid=$!
+	sleep 1.5
+	stB load "$R" r1 "$dir/r1.out2" --key "$dir/k" --cache-size 0 >"$dir/rs.load" 2>&1 ||
+		{ cat "$dir/rs.load"; return 1; }
+	wait $pid || { cat "$dir/rs.out"; return 1; }
+	grep -q "waiting for the store lock" "$dir/rs.load" || { echo "the load did not wait"; cat "$dir/rs.load"; return 1; }
+	cmp "$dir/r1" "$dir/r1.out2" && index_is rs 2 4 1280
+}
+tap "reshard 2 -> 8 -> 4 index shards: entries moved and counted, old shards gone, a waiting load reads the new policy" reshard
+
+reshard_killed() {
+	# kill -9 after the copy (before the switch): the store is unchanged
+	# and gc removes the partial copy; after the switch: the new index
+	# serves, gc removes the old shards. The store verifies each time.
+	local R=rados://vmrs/rs pid
+	for stage in reshard-copied reshard-switched; do
+		VMRESET_STORE_STOP_AT=$stage VMRESET_STORE_CACHE=$A "$tool" reshard "$R" \
+			--index-shards 16 >/dev/null 2>&1 &
+		pid=$!
+		for _ in $(seq 100); do
+			[ "$(ps -o stat= -p $pid 2>/dev/null | cut -c1)" = T ] && break
+			sleep 0.1
+		done
+		kill -9 $pid
+		wait $pid 2>/dev/null
+		stB verify "$R" --key "$dir/k" --cache-size 0 >/dev/null || { echo "$stage: verify"; return 1; }
+		stA gc "$R" >"$dir/gc.out" || { cat "$dir/gc.out"; return 1; }
+		cat "$dir/gc.out"
+		if [ $stage = reshard-copied ]; then
+			index_is rs 2 4 1280 || return 1
+		else
+			index_is rs 3 16 1280 || return 1
+		fi
+	done
+	stB load "$R" r2 "$dir/r2.out" --key "$dir/k" --cache-size 0 >/dev/null && cmp "$dir/r2" "$dir/r2.out"
+}
+tap "reshard killed before and after its switch: the store verifies, gc removes what it left" reshard_killed
 [ "$fails" = 0 ]

@@ -32,5 +32,6 @@ int cmd_verify(const char *store, const char *name, const struct vmrs_opts *o);
 int cmd_gc(const char *store, const struct vmrs_opts *o);
 int cmd_list(const char *store, const struct vmrs_opts *o);
 int cmd_delete(const char *store, const char *name, const struct vmrs_opts *o);
+int cmd_reshard(const char *store, unsigned int nshards, const struct vmrs_opts *o);
 
 #endif

@@ -33,6 +33,7 @@ static const struct subcmd cmds[] = {
 	{ "verify", "verify STORE [NAME] [--key KEYFILE] [-t THREADS] [--cache DIR] [--cache-size N]", 1, 2 },
 	{ "delete", "delete STORE NAME [--force]", 2, 2 },
 	{ "gc", "gc STORE", 1, 1 },
+	{ "reshard", "reshard STORE --index-shards N", 1, 1 },
 	{ NULL, NULL, 0, 0 },
 };
 
@@ -235,10 +236,18 @@ int main(int argc, char **argv)
 		vmrs_err("--dirty needs --base");
 		return 2;
 	}
-	if (shards && (strcmp(cmd->name, "init") || !vmrs_is_rados(args[0]))) {
-		vmrs_err("--index-shards is an option of init for rados:// stores (a directory "
-			 "store's index is one LMDB file)");
+	if (shards && ((strcmp(cmd->name, "init") && strcmp(cmd->name, "reshard")) ||
+		       !vmrs_is_rados(args[0]))) {
+		vmrs_err("--index-shards is an option of init and reshard for rados:// stores (a "
+			 "directory store's index is one LMDB file)");
 		return 2;
+	}
+	if (!strcmp(cmd->name, "reshard")) {
+		if (!shards) {
+			vmrs_err("reshard needs --index-shards N (a power of two, 1 to 4096)");
+			return 2;
+		}
+		return cmd_reshard(args[0], shards, &o);
 	}
 	if (!strcmp(cmd->name, "init")) {
 		int ret = vmrs_store_init(args[0], (uint32_t)bs, (uint32_t)copies, mode, shards);

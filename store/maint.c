@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * maint.c - gc, list and delete: they need no key, only the clear,
- * authenticated-by-the-owner part of every manifest (block IDs, which
- * reveal no content, names, sizes, times)
+ * maint.c - gc, list, delete and reshard: they need no key, only the
+ * clear, authenticated-by-the-owner part of every manifest (block IDs,
+ * which reveal no content, names, sizes, times)
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -328,6 +328,45 @@ out:
 		vmrs_names_free(names, n);
 	json_object_put(arr);
 	json_object_put(root);
+	vmrs_store_close(&s);
+	return ret;
+}
+
+int cmd_reshard(const char *store, unsigned int nshards, const struct vmrs_opts *o)
+{
+	struct vmrs_store s = { .lock_fd = -1 };
+	struct vmrs_reshard_stats st;
+	int ret = 1;
+
+	(void)o;
+	if (!vmrs_is_rados(store)) {
+		vmrs_err("reshard: '%s' is a directory store, whose index is one LMDB file; only "
+			 "rados:// stores have index shards", store);
+		return 2;
+	}
+	/* Exclusive, as gc: no save, load or list runs while the index moves. */
+	if (vmrs_store_open(&s, store, true))
+		goto out;
+	if (vmrs_rados_shards(&s) == nshards) {
+		printf("reshard '%s': already %u index shards, nothing to do\n", store, nshards);
+		ret = 0;
+		goto out;
+	}
+	if (vmrs_rados_reshard(&s, nshards, &st))
+		goto out;
+	printf("reshard '%s': %u index shards (generation %u) -> %u (generation %u), %" PRIu64
+	       " entries moved", store, st.old_shards, st.old_gen, st.new_shards, st.new_gen,
+	       st.moved);
+	if (st.skipped)
+		printf(", %" PRIu64 " malformed ones dropped", st.skipped);
+	if (st.stale_removed)
+		printf(", %" PRIu64 " shards of a killed reshard removed", st.stale_removed);
+	printf("; the store is now version 3 (tools before reshard refuse it)\n");
+	if (st.old_removed != st.old_shards)
+		fprintf(stderr, "reshard '%s': %u old shards are left; gc removes them\n", store,
+			st.old_shards - (unsigned int)st.old_removed);
+	ret = 0;
+out:
 	vmrs_store_close(&s);
 	return ret;
 }

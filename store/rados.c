@@ -12,6 +12,9 @@
  *                (id[0] | id[1] << 8) % S: omap hex(id) -> (pack, offset,
  *                length); xattr vmrs.keys = how many entries it holds (an
  *                upper bound between gc runs, exact after one)
+ *   index.G.NN   the same after reshard G (the policy's index_gen; a
+ *                resharded store's policy is version 3, which tools from
+ *                before reshard refuse instead of using index.NN)
  *   pack.<hex>   sealed blocks back to back, written once (write_full,
  *                at most VMRS_RADOS_PACK bytes) and never changed
  *   man.<hex>    a manifest, written once; "m:<name>" switching to it is
@@ -19,11 +22,13 @@
  *
  * Concurrency (docs/store.md, "RADOS"): every command takes the
  * cls_lock lock "vmreset-store" on head and on every index shard - shared
- * for save, load, list, verify and delete, exclusive for gc - with a
- * duration, renewed by a thread. Every write that makes data reachable
- * (index entries, a manifest's name) is one RADOS operation on the locked
- * object that starts with cls_lock's assert_locked: an OSD applies it
- * atomically only while this client still holds the lock. A save that
+ * for save, load, list, verify and delete, exclusive for gc and reshard -
+ * with a duration, renewed by a thread. Head is locked first and the
+ * policy read under that lock, so the shards it names cannot be switched
+ * by a reshard until the command lets go. Every write that makes data
+ * reachable (index entries, a manifest's name) is one RADOS operation on
+ * the locked object that starts with cls_lock's assert_locked: an OSD
+ * applies it atomically only while this client still holds the lock. A save that
  * was stopped for longer than the lock's duration (or whose host died)
  * has lost its lock, and gc may have run; its late writes are refused,
  * so gc never frees a block a manifest is about to name.
@@ -32,6 +37,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,10 +158,11 @@ struct vmrs_rados {
 	bool exclusive;
 	int nlocked;		/* objects of obj_name(0..nshards) locked */
 	unsigned int nshards;	/* index shards (the policy's index_shards) */
+	unsigned int gen;	/* their generation (index_gen; 0 before any reshard) */
 	uint64_t shard_keys;	/* the most entries a shard may hold */
 	unsigned int lock_secs, wait_secs, timeout;
 	pthread_t hb;
-	bool hb_run;
+	bool hb_run, hb_busy;	/* hb_busy: a renewal round is running */
 	pthread_mutex_t hb_lock;
 	pthread_cond_t hb_cond;
 	atomic_bool lost;
@@ -190,13 +197,23 @@ static unsigned int env_uint(const char *name, unsigned int def)
 	return n;
 }
 
-/* Object i: 0 = head, 1..nshards = index shards. */
-static void obj_name(int i, char *buf, size_t len)
+/*
+ * Object i: 0 = head, 1..nshards = index shards of generation @gen (0:
+ * index.NN, as stores have always named them; a reshard's: index.G.NN).
+ */
+static void gen_name(unsigned int gen, int i, char *buf, size_t len)
 {
 	if (!i)
 		snprintf(buf, len, "head");
-	else
+	else if (!gen)
 		snprintf(buf, len, "index.%02d", i - 1);
+	else
+		snprintf(buf, len, "index.%u.%02d", gen, i - 1);
+}
+
+static void obj_name(const struct vmrs_rados *r, int i, char *buf, size_t len)
+{
+	gen_name(r->gen, i, buf, len);
 }
 
 /* For the 32 shards of older stores this is id[0] % 32, as it always was. */
@@ -205,26 +222,37 @@ static int shard_of(const struct vmrs_rados *r, const uint8_t *id)
 	return 1 + (int)((id[0] | (unsigned int)id[1] << 8) % r->nshards);
 }
 
-/* The policy's "index_shards N"; 32 if it has none (stores made before it). */
-static int policy_shards(const char *policy, unsigned int *n)
+/* The number after "\nKEY " in the policy into @v (left alone if no such line). */
+static int policy_u32(const char *policy, const char *key, uint32_t *v)
 {
-	const char *p = strstr(policy, "\nindex_shards ");
-	uint32_t v;
+	const char *p = strstr(policy, key);
 	char num[16];
 	size_t l;
 
-	*n = NSHARD_LEGACY;
 	if (!p)
 		return 0;
-	p += strlen("\nindex_shards ");
+	p += strlen(key);
 	l = strcspn(p, "\n");
 	if (!l || l >= sizeof(num))
 		return -1;
 	memcpy(num, p, l);
 	num[l] = 0;
-	if (vmr_parse_u32(num, &v) || !v || v > NSHARD_MAX || (v & (v - 1)))
+	return vmr_parse_u32(num, v) ? -1 : 0;
+}
+
+/*
+ * The policy's "index_shards N" (32 if it has none: stores made before it)
+ * and "index_gen G" (0 if none: never resharded).
+ */
+static int policy_shards(const char *policy, unsigned int *n, unsigned int *gen)
+{
+	uint32_t v = NSHARD_LEGACY, g = 0;
+
+	if (policy_u32(policy, "\nindex_shards ", &v) || !v || v > NSHARD_MAX || (v & (v - 1)) ||
+	    policy_u32(policy, "\nindex_gen ", &g) || g > 1000000)
 		return -1;
 	*n = v;
+	*gen = g;
 	return 0;
 }
 
@@ -352,13 +380,13 @@ int vmrs_rados_init(const char *url, const char *policy, size_t len)
 
 	if (!r)
 		return -1;
-	if (policy_shards(policy, &r->nshards)) {
+	if (policy_shards(policy, &r->nshards, &r->gen)) {
 		r_free(r);
 		return -1;
 	}
 	/* The index shards first: head's presence means "initialised". */
 	for (int i = 1; i <= (int)r->nshards; i++) {
-		obj_name(i, name, sizeof(name));
+		obj_name(r, i, name, sizeof(name));
 		op = L.rados_create_write_op();
 		L.rados_write_op_create(op, LIBRADOS_CREATE_IDEMPOTENT, NULL);
 		L.rados_write_op_setxattr(op, KEYS_XATTR, "0", 1);
@@ -481,6 +509,7 @@ static void *heartbeat(void *arg)
 {
 	struct vmrs_rados *r = arg;
 	char name[32];
+	int n;
 
 	pthread_mutex_lock(&r->hb_lock);
 	while (r->hb_run) {
@@ -491,15 +520,20 @@ static void *heartbeat(void *arg)
 		pthread_cond_timedwait(&r->hb_cond, &r->hb_lock, &ts);
 		if (!r->hb_run)
 			break;
+		/* A reshard drops the old shards' locks only between rounds. */
+		n = r->nlocked;
+		r->hb_busy = true;
 		pthread_mutex_unlock(&r->hb_lock);
 		/* Lost once, lost for good (and a dead cluster costs one timeout). */
-		for (int i = 0; i < r->nlocked && !atomic_load(&r->lost); i++) {
-			obj_name(i, name, sizeof(name));
+		for (int i = 0; i < n && !atomic_load(&r->lost); i++) {
+			obj_name(r, i, name, sizeof(name));
 			if (lock_one(r, name, LOCK_NAME, r->exclusive, r->lock_secs,
 				     LIBRADOS_LOCK_FLAG_MUST_RENEW))
 				atomic_store(&r->lost, true);
 		}
 		pthread_mutex_lock(&r->hb_lock);
+		r->hb_busy = false;
+		pthread_cond_broadcast(&r->hb_cond);
 	}
 	pthread_mutex_unlock(&r->hb_lock);
 	return NULL;
@@ -520,7 +554,7 @@ static void unlock_all(struct vmrs_rados *r)
 	}
 	/* An unreachable cluster: the locks expire by themselves. */
 	while (r->nlocked > 0) {
-		obj_name(--r->nlocked, name, sizeof(name));
+		obj_name(r, --r->nlocked, name, sizeof(name));
 		if (L.rados_unlock(r->io, name, LOCK_NAME, r->cookie) == -ETIMEDOUT)
 			r->nlocked = 0;
 	}
@@ -542,24 +576,43 @@ int vmrs_rados_open(struct vmrs_store *s, const char *url, bool exclusive, char 
 	if (vmrs_random(rnd, sizeof(rnd)))
 		return -1;
 	vmrs_hex(rnd, sizeof(rnd), r->cookie);
+	/* Locking would create head: a missing one must not look like a store. */
 	rc = L.rados_stat(r->io, "head", &size, NULL);
-	if (!rc && size < 4096 && (*policy = calloc(1, size + 1)))
-		rc = L.rados_read(r->io, "head", *policy, size, 0);
 	if (rc < 0) {
 		vmrs_err("'%s': %s", url, rc == -ENOENT ?
 			 "not a store (no 'head' object: vmreset-store init it)" : rerr(rc));
 		return -1;
 	}
+	rc = lock_wait(r, "head", LOCK_NAME, exclusive, r->lock_secs);
+	if (rc) {
+		if (rc != -EBUSY)
+			vmrs_err("'%s': locking 'head': %s", url, rerr(rc));
+		return -1;
+	}
+	r->nlocked = 1;
+	/*
+	 * The policy names the index shards, and a reshard switches it under
+	 * the exclusive lock on head: read under our lock, it cannot change
+	 * until we let go (read before it, it could name shards that a
+	 * reshard has just removed, and locking one would create it again).
+	 */
+	rc = L.rados_stat(r->io, "head", &size, NULL);
+	if (!rc && size < 4096 && (*policy = calloc(1, size + 1)))
+		rc = L.rados_read(r->io, "head", *policy, size, 0);
+	if (rc < 0) {
+		vmrs_err("'%s': reading the policy: %s", url, rerr(rc));
+		return -1;
+	}
 	if (!*policy)
 		return -1;
-	if (policy_shards(*policy, &r->nshards)) {
+	if (policy_shards(*policy, &r->nshards, &r->gen)) {
 		vmrs_err("'%s': malformed policy (index_shards: a power of two, 1 to %d)", url,
 			 NSHARD_MAX);
 		return -1;
 	}
 	r->shard_keys = env_uint("VMRESET_STORE_RADOS_SHARD_KEYS", SHARD_KEYS_DEF);
-	for (int i = 0; i <= (int)r->nshards; i++) {
-		obj_name(i, name, sizeof(name));
+	for (int i = 1; i <= (int)r->nshards; i++) {
+		obj_name(r, i, name, sizeof(name));
 		rc = lock_wait(r, name, LOCK_NAME, exclusive, r->lock_secs);
 		if (rc) {
 			if (rc != -EBUSY)
@@ -1000,7 +1053,7 @@ int vmrs_rados_prefetch(struct vmrs_store *s, void *rtxn, const uint8_t (*ids)[V
 	for (int k = 1; k <= (int)r->nshards && !ret; k++) {
 		if (!sh[k].nk)
 			continue;
-		obj_name(k, name, sizeof(name));
+		obj_name(r, k, name, sizeof(name));
 		sh[k].op = L.rados_create_read_op();
 		L.rados_read_op_omap_get_vals_by_keys2(sh[k].op, sh[k].keys, sh[k].nk, sh[k].kl,
 						     &sh[k].it, &sh[k].prval);
@@ -1110,7 +1163,7 @@ static int shard_count(struct vmrs_rados *r, int k, uint64_t *n, char *raw, size
 
 	*n = 0;
 	raw[0] = 0;
-	obj_name(k, name, sizeof(name));
+	obj_name(r, k, name, sizeof(name));
 	rc = L.rados_getxattr(r->io, name, KEYS_XATTR, raw, len - 1);
 	if (rc == -ENODATA) {
 		raw[0] = 0;
@@ -1135,13 +1188,16 @@ static int cmp_ord(const void *a, const void *b)
 static void shard_full(struct vmrs_store *s, int k, uint64_t have, uint64_t add)
 {
 	struct vmrs_rados *r = s->rados;
+	char name[32];
 
-	vmrs_err("'%s': index shard 'index.%02d' holds %" PRIu64 " block entries and this save "
+	obj_name(r, k, name, sizeof(name));
+	vmrs_err("'%s': index shard '%s' holds %" PRIu64 " block entries and this save "
 		 "adds %" PRIu64 ": over the bound of %" PRIu64 " per shard (Ceph warns about "
 		 "larger omap objects; VMRESET_STORE_RADOS_SHARD_KEYS), so this store's %u shards "
 		 "hold about %" PRIu64 " blocks: run gc, or keep new snapshots in a store made with "
-		 "'init --index-shards N' (N = blocks / %" PRIu64 ", a power of two); nothing saved",
-		 s->root, k - 1, have, add, r->shard_keys, r->nshards,
+		 "'init --index-shards N' or 'reshard --index-shards N' (N = blocks / %" PRIu64
+		 ", a power of two); nothing saved",
+		 s->root, name, have, add, r->shard_keys, r->nshards,
 		 r->shard_keys * r->nshards, r->shard_keys);
 }
 
@@ -1208,7 +1264,7 @@ int vmrs_rados_commit(struct vmrs_store *s, const struct vmrs_newblock *nb, uint
 
 		for (m = 0; b + m < n && m < PAGE_KEYS && (int)ord[b + m][0] == k; m++)
 			add += !nb[ord[b + m][1]].replace;
-		obj_name(k, name, sizeof(name));
+		obj_name(r, k, name, sizeof(name));
 		do {
 			rados_write_op_t op;
 			rados_completion_t c;
@@ -1686,7 +1742,7 @@ static int rewrite_packs(struct vmrs_store *s, struct rw_pack *p, size_t np,
 
 	qsort(p, np, sizeof(*p), cmp_rw);
 	for (int k = 1; k <= (int)r->nshards && !rc; k++) {
-		obj_name(k, name, sizeof(name));
+		obj_name(r, k, name, sizeof(name));
 		rc = omap_each(r, name, NULL, rw_entry, &a);
 	}
 	if (a.n)
@@ -1739,6 +1795,43 @@ out:
 }
 
 /*
+ * Index objects of another generation than the policy's: a reshard that
+ * was killed before its switch left new ones, after it the old ones.
+ * Under the exclusive lock nobody uses them (every command reads the
+ * policy under its lock on head). Returns how many were removed, or <0.
+ */
+static int64_t remove_stale_shards(struct vmrs_rados *r, unsigned int keep_gen)
+{
+	rados_list_ctx_t lc;
+	const char *entry, *key, *nspace;
+	int64_t n = 0;
+	int rc;
+
+	rc = L.rados_nobjects_list_open(r->io, &lc);
+	if (rc)
+		return rc;
+	while (!(rc = L.rados_nobjects_list_next(lc, &entry, &key, &nspace))) {
+		const char *p = entry + 6, *dot;
+		unsigned long g = 0;
+
+		if (strncmp(entry, "index.", 6))
+			continue;
+		dot = strchr(p, '.');
+		if (dot) {
+			char *end;
+
+			g = strtoul(p, &end, 10);
+			if (end != dot || !g)
+				continue;	/* not a name this tool makes */
+		}
+		if (g != keep_gen && !L.rados_remove(r->io, entry))
+			n++;
+	}
+	L.rados_nobjects_list_close(lc);
+	return rc == -ENOENT ? n : rc;
+}
+
+/*
  * Under the exclusive lock on head and every shard: no save holds its
  * lock, and one that lost it can commit nothing. Removes index entries no
  * manifest lists, packs no entry points into, and manifest objects no
@@ -1755,6 +1848,7 @@ int vmrs_rados_gc(struct vmrs_store *s, struct vmrs_live *live, struct vmrs_gc_s
 	rados_list_ctx_t lc;
 	const char *entry, *key, *nspace;
 	char name[32];
+	int64_t stale;
 	int rc = 0;
 
 	memset(st, 0, sizeof(*st));
@@ -1763,7 +1857,7 @@ int vmrs_rados_gc(struct vmrs_store *s, struct vmrs_live *live, struct vmrs_gc_s
 		return -1;
 	/* A page's dead keys are removed before the next page is read. */
 	for (int k = 1; k <= (int)r->nshards && !rc; k++) {
-		obj_name(k, name, sizeof(name));
+		obj_name(r, k, name, sizeof(name));
 		a.obj = name;
 		a.kept = 0;
 		rc = omap_pages(r, name, NULL, gc_entry, gc_page, &a);
@@ -1776,6 +1870,14 @@ int vmrs_rados_gc(struct vmrs_store *s, struct vmrs_live *live, struct vmrs_gc_s
 		vmrs_err("gc '%s': %s", s->root, vmrs_rados_lost_msg(rc));
 		goto out;
 	}
+	/* What a killed reshard left: a partial copy, or the old shards. */
+	stale = remove_stale_shards(r, r->gen);
+	if (stale < 0) {
+		rc = (int)stale;
+		vmrs_err("gc '%s': listing objects: %s", s->root, rerr(rc));
+		goto out;
+	}
+	st->tmps += (uint64_t)stale;
 	merge_pl(&a);
 	if (d.n)
 		qsort(d.ids, d.n, sizeof(*d.ids), cmp_str17);
@@ -1830,4 +1932,255 @@ out:
 	free(a.pl);
 	free(d.ids);
 	return rc ? -1 : 0;
+}
+
+/*
+ * A test hook as save's: VMRESET_STORE_STOP_AT=reshard-copied (the copy
+ * made, the policy not yet switched) or reshard-switched (the old shards
+ * not yet removed) stops the reshard with SIGSTOP; STAGE:N sleeps N
+ * seconds there instead, its locks renewed, so a test can start a command
+ * that has to wait for it.
+ */
+static void reshard_stop_at(const char *stage)
+{
+	const char *want = getenv("VMRESET_STORE_STOP_AT");
+	size_t l = strlen(stage);
+	uint32_t secs;
+
+	if (!want || strncmp(want, stage, l))
+		return;
+	if (!want[l])
+		raise(SIGSTOP);
+	else if (want[l] == ':' && !vmr_parse_u32(want + l + 1, &secs))
+		sleep(secs);
+}
+
+struct rs_ent {
+	char key[2 * VMRS_HASH_LEN];
+	char val[IDX_VAL];
+	uint32_t dst;
+};
+
+struct rs_acc {
+	struct vmrs_rados *r;
+	unsigned int gen, n;		/* the new shards */
+	struct rs_ent *e;
+	size_t ne;
+	uint64_t *count;		/* entries per new shard */
+	uint64_t moved, skipped;
+};
+
+/* Buffered while reading an old shard: at most this many entries. */
+#define RS_BUF	65536
+
+static int hexval(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+static int cmp_dst(const void *x, const void *y)
+{
+	const struct rs_ent *a = x, *b = y;
+
+	return a->dst < b->dst ? -1 : a->dst > b->dst;
+}
+
+/* The buffered entries, grouped by new shard, at most PAGE_KEYS an operation. */
+static int rs_flush(struct rs_acc *a)
+{
+	const char *keys[PAGE_KEYS], *vals[PAGE_KEYS];
+	size_t kl[PAGE_KEYS], vl[PAGE_KEYS], m;
+	char name[32];
+	int rc = 0;
+
+	qsort(a->e, a->ne, sizeof(*a->e), cmp_dst);
+	for (size_t i = 0; i < a->ne && !rc; i += m) {
+		uint32_t k = a->e[i].dst;
+		rados_write_op_t op;
+
+		for (m = 0; i + m < a->ne && m < PAGE_KEYS && a->e[i + m].dst == k; m++) {
+			keys[m] = a->e[i + m].key;
+			kl[m] = sizeof(a->e[i + m].key);
+			vals[m] = a->e[i + m].val;
+			vl[m] = IDX_VAL;
+		}
+		/*
+		 * No lock assertion: nothing reads a new shard before the
+		 * policy names it, and that switch asserts our lock on head.
+		 */
+		gen_name(a->gen, (int)k + 1, name, sizeof(name));
+		op = L.rados_create_write_op();
+		L.rados_write_op_omap_set2(op, keys, vals, kl, vl, m);
+		rc = L.rados_write_op_operate(op, a->r->io, name, NULL, 0);
+		L.rados_release_write_op(op);
+		a->count[k] += m;
+		a->moved += m;
+	}
+	a->ne = 0;
+	return rc;
+}
+
+static int rs_entry(void *arg, const char *k, size_t kl, const char *v, size_t vl)
+{
+	struct rs_acc *a = arg;
+	struct rs_ent *e;
+	int h[4];
+
+	for (int i = 0; i < 4 && kl == 2 * VMRS_HASH_LEN; i++)
+		h[i] = hexval(k[i]);
+	/* What gc and lookups would never match: not carried over. */
+	if (kl != 2 * VMRS_HASH_LEN || vl != IDX_VAL || h[0] < 0 || h[1] < 0 || h[2] < 0 ||
+	    h[3] < 0) {
+		a->skipped++;
+		return 0;
+	}
+	e = &a->e[a->ne++];
+	memcpy(e->key, k, kl);
+	memcpy(e->val, v, vl);
+	/* shard_of() on the ID's first two bytes, as the new policy will place it. */
+	e->dst = (uint32_t)(((unsigned int)(h[0] << 4 | h[1]) |
+			     (unsigned int)(h[2] << 4 | h[3]) << 8) % a->n);
+	return a->ne + PAGE_KEYS > RS_BUF ? rs_flush(a) : 0;
+}
+
+/* @policy with index_shards and index_gen set, and version 3 (older tools refuse it). */
+static char *rs_policy(const char *policy, unsigned int n, unsigned int gen)
+{
+	size_t len = strlen(policy) + 64, o = 0;
+	char *out = malloc(len);
+	const char *p = policy;
+
+	if (!out)
+		return NULL;
+	while (*p) {
+		size_t l = strcspn(p, "\n");
+
+		if (p == policy && !strncmp(p, "vmreset-store ", 14))
+			o += (size_t)snprintf(out + o, len - o, "vmreset-store 3\n");
+		else if (strncmp(p, "index_shards ", 13) && strncmp(p, "index_gen ", 10) && l)
+			o += (size_t)snprintf(out + o, len - o, "%.*s\n", (int)l, p);
+		p += l + (p[l] == '\n');
+	}
+	snprintf(out + o, len - o, "index_shards %u\nindex_gen %u\n", n, gen);
+	return out;
+}
+
+int vmrs_rados_reshard(struct vmrs_store *s, unsigned int nshards, struct vmrs_reshard_stats *st)
+{
+	struct vmrs_rados *r = s->rados;
+	struct rs_acc a = { .r = r, .gen = r->gen + 1, .n = nshards };
+	uint64_t total = vmrs_rados_count(s), size = 0;
+	char name[32], cnt[32], buf[256], *np = NULL, *policy = NULL;
+	rados_write_op_t op;
+	int64_t stale;
+	int rc = 0, prval = 0, k0;
+
+	memset(st, 0, sizeof(*st));
+	st->old_shards = r->nshards;
+	st->old_gen = r->gen;
+	if (!r->exclusive)
+		return -EINVAL;
+	if (total > r->shard_keys * (uint64_t)nshards) {
+		vmrs_err("reshard '%s': %" PRIu64 " block entries do not fit %u shards of at most %"
+			 PRIu64 " (VMRESET_STORE_RADOS_SHARD_KEYS; the counts are exact after gc): "
+			 "nothing changed", s->root, total, nshards, r->shard_keys);
+		return -EFBIG;
+	}
+	/* A killed reshard's new shards would be mixed into ours. */
+	stale = remove_stale_shards(r, r->gen);
+	if (stale < 0) {
+		vmrs_err("reshard '%s': listing objects: %s", s->root, rerr((int)stale));
+		return (int)stale;
+	}
+	st->stale_removed = (uint64_t)stale;
+	a.e = malloc(RS_BUF * sizeof(*a.e));
+	a.count = calloc(nshards, sizeof(*a.count));
+	if (!a.e || !a.count) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (unsigned int k = 1; k <= nshards && !rc; k++) {
+		gen_name(a.gen, (int)k, name, sizeof(name));
+		op = L.rados_create_write_op();
+		L.rados_write_op_create(op, LIBRADOS_CREATE_EXCLUSIVE, NULL);
+		rc = L.rados_write_op_operate(op, r->io, name, NULL, 0);
+		L.rados_release_write_op(op);
+	}
+	/* Old shard by old shard: only its share of the new shards is buffered. */
+	for (int k = 1; k <= (int)r->nshards && !rc; k++) {
+		obj_name(r, k, name, sizeof(name));
+		rc = omap_pages(r, name, NULL, rs_entry, NULL, &a);
+		if (!rc)
+			rc = rs_flush(&a);
+		if (!rc && atomic_load(&r->lost))
+			rc = -ENOLCK;
+	}
+	for (unsigned int k = 1; k <= nshards && !rc; k++) {
+		gen_name(a.gen, (int)k, name, sizeof(name));
+		snprintf(cnt, sizeof(cnt), "%" PRIu64, a.count[k - 1]);
+		op = L.rados_create_write_op();
+		L.rados_write_op_setxattr(op, KEYS_XATTR, cnt, strlen(cnt));
+		rc = L.rados_write_op_operate(op, r->io, name, NULL, 0);
+		L.rados_release_write_op(op);
+	}
+	if (rc) {
+		vmrs_err("reshard '%s': copying the index: %s; nothing changed (the next reshard or "
+			 "gc removes the partial copy)", s->root,
+			 vmrs_rados_lost_msg(rc == -ENOLCK ? -EBUSY : rc));
+		goto out;
+	}
+	reshard_stop_at("reshard-copied");
+	/* The switch: one write of head that only applies while we hold the lock. */
+	rc = L.rados_stat(r->io, "head", &size, NULL);
+	if (!rc && size < 4096 && (policy = calloc(1, size + 1)))
+		rc = L.rados_read(r->io, "head", policy, size, 0);
+	if (rc >= 0 && !(np = policy ? rs_policy(policy, nshards, a.gen) : NULL))
+		rc = -ENOMEM;
+	if (rc < 0) {
+		vmrs_err("reshard '%s': reading the policy: %s; nothing changed", s->root,
+			 rerr(rc));
+		goto out;
+	}
+	rc = 0;
+	op = L.rados_create_write_op();
+	op_assert_store(r, op, buf, &prval);
+	L.rados_write_op_write_full(op, np, strlen(np));
+	rc = L.rados_write_op_operate(op, r->io, "head", NULL, 0);
+	L.rados_release_write_op(op);
+	if (rc) {
+		vmrs_err("reshard '%s': switching the policy: %s; nothing changed (the next "
+			 "reshard or gc removes the copy)", s->root, vmrs_rados_lost_msg(rc));
+		goto out;
+	}
+	st->moved = a.moved;
+	st->skipped = a.skipped;
+	st->new_shards = nshards;
+	st->new_gen = a.gen;
+	reshard_stop_at("reshard-switched");
+	/*
+	 * Switched: the old shards are garbage now. Stop renewing their locks
+	 * (head's stays) and remove them; one left behind goes at the next gc.
+	 */
+	pthread_mutex_lock(&r->hb_lock);
+	k0 = r->nlocked;
+	r->nlocked = 1;
+	while (r->hb_busy)
+		pthread_cond_wait(&r->hb_cond, &r->hb_lock);
+	pthread_mutex_unlock(&r->hb_lock);
+	for (int k = k0 - 1; k >= 1; k--) {
+		obj_name(r, k, name, sizeof(name));
+		L.rados_unlock(r->io, name, LOCK_NAME, r->cookie);
+	}
+	for (int k = 1; k <= (int)r->nshards; k++) {
+		obj_name(r, k, name, sizeof(name));
+		st->old_removed += !L.rados_remove(r->io, name);
+	}
+	r->nshards = nshards;
+	r->gen = a.gen;
+out:
+	free(policy);
+	free(np);
+	free(a.e);
+	free(a.count);
+	return rc;
 }

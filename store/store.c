@@ -240,7 +240,8 @@ static int parse_policy(struct vmrs_store *s, const char *root, const char *p)
 			 "load its snapshots with the old tool and save them again", root);
 		return -1;
 	}
-	if (n != 5 || ver != 2 || s->salt_mode > SALT_MIX || !s->copies ||
+	/* 3: a RADOS store whose index was resharded (older tools must not use it). */
+	if (n != 5 || (ver != 2 && ver != 3) || s->salt_mode > SALT_MIX || !s->copies ||
 	    s->copies > VMRS_MAX_COPIES || s->block_size < VMRS_MIN_BLOCK ||
 	    s->block_size > VMRS_MAX_BLOCK ||
 	    vmrs_unhex(hex, s->secret, sizeof(s->secret))) {

@@ -263,6 +263,12 @@ int vmrs_rados_block_read(struct vmrs_store *s, void *rtxn, const struct vmrs_lo
 int vmrs_rados_block_prefetch(struct vmrs_store *s, void *rtxn, const struct vmrs_loc *locs,
 			      size_t n);
 int vmrs_rados_gc(struct vmrs_store *s, struct vmrs_live *live, struct vmrs_gc_stats *st);
+struct vmrs_reshard_stats {
+	unsigned int old_shards, old_gen, new_shards, new_gen;
+	uint64_t moved, skipped, stale_removed, old_removed;
+};
+/* Moves the index into @nshards shards; the store opened exclusively. */
+int vmrs_rados_reshard(struct vmrs_store *s, unsigned int nshards, struct vmrs_reshard_stats *st);
 
 /* cache.c */
 struct vmrs_cache *vmrs_cache_open(const char *dir, uint64_t max);
