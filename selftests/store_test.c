@@ -967,6 +967,52 @@ TEST_F_TIMEOUT(store, closed_std_fds, 600)
 }
 
 /*
+ * A load looks its blocks up a window at a time (1 M blocks; fewer under
+ * VMRESET_STORE_LOCATE_WINDOW), then runs the workers over that window:
+ * with windows of 7 and of 1 block, loads on one and two threads, verify,
+ * and a bad block past the first window must behave exactly as in one
+ * window, named by its own number.
+ */
+TEST_F_TIMEOUT(store, load_in_windows, 600)
+{
+	char *d = self->dir, f[256], path[512];
+	const char *ws[] = { "7", "1" };
+
+	snprintf(f, sizeof(f), "%s/a", d);
+	fill_random(f, 40 * 4096 + 100, 71);
+	/* A zero block in the second window, and a short last block. */
+	ASSERT_EQ(0, sh("dd if=/dev/zero of=%s bs=4096 seek=9 count=1 conv=notrunc 2>/dev/null", f));
+	ASSERT_EQ(0, st("save %s %s --key %s --name a -t 1 >/dev/null", f, self->s, self->k));
+	for (int w = 0; w < 2; w++)
+		for (int t = 1; t <= 2; t++) {
+			ASSERT_EQ(0, sh("rm -f %s/out && VMRESET_STORE_LOCATE_WINDOW=%s %s load %s a %s/out "
+					"--key %s -t %d >/dev/null", d, ws[w], tool, self->s, d, self->k, t));
+			ASSERT_EQ(0, sh("cmp %s %s/out", f, d));
+		}
+	ASSERT_EQ(0, sh("VMRESET_STORE_LOCATE_WINDOW=7 %s verify %s a --key %s >/dev/null",
+			tool, self->s, self->k));
+	/*
+	 * Block 20 is the 20th stored (block 9 is not): in the pack at
+	 * 16 + 19 * 4112. A flipped byte in it fails the load, naming it.
+	 */
+	some_pack(self->s, path, sizeof(path));
+	ASSERT_NE(0, path[0]);
+	flip(path, 16 + 19 * 4112 + 100);
+	ASSERT_EQ(1, sh("rm -f %s/out && VMRESET_STORE_LOCATE_WINDOW=7 %s load %s a %s/out --key %s "
+			"-t 2 2>%s/err", d, tool, self->s, d, self->k, d));
+	ASSERT_EQ(0, sh("grep -q 'block 20 (offset 81920, id [0-9a-f]*): tampered' %s/err && "
+			"test $(grep -c tampered %s/err) = 1", d, d));
+	ASSERT_EQ(0, sh("test ! -e %s/out && ! ls %s/out.vmrs-* 2>/dev/null", d, d));
+	/* --partial writes every other block: only block 20's bytes differ. */
+	ASSERT_EQ(1, sh("VMRESET_STORE_LOCATE_WINDOW=7 %s load %s a %s/part --key %s --partial "
+			"2>/dev/null", tool, self->s, d, self->k));
+	ASSERT_EQ(0, sh("test \"$(cmp -l %s %s/part | awk '{print int(($1 - 1) / 4096)}' | sort -u)\" = 20",
+			f, d));
+	ASSERT_EQ(1, sh("VMRESET_STORE_LOCATE_WINDOW=7 %s verify %s a --key %s 2>/dev/null >&2",
+			tool, self->s, self->k));
+}
+
+/*
  * The index is not authenticated: an entry whose length is wrong must be
  * reported, not read into a one-block buffer (a heap overflow before).
  */

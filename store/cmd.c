@@ -638,8 +638,22 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-/* Blocks a load or verify looks up at once (24 bytes of location each). */
+/*
+ * Blocks a load or verify looks up at once (24 bytes of location each);
+ * VMRESET_STORE_LOCATE_WINDOW sets fewer, so that a test of a few dozen
+ * blocks runs through several windows.
+ */
 #define LOCATE_WINDOW	(1U << 20)
+
+static uint64_t locate_window(void)
+{
+	const char *ev = getenv("VMRESET_STORE_LOCATE_WINDOW");
+	uint64_t w;
+
+	if (!ev || vmr_parse_u64(ev, &w) || !w || w > LOCATE_WINDOW)
+		return LOCATE_WINDOW;
+	return w;
+}
 
 /*
  * Directory store, load/verify: the locations of blocks lo..hi-1, looked
@@ -747,12 +761,12 @@ static int run_job(struct job *j, int threads)
 		j->hi = j->m->nblocks;
 		spawn(j, threads);
 	} else {
-		j->loc = malloc((j->m->nblocks < LOCATE_WINDOW ? j->m->nblocks : LOCATE_WINDOW) *
-				sizeof(*j->loc) + 1);
+		uint64_t win = locate_window();
+
+		j->loc = malloc((j->m->nblocks < win ? j->m->nblocks : win) * sizeof(*j->loc) + 1);
 		for (j->lo = 0; j->lo < j->m->nblocks && !atomic_load(&j->abort);
 		     j->lo = j->hi) {
-			j->hi = j->m->nblocks - j->lo < LOCATE_WINDOW ? j->m->nblocks :
-				j->lo + LOCATE_WINDOW;
+			j->hi = j->m->nblocks - j->lo < win ? j->m->nblocks : j->lo + win;
 			locate(j);
 			spawn(j, threads);
 		}
