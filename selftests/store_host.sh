@@ -14,7 +14,7 @@ tool=${VMRESET_STORE:-$here/../store/vmreset-store}
 dir=$(mktemp -d /tmp/store_host.XXXXXX)
 trap 'rm -rf "$dir"' EXIT
 echo "TAP version 13"
-echo "1..9"
+echo "1..10"
 
 store="$dir/st\"o\\re"$'\t\x01\x1f\n'
 names=('quote"d' 'back\slash' 'both\"\\' 'sp ace é中' '{"a":[1]}' "new"$'\u2028'"line")
@@ -133,6 +133,26 @@ forced_delete() {
 }
 tap "delete --force removes a damaged manifest that stops gc; without it nothing goes" \
 	forced_delete
+
+# Two packs drawing one ID (forced with VMRESET_STORE_PACK_ID): the second
+# save fails and says so, the first pack stays, the first snapshot loads
+# and no temporary is left. (Before, the rename replaced the older pack.)
+pack_id_twice() {
+	local st="$dir/pid" p out
+	"$tool" init "$st" >/dev/null &&
+	head -c 65536 /dev/urandom > "$dir/pa" && head -c 65536 /dev/urandom > "$dir/pb" &&
+	"$tool" save "$dir/pa" "$st" --key "$dir/k" --name a >/dev/null || return 1
+	p=$(ls "$st/packs")
+	out=$(VMRESET_STORE_PACK_ID=$p "$tool" save "$dir/pb" "$st" --key "$dir/k" --name b 2>&1) &&
+		{ echo "saved over pack $p: $out"; return 1; }
+	echo "$out" | grep -q "pack $p already exists (a 64-bit ID drawn twice)" ||
+		{ echo "$out"; return 1; }
+	[ "$(ls -A "$st/packs")" = "$p" ] || { ls -A "$st/packs"; return 1; }
+	! "$tool" list "$st" | grep -q '^b ' &&
+	"$tool" load "$st" a "$dir/pa.out" --key "$dir/k" >/dev/null && cmp "$dir/pa" "$dir/pa.out" &&
+	"$tool" verify "$st" --key "$dir/k" >/dev/null
+}
+tap "a pack ID drawn twice: the second save is refused, the first pack is kept" pack_id_twice
 
 man_ok() {
 	out=$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -l "$here/../store/vmreset-store.1" 2>&1 >/dev/null)

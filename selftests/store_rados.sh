@@ -27,7 +27,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 echo "TAP version 13"
-echo "1..18"
+echo "1..19"
 
 S=rados://vmrs/st
 A=$dir/cacheA B=$dir/cacheB
@@ -483,4 +483,18 @@ reshard_killed() {
 	stB load "$R" r2 "$dir/r2.out" --key "$dir/k" --cache-size 0 >/dev/null && cmp "$dir/r2" "$dir/r2.out"
 }
 tap "reshard killed before and after its switch: the store verifies, gc removes what it left" reshard_killed
+pack_id_twice() {
+	# As store_host.sh's, on RADOS: the pack object is created, never replaced.
+	local R=rados://vmrs/pid p out
+	st init "$R" >/dev/null &&
+	head -c $((1 << 20)) /dev/urandom >"$dir/pa" && head -c $((1 << 20)) /dev/urandom >"$dir/pb" &&
+	stA save "$dir/pa" "$R" --key "$dir/k" --name a >/dev/null || return 1
+	p=$(rados -p vmrs -N pid ls | grep '^pack\.' | cut -c6-)
+	out=$(VMRESET_STORE_PACK_ID=$p VMRESET_STORE_CACHE=$A "$tool" save "$dir/pb" "$R" --key "$dir/k" --name b 2>&1) &&
+		{ echo "saved over pack $p: $out"; return 1; }
+	echo "$out" | grep -q "pack $p already exists (a 64-bit ID drawn twice)" || { echo "$out"; return 1; }
+	! stA list "$R" | grep -q '^b ' &&
+	stB load "$R" a "$dir/pa.out" --key "$dir/k" --cache-size 0 >/dev/null && cmp "$dir/pa" "$dir/pa.out"
+}
+tap "a pack ID drawn twice: the second save is refused, the first pack object is kept" pack_id_twice
 [ "$fails" = 0 ]

@@ -9,6 +9,7 @@
  * more memory than one of a thousand; its readers never block, and one
  * write transaction per save adds that save's blocks.
  */
+#define _GNU_SOURCE	/* renameat2 */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -296,10 +297,15 @@ void vmrs_pack_path(const struct vmrs_store *s, uint64_t pack, char *path, size_
 
 static int pack_start(struct vmrs_pack_writer *w)
 {
+	/* A test hook: this pack ID instead of a random one (a collision). */
+	const char *force = getenv("VMRESET_STORE_PACK_ID");
+
 	if (!w->buf && !(w->buf = malloc(w->s->rados ? RADOS_BUF : PACK_BUF)))
 		return -ENOMEM;
 	if (vmrs_random(&w->id, sizeof(w->id)))
 		return -EIO;
+	if (force)
+		w->id = strtoull(force, NULL, 16);
 	if (w->s->rados) {
 		w->fd = INT_MAX;	/* "open" */
 		memcpy(w->buf, PACK_MAGIC, 8);
@@ -338,6 +344,24 @@ static int pack_flush(struct vmrs_pack_writer *w)
 	return ret;
 }
 
+/*
+ * Pack IDs are random: two packs drawing one would make a rename replace
+ * the older pack, and every block indexed in it would be lost. Where the
+ * filesystem cannot refuse in the rename, link() does (and fails with
+ * EEXIST just the same).
+ */
+static int rename_noreplace(const char *from, const char *to)
+{
+	if (!renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE))
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -errno;
+	if (link(from, to))
+		return -errno;
+	unlink(from);
+	return 0;
+}
+
 int vmrs_pack_finish(struct vmrs_pack_writer *w)
 {
 	char path[PATH_MAX];
@@ -359,8 +383,11 @@ int vmrs_pack_finish(struct vmrs_pack_writer *w)
 	close(w->fd);
 	w->fd = 0;
 	vmrs_pack_path(w->s, w->id, path, sizeof(path));
-	if (!ret && rename(w->tmp, path))
-		ret = -errno;
+	if (!ret)
+		ret = rename_noreplace(w->tmp, path);
+	if (ret == -EEXIST)
+		vmrs_err("'%s': pack %016" PRIx64 " already exists (a 64-bit ID drawn twice): it "
+			 "is kept, and this save's pack with that ID is dropped", w->s->root, w->id);
 	if (ret) {
 		unlink(w->tmp);
 		w->err = ret;

@@ -1330,12 +1330,22 @@ unsigned int vmrs_rados_shards(const struct vmrs_store *s)
 
 /* ---- packs and blocks ---- */
 
+/* Created, never replaced: an ID drawn twice must not overwrite a pack. */
 int vmrs_rados_pack_put(struct vmrs_store *s, uint64_t pack, const void *buf, size_t len)
 {
+	rados_write_op_t op = L.rados_create_write_op();
 	char obj[64];
+	int rc;
 
 	snprintf(obj, sizeof(obj), "pack.%016" PRIx64, pack);
-	return L.rados_write_full(s->rados->io, obj, buf, len);
+	L.rados_write_op_create(op, LIBRADOS_CREATE_EXCLUSIVE, NULL);
+	L.rados_write_op_write_full(op, buf, len);
+	rc = L.rados_write_op_operate(op, s->rados->io, obj, NULL, 0);
+	L.rados_release_write_op(op);
+	if (rc == -EEXIST)
+		vmrs_err("'%s': pack %016" PRIx64 " already exists (a 64-bit ID drawn twice): it "
+			 "is kept, and this save's pack with that ID is dropped", s->root, pack);
+	return rc;
 }
 
 static int key16(const struct vmrs_loc *loc, uint8_t k[16])
