@@ -173,6 +173,22 @@ static int gcm(EVP_CIPHER_CTX *c, bool enc, const uint8_t *key, const uint8_t *n
 	       EVP_CipherFinal_ex(c, out + len, &n) > 0 ? 0 : -1;
 }
 
+int vmrs_block_seal_evp(struct vmrs_crypto *c, const uint8_t key[VMRS_KEY_LEN],
+			const void *plain, size_t len, uint8_t *out)
+{
+	return gcm(c->enc, true, key, zero_nonce, NULL, 0, plain, len, out);
+}
+
+int vmrs_block_open_evp(struct vmrs_crypto *c, const uint8_t key[VMRS_KEY_LEN],
+			const uint8_t *in, size_t len, uint8_t *plain)
+{
+	if (!gcm(c->dec, false, key, zero_nonce, NULL, 0, in, len, plain))
+		return 0;
+	/* EVP has written the plaintext before it checked the tag. */
+	memset(plain, 0, len);
+	return -1;
+}
+
 /*
  * Blocks go through aesgcm.c where the CPU has VAES (twice OpenSSL 3.0's
  * speed at 4 KiB, the same bytes); OpenSSL's EVP code otherwise.
@@ -184,7 +200,7 @@ int vmrs_block_seal(struct vmrs_crypto *c, const uint8_t key[VMRS_KEY_LEN],
 		vmrs_aesgcm_seal(key, plain, len, out);
 		return 0;
 	}
-	return gcm(c->enc, true, key, zero_nonce, NULL, 0, plain, len, out);
+	return vmrs_block_seal_evp(c, key, plain, len, out);
 }
 
 int vmrs_block_open(struct vmrs_crypto *c, const uint8_t key[VMRS_KEY_LEN],
@@ -192,11 +208,7 @@ int vmrs_block_open(struct vmrs_crypto *c, const uint8_t key[VMRS_KEY_LEN],
 {
 	if (len <= VMRS_AESGCM_MAX && vmrs_aesgcm_wide())
 		return vmrs_aesgcm_open(key, in, len, plain);
-	if (!gcm(c->dec, false, key, zero_nonce, NULL, 0, in, len, plain))
-		return 0;
-	/* EVP has written the plaintext before it checked the tag. */
-	memset(plain, 0, len);
-	return -1;
+	return vmrs_block_open_evp(c, key, in, len, plain);
 }
 
 /* The manifest AEAD: a context of its own per call (manifests are few). */

@@ -47,6 +47,11 @@ int vmrs_block_seal(struct vmrs_crypto *c, const uint8_t key[VMRS_KEY_LEN],
  */
 int vmrs_block_open(struct vmrs_crypto *c, const uint8_t key[VMRS_KEY_LEN],
 		    const uint8_t *in, size_t len, uint8_t *plain);
+/* The same two through OpenSSL's EVP whatever the CPU (cryptobench's reference). */
+int vmrs_block_seal_evp(struct vmrs_crypto *c, const uint8_t key[VMRS_KEY_LEN],
+			const void *plain, size_t len, uint8_t *out);
+int vmrs_block_open_evp(struct vmrs_crypto *c, const uint8_t key[VMRS_KEY_LEN],
+			const uint8_t *in, size_t len, uint8_t *plain);
 
 int vmrs_aead_seal(const uint8_t key[VMRS_KEY_LEN], const uint8_t nonce[VMRS_NONCE_LEN],
 		   const void *aad, size_t aad_len, const void *plain, size_t len,
