@@ -124,20 +124,6 @@ out:
 	return ret;
 }
 
-/* Whether the store lists a manifest of that name, readable or not. */
-static bool listed(const struct vmrs_store *s, const char *name)
-{
-	char **names;
-	int n = vmrs_manifest_names(s, &names);
-	bool found = false;
-
-	for (int i = 0; i < n && !found; i++)
-		found = !strcmp(names[i], name);
-	if (n > 0)
-		vmrs_names_free(names, n);
-	return found;
-}
-
 int cmd_delete(const char *store, const char *name, const struct vmrs_opts *o)
 {
 	struct vmrs_store s = { .lock_fd = -1 };
@@ -158,7 +144,7 @@ int cmd_delete(const char *store, const char *name, const struct vmrs_opts *o)
 	 * error look the same from here, and the snapshot would be gone.
 	 */
 	if (vmrs_manifest_header(&s, name, &h, NULL, NULL)) {
-		if (!listed(&s, name))
+		if (!vmrs_manifest_exists(&s, name))
 			goto out;
 		if (!o->force) {
 			vmrs_err("'%s' not deleted: its manifest cannot be read (--force removes "

@@ -573,7 +573,7 @@ static char *man_read(const struct vmrs_store *s, const char *name, size_t *len)
 	return vmrs_read_file(man_path(s, name, path, sizeof(path)), len);
 }
 
-static bool man_exists(const struct vmrs_store *s, const char *name)
+bool vmrs_manifest_exists(const struct vmrs_store *s, const char *name)
 {
 	char path[PATH_MAX];
 
@@ -720,7 +720,7 @@ int vmrs_manifest_write(const struct vmrs_store *s, const uint8_t key[VMRS_KEY_L
 		c.depth = base->h.depth + 1;
 	}
 	/* Replacing a manifest: the new one's seq follows the old one's. */
-	if (man_exists(s, m->h.name)) {
+	if (vmrs_manifest_exists(s, m->h.name)) {
 		if (vmrs_manifest_header(s, m->h.name, &old, NULL, NULL)) {
 			vmrs_manifest_unlock(s, lock);
 			return -EBADMSG;

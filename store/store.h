@@ -180,6 +180,8 @@ int vmrs_manifest_lock(const struct vmrs_store *s);
 void vmrs_manifest_unlock(const struct vmrs_store *s, int fd);
 /* Removes a manifest (under vmrs_manifest_lock). */
 int vmrs_manifest_remove(const struct vmrs_store *s, const char *name);
+/* Whether a manifest of that name is there, readable or not. */
+bool vmrs_manifest_exists(const struct vmrs_store *s, const char *name);
 int vmrs_dependents(const struct vmrs_store *s, const char *name, char *first, size_t len);
 
 struct vmrs_gc_stats {
