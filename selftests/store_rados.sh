@@ -35,6 +35,14 @@ st() { "$tool" "$@"; }			# host A
 stA() { VMRESET_STORE_CACHE=$A "$tool" "$@"; }
 stB() { VMRESET_STORE_CACHE=$B "$tool" "$@"; }
 
+# Waits (at most 10 s) until process $1 has stopped itself (a STOP_AT hook).
+stopped() {
+	for _ in $(seq 100); do
+		[ "$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)" = T ] && return
+		sleep 0.1
+	done
+}
+
 start_cluster() {
 	local t0=$SECONDS
 	OSD_BYTES=$((768 << 20)) "$cluster" start "$ceph_dir" >"$dir/cluster.log" 2>&1 ||
@@ -205,10 +213,7 @@ lost_lock() {
 	VMRESET_STORE_STOP_AT=before-manifest VMRESET_STORE_CACHE=$A "$tool" save "$dir/c" "$S" \
 		--key "$dir/k" --name c >"$dir/c.out" 2>&1 &
 	pid=$!
-	for _ in $(seq 100); do
-		[ "$(ps -o stat= -p $pid 2>/dev/null | cut -c1)" = T ] && break
-		sleep 0.1
-	done
+	stopped $pid
 	sleep 5				# > VMRESET_STORE_RADOS_LOCK_SECS
 	stB gc "$S" >"$dir/gc.out" 2>&1 || { cat "$dir/gc.out"; return 1; }
 	cat "$dir/gc.out"
@@ -231,10 +236,7 @@ kill9() {
 		VMRESET_STORE_STOP_AT=$stage VMRESET_STORE_CACHE=$A "$tool" save "$dir/k9" "$S" \
 			--key "$dir/k" --name k9 >/dev/null 2>&1 &
 		pid=$!
-		for _ in $(seq 100); do
-			[ "$(ps -o stat= -p $pid 2>/dev/null | cut -c1)" = T ] && break
-			sleep 0.1
-		done
+		stopped $pid
 		kill -9 $pid
 		wait $pid 2>/dev/null
 		if stA list "$S" | grep -q '^k9 '; then echo "$stage: k9 listed"; return 1; fi
@@ -257,10 +259,7 @@ osd_away() {
 	VMRESET_STORE_STOP_AT=mid-blocks VMRESET_STORE_CACHE=$A "$tool" save "$dir/d" "$S" \
 		--key "$dir/k" --name d -t 1 >"$dir/d.out" 2>&1 &
 	pid=$!
-	for _ in $(seq 100); do
-		[ "$(ps -o stat= -p $pid 2>/dev/null | cut -c1)" = T ] && break
-		sleep 0.1
-	done
+	stopped $pid
 	kill -STOP "$osd"
 	osd_stopped=$osd
 	t0=$SECONDS
@@ -465,10 +464,7 @@ reshard_killed() {
 		VMRESET_STORE_STOP_AT=$stage VMRESET_STORE_CACHE=$A "$tool" reshard "$R" \
 			--index-shards 16 >/dev/null 2>&1 &
 		pid=$!
-		for _ in $(seq 100); do
-			[ "$(ps -o stat= -p $pid 2>/dev/null | cut -c1)" = T ] && break
-			sleep 0.1
-		done
+		stopped $pid
 		kill -9 $pid
 		wait $pid 2>/dev/null
 		stB verify "$R" --key "$dir/k" --cache-size 0 >/dev/null || { echo "$stage: verify"; return 1; }
