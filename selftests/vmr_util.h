@@ -94,30 +94,33 @@ static inline int vmr_stats(int fd, struct vmreset_stats *st)
 	return ioctl(fd, VMRESET_IOC_STATS, st);
 }
 
-/* Write @v to /sys/module/vmreset/parameters/@name (root only). */
-static inline int vmr_set_param(const char *name, unsigned int v)
+/* /sys/module/vmreset/parameters/@name, opened with @mode. */
+static inline FILE *vmr_param_open(const char *name, const char *mode)
 {
 	char path[128];
-	FILE *f;
-	int ret;
 
 	snprintf(path, sizeof(path), "/sys/module/vmreset/parameters/%s", name);
-	f = fopen(path, "w");
+	return fopen(path, mode);
+}
+
+/* Write @v to the module parameter @name (root only). */
+static inline int vmr_set_param(const char *name, unsigned int v)
+{
+	FILE *f = vmr_param_open(name, "w");
+	int ret;
+
 	if (!f)
 		return -1;
 	ret = fprintf(f, "%u\n", v) > 0 ? 0 : -1;
 	return fclose(f) || ret ? -1 : 0;
 }
 
-/* Read /sys/module/vmreset/parameters/@name into *@v. */
+/* Read the module parameter @name into *@v. */
 static inline int vmr_get_param(const char *name, unsigned int *v)
 {
-	char path[128];
-	FILE *f;
+	FILE *f = vmr_param_open(name, "r");
 	int ret;
 
-	snprintf(path, sizeof(path), "/sys/module/vmreset/parameters/%s", name);
-	f = fopen(path, "r");
 	if (!f)
 		return -1;
 	ret = fscanf(f, "%u", v) == 1 ? 0 : -1;
