@@ -302,17 +302,25 @@ static size_t block_len(const struct job *j, uint64_t i)
  * How many whole blocks from @i on lie in a hole the filesystem knows of
  * (SEEK_DATA): zero blocks that need no read. Files that do not track
  * holes (vmresetfs, devices) report data everywhere, or an error: 0.
+ * -ENODATA when there is no data because the file ended early: one cut
+ * during the save must fail it, not be stored as zeros.
  */
-static uint64_t hole_blocks(const struct job *j, uint64_t i, uint64_t i1)
+static int64_t hole_blocks(const struct job *j, uint64_t i, uint64_t i1)
 {
 	off_t off = (off_t)(i * j->m->block_size), d = lseek(j->fd, off, SEEK_DATA);
 	uint64_t n;
+	struct stat st;
 
-	if (d < 0)
-		n = errno == ENXIO ? i1 - i : 0;	/* no data from @off to the end */
-	else
+	if (d < 0 && errno == ENXIO) {
+		if (!fstat(j->fd, &st) && S_ISREG(st.st_mode) && (uint64_t)st.st_size < j->m->size)
+			return -ENODATA;
+		n = i1 - i;	/* no data from @off to the end */
+	} else if (d < 0) {
+		n = 0;
+	} else {
 		n = d > off ? (uint64_t)(d - off) / j->m->block_size : 0;
-	return n < i1 - i ? n : i1 - i;
+	}
+	return (int64_t)(n < i1 - i ? n : i1 - i);
 }
 
 static void block_done(struct job *j)
@@ -370,16 +378,23 @@ static int save_chunk(struct worker *w, uint64_t i0, uint64_t i1)
 	uint32_t bs = j->m->block_size;
 	int ret;
 
-	for (uint64_t i = i0, h; i < i1;) {
+	for (uint64_t i = i0; i < i1;) {
 		uint64_t r = i;
 		size_t len = 0;
 		off_t off = (off_t)(i * bs);
+		int64_t h;
 
 		if (j->dirty && !j->dirty[i]) {
 			i++;
 			continue;
 		}
-		for (h = hole_blocks(j, i, i1); h; h--, i++) {
+		h = hole_blocks(j, i, i1);
+		if (h < 0) {
+			vmrs_err("%s: read at offset %jd: file shrank during the save", j->what,
+				 (intmax_t)off);
+			return (int)h;
+		}
+		for (; h; h--, i++) {
 			if (j->dirty && !j->dirty[i])
 				continue;
 			memset(&j->m->e[i], 0, sizeof(j->m->e[i]));
