@@ -8,6 +8,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -60,6 +61,8 @@ struct job {
 	uint32_t chunk;			/* blocks a worker takes at a time */
 	uint64_t lo, hi;		/* the blocks the workers run over now */
 	struct vmrs_loc *loc;		/* directory load/verify: block lo + k is at loc[k] */
+	bool map_packs;			/* directory load/verify: open blocks in mapped packs */
+	atomic_bool stopped;		/* test hook load-mapped fired, or not asked for */
 	atomic_uint_fast64_t next, done_blocks;
 	atomic_uint_fast64_t zero, written, dedup, same, repaired, stored, bytes;
 	atomic_int errors;
@@ -84,7 +87,8 @@ static double now(void)
 /*
  * A test hook: VMRESET_STORE_STOP_AT=STAGE makes a save stop itself with
  * SIGSTOP at that point (before-blocks, mid-blocks, after-blocks,
- * before-manifest), so a test can kill it exactly there.
+ * before-manifest; a load: load-mapped, once its first run of blocks is
+ * mapped), so a test can kill it, or change the store, exactly there.
  */
 static void stop_at(const char *stage)
 {
@@ -92,6 +96,73 @@ static void stop_at(const char *stage)
 
 	if (want && !strcmp(want, stage))
 		raise(SIGSTOP);
+}
+
+/*
+ * A mapped pack that is cut shorter under a load (or whose disk fails a
+ * read) raises SIGBUS where the block is opened. The thread that opens
+ * one arms bus_jmp; the handler jumps back there and the block goes to
+ * the pread path, which names what is wrong with it. A SIGBUS anywhere
+ * else is a bug: the default action, a core dump, is taken.
+ */
+static _Thread_local sigjmp_buf *bus_jmp;
+
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	(void)si;
+	(void)uc;
+	if (bus_jmp)
+		siglongjmp(*bus_jmp, 1);
+	signal(sig, SIG_DFL);	/* the faulting access runs again and dumps */
+}
+
+static bool sigbus_ok;
+
+static void sigbus_install(void)
+{
+	struct sigaction sa = { .sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO | SA_NODEFER };
+
+	sigemptyset(&sa.sa_mask);
+	sigbus_ok = !sigaction(SIGBUS, &sa, NULL);
+}
+
+/*
+ * Whether a directory load opens blocks in mapped packs: by default, once
+ * the SIGBUS handler is in place; VMRESET_STORE_NO_MAP=1 makes it pread
+ * them as before (a comparison, and a way round a filesystem whose
+ * mappings misbehave).
+ */
+static bool map_packs(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	const char *ev = getenv("VMRESET_STORE_NO_MAP");
+
+	if (ev && *ev && strcmp(ev, "0"))
+		return false;
+	pthread_once(&once, sigbus_install);
+	return sigbus_ok;
+}
+
+/*
+ * Opens a block that lies in a mapping: 0, -EBADMSG (it does not
+ * authenticate) or -EFAULT (the page is gone: SIGBUS). Nothing the
+ * interrupted open held needs undoing: the next one sets its context up
+ * from the key again.
+ */
+static int open_mapped(struct vmrs_crypto *c, const uint8_t *key, const uint8_t *src,
+		       size_t len, uint8_t *plain)
+{
+	sigjmp_buf jb;
+	int ret;
+
+	if (sigsetjmp(jb, 0)) {
+		bus_jmp = NULL;
+		return -EFAULT;
+	}
+	bus_jmp = &jb;
+	ret = vmrs_block_open(c, key, src, len, plain);
+	bus_jmp = NULL;
+	return ret ? -EBADMSG : 0;
 }
 
 static bool all_zero(const uint8_t *p, size_t len)
@@ -503,7 +574,8 @@ static void read_runs(struct worker *w, uint64_t i0, uint64_t i1)
 			l[k - i0].len = 0;
 	}
 	for (uint64_t i = i0, r; i < i1; i = r) {
-		size_t len = l[i - i0].len;
+		size_t len = l[i - i0].len, size;
+		const uint8_t *map;
 
 		r = i + 1;
 		if (!len)
@@ -511,6 +583,15 @@ static void read_runs(struct worker *w, uint64_t i0, uint64_t i1)
 		while (r < i1 && l[r - i0].len && l[r - i0].pack == l[i - i0].pack &&
 		       l[r - i0].off == l[i - i0].off + len)
 			len += l[r++ - i0].len;
+		/* Mapped: the blocks are opened where they lie, no copy. */
+		if (j->map_packs && (map = vmrs_pack_map(j->s, l[i - i0].pack, &size)) &&
+		    l[i - i0].off <= size && len <= size - l[i - i0].off) {
+			for (uint64_t k = i, off = l[i - i0].off; k < r; off += l[k++ - i0].len)
+				w->src[k - i0] = map + off;
+			if (!atomic_load(&j->stopped) && !atomic_exchange(&j->stopped, true))
+				stop_at("load-mapped");
+			continue;
+		}
 		if (vmrs_pack_read(j->s, l[i - i0].pack, l[i - i0].off, len, w->runs + used))
 			continue;
 		for (uint64_t k = i; k < r; k++) {
@@ -568,10 +649,14 @@ static int load_chunk(struct worker *w, uint64_t i0, uint64_t i1)
 				memset(plain, 0, len);
 				continue;
 			}
-		} else if (w->src && w->src[i - i0]) {
-			if (!vmrs_block_open(w->c, e->key, w->src[i - i0], len, plain))
-				continue;
-			bad = "tampered (authentication failed)";
+		} else if (w->src && w->src[i - i0] &&
+			   (j->map_packs ? !open_mapped(w->c, e->key, w->src[i - i0], len, plain) :
+			    !vmrs_block_open(w->c, e->key, w->src[i - i0], len, plain))) {
+			continue;
+		/*
+		 * A block that fails from the run (or its mapping) is read again
+		 * on its own, so that the error says what is wrong with it.
+		 */
 		} else if (vmrs_index_get(j->s, w->rtxn, e->id, &loc)) {
 			bad = "missing from the store";
 		} else if (loc.len != len + VMRS_TAG_LEN) {
@@ -770,6 +855,12 @@ static int run_job(struct job *j, int threads)
 		if (!j->packs)
 			return 1;
 		j->npacks = threads;
+	}
+	if (j->op != OP_SAVE && !j->s->rados) {
+		const char *stop = getenv("VMRESET_STORE_STOP_AT");
+
+		j->map_packs = map_packs();
+		atomic_store(&j->stopped, !stop || strcmp(stop, "load-mapped"));
 	}
 	if (j->op == OP_SAVE || j->s->rados) {
 		j->lo = 0;

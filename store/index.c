@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -33,6 +34,9 @@
 struct fd_slot {
 	uint64_t pack;
 	int fd;		/* 0 = empty (fd 0 is never a pack: stdin is open) */
+	bool map_tried;
+	const uint8_t *map;	/* the whole pack, read-only (vmrs_pack_map) */
+	size_t map_size;
 };
 
 struct vmrs_index {
@@ -102,8 +106,10 @@ void vmrs_pack_cache_drop(struct vmrs_store *s)
 		return;
 	for (int i = 0; i < FD_SLOTS; i++)
 		if (x->fds[i].fd > 0) {
+			if (x->fds[i].map)
+				munmap((void *)x->fds[i].map, x->fds[i].map_size);
 			close(x->fds[i].fd);
-			x->fds[i].fd = 0;
+			memset(&x->fds[i], 0, sizeof(x->fds[i]));
 		}
 	x->nfds = 0;
 }
@@ -465,37 +471,88 @@ int vmrs_sync_packs(const struct vmrs_store *s)
 /* Open pack files stay cached, up to a share of the descriptor limit. */
 #define FD_CACHED_MAX	512
 
-static int pack_fd(struct vmrs_store *s, uint64_t pack, bool *owned)
+/*
+ * The cached slot of @pack, opened now if it is not yet: NULL with *@fd
+ * the descriptor (the caller closes it) when the cache is full, or with
+ * *@fd -1 when the pack cannot be opened. Called with x->lock held.
+ */
+static struct fd_slot *pack_slot(struct vmrs_store *s, uint64_t pack, int *fd)
 {
 	struct vmrs_index *x = s->idx;
 	uint32_t h = (uint32_t)(pack * 0x9e3779b97f4a7c15ULL >> 52) % FD_SLOTS;
 	char path[PATH_MAX];
-	int fd = -1;
 
-	*owned = false;
-	pthread_mutex_lock(&x->lock);
+	*fd = -1;
 	for (uint32_t i = 0; i < FD_SLOTS; i++) {
 		struct fd_slot *sl = &x->fds[(h + i) % FD_SLOTS];
 
 		if (sl->fd > 0 && sl->pack == pack) {
-			fd = sl->fd;
-			break;
+			*fd = sl->fd;
+			return sl;
 		}
 		if (sl->fd <= 0) {
 			vmrs_pack_path(s, pack, path, sizeof(path));
-			fd = open(path, O_RDONLY | O_CLOEXEC);
-			if (fd > 0 && x->nfds < FD_CACHED_MAX) {
-				sl->fd = fd;
-				sl->pack = pack;
-				x->nfds++;
-			} else if (fd > 0) {
-				*owned = true;
-			}
-			break;
+			*fd = open(path, O_RDONLY | O_CLOEXEC);
+			if (*fd <= 0 || x->nfds >= FD_CACHED_MAX)
+				return NULL;
+			sl->fd = *fd;
+			sl->pack = pack;
+			x->nfds++;
+			return sl;
 		}
 	}
+	return NULL;
+}
+
+static int pack_fd(struct vmrs_store *s, uint64_t pack, bool *owned)
+{
+	struct vmrs_index *x = s->idx;
+	int fd;
+
+	pthread_mutex_lock(&x->lock);
+	*owned = !pack_slot(s, pack, &fd) && fd > 0;
 	pthread_mutex_unlock(&x->lock);
 	return fd;
+}
+
+/*
+ * Pack @pack mapped whole and read-only, once, for as long as its
+ * descriptor stays cached: a load then opens blocks where they lie
+ * instead of copying them out first. NULL where it cannot be (the cache
+ * is full, the pack is missing or empty, mmap fails): the caller preads.
+ * The size is the pack's when it was mapped; a pack cut shorter since
+ * raises SIGBUS on access, which the caller must catch.
+ */
+const uint8_t *vmrs_pack_map(struct vmrs_store *s, uint64_t pack, size_t *size)
+{
+	struct vmrs_index *x = s->idx;
+	const uint8_t *map = NULL;
+	struct fd_slot *sl;
+	struct stat st;
+	int fd;
+
+	pthread_mutex_lock(&x->lock);
+	sl = pack_slot(s, pack, &fd);
+	if (!sl) {
+		if (fd > 0)
+			close(fd);
+	} else {
+		if (!sl->map_tried) {
+			void *p = MAP_FAILED;
+
+			sl->map_tried = true;
+			if (!fstat(fd, &st) && st.st_size > 0 && (uint64_t)st.st_size <= SIZE_MAX)
+				p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+			if (p != MAP_FAILED) {
+				sl->map = p;
+				sl->map_size = (size_t)st.st_size;
+			}
+		}
+		map = sl->map;
+		*size = sl->map_size;
+	}
+	pthread_mutex_unlock(&x->lock);
+	return map;
 }
 
 int vmrs_pack_read(struct vmrs_store *s, uint64_t pack, uint64_t off, size_t len, uint8_t *buf)

@@ -160,6 +160,8 @@ int vmrs_block_read(struct vmrs_store *s, const struct vmrs_loc *loc, uint8_t *b
 /* Directory store: @len bytes of a pack at @off (0, -ENOENT or -ENODATA). */
 int vmrs_pack_read(struct vmrs_store *s, uint64_t pack, uint64_t off, size_t len, uint8_t *buf);
 void vmrs_pack_cache_drop(struct vmrs_store *s);
+/* Directory store: the whole pack, mapped read-only and cached, or NULL. */
+const uint8_t *vmrs_pack_map(struct vmrs_store *s, uint64_t pack, size_t *size);
 
 int vmrs_key_create(const char *path);
 int vmrs_key_load(const char *path, uint8_t key[VMRS_KEY_LEN]);
