@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -56,6 +57,7 @@ struct job {
 	bool partial;
 	const uint8_t *salt;
 	const uint8_t *dirty;		/* save: blocks to read; NULL = all */
+	const uint8_t *in_map;		/* save: the input mapped, or NULL: pread it */
 	struct idset ids;
 	uint64_t stop_mid;		/* test hook: stop after this many blocks */
 	uint32_t chunk;			/* blocks a worker takes at a time */
@@ -99,10 +101,10 @@ static void stop_at(const char *stage)
 }
 
 /*
- * A mapped pack that is cut shorter under a load (or whose disk fails a
- * read) raises SIGBUS where the block is opened. The thread that opens
- * one arms bus_jmp; the handler jumps back there and the block goes to
- * the pread path, which names what is wrong with it. A SIGBUS anywhere
+ * A mapped pack or input that is cut shorter under a load or save (or
+ * whose disk fails a read) raises SIGBUS where it is read. The thread
+ * arms bus_jmp first; the handler jumps back there (open_mapped(),
+ * save_chunk()). A SIGBUS anywhere
  * else is a bug: the default action, a core dump, is taken.
  */
 static _Thread_local sigjmp_buf *bus_jmp;
@@ -127,12 +129,12 @@ static void sigbus_install(void)
 }
 
 /*
- * Whether a directory load opens blocks in mapped packs: by default, once
- * the SIGBUS handler is in place; VMRESET_STORE_NO_MAP=1 makes it pread
- * them as before (a comparison, and a way round a filesystem whose
- * mappings misbehave).
+ * Whether a save reads its input, and a directory load its packs, through
+ * mappings: by default, once the SIGBUS handler is in place;
+ * VMRESET_STORE_NO_MAP=1 makes them pread as before (a comparison, and a
+ * way round a filesystem whose mappings misbehave).
  */
-static bool map_packs(void)
+static bool use_maps(void)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	const char *ev = getenv("VMRESET_STORE_NO_MAP");
@@ -401,12 +403,13 @@ static void block_done(struct job *j)
 }
 
 /*
- * Names blocks @i0..@i1-1, read into w->plain from block @first on (zero
+ * Names blocks @i0..@i1-1, which lie at @buf from block @first on (zero
  * blocks get a zero entry), a batch of up to VMRS_NAME_BATCH blocks of
  * one length at a time: with AVX-512 their SHA-256 runs 16 lanes wide,
  * 2.5 times what SHA-NI does one block at a time on this CPU.
  */
-static int name_run(struct worker *w, uint64_t first, uint64_t i0, uint64_t i1)
+static int name_run(struct worker *w, const uint8_t *buf, uint64_t first, uint64_t i0,
+		    uint64_t i1)
 {
 	struct job *j = w->j;
 	uint32_t bs = j->m->block_size;
@@ -417,7 +420,7 @@ static int name_run(struct worker *w, uint64_t first, uint64_t i0, uint64_t i1)
 
 	for (uint64_t k = i0; k <= i1; k++) {
 		size_t bl = k < i1 ? block_len(j, k) : 0;
-		const uint8_t *b = w->plain + (k - first) * bs;
+		const uint8_t *b = buf + (k - first) * bs;
 
 		if (n && (k == i1 || n == VMRS_NAME_BATCH || bl != len)) {
 			if (vmrs_block_name_many(w->c, p, len, n, key, id))
@@ -442,8 +445,11 @@ static int name_run(struct worker *w, uint64_t first, uint64_t i0, uint64_t i1)
 	return 0;
 }
 
-/* Save: read each run of wanted blocks of the chunk with one pread. */
-static int save_chunk(struct worker *w, uint64_t i0, uint64_t i1)
+/*
+ * Save: read each run of wanted blocks of the chunk with one pread, or
+ * find it in the mapped input.
+ */
+static int save_runs(struct worker *w, uint64_t i0, uint64_t i1)
 {
 	struct job *j = w->j;
 	uint32_t bs = j->m->block_size;
@@ -453,6 +459,7 @@ static int save_chunk(struct worker *w, uint64_t i0, uint64_t i1)
 		uint64_t r = i;
 		size_t len = 0;
 		off_t off = (off_t)(i * bs);
+		const uint8_t *buf;
 		int64_t h;
 
 		if (j->dirty && !j->dirty[i]) {
@@ -483,17 +490,23 @@ static int save_chunk(struct worker *w, uint64_t i0, uint64_t i1)
 		r = i;
 		while (r < i1 && (!j->dirty || j->dirty[r]))
 			len += block_len(j, r++);
-		ret = vmrs_pread_all(j->fd, w->plain, len, off);
-		if (ret) {
-			vmrs_err("%s: read at offset %jd: %s", j->what, (intmax_t)off,
-				 ret == -ENODATA ? "file shrank during the save" : strerror(-ret));
-			return ret;
+		if (j->in_map) {
+			buf = j->in_map + off;
+		} else {
+			buf = w->plain;
+			ret = vmrs_pread_all(j->fd, w->plain, len, off);
+			if (ret) {
+				vmrs_err("%s: read at offset %jd: %s", j->what, (intmax_t)off,
+					 ret == -ENODATA ? "file shrank during the save" :
+					 strerror(-ret));
+				return ret;
+			}
 		}
 		/* RADOS: name the run's blocks first and look them up all at once. */
 		if (j->s->rados) {
 			size_t nid = 0;
 
-			if (name_run(w, i, i, r))
+			if (name_run(w, buf, i, i, r))
 				return -EIO;
 
 			for (uint64_t k = i; k < r; k++) {
@@ -521,15 +534,39 @@ static int save_chunk(struct worker *w, uint64_t i0, uint64_t i1)
 		 */
 		for (uint64_t at = i; i < r; i++) {
 			if (!j->s->rados && !((i - at) % VMRS_NAME_BATCH) &&
-			    name_run(w, at, i, i + VMRS_NAME_BATCH < r ? i + VMRS_NAME_BATCH : r))
+			    name_run(w, buf, at, i, i + VMRS_NAME_BATCH < r ? i + VMRS_NAME_BATCH : r))
 				return -EIO;
-			ret = save_block(w, i, block_len(j, i), w->plain + (i - at) * bs);
+			ret = save_block(w, i, block_len(j, i), buf + (i - at) * bs);
 			if (ret)
 				return ret;
 			block_done(j);
 		}
 	}
 	return 0;
+}
+
+/*
+ * A mapped input that is cut shorter under the save raises SIGBUS where
+ * a block is named or sealed. Nothing in save_runs() holds a lock while
+ * it reads the input, and the failed save writes no manifest: the jump
+ * back here just ends it.
+ */
+static int save_chunk(struct worker *w, uint64_t i0, uint64_t i1)
+{
+	sigjmp_buf jb;
+	int ret;
+
+	if (!w->j->in_map)
+		return save_runs(w, i0, i1);
+	if (sigsetjmp(jb, 0)) {
+		bus_jmp = NULL;
+		vmrs_err("%s: file shrank during the save (a page of it was cut off)", w->j->what);
+		return -ENODATA;
+	}
+	bus_jmp = &jb;
+	ret = save_runs(w, i0, i1);
+	bus_jmp = NULL;
+	return ret;
 }
 
 static int flush_run(struct worker *w, uint64_t i0, uint64_t run, uint64_t end)
@@ -859,7 +896,7 @@ static int run_job(struct job *j, int threads)
 	if (j->op != OP_SAVE && !j->s->rados) {
 		const char *stop = getenv("VMRESET_STORE_STOP_AT");
 
-		j->map_packs = map_packs();
+		j->map_packs = use_maps();
 		atomic_store(&j->stopped, !stop || strcmp(stop, "load-mapped"));
 	}
 	if (j->op == OP_SAVE || j->s->rados) {
@@ -1276,6 +1313,19 @@ int cmd_save(const char *file, const char *store, const struct vmrs_opts *o)
 	j.fd = fd;
 	j.salt = salt;
 	j.dirty = dirty;
+	/*
+	 * A plain file is hashed and sealed where it lies in the page cache
+	 * instead of being copied out first. Not a vmresetfs file (the
+	 * module reverts pages under its mappings) nor a device, nor for
+	 * RADOS, whose reads are not what a save waits on.
+	 */
+	if (!s.rados && !is_vmr && S_ISREG(st.st_mode) && m.size && m.size <= SIZE_MAX &&
+	    use_maps()) {
+		void *p = mmap(NULL, (size_t)m.size, PROT_READ, MAP_SHARED, fd, 0);
+
+		if (p != MAP_FAILED)
+			j.in_map = p;
+	}
 	if (getenv("VMRESET_STORE_STOP_AT"))
 		j.stop_mid = toread / 2 ? toread / 2 : 1;
 	stop_at("before-blocks");
@@ -1338,6 +1388,8 @@ int cmd_save(const char *file, const char *store, const struct vmrs_opts *o)
 	       m.salt_index, s.copies, now() - t0);
 	ret = 0;
 out:
+	if (j.in_map)
+		munmap((void *)j.in_map, (size_t)m.size);
 	if (fd >= 0)
 		close(fd);
 	job_free(&j);
