@@ -57,7 +57,7 @@ if [ "$what" != blocks ]; then
 echo "# throughput, $mib MiB of random data, store in $dir, $runs runs;" \
      "load average $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs"
 # tmpfs's huge= decides what a new page of a pack or a target costs.
-echo "# $dir is on: $(findmnt -no FSTYPE,OPTIONS -T "$dir" 2>/dev/null || echo unknown)"
+echo "# $dir is on: $(findmnt -no FSTYPE,OPTIONS -T "$dir" 2>/dev/null | tail -n 1)"
 echo "# GB/s by wall time (this run), and cpu-bound: SIZE / (user+sys / threads), what THREADS uncontended cores would give if the work splits evenly"
 # The ceilings, in the same run: OpenSSL on one core with buffers of one
 # block (a save hashes and encrypts each new block, a load decrypts it),
