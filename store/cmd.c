@@ -104,8 +104,8 @@ static void stop_at(const char *stage)
  * A mapped pack or input that is cut shorter under a load or save (or
  * whose disk fails a read) raises SIGBUS where it is read. The thread
  * arms bus_jmp first; the handler jumps back there (open_mapped(),
- * save_chunk()). A SIGBUS anywhere
- * else is a bug: the default action, a core dump, is taken.
+ * save_chunk()). A SIGBUS anywhere else is a bug: the default action, a
+ * core dump, is taken.
  */
 static _Thread_local sigjmp_buf *bus_jmp;
 
