@@ -61,6 +61,7 @@ struct job {
 	struct idset ids;
 	uint64_t stop_mid;		/* test hook: stop after this many blocks */
 	uint32_t chunk;			/* blocks a worker takes at a time */
+	uint32_t out_unit;		/* load: the target's preferred write size, or 0 */
 	uint64_t lo, hi;		/* the blocks the workers run over now */
 	struct vmrs_loc *loc;		/* directory load/verify: block lo + k is at loc[k] */
 	bool map_packs;			/* directory load/verify: open blocks in mapped packs */
@@ -873,7 +874,17 @@ static int run_job(struct job *j, int threads)
 	 * megabyte, with its sealed copy beside it, went out to L3). RADOS:
 	 * a megabyte, for fewer round trips.
 	 */
-	j->chunk = (j->s->rados ? 1U << 20 : 256U << 10) / j->m->block_size;
+	j->chunk = j->s->rados ? 1U << 20 : 256U << 10;
+	/*
+	 * A load writes whole units of the target's preferred size: a tmpfs
+	 * with huge pages says 2 MiB, and a smaller write into a fresh huge
+	 * page zeroes the rest of it first (18% of a 256 MiB load's CPU, perf;
+	 * with 2 MiB chunks a load takes 5-8% less CPU on one thread and 17%
+	 * less on two, while on a 4 KiB-page tmpfs 256 KiB stays faster).
+	 */
+	if (j->op == OP_LOAD && j->out_unit > j->chunk)
+		j->chunk = j->out_unit;
+	j->chunk /= j->m->block_size;
 	/*
 	 * RADOS looks a chunk's IDs up with one read per index shard: keep
 	 * about 8 keys per read however many shards (at most 16 MiB).
@@ -1469,7 +1480,7 @@ int cmd_load(const char *store, const char *name, const char *file,
 	char tmp[PATH_MAX] = "", dir[PATH_MAX];
 	uint8_t key[VMRS_KEY_LEN];
 	bool in_place = false, is_vmr = false, existed;
-	struct stat st = { 0 };
+	struct stat st = { 0 }, st2;
 	int fd = -1, ret = 1, r;
 	double t0 = now();
 
@@ -1555,6 +1566,10 @@ int cmd_load(const char *store, const char *name, const char *file,
 		}
 	}
 	j.fd = fd;
+	/* st_blksize: a power of two, taken up to 16 MiB (a chunk's buffers). */
+	if (!fstat(fd, &st2) && st2.st_blksize > 0 && st2.st_blksize <= (16 << 20) &&
+	    !(st2.st_blksize & (st2.st_blksize - 1)))
+		j.out_unit = (uint32_t)st2.st_blksize;
 	if (run_job(&j, o->threads)) {
 		if (o->partial)
 			vmrs_err("'%s': partial load, %d bad blocks", file, (int)j.errors);
