@@ -397,6 +397,13 @@ static int64_t hole_blocks(const struct job *j, uint64_t i, uint64_t i1)
 	return (int64_t)(n < i1 - i ? n : i1 - i);
 }
 
+/* The one message of a save whose input got shorter under it: -ENODATA. */
+static int shrank(const struct job *j, const char *how, uint64_t off)
+{
+	vmrs_err("%s: file shrank during the save (%s at offset %" PRIu64 ")", j->what, how, off);
+	return -ENODATA;
+}
+
 static void block_done(struct job *j)
 {
 	if (j->stop_mid && atomic_fetch_add(&j->done_blocks, 1) + 1 == j->stop_mid)
@@ -468,11 +475,8 @@ static int save_runs(struct worker *w, uint64_t i0, uint64_t i1)
 			continue;
 		}
 		h = hole_blocks(j, i, i1);
-		if (h < 0) {
-			vmrs_err("%s: read at offset %jd: file shrank during the save", j->what,
-				 (intmax_t)off);
-			return (int)h;
-		}
+		if (h < 0)
+			return shrank(j, "no data", (uint64_t)off);
 		for (; h; h--, i++) {
 			if (j->dirty && !j->dirty[i])
 				continue;
@@ -496,9 +500,10 @@ static int save_runs(struct worker *w, uint64_t i0, uint64_t i1)
 		} else {
 			buf = w->plain;
 			ret = vmrs_pread_all(j->fd, w->plain, len, off);
+			if (ret == -ENODATA)
+				return shrank(j, "a short read", (uint64_t)off);
 			if (ret) {
 				vmrs_err("%s: read at offset %jd: %s", j->what, (intmax_t)off,
-					 ret == -ENODATA ? "file shrank during the save" :
 					 strerror(-ret));
 				return ret;
 			}
@@ -561,8 +566,7 @@ static int save_chunk(struct worker *w, uint64_t i0, uint64_t i1)
 		return save_runs(w, i0, i1);
 	if (sigsetjmp(jb, 0)) {
 		bus_jmp = NULL;
-		vmrs_err("%s: file shrank during the save (a page of it was cut off)", w->j->what);
-		return -ENODATA;
+		return shrank(w->j, "a page cut off in the chunk", i0 * w->j->m->block_size);
 	}
 	bus_jmp = &jb;
 	ret = save_runs(w, i0, i1);
