@@ -12,7 +12,7 @@
 #   sizes of both parts, THREADS="1 2" the thread counts;
 #   VMRESET_STORE_B=OTHER_BINARY runs a second tool interleaved with the
 #   first, run by run, so that the two see the same minute of this
-#   machine)
+#   machine, and prints the median ratio of their CPU times per pair)
 set -euo pipefail
 tool=${VMRESET_STORE:-$(dirname "$0")/vmreset-store}
 cb=${VMRESET_STORE_CRYPTOBENCH:-$(dirname "$0")/cryptobench}
@@ -53,6 +53,14 @@ best_med() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print a[1], a
 # GB/s of "best median" seconds over SIZE / (seconds / $2).
 rates() { local b m; read -r b m < <(best_med "${@:3}"); echo "$(gbs "$(echo "$b / $2" | bc -l)") $1 $(gbs "$(echo "$m / $2" | bc -l)")"; }
 
+# "median (q1-q3)" of B/A over pairs: pair_ratio "A1 A2 ..." "B1 B2 ...".
+pair_ratio() {
+	# shellcheck disable=SC2086
+	paste <(printf '%s\n' $1) <(printf '%s\n' $2) | awk '{print $2 / $1}' | sort -n |
+		awk '{a[NR] = $1} END {printf "%.3f (%.3f-%.3f)", a[int((NR + 1) / 2)],
+		     a[int(NR / 4) + 1], a[int((3 * NR + 3) / 4)]}'
+}
+
 if [ "$what" != blocks ]; then
 echo "# throughput, $mib MiB of random data, store in $dir, $runs runs;" \
      "load average $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs"
@@ -86,8 +94,11 @@ echo "# GB/s best / median of $runs runs; tools: ${tools[*]}"
 for bs in ${BLOCKS:-4k 16k}; do
 for t in ${THREADS:-1 2}; do
 	declare -A sw=() sc=() lw=() lc=()
-	for _ in $(seq 1 "$runs"); do
-		for x in "${!tools[@]}"; do
+	for r in $(seq 1 "$runs"); do
+		# Two tools swap places every run: neither always runs second.
+		order=("${!tools[@]}")
+		[ $((r % 2)) = 0 ] && [ ${#tools[@]} = 2 ] && order=(1 0)
+		for x in "${order[@]}"; do
 			tl=${tools[$x]}
 			rm -rf "$dir/s" "$dir/out"; "$tl" init "$dir/s" --block-size "$bs" >/dev/null
 			read -r w c < <(secs "$tl" save "$obj" "$dir/s" --key "$key" --name o -t $t)
@@ -107,6 +118,13 @@ for t in ${THREADS:-1 2}; do
 		     "load wall $(rates / 1 ${lw[$x]}) GB/s, cpu-bound $(rates / "$t" ${lc[$x]}) GB/s" \
 		     "(wall${lw[$x]}; cpu${lc[$x]})"
 	done
+	# On a shared host the spread between minutes is larger than most
+	# changes: the ratio of the two tools' CPU within each pair of runs,
+	# a few seconds apart, says more than their separate medians.
+	if [ ${#tools[@]} = 2 ]; then
+		echo "block $bs threads $t: CPU of ${tools[1]} / ${tools[0]}, median of $runs pairs" \
+		     "(quartiles): save $(pair_ratio "${sc[0]}" "${sc[1]}"), load $(pair_ratio "${lc[0]}" "${lc[1]}")"
+	fi
 	unset sw sc lw lc
 done
 done
