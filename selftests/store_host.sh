@@ -12,9 +12,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/tap.sh"
 tool=${VMRESET_STORE:-$here/../store/vmreset-store}
 dir=$(mktemp -d /tmp/store_host.XXXXXX)
-trap 'rm -rf "$dir"' EXIT
+loops=()
+trap 'for l in "${loops[@]}"; do losetup -d "$l"; done; rm -rf "$dir"' EXIT
 echo "TAP version 13"
-echo "1..16"
+echo "1..19"
 
 store="$dir/st\"o\\re"$'\t\x01\x1f\n'
 names=('quote"d' 'back\slash' 'both\"\\' 'sp ace é中' '{"a":[1]}' "new"$'\u2028'"line")
@@ -253,6 +254,53 @@ huge_target() {
 }
 tap "load into a huge-page tmpfs (2 MiB writes): zero blocks and the tail exact" huge_target 1
 tap "the same with two threads" huge_target 2
+
+# A block device target is written in place: one smaller than the
+# snapshot must be refused before a byte is written (it used to take the
+# first part and fail at its end), one as large or larger loaded; a FIFO
+# is no target (opening it for writing would wait for a reader).
+# attach FILE: a loop device on it, in $loop_dev; detached at exit.
+attach() {
+	loop_dev=$(losetup -f --show "$1") || return 1
+	loops+=("$loop_dev")
+}
+
+small_device() {
+	[ "$(id -u)" = 0 ] || { echo "needs root for a loop device"; return 1; }
+	head -c $((2 << 20)) /dev/urandom > "$dir/dev.in"
+	head -c $((1 << 20)) /dev/urandom > "$dir/dev.img"
+	cp "$dir/dev.img" "$dir/dev.orig"
+	rm -rf "$dir/devst"
+	"$tool" init "$dir/devst" >/dev/null &&
+	"$tool" save "$dir/dev.in" "$dir/devst" --key "$dir/k" --name d >/dev/null &&
+	attach "$dir/dev.img" || return 1
+	out=$("$tool" load "$dir/devst" d "$loop_dev" --key "$dir/k" 2>&1)
+	rc=$?
+	[ $rc = 1 ] && echo "$out" | grep -q "the device holds 1048576 bytes, snapshot 'd' 2097152; nothing written" ||
+		{ echo "exit $rc: $out"; return 1; }
+	"$tool" load "$dir/devst" d "$loop_dev" --key "$dir/k" --partial >/dev/null 2>&1 &&
+		{ echo "--partial loaded into the small device"; return 1; }
+	# Through the loop device's page cache: compare what the device holds.
+	cmp "$loop_dev" "$dir/dev.orig" || { echo "the device was written"; return 1; }
+}
+tap "load into a block device smaller than the snapshot: refused, nothing written" small_device
+
+big_device() {
+	head -c $((3 << 20)) /dev/urandom > "$dir/dev.img2" &&
+	attach "$dir/dev.img2" || return 1
+	"$tool" load "$dir/devst" d "$loop_dev" --key "$dir/k" >/dev/null || return 1
+	cmp -n $((2 << 20)) "$dir/dev.in" "$loop_dev"
+}
+tap "load into a larger block device: the snapshot's bytes at its start" big_device
+
+fifo_target() {
+	mkfifo "$dir/fifo" &&
+	timeout 10 "$tool" load "$dir/devst" d "$dir/fifo" --key "$dir/k" > "$dir/fifo.out" 2>&1
+	rc=$?
+	[ $rc = 1 ] && grep -q "not a regular file or a block device" "$dir/fifo.out" &&
+		[ -p "$dir/fifo" ] || { echo "exit $rc: $(cat "$dir/fifo.out")"; return 1; }
+}
+tap "load into a FIFO: refused at once, the FIFO left alone" fifo_target
 
 man_ok() {
 	out=$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -l "$here/../store/vmreset-store.1" 2>&1 >/dev/null)

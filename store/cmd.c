@@ -1513,6 +1513,14 @@ int cmd_load(const char *store, const char *name, const char *file,
 	}
 	j.s = &s;
 	j.m = &m;
+	/*
+	 * Before the open: a FIFO would block it until a reader came, and
+	 * nothing but a file or a block device can take a pwrite.
+	 */
+	if (!stat(file, &st) && !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		vmrs_err("'%s': not a regular file or a block device", file);
+		goto out;
+	}
 	fd = open(file, O_WRONLY | O_CLOEXEC);
 	existed = fd >= 0 && !fstat(fd, &st);
 	/*
@@ -1527,8 +1535,20 @@ int cmd_load(const char *store, const char *name, const char *file,
 	if (o->partial && fd < 0)
 		fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
 	if (in_place || o->partial) {
+		uint64_t dev;
+
 		if (fd < 0) {
 			vmrs_err("'%s': %s", file, strerror(errno));
+			goto out;
+		}
+		/* A device too small would take the first part and fail at its end. */
+		if (S_ISBLK(st.st_mode) && ioctl(fd, BLKGETSIZE64, &dev)) {
+			vmrs_err("'%s': device size: %s", file, strerror(errno));
+			goto out;
+		}
+		if (S_ISBLK(st.st_mode) && dev < m.size) {
+			vmrs_err("'%s': the device holds %" PRIu64 " bytes, snapshot '%s' %" PRIu64
+				 "; nothing written", file, dev, name, m.size);
 			goto out;
 		}
 		if (!o->partial) {
