@@ -882,9 +882,10 @@ static int run_job(struct job *j, int threads)
 	/*
 	 * A load writes whole units of the target's preferred size: a tmpfs
 	 * with huge pages says 2 MiB, and a smaller write into a fresh huge
-	 * page zeroes the rest of it first (18% of a 256 MiB load's CPU, perf;
-	 * with 2 MiB chunks a load takes 5-8% less CPU on one thread and 17%
-	 * less on two, while on a 4 KiB-page tmpfs 256 KiB stays faster).
+	 * page zeroes the rest of it first (18% of a 256 MiB load's CPU,
+	 * perf). With 2 MiB chunks a load there takes 2% less CPU on one
+	 * thread and 21% less on two (medians of paired runs); on a 4 KiB-page
+	 * tmpfs they were no faster, and 256 KiB stays in L2.
 	 */
 	if (j->op == OP_LOAD && j->out_unit > j->chunk)
 		j->chunk = j->out_unit;
