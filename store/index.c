@@ -208,6 +208,15 @@ int vmrs_index_locate(struct vmrs_store *s, void *rtxn, const struct vmrs_entry 
 	for (uint64_t x = 0; x < n; x++) {
 		struct vmrs_loc *l = &loc[order[x]];
 
+		/*
+		 * In ID order the manifest's entries and their locations are
+		 * read at random: the first compare of each lookup waited on the
+		 * ID's cache miss (6% of a load's CPU, in memcmp).
+		 */
+		if (x + 8 < n) {
+			__builtin_prefetch(e[order[x + 8]].id);
+			__builtin_prefetch(&loc[order[x + 8]], 1);
+		}
 		k.mv_size = VMRS_HASH_LEN;
 		k.mv_data = (void *)e[order[x]].id;
 		if (mdb_cursor_get(cur, &k, &v, MDB_SET_KEY) || v.mv_size != sizeof(iv)) {
