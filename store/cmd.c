@@ -969,6 +969,15 @@ static void default_selector(const struct vmrs_store *s, char *buf, size_t len)
 	}
 }
 
+/* A block device's size in bytes (st_size is 0 for one); 0 or -1, said why. */
+static int device_size(const char *file, int fd, uint64_t *size)
+{
+	if (!ioctl(fd, BLKGETSIZE64, size))
+		return 0;
+	vmrs_err("'%s': device size: %s", file, strerror(errno));
+	return -1;
+}
+
 static void mark(uint8_t *dirty, uint64_t nblocks, uint32_t bs, uint64_t off, uint64_t len)
 {
 	if (!len)
@@ -1241,10 +1250,8 @@ int cmd_save(const char *file, const char *store, const struct vmrs_opts *o)
 	m.size = (uint64_t)st.st_size;
 	/* st_size is 0 for a device or a pipe: never save those as empty. */
 	if (S_ISBLK(st.st_mode)) {
-		if (ioctl(fd, BLKGETSIZE64, &m.size)) {
-			vmrs_err("'%s': device size: %s", file, strerror(errno));
+		if (device_size(file, fd, &m.size))
 			goto out;
-		}
 	} else if (!S_ISREG(st.st_mode)) {
 		vmrs_err("'%s': not a regular file or a block device", file);
 		goto out;
@@ -1543,14 +1550,14 @@ int cmd_load(const char *store, const char *name, const char *file,
 			goto out;
 		}
 		/* A device too small would take the first part and fail at its end. */
-		if (S_ISBLK(st.st_mode) && ioctl(fd, BLKGETSIZE64, &dev)) {
-			vmrs_err("'%s': device size: %s", file, strerror(errno));
-			goto out;
-		}
-		if (S_ISBLK(st.st_mode) && dev < m.size) {
-			vmrs_err("'%s': the device holds %" PRIu64 " bytes, snapshot '%s' %" PRIu64
-				 "; nothing written", file, dev, name, m.size);
-			goto out;
+		if (S_ISBLK(st.st_mode)) {
+			if (device_size(file, fd, &dev))
+				goto out;
+			if (dev < m.size) {
+				vmrs_err("'%s': the device holds %" PRIu64 " bytes, snapshot '%s' %"
+					 PRIu64 "; nothing written", file, dev, name, m.size);
+				goto out;
+			}
 		}
 		if (!o->partial) {
 			j.op = OP_VERIFY;
