@@ -937,7 +937,89 @@ struct response {
 	char *out, *err;	/* into payload */
 	char *payload;
 	double run_ms;
+	json_object *stuck;	/* a timeout: what the VM was doing (stuck_state()) */
 };
+
+/* "CPU#n" and its instruction pointer line (RIP/EIP ... HLT=) of `info registers`. */
+static json_object *cpu_lines(const char *info)
+{
+	json_object *a = json_object_new_array();
+
+	for (const char *l = info; *l;) {
+		size_t n = strcspn(l, "\r\n");
+
+		if ((n > 4 && !strncmp(l, "CPU#", 4)) || (n > 4 && (!strncmp(l, "RIP=", 4) ||
+							       !strncmp(l, "EIP=", 4))))
+			json_object_array_add(a, json_object_new_string_len(l, (int)n));
+		l += n;
+		l += strspn(l, "\r\n");
+	}
+	return a;
+}
+
+/*
+ * A request that timed out: the run state, each vCPU's RIP and HLT, and
+ * the first rings of every virtio device (whether the guest posted
+ * buffers, whether QEMU used them and signalled). Taken before the reset
+ * wipes it, so that a guest that stops answering says whether it is
+ * spinning, halted waiting for an interrupt, or never saw the request.
+ */
+static json_object *stuck_state(void)
+{
+	json_object *j = json_object_new_object(), *r, *devs, *a;
+	int err;
+
+	r = qmp_exec("query-status", NULL, &err);
+	json_object_object_add(j, "status", err ? json_object_new_string(g.err) : r);
+	r = qmp_exec("human-monitor-command",
+		     jargs("command-line", json_object_new_string("info registers -a"), NULL, NULL,
+			   NULL, NULL), &err);
+	json_object_object_add(j, "cpus", err ? json_object_new_string(g.err) :
+			       cpu_lines(r ? json_object_get_string(r) : ""));
+	json_object_put(r);
+	devs = qmp_exec("x-query-virtio", NULL, &err);
+	if (err) {
+		json_object_object_add(j, "virtio", json_object_new_string(g.err));
+		return j;
+	}
+	a = json_object_new_array();
+	for (size_t i = 0; i < json_object_array_length(devs); i++) {
+		json_object *d = json_object_array_get_idx(devs, i), *path, *name, *o, *qs;
+
+		if (!json_object_object_get_ex(d, "path", &path) ||
+		    !json_object_object_get_ex(d, "name", &name))
+			continue;
+		o = json_object_new_object();
+		qs = json_object_new_array();
+		json_object_object_add(o, "name", json_object_get(name));
+		/* virtio-serial: port 0's pair, the control pair, port 1's (the agent) */
+		for (int q = 0; q < 6; q++) {
+			json_object *st = qmp_exec("x-query-virtio-queue-status",
+						   jargs("path", json_object_get(path), "queue",
+							 json_object_new_int(q), NULL, NULL), &err);
+			json_object *e = json_object_new_object();
+			static const char *const keys[] = { "last-avail-idx", "shadow-avail-idx",
+							    "used-idx", "signalled-used", "inuse" };
+
+			if (err)
+				break;
+			json_object_object_add(e, "queue", json_object_new_int(q));
+			for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+				json_object *v;
+
+				if (json_object_object_get_ex(st, keys[k], &v))
+					json_object_object_add(e, keys[k], json_object_get(v));
+			}
+			json_object_array_add(qs, e);
+			json_object_put(st);
+		}
+		json_object_object_add(o, "queues", qs);
+		json_object_array_add(a, o);
+	}
+	json_object_put(devs);
+	json_object_object_add(j, "virtio", a);
+	return j;
+}
 
 static int request(char **argv, int argc, const char *in, size_t in_len, int timeout_ms,
 		   struct response *res)
@@ -988,6 +1070,7 @@ static int request(char **argv, int argc, const char *in, size_t in_len, int tim
 		e = read_frame(&rf, &res->payload, deadline);
 		if (e == -ETIMEDOUT) {
 			res->timed_out = 1;
+			res->stuck = stuck_state();
 			break;
 		}
 		if (e == -ECANCELED) {
@@ -1038,6 +1121,8 @@ static json_object *response_json(const struct response *r, const struct timing 
 				r->powered_off ? "poweroff" : "error"));
 	if (r->crashed || r->powered_off)
 		json_object_object_add(j, "why", json_object_new_string(g.crash));
+	if (r->stuck)
+		json_object_object_add(j, "stuck", json_object_get(r->stuck));
 	if (r->ok) {
 		int st = r->r.wait_status;
 
@@ -1216,6 +1301,7 @@ static int serve_line(const char *line)
 			if (ret)
 				json_object_object_add(out, "error", json_object_new_string(g.err));
 			free(r.payload);
+			json_object_put(r.stuck);
 		}
 	} else {
 		out = json_object_new_object();
@@ -1412,9 +1498,13 @@ int main(int argc, char **argv)
 		} else {
 			fprintf(stderr, "vmreset-qemu: %s\n", r.crashed || r.powered_off ? g.crash :
 				r.timed_out ? "the request timed out" : "no response");
+			if (r.stuck)
+				fprintf(stderr, "vmreset-qemu: the VM at the timeout: %s\n",
+					json_object_to_json_string_ext(r.stuck, JSON_C_TO_STRING_PLAIN));
 			ret = 1;
 		}
 		free(r.payload);
+		json_object_put(r.stuck);
 	} else {
 		char *line = NULL;
 		size_t cap = 0;

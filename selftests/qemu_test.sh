@@ -68,7 +68,16 @@ await() {
 	done
 }
 # req JSON: one line in, the response in $R (the driver's last line).
+# A request without its own timeout_ms gets 300 s: a guest that stops
+# answering then comes back as outcome "timeout" with the driver's
+# "stuck" report (vCPUs, rings), and the VM is reset for the next case,
+# instead of every later case waiting on it until the suite is killed.
 req() {
+	case "$1" in
+	*'"argv"'*)
+		echo "$1" | jq -e 'has("timeout_ms")' > /dev/null ||
+			set -- "$(echo "$1" | jq -c '. + {timeout_ms: 300000}')" ;;
+	esac
 	nreq=$((nreq + 1))
 	echo "$1" >&3
 	if ! await $((nreq + 1)) 600; then
@@ -312,6 +321,26 @@ t_incoming_option() {
 
 # QEMU killed during a request: the driver says so and cleans up; the VM
 # is detached and vmresetfs is as empty as before.
+# A request that outlives its timeout_ms: outcome "timeout" with what the
+# VM was doing at that moment (the guest sleeping: running, its vCPUs'
+# RIP lines, the agent's virtio-serial rings), then a reset that leaves
+# nothing of it (its file in /tmp is gone) and the next request served.
+t_timeout_reported_then_clean() {
+	echo '{"argv":["sh","-c","touch /tmp/slow; sleep 1000"],"timeout_ms":20000}' >&3
+	nreq=$((nreq + 1))
+	await $((nreq + 1)) 600 || { echo "no response to the slow request"; cat "$W/err"; return 1; }
+	R=$(tail -n 1 "$W/out")
+	echo "$R" | jq -c '{outcome, run_ms, stuck}'
+	echo "$R" | jq -e '.outcome == "timeout" and .run_ms >= 20000 and
+		.stuck.status.status == "running" and
+		([.stuck.cpus[] | select(test("^RIP=[0-9a-f]{16} .*HLT="))] | length) >= 1 and
+		([.stuck.virtio[] | select(.name == "virtio-serial") | .queues[]
+		  | select(has("used-idx"))] | length) >= 4' > /dev/null || return 1
+	sh_req 'test -e /tmp/slow && echo left || echo clean' || return 1
+	echo "after: $OUT"
+	[ "$OUT" = clean ]
+}
+
 t_killed_mid_request() {
 	info || return 1
 	qpid=$(field qemu_pid) vm=$(field vm_id)
@@ -364,7 +393,8 @@ t_hc_preserve_under_vmreset_vmm() {
 
 cases="boots_and_serves exit_status_and_stdin no_files_or_secret_from_last_request
 	preserved_range_survives device_writes_reverted many_requests guest_crash_then_clean
-	guest_poweroff_then_clean bad_words_refused incoming_reset killed_mid_request hc_preserve_under_vmreset_vmm"
+	guest_poweroff_then_clean bad_words_refused timeout_reported_then_clean incoming_reset
+	killed_mid_request hc_preserve_under_vmreset_vmm"
 # Named only (-t): a boot of their own each, too slow for every CI run.
 named="cold_reset incoming_option"
 [ -n "$only" ] && cases="$cases $named"
