@@ -948,8 +948,8 @@ static json_object *cpu_lines(const char *info)
 	for (const char *l = info; *l;) {
 		size_t n = strcspn(l, "\r\n");
 
-		if ((n > 4 && !strncmp(l, "CPU#", 4)) || (n > 4 && (!strncmp(l, "RIP=", 4) ||
-							       !strncmp(l, "EIP=", 4))))
+		if (n > 4 && (!strncmp(l, "CPU#", 4) || !strncmp(l, "RIP=", 4) ||
+			      !strncmp(l, "EIP=", 4)))
 			json_object_array_add(a, json_object_new_string_len(l, (int)n));
 		l += n;
 		l += strspn(l, "\r\n");
@@ -971,6 +971,9 @@ static json_object *stuck_state(void)
 
 	r = qmp_exec("query-status", NULL, &err);
 	json_object_object_add(j, "status", err ? json_object_new_string(g.err) : r);
+	/* A QEMU that does not answer this answers nothing: one QMP_TIMEOUT, not ten. */
+	if (err)
+		return j;
 	r = qmp_exec("human-monitor-command",
 		     jargs("command-line", json_object_new_string("info registers -a"), NULL, NULL,
 			   NULL, NULL), &err);
@@ -997,12 +1000,13 @@ static json_object *stuck_state(void)
 			json_object *st = qmp_exec("x-query-virtio-queue-status",
 						   jargs("path", json_object_get(path), "queue",
 							 json_object_new_int(q), NULL, NULL), &err);
-			json_object *e = json_object_new_object();
 			static const char *const keys[] = { "last-avail-idx", "shadow-avail-idx",
 							    "used-idx", "signalled-used", "inuse" };
+			json_object *e;
 
 			if (err)
 				break;
+			e = json_object_new_object();
 			json_object_object_add(e, "queue", json_object_new_int(q));
 			for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
 				json_object *v;
