@@ -3,9 +3,10 @@
 # Debian's unmodified QEMU (microvm, nested KVM) on vmresetfs, driven by
 # vmreset-qemu: one boot to the ready snapshot, then requests, each reset
 # by REVERT of RAM and disk plus QEMU's own load of the device state
-# (docs/qemu.md), with hot pages learned (the default); guest crashes and
-# a power-off; then the same VM reset by a new QEMU with -incoming. Also the preserve hypercall of the guest agent under
-# vmreset-vmm (what store's bpf tests use).
+# (docs/qemu.md), with hot pages learned (the default); guest crashes, a
+# power-off, a timeout and its report; then the same VM reset by a new
+# QEMU with -incoming. Also the preserve hypercall of the guest agent
+# under vmreset-vmm (what store's bpf tests use).
 #
 #   qemu_test.sh [-t CASE]
 . "$(dirname "$0")/tap.sh"
@@ -319,8 +320,6 @@ t_incoming_option() {
 	incoming_resets
 }
 
-# QEMU killed during a request: the driver says so and cleans up; the VM
-# is detached and vmresetfs is as empty as before.
 # A request that outlives its timeout_ms: outcome "timeout" with what the
 # VM was doing at that moment (the guest sleeping: running, its vCPUs'
 # RIP lines, the agent's virtio-serial rings), then a reset that leaves
@@ -341,6 +340,8 @@ t_timeout_reported_then_clean() {
 	[ "$OUT" = clean ]
 }
 
+# QEMU killed during a request: the driver says so and cleans up; the VM
+# is detached and vmresetfs is as empty as before.
 t_killed_mid_request() {
 	info || return 1
 	qpid=$(field qemu_pid) vm=$(field vm_id)
