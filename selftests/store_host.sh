@@ -15,7 +15,7 @@ dir=$(mktemp -d /tmp/store_host.XXXXXX)
 loops=()
 trap 'for l in "${loops[@]}"; do losetup -d "$l"; done; rm -rf "$dir"' EXIT
 echo "TAP version 13"
-echo "1..19"
+echo "1..20"
 
 store="$dir/st\"o\\re"$'\t\x01\x1f\n'
 names=('quote"d' 'back\slash' 'both\"\\' 'sp ace é中' '{"a":[1]}' "new"$'\u2028'"line")
@@ -254,6 +254,33 @@ huge_target() {
 }
 tap "load into a huge-page tmpfs (2 MiB writes): zero blocks and the tail exact" huge_target 1
 tap "the same with two threads" huge_target 2
+
+# A target filesystem that fills up under a load: the failed write named,
+# whether its chunk was written at once or after the thread's next one
+# (VMRESET_STORE_WRITE_LATE), the old target kept, no temporary file left.
+full_target() {
+	local fz="$dir/fz" un=(unshare -m)
+
+	[ "$(id -u)" = 0 ] || un=(unshare -rm)
+	mkdir -p "$fz"
+	head -c $((4 << 20)) /dev/urandom > "$dir/fz.in"
+	rm -rf "$dir/fzst"; "$tool" init "$dir/fzst" >/dev/null &&
+	"$tool" save "$dir/fz.in" "$dir/fzst" --key "$dir/k" --name fz >/dev/null || return 1
+	"${un[@]}" sh -c '
+		mount -t tmpfs -o size=2m tmpfs "$2" || exit 1
+		echo old > "$2/out"
+		for late in "" VMRESET_STORE_WRITE_LATE=1; do
+			for t in 1 2; do
+				env $late "$1" load "$3/fzst" fz "$2/out" --key "$3/k" -t $t > "$3/fz.log" 2>&1
+				rc=$?
+				grep -q "write at offset [0-9]*: No space left on device" "$3/fz.log" &&
+					[ $rc = 1 ] || { echo "$late -t $t: exit $rc"; cat "$3/fz.log"; exit 1; }
+				[ "$(cat "$2/out")" = old ] || { echo "$late -t $t: target changed"; exit 1; }
+				[ "$(ls "$2")" = out ] || { echo "$late -t $t: left behind:"; ls "$2"; exit 1; }
+			done
+		done' sh "$tool" "$fz" "$dir"
+}
+tap "load into a filesystem that fills up: ENOSPC named, target kept, nothing left" full_target
 
 # A block device target is written in place: one smaller than the
 # snapshot must be refused before a byte is written (it used to take the

@@ -71,6 +71,8 @@ struct job {
 	atomic_int errors;
 	atomic_bool abort;
 	pthread_mutex_t lock;
+	pthread_mutex_t write_lock;	/* load: one pwrite into the target at a time */
+	bool write_late;		/* test hook: every chunk's write waits for the next */
 	struct vmrs_newblock *nb;	/* save: blocks to add to the index */
 	uint64_t nnb, nbcap;
 	struct vmrs_pack_writer *packs;
@@ -266,6 +268,14 @@ struct worker {
 	struct vmrs_loc *locs;		/* RADOS: a chunk's blocks to fetch; else their places */
 	uint8_t *runs;			/* load, directory store: the chunk's sealed blocks */
 	const uint8_t **src;		/* where in @runs block i0 + k is; NULL = read it alone */
+	/*
+	 * Load: the runs of blocks [a, b) of the chunk at @plain to write, and
+	 * a chunk decrypted earlier whose write waits (@npend runs at @pend).
+	 */
+	struct wrun { uint64_t a, b; } *out, *pend_out;
+	size_t nout, npend;
+	uint64_t pend_i0;
+	uint8_t *pend;
 	bool first;
 };
 
@@ -574,22 +584,84 @@ static int save_chunk(struct worker *w, uint64_t i0, uint64_t i1)
 	return ret;
 }
 
-static int flush_run(struct worker *w, uint64_t i0, uint64_t run, uint64_t end)
+/* Blocks @run..@end-1 of the chunk are to be written (load_chunk's end: submit). */
+static void flush_run(struct worker *w, uint64_t run, uint64_t end)
+{
+	if (w->j->op == OP_LOAD && run < end)
+		w->out[w->nout++] = (struct wrun){ run, end };
+}
+
+static int write_runs(struct worker *w, const uint8_t *buf, uint64_t i0,
+		      const struct wrun *r, size_t n)
 {
 	struct job *j = w->j;
 	uint32_t bs = j->m->block_size;
-	size_t n = 0;
+	int ret = 0;
+
+	for (size_t x = 0; x < n && !ret; x++) {
+		size_t len = 0;
+
+		for (uint64_t k = r[x].a; k < r[x].b; k++)
+			len += block_len(j, k);
+		ret = vmrs_pwrite_all(j->fd, buf + (r[x].a - i0) * bs, len, (off_t)(r[x].a * bs));
+		if (ret)
+			vmrs_err("%s: write at offset %jd: %s", j->what, (intmax_t)(r[x].a * bs),
+				 strerror(-ret));
+	}
+	return ret;
+}
+
+/* The chunk whose write waits, if any, once the target is free. */
+static int write_pending(struct worker *w)
+{
 	int ret;
 
-	if (j->op != OP_LOAD || run >= end)
+	if (!w->npend)
 		return 0;
-	for (uint64_t k = run; k < end; k++)
-		n += block_len(j, k);
-	ret = vmrs_pwrite_all(j->fd, w->plain + (run - i0) * bs, n, (off_t)(run * bs));
-	if (ret)
-		vmrs_err("%s: write at offset %jd: %s", j->what, (intmax_t)(run * bs),
-			 strerror(-ret));
+	pthread_mutex_lock(&w->j->write_lock);
+	ret = write_runs(w, w->pend, w->pend_i0, w->pend_out, w->npend);
+	pthread_mutex_unlock(&w->j->write_lock);
+	w->npend = 0;
 	return ret;
+}
+
+/*
+ * Writes the chunk just decrypted, or leaves it for after the next one.
+ * Writes into one file take its inode lock (tmpfs, ext4, xfs), so two
+ * threads' pwrites run one at a time, and the second spun in
+ * rwsem_spin_on_owner (16% of a two-thread load's CPU on a 4 KiB-page
+ * tmpfs): a thread that finds the target busy decrypts its next chunk
+ * instead. The writes still go one at a time (the same wall time), with
+ * a tenth less CPU.
+ * Alone, a thread always writes at once, from the buffer still in L2.
+ * VMRESET_STORE_WRITE_LATE=1 makes every chunk wait, so that tests reach
+ * the path two threads take only when their writes meet.
+ */
+static int submit(struct worker *w, uint64_t i0)
+{
+	struct job *j = w->j;
+	uint8_t *b;
+	struct wrun *r;
+	int ret = write_pending(w);
+
+	if (ret || !w->nout)
+		return ret;
+	if (!j->write_late && !pthread_mutex_trylock(&j->write_lock)) {
+		ret = write_runs(w, w->plain, i0, w->out, w->nout);
+		pthread_mutex_unlock(&j->write_lock);
+		w->nout = 0;
+		return ret;
+	}
+	b = w->pend;
+	w->pend = w->plain;
+	w->plain = b;
+	r = w->pend_out;
+	w->pend_out = w->out;
+	w->out = r;
+	w->npend = w->nout;
+	w->pend_i0 = i0;
+	w->nout = 0;
+	return 0;
 }
 
 /*
@@ -721,12 +793,11 @@ static int load_chunk(struct worker *w, uint64_t i0, uint64_t i1)
 		}
 		if (bad)
 			block_error(j, i, bad);
-		ret = flush_run(w, i0, run, i);
-		if (ret)
-			return ret;
+		flush_run(w, run, i);
 		run = i + 1;
 	}
-	return flush_run(w, i0, run, i1);
+	flush_run(w, run, i1);
+	return submit(w, i0);
 }
 
 static void *worker(void *arg)
@@ -738,6 +809,11 @@ static void *worker(void *arg)
 	uint64_t i;
 
 	w->plain = malloc((size_t)j->chunk * bs);
+	if (j->op == OP_LOAD) {
+		w->pend = malloc((size_t)j->chunk * bs);
+		w->out = malloc((size_t)j->chunk * sizeof(*w->out));
+		w->pend_out = malloc((size_t)j->chunk * sizeof(*w->pend_out));
+	}
 	w->sealed = malloc(bs + VMRS_TAG_LEN);
 	w->check = malloc(bs);
 	w->ids = malloc((size_t)j->chunk * VMRS_HASH_LEN);
@@ -749,7 +825,8 @@ static void *worker(void *arg)
 		w->src = malloc((size_t)j->chunk * sizeof(*w->src));
 	}
 	if (!w->plain || !w->sealed || !w->check || !w->ids || !w->locs || !w->c || !w->rtxn ||
-	    (j->op != OP_SAVE && !j->s->rados && (!w->runs || !w->src))) {
+	    (j->op != OP_SAVE && !j->s->rados && (!w->runs || !w->src)) ||
+	    (j->op == OP_LOAD && (!w->pend || !w->out || !w->pend_out))) {
 		vmrs_err("%s: %s", j->what, w->rtxn ? "out of memory" :
 			 "cannot read the block index (too many readers?)");
 		atomic_store(&j->abort, true);
@@ -768,9 +845,17 @@ static void *worker(void *arg)
 		if (first)
 			progress(j, false);
 	}
+	/* A failed load (a write failed, or a bad block without --partial) needs no more writes. */
+	if (!atomic_load(&j->abort) && write_pending(w)) {
+		atomic_fetch_add(&j->errors, 1);
+		atomic_store(&j->abort, true);
+	}
 	vmrs_index_reader_end(j->s, w->rtxn);
 	vmrs_crypto_free(w->c);
 	free(w->plain);
+	free(w->pend);
+	free(w->out);
+	free(w->pend_out);
 	free(w->sealed);
 	free(w->check);
 	free(w->ids);
@@ -870,6 +955,8 @@ static int run_job(struct job *j, int threads)
 {
 
 	pthread_mutex_init(&j->lock, NULL);
+	pthread_mutex_init(&j->write_lock, NULL);
+	j->write_late = getenv("VMRESET_STORE_WRITE_LATE") != NULL;
 	j->start = j->last = now();
 	j->tty = isatty(2);
 	/*
@@ -1569,6 +1656,7 @@ int cmd_load(const char *store, const char *name, const char *file,
 			atomic_store(&j.next, 0);
 			atomic_store(&j.bytes, 0);
 			pthread_mutex_destroy(&j.lock);
+			pthread_mutex_destroy(&j.write_lock);
 		}
 		j.write_zeros = true;
 	} else {
