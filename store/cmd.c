@@ -646,7 +646,10 @@ static int submit(struct worker *w, uint64_t i0)
 
 	if (ret || !w->nout)
 		return ret;
-	if (!j->write_late && !pthread_mutex_trylock(&j->write_lock)) {
+	/* RADOS: no second chunk (up to 16 MiB a thread); the wait sleeps. */
+	if (!w->pend)
+		pthread_mutex_lock(&j->write_lock);
+	if (!w->pend || (!j->write_late && !pthread_mutex_trylock(&j->write_lock))) {
 		ret = write_runs(w, w->plain, i0, w->out, w->nout);
 		pthread_mutex_unlock(&j->write_lock);
 		w->nout = 0;
@@ -810,9 +813,11 @@ static void *worker(void *arg)
 
 	w->plain = malloc((size_t)j->chunk * bs);
 	if (j->op == OP_LOAD) {
-		w->pend = malloc((size_t)j->chunk * bs);
 		w->out = malloc((size_t)j->chunk * sizeof(*w->out));
-		w->pend_out = malloc((size_t)j->chunk * sizeof(*w->pend_out));
+		if (!j->s->rados) {
+			w->pend = malloc((size_t)j->chunk * bs);
+			w->pend_out = malloc((size_t)j->chunk * sizeof(*w->pend_out));
+		}
 	}
 	w->sealed = malloc(bs + VMRS_TAG_LEN);
 	w->check = malloc(bs);
@@ -826,7 +831,7 @@ static void *worker(void *arg)
 	}
 	if (!w->plain || !w->sealed || !w->check || !w->ids || !w->locs || !w->c || !w->rtxn ||
 	    (j->op != OP_SAVE && !j->s->rados && (!w->runs || !w->src)) ||
-	    (j->op == OP_LOAD && (!w->pend || !w->out || !w->pend_out))) {
+	    (j->op == OP_LOAD && (!w->out || (!j->s->rados && (!w->pend || !w->pend_out))))) {
 		vmrs_err("%s: %s", j->what, w->rtxn ? "out of memory" :
 			 "cannot read the block index (too many readers?)");
 		atomic_store(&j->abort, true);
