@@ -585,7 +585,7 @@ static int save_chunk(struct worker *w, uint64_t i0, uint64_t i1)
 }
 
 /* Blocks @run..@end-1 of the chunk are to be written (load_chunk's end: submit). */
-static void flush_run(struct worker *w, uint64_t run, uint64_t end)
+static void queue_run(struct worker *w, uint64_t run, uint64_t end)
 {
 	if (w->j->op == OP_LOAD && run < end)
 		w->out[w->nout++] = (struct wrun){ run, end };
@@ -632,9 +632,8 @@ static int write_pending(struct worker *w)
  * rwsem_spin_on_owner (16% of a two-thread load's CPU on a 4 KiB-page
  * tmpfs): a thread that finds the target busy decrypts its next chunk
  * instead. The writes still go one at a time (the same wall time), with
- * a tenth less CPU.
- * Alone, a thread always writes at once, from the buffer still in L2.
- * VMRESET_STORE_WRITE_LATE=1 makes every chunk wait, so that tests reach
+ * a tenth less CPU. Alone, a thread always writes at once, from the
+ * buffer still in L2. VMRESET_STORE_WRITE_LATE=1 makes every chunk wait, so that tests reach
  * the path two threads take only when their writes meet.
  */
 static int submit(struct worker *w, uint64_t i0)
@@ -646,25 +645,25 @@ static int submit(struct worker *w, uint64_t i0)
 
 	if (ret || !w->nout)
 		return ret;
-	/* RADOS: no second chunk (up to 16 MiB a thread); the wait sleeps. */
-	if (!w->pend)
+	if (!w->pend) {
+		/* RADOS: no second chunk (up to 16 MiB a thread); the wait sleeps. */
 		pthread_mutex_lock(&j->write_lock);
-	if (!w->pend || (!j->write_late && !pthread_mutex_trylock(&j->write_lock))) {
-		ret = write_runs(w, w->plain, i0, w->out, w->nout);
-		pthread_mutex_unlock(&j->write_lock);
+	} else if (j->write_late || pthread_mutex_trylock(&j->write_lock)) {
+		b = w->pend;
+		w->pend = w->plain;
+		w->plain = b;
+		r = w->pend_out;
+		w->pend_out = w->out;
+		w->out = r;
+		w->npend = w->nout;
+		w->pend_i0 = i0;
 		w->nout = 0;
-		return ret;
+		return 0;
 	}
-	b = w->pend;
-	w->pend = w->plain;
-	w->plain = b;
-	r = w->pend_out;
-	w->pend_out = w->out;
-	w->out = r;
-	w->npend = w->nout;
-	w->pend_i0 = i0;
+	ret = write_runs(w, w->plain, i0, w->out, w->nout);
+	pthread_mutex_unlock(&j->write_lock);
 	w->nout = 0;
-	return 0;
+	return ret;
 }
 
 /*
@@ -796,10 +795,10 @@ static int load_chunk(struct worker *w, uint64_t i0, uint64_t i1)
 		}
 		if (bad)
 			block_error(j, i, bad);
-		flush_run(w, run, i);
+		queue_run(w, run, i);
 		run = i + 1;
 	}
-	flush_run(w, run, i1);
+	queue_run(w, run, i1);
 	return submit(w, i0);
 }
 
